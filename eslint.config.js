@@ -1,0 +1,54 @@
+// Lint rules, including the layer rules from DESIGN.md:
+// core/common is pure TS (no Node, Electron or Vue); core/node never imports Electron or Vue;
+// renderer imports only core/common.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const nodeBuiltins = ['node:*', 'fs', 'fs/*', 'path', 'os', 'child_process', 'net', 'crypto', 'util', 'events', 'stream'];
+const uiPackages = ['electron', 'electron/*', 'vue', 'vue/*', 'pinia', 'vue-router', '@xterm/*'];
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  {
+    files: ['core/common/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: [...nodeBuiltins, ...uiPackages], message: 'core/common is pure TypeScript: no Node, Electron or UI imports.' },
+          { group: ['**/node/**', '**/electron/**', '**/renderer/**'], message: 'core/common may import only core/common.' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['core/**/*.ts'],
+    ignores: ['core/common/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: uiPackages, message: 'core never imports Electron or UI libraries.' },
+          { group: ['**/electron/**', '**/renderer/**'], message: 'core never imports from electron/ or renderer/.' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['renderer/**/*.ts', 'renderer/**/*.vue'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: [...nodeBuiltins, 'electron', 'electron/*'], message: 'the renderer is sandboxed: no Node or Electron imports.' },
+          { group: ['**/core/node/**', '**/electron/**'], message: 'the renderer imports only core/common.' },
+        ],
+      }],
+    },
+  },
+);
