@@ -1,0 +1,101 @@
+// Parsing, migration and cross-field checks of VM definitions: the one gate every definition
+// passes through, whether it comes from disk, the CLI or the UI.
+import type { z } from 'zod';
+import { HangarError } from './errors.ts';
+import { MODEL_VERSION, vmDefinitionSchema, vmNameSchema } from './model.ts';
+import type { VmDefinition } from './model.ts';
+
+type Migration = (raw: Record<string, unknown>) => Record<string, unknown>;
+
+/** migrations[n] turns a version-n definition into version n+1. */
+const migrations: Record<number, Migration> = {
+  // Version 0 was never released; definitions without a version field are treated as it.
+  0: (raw) => ({ ...raw, version: 1 }),
+};
+
+export function migrateDefinition(raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new HangarError('invalid-input', 'a VM definition must be a JSON/YAML object');
+  }
+  let obj = raw as Record<string, unknown>;
+  let version = obj.version === undefined ? 0 : obj.version;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
+    throw new HangarError('invalid-input', `the definition's "version" is ${JSON.stringify(version)}, not a whole number`);
+  }
+  if (version > MODEL_VERSION) {
+    throw new HangarError('invalid-input', `the definition has version ${version}, written by a newer Hangar (this one reads up to ${MODEL_VERSION})`,
+      'update Hangar to open this VM; the file is left untouched');
+  }
+  while (version < MODEL_VERSION) {
+    const step = migrations[version];
+    if (!step) throw new HangarError('internal', `no migration from definition version ${version}`);
+    obj = step(obj);
+    version += 1;
+  }
+  return obj;
+}
+
+export function formatZodIssues(error: z.ZodError): string {
+  return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+}
+
+/** Parses (and migrates) a definition; throws HangarError('invalid-input') naming every bad field. */
+export function parseDefinition(raw: unknown): VmDefinition {
+  const migrated = migrateDefinition(raw);
+  const result = vmDefinitionSchema.safeParse(migrated);
+  if (!result.success) {
+    throw new HangarError('invalid-input', `invalid VM definition: ${formatZodIssues(result.error)}`);
+  }
+  checkDefinition(result.data);
+  return result.data;
+}
+
+export function validateVmName(name: string): string {
+  const r = vmNameSchema.safeParse(name);
+  if (!r.success) throw new HangarError('invalid-input', `invalid VM name ${JSON.stringify(name)}: ${formatZodIssues(r.error)}`, 'choose a name of printable characters without "/"');
+  return r.data;
+}
+
+/** Rules that span fields, which a per-field schema cannot express. */
+export function checkDefinition(def: VmDefinition): void {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  for (const dev of [...def.disks, ...def.cdroms, ...def.nics]) {
+    if (ids.has(dev.id)) problems.push(`device id "${dev.id}" is used twice`);
+    ids.add(dev.id);
+  }
+  const macs = new Set<string>();
+  for (const nic of def.nics) {
+    if (macs.has(nic.mac)) problems.push(`MAC ${nic.mac} is used by two NICs`);
+    macs.add(nic.mac);
+  }
+  const hostPorts = new Set<string>();
+  for (const nic of def.nics) {
+    for (const f of nic.network.portForwards) {
+      const key = `${f.protocol}:${f.hostAddress}:${f.hostPort}`;
+      if (hostPorts.has(key)) problems.push(`host port ${f.protocol}/${f.hostPort} is forwarded twice`);
+      hostPorts.add(key);
+    }
+  }
+  const { sockets, cores, threads, vcpus } = def.cpu;
+  if (sockets !== undefined || cores !== undefined || threads !== undefined) {
+    const total = (sockets ?? 1) * (cores ?? 1) * (threads ?? 1);
+    if (total !== vcpus) problems.push(`CPU topology sockets×cores×threads = ${total} does not match vcpus = ${vcpus}`);
+  }
+  if (def.machine === 'microvm') {
+    if (!def.boot.kernel) problems.push('a microvm has no firmware boot path: set boot.kernel (kernel + initrd)');
+    for (const d of def.disks) if (d.bus !== 'virtio-blk') problems.push(`disk "${d.id}": a microvm only has virtio buses (use bus virtio-blk)`);
+    if (def.cdroms.length) problems.push('a microvm has no CD-ROM bus');
+    for (const n of def.nics) if (n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a microvm only supports virtio-net`);
+  }
+  if (def.machine === 'pc') {
+    const ide = def.disks.filter((d) => d.bus === 'ide').length + def.cdroms.filter((c) => c.bus === 'ide').length;
+    if (ide > 4) problems.push(`the pc machine has 4 IDE slots, ${ide} IDE devices are defined (use sata or virtio-blk)`);
+  }
+  if (def.machine === 'q35') {
+    // q35's built-in AHCI provides the IDE-compatible buses: six ports shared by ide and sata.
+    const ahci = [...def.disks, ...def.cdroms].filter((d) => d.bus === 'ide' || d.bus === 'sata').length;
+    if (ahci > 6) problems.push(`the q35 machine's AHCI controller has 6 ports, ${ahci} ide/sata devices are defined`);
+  }
+  if (problems.length) throw new HangarError('invalid-input', `invalid VM definition: ${problems.join('; ')}`);
+}

@@ -1,0 +1,125 @@
+// The versioned VM definition. Every object is "loose": fields this version does not know
+// (written by a newer Hangar or by hand) survive a load/save round trip.
+import { z } from 'zod';
+
+export const MODEL_VERSION = 1;
+
+export const NAME_MAX_LENGTH = 64;
+
+export const machineTypes = ['q35', 'pc', 'microvm'] as const;
+export const accelerators = ['auto', 'kvm', 'tcg'] as const;
+export const diskBuses = ['virtio-blk', 'ide', 'sata', 'scsi'] as const;
+export const cdromBuses = ['ide', 'sata', 'scsi'] as const;
+export const diskFormats = ['qcow2', 'raw', 'vmdk', 'vdi', 'vhdx', 'vpc', 'qed'] as const;
+export const cacheModes = ['none', 'writeback', 'writethrough', 'unsafe', 'directsync'] as const;
+export const nicModels = ['virtio-net', 'e1000', 'rtl8139'] as const;
+export const bootDevices = ['disk', 'cdrom', 'network'] as const;
+
+export type MachineType = (typeof machineTypes)[number];
+export type Accelerator = (typeof accelerators)[number];
+export type DiskBus = (typeof diskBuses)[number];
+export type CdromBus = (typeof cdromBuses)[number];
+export type CacheMode = (typeof cacheModes)[number];
+export type NicModel = (typeof nicModels)[number];
+export type BootDevice = (typeof bootDevices)[number];
+
+/** Device ids become QEMU ids: keep them to a safe alphabet. */
+const deviceId = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'device ids are lower-case letters, digits and "-", starting with a letter');
+const absPath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path').refine((p) => !p.includes('\0'), 'must not contain NUL');
+
+export const cpuSchema = z.looseObject({
+  model: z.string().regex(/^[A-Za-z0-9._-]+$/, 'CPU model names are letters, digits, ".", "_" and "-"').default('max'),
+  vcpus: z.number().int().min(1).max(288).default(1),
+  sockets: z.number().int().min(1).optional(),
+  cores: z.number().int().min(1).optional(),
+  threads: z.number().int().min(1).optional(),
+});
+
+export const kernelBootSchema = z.looseObject({
+  kernel: absPath,
+  initrd: absPath.optional(),
+  append: z.string().default(''),
+});
+
+export const bootSchema = z.looseObject({
+  order: z.array(z.enum(bootDevices)).default(['disk', 'cdrom', 'network']),
+  kernel: kernelBootSchema.optional(),
+});
+
+export const diskSchema = z.looseObject({
+  id: deviceId,
+  file: absPath,
+  format: z.enum(diskFormats).default('qcow2'),
+  bus: z.enum(diskBuses).default('virtio-blk'),
+  cache: z.enum(cacheModes).default('writeback'),
+  readOnly: z.boolean().default(false),
+  /** True only for images Hangar created itself: the only ones it may ever delete. */
+  owned: z.boolean().default(false),
+});
+
+export const cdromSchema = z.looseObject({
+  id: deviceId,
+  file: absPath.optional(),
+  bus: z.enum(cdromBuses).default('ide'),
+});
+
+export const portForwardSchema = z.looseObject({
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  hostAddress: z.string().regex(/^[0-9a-fA-F.:]*$/, 'host address must be an IP address').default('127.0.0.1'),
+  hostPort: z.number().int().min(1).max(65535),
+  guestPort: z.number().int().min(1).max(65535),
+});
+
+export const userNetworkSchema = z.looseObject({
+  type: z.literal('user'),
+  portForwards: z.array(portForwardSchema).default([]),
+});
+
+export const macSchema = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'MAC addresses look like 52:54:00:12:34:56 (lower case)')
+  .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'a NIC MAC must be unicast (first byte even)');
+
+export const nicSchema = z.looseObject({
+  id: deviceId,
+  model: z.enum(nicModels).default('virtio-net'),
+  mac: macSchema,
+  network: userNetworkSchema,
+});
+
+export const serialSchema = z.looseObject({
+  enabled: z.boolean().default(true),
+});
+
+export const vmNameSchema = z.string()
+  .min(1, 'a VM name cannot be empty')
+  .max(NAME_MAX_LENGTH, `a VM name can be at most ${NAME_MAX_LENGTH} characters`)
+  .refine((n) => !n.includes('/'), 'a VM name cannot contain "/"')
+  // eslint-disable-next-line no-control-regex
+  .refine((n) => !/[\u0000-\u001f\u007f]/.test(n), 'a VM name cannot contain control characters')
+  .refine((n) => n.trim() === n, 'a VM name cannot start or end with spaces')
+  .refine((n) => n !== '.' && n !== '..', 'a VM name cannot be "." or ".."');
+
+export const vmDefinitionSchema = z.looseObject({
+  version: z.literal(MODEL_VERSION),
+  id: z.uuid(),
+  name: vmNameSchema,
+  description: z.string().max(4096).default(''),
+  machine: z.enum(machineTypes).default('q35'),
+  accel: z.enum(accelerators).default('auto'),
+  cpu: cpuSchema.default({ model: 'max', vcpus: 1 }),
+  memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
+  firmware: z.enum(['bios']).default('bios'),
+  boot: bootSchema.default({ order: ['disk', 'cdrom', 'network'] }),
+  disks: z.array(diskSchema).default([]),
+  cdroms: z.array(cdromSchema).default([]),
+  nics: z.array(nicSchema).default([]),
+  serial: serialSchema.default({ enabled: true }),
+  /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
+  shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
+  createdAt: z.string().optional(),
+});
+
+export type VmDefinition = z.infer<typeof vmDefinitionSchema>;
+export type DiskDefinition = z.infer<typeof diskSchema>;
+export type CdromDefinition = z.infer<typeof cdromSchema>;
+export type NicDefinition = z.infer<typeof nicSchema>;
+export type PortForward = z.infer<typeof portForwardSchema>;

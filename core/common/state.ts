@@ -1,0 +1,53 @@
+// The VM state machine: which state each action is valid in, and the typed error otherwise.
+import { HangarError } from './errors.ts';
+
+export const vmStates = [
+  'stopped', 'starting', 'running', 'paused', 'shutting-down', 'rebooting', 'stopping',
+  'crashed', 'guest-error', 'broken',
+] as const;
+export type VmState = (typeof vmStates)[number];
+
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit'] as const;
+export type VmAction = (typeof vmActions)[number];
+
+const validIn: Record<VmAction, readonly VmState[]> = {
+  start: ['stopped', 'crashed'],
+  shutdown: ['running', 'rebooting'],
+  destroy: ['starting', 'running', 'paused', 'shutting-down', 'rebooting', 'guest-error', 'stopping'],
+  reboot: ['running'],
+  reset: ['running', 'paused', 'guest-error'],
+  pause: ['running'],
+  resume: ['paused'],
+  delete: ['stopped', 'crashed', 'broken'],
+  edit: ['stopped', 'crashed'],
+};
+
+/** States in which a QEMU process exists. */
+export const activeStates: readonly VmState[] = ['starting', 'running', 'paused', 'shutting-down', 'rebooting', 'stopping', 'guest-error'];
+
+export function isActive(state: VmState): boolean {
+  return activeStates.includes(state);
+}
+
+export function canDo(action: VmAction, state: VmState): boolean {
+  return validIn[action].includes(state);
+}
+
+const advice: Partial<Record<VmState, string>> = {
+  stopped: 'start it first',
+  crashed: 'start it again (see `hangar log` for what happened)',
+  paused: 'resume it first',
+  running: 'shut it down or force it off first',
+  starting: 'wait for the start to finish',
+  'shutting-down': 'wait for the shutdown, or force it off',
+  stopping: 'wait for it to stop',
+  rebooting: 'wait for the reboot to finish',
+  'guest-error': 'force it off (destroy) and check its accelerator',
+  broken: 'fix or delete its definition file',
+};
+
+export function assertCan(action: VmAction, state: VmState, vmName: string): void {
+  if (canDo(action, state)) return;
+  throw new HangarError('invalid-state', `cannot ${action} VM "${vmName}": it is ${state}`,
+    advice[state], { action, state, validIn: validIn[action] });
+}

@@ -1,0 +1,171 @@
+// Turns `hangar create` flags into a CreateVmRequest. Only syntax is checked here; the core
+// validates the resulting definition (one gate for CLI, UI and files alike).
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { CreateVmRequest, NewDiskRequest } from '../../common/api.ts';
+import { HangarError } from '../../common/errors.ts';
+import { diskBuses } from '../../common/model.ts';
+import type { DiskBus } from '../../common/model.ts';
+import { imageInfo, parseSize } from '../store/qemu-img.ts';
+
+export interface CreateFlags {
+  name?: string;
+  description?: string;
+  memory?: string;
+  vcpus?: string;
+  machine?: string;
+  accel?: string;
+  cpu?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disk?: string[];
+  'new-disk'?: string[];
+  cdrom?: string[];
+  nic?: string[];
+  boot?: string;
+  'shutdown-timeout'?: string;
+  'no-serial'?: boolean;
+  file?: string;
+}
+
+/** "PATH,key=val,flag" -> { head: PATH, opts }. A doubled comma is a literal comma (QEMU style). */
+export function splitSpec(spec: string): { head: string; opts: Record<string, string> } {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < spec.length; i++) {
+    if (spec[i] === ',' && spec[i + 1] === ',') { cur += ','; i++; continue; }
+    if (spec[i] === ',') { parts.push(cur); cur = ''; continue; }
+    cur += spec[i];
+  }
+  parts.push(cur);
+  const [head = '', ...rest] = parts;
+  const opts: Record<string, string> = {};
+  for (const p of rest) {
+    const eq = p.indexOf('=');
+    if (eq < 0) opts[p] = 'on';
+    else opts[p.slice(0, eq)] = p.slice(eq + 1);
+  }
+  return { head, opts };
+}
+
+function int(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new HangarError('invalid-input', `--${flag} must be a whole number, got "${v}"`);
+  return parseInt(v, 10);
+}
+
+function unknownKeys(flag: string, opts: Record<string, string>, allowed: string[]): void {
+  for (const k of Object.keys(opts)) {
+    if (!allowed.includes(k)) throw new HangarError('invalid-input', `--${flag}: unknown option "${k}"`, `known options: ${allowed.join(', ')}`);
+  }
+}
+
+const HOSTFWD_RE = /^(tcp|udp)?:([0-9a-fA-F.:]*):(\d+)-:(\d+)$/;
+
+export function parseHostfwd(text: string): { protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number } {
+  const m = HOSTFWD_RE.exec(text);
+  if (!m) throw new HangarError('invalid-input', `port forward "${text}" is not of the form tcp::HOSTPORT-:GUESTPORT`, 'example: hostfwd=tcp::2222-:22 (or tcp:127.0.0.1:2222-:22)');
+  return { protocol: (m[1] ?? 'tcp') as 'tcp' | 'udp', hostAddress: m[2] || '127.0.0.1', hostPort: parseInt(m[3]!, 10), guestPort: parseInt(m[4]!, 10) };
+}
+
+export async function parseNic(spec: string, index: number): Promise<Record<string, unknown>> {
+  const { head, opts } = splitSpec(spec);
+  if (head !== 'user') throw new HangarError('invalid-input', `--nic "${head}": only user-mode networking (user) is supported so far`, 'use --nic user[,model=virtio-net|e1000|rtl8139][,hostfwd=tcp::2222-:22]');
+  // hostfwd may repeat: split on "hostfwd=" occurrences in the original spec.
+  const fwds = [...spec.matchAll(/hostfwd=([^,]+)/g)].map((m) => parseHostfwd(m[1]!));
+  unknownKeys('nic', opts, ['model', 'mac', 'hostfwd', 'id']);
+  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network: { type: 'user', portForwards: fwds } };
+  if (opts.model) nic.model = opts.model;
+  if (opts.mac) nic.mac = opts.mac.toLowerCase();
+  return nic;
+}
+
+export async function parseDisk(spec: string, index: number): Promise<Record<string, unknown>> {
+  const { head, opts } = splitSpec(spec);
+  unknownKeys('disk', opts, ['bus', 'format', 'cache', 'readonly', 'id']);
+  if (!head) throw new HangarError('invalid-input', '--disk needs a path');
+  const file = resolve(head);
+  const format = opts.format ?? (await imageInfo(file)).format;
+  const disk: Record<string, unknown> = { id: opts.id ?? `disk${index}`, file, format };
+  if (opts.bus) disk.bus = opts.bus;
+  if (opts.cache) disk.cache = opts.cache;
+  if (opts.readonly) disk.readOnly = opts.readonly !== 'off';
+  return disk;
+}
+
+export function parseNewDisk(spec: string): NewDiskRequest {
+  const { head, opts } = splitSpec(spec);
+  unknownKeys('new-disk', opts, ['bus', 'format']);
+  const req: NewDiskRequest = { sizeBytes: parseSize(head) };
+  if (opts.bus) {
+    if (!(diskBuses as readonly string[]).includes(opts.bus)) throw new HangarError('invalid-input', `--new-disk: unknown bus "${opts.bus}"`, `use one of ${diskBuses.join(', ')}`);
+    req.bus = opts.bus as DiskBus;
+  }
+  if (opts.format) {
+    if (opts.format !== 'qcow2' && opts.format !== 'raw') throw new HangarError('invalid-input', `--new-disk: format must be qcow2 or raw, got "${opts.format}"`);
+    req.format = opts.format;
+  }
+  return req;
+}
+
+export async function loadDefinitionFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new HangarError('invalid-input', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const v = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the top level must be an object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new HangarError('invalid-input', `${path} is not a valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'} VM definition: ${(e as Error).message}`);
+  }
+}
+
+export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmRequest> {
+  const def: Record<string, unknown> = f.file ? await loadDefinitionFile(f.file) : {};
+  if (f.name !== undefined) def.name = f.name;
+  if (def.name === undefined) throw new HangarError('invalid-input', 'a VM needs a name', 'pass --name NAME');
+  if (f.description !== undefined) def.description = f.description;
+  if (f.machine !== undefined) def.machine = f.machine;
+  if (f.accel !== undefined) def.accel = f.accel;
+  const memory = int('memory', f.memory);
+  if (memory !== undefined) def.memoryMiB = memory;
+  const vcpus = int('vcpus', f.vcpus);
+  if (vcpus !== undefined || f.cpu !== undefined) {
+    const cpu = { ...(def.cpu as Record<string, unknown> | undefined) };
+    if (vcpus !== undefined) cpu.vcpus = vcpus;
+    if (f.cpu !== undefined) cpu.model = f.cpu;
+    def.cpu = cpu;
+  }
+  const timeout = int('shutdown-timeout', f['shutdown-timeout']);
+  if (timeout !== undefined) def.shutdownTimeoutSec = timeout;
+  if (f.kernel || f.initrd || f.append) {
+    if (!f.kernel) throw new HangarError('invalid-input', '--initrd/--append need --kernel');
+    const kernel: Record<string, unknown> = { kernel: resolve(f.kernel), append: f.append ?? '' };
+    if (f.initrd) kernel.initrd = resolve(f.initrd);
+    def.boot = { ...(def.boot as Record<string, unknown> | undefined), kernel };
+  }
+  if (f.boot) def.boot = { ...(def.boot as Record<string, unknown> | undefined), order: f.boot.split(',') };
+  const disks = [...((def.disks as unknown[]) ?? [])];
+  for (const d of f.disk ?? []) disks.push(await parseDisk(d, disks.length));
+  if (disks.length) def.disks = disks;
+  const cdroms = [...((def.cdroms as unknown[]) ?? [])];
+  for (const c of f.cdrom ?? []) {
+    const { head, opts } = splitSpec(c);
+    unknownKeys('cdrom', opts, ['bus', 'id']);
+    cdroms.push({ id: opts.id ?? `cd${cdroms.length}`, file: resolve(head), ...(opts.bus ? { bus: opts.bus } : {}) });
+  }
+  if (cdroms.length) def.cdroms = cdroms;
+  const nics = [...((def.nics as unknown[]) ?? [])];
+  for (const n of f.nic ?? []) nics.push(await parseNic(n, nics.length));
+  if (nics.length) def.nics = nics;
+  if (f['no-serial']) def.serial = { enabled: false };
+  const req: CreateVmRequest = { definition: def };
+  if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);
+  return req;
+}

@@ -1,0 +1,304 @@
+// The `hangar` command line: a thin client of the core daemon (started on demand).
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import type { CoreApi, VmInfo, VmSummary } from '../../common/api.ts';
+import { HangarError, describeError } from '../../common/errors.ts';
+import { isActive } from '../../common/state.ts';
+import { formatDoctorReport } from '../host/doctor.ts';
+import { runDaemon } from '../daemon.ts';
+import { connectCore, openConsoleStream } from '../rpc/client.ts';
+import { runConsole, parseGrace } from './console.ts';
+import { buildCreateRequest } from './create-args.ts';
+import type { CreateFlags } from './create-args.ts';
+
+const USAGE = `Usage: hangar COMMAND [options]
+
+VMs:
+  list [--json]                      list VMs with their state
+  show NAME [--json]                 show a VM's definition and state
+  create --name NAME [options]       define a new VM (see: hangar create --help)
+  edit NAME [--name N] [--memory MiB] [--vcpus N] [--accel auto|kvm|tcg] [--description T]
+                                     change a stopped VM
+  start NAME                         start a VM
+  shutdown NAME [--timeout S] [--no-wait]
+                                     ACPI shutdown, forced off after the timeout
+  destroy NAME                       force off (like pulling the plug)
+  reboot NAME | reset NAME           ACPI reboot | hard reset
+  pause NAME | resume NAME           freeze | continue the VM's CPUs
+  delete NAME [--delete-disks]       remove a stopped VM (disks kept unless asked)
+  cmdline NAME                       print the QEMU command line
+Console:
+  console NAME [--grace S] [--no-replay]
+                                     attach to the serial console (Ctrl+] detaches)
+  log NAME [--follow]                print the serial output captured so far
+Host:
+  doctor [--json]                    check what this host can run
+  daemon status|stop|run             manage the core daemon
+`;
+
+const CREATE_USAGE = `Usage: hangar create --name NAME [options]
+  --file vm.json|vm.yaml             start from a definition file (flags override it)
+  --description TEXT
+  --machine q35|pc|microvm           (default q35)
+  --accel auto|kvm|tcg               (default auto: KVM only where it really works)
+  --cpu MODEL  --vcpus N  --memory MiB
+  --kernel PATH [--initrd PATH] [--append CMDLINE]
+  --disk PATH[,bus=virtio-blk|ide|sata|scsi][,format=qcow2|raw|...][,cache=MODE][,readonly]
+  --new-disk SIZE[,bus=..][,format=qcow2|raw]   e.g. --new-disk 10G
+  --cdrom ISO[,bus=ide|sata|scsi]
+  --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST]
+  --boot disk,cdrom,network          firmware boot order
+  --shutdown-timeout SECONDS         ACPI shutdown grace before forcing off (default 60)
+  --no-serial                        no serial console
+  --json                             print the new VM as JSON
+`;
+
+function parse(args: string[], options: ParseArgsConfig['options']): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args, options: { ...options, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return { values: r.values as Record<string, unknown>, positionals: r.positionals };
+  } catch (e) {
+    throw new HangarError('invalid-input', (e as Error).message, 'see `hangar --help`');
+  }
+}
+
+function one(positionals: string[], what = 'a VM name'): string {
+  if (positionals.length !== 1) throw new HangarError('invalid-input', `expected ${what}, got ${positionals.length ? positionals.map((p) => JSON.stringify(p)).join(' ') : 'nothing'}`);
+  return positionals[0]!;
+}
+
+function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+}
+
+function printJson(v: unknown): void {
+  print(JSON.stringify(v, null, 2));
+}
+
+function mib(n?: number): string {
+  if (n === undefined) return '-';
+  return n >= 1024 && n % 1024 === 0 ? `${n / 1024} GiB` : `${n} MiB`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+function listText(vms: VmSummary[]): string {
+  if (!vms.length) return 'No VMs yet. Create one with `hangar create --name NAME ...`.';
+  return table([['NAME', 'STATE', 'VCPUS', 'MEMORY', 'NOTE'], ...vms.map((v) => [v.name, v.state, String(v.vcpus ?? '-'), mib(v.memoryMiB), v.reason ?? ''])]);
+}
+
+function showText(v: VmInfo): string {
+  const d = v.definition;
+  const lines = [`Name:        ${v.name}`, `Id:          ${v.id}`, `State:       ${v.state}${v.reason ? ` (${v.reason})` : ''}`, `Folder:      ${v.dir}`];
+  if (v.pid) lines.push(`QEMU pid:    ${v.pid}`);
+  if (v.accelInUse) lines.push(`Accelerator: ${v.accelInUse}${v.accelNote ? ` (${v.accelNote})` : ''}`);
+  if (d) {
+    if (d.description) lines.push(`Description: ${d.description}`);
+    lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}, firmware ${d.firmware}`);
+    if (d.boot.kernel) lines.push(`Boot:        kernel ${d.boot.kernel.kernel}${d.boot.kernel.initrd ? ` initrd ${d.boot.kernel.initrd}` : ''} append "${d.boot.kernel.append}"`);
+    else lines.push(`Boot order:  ${d.boot.order.join(', ')}`);
+    for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
+    for (const c of d.cdroms) lines.push(`CD-ROM ${c.id}: ${c.file ?? '(empty)'} (${c.bus})`);
+    for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} user-mode NAT${n.network.portForwards.map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
+    lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
+  }
+  return lines.join('\n');
+}
+
+async function withCore<T>(fn: (api: CoreApi) => Promise<T>): Promise<T> {
+  const conn = await connectCore({ autostart: true });
+  try {
+    return await fn(conn.api);
+  } finally {
+    conn.close();
+  }
+}
+
+const simpleActions = ['start', 'destroy', 'reboot', 'reset', 'pause', 'resume'] as const;
+const pastTense: Record<string, string> = { start: 'started', destroy: 'forced off', reboot: 'rebooting', reset: 'reset', pause: 'paused', resume: 'resumed' };
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    print(USAGE);
+    return cmd ? 0 : 2;
+  }
+  switch (cmd) {
+    case 'list': {
+      const { values } = parse(rest, {});
+      const vms = await withCore((api) => api.list());
+      if (values.json) printJson(vms);
+      else print(listText(vms));
+      return 0;
+    }
+    case 'show': {
+      const { values, positionals } = parse(rest, {});
+      const info = await withCore((api) => api.get(one(positionals)));
+      if (values.json) printJson(info);
+      else print(showText(info));
+      return 0;
+    }
+    case 'create': {
+      const { values, positionals } = parse(rest, {
+        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
+        machine: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
+        initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
+        'new-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
+        nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
+        'no-serial': { type: 'boolean' }, file: { type: 'string' },
+      });
+      if (values.help) { print(CREATE_USAGE); return 0; }
+      if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
+      const req = await buildCreateRequest(values as CreateFlags);
+      const info = await withCore((api) => api.create(req));
+      if (values.json) printJson(info);
+      else print(`Created VM "${info.name}" (${info.id}) in ${info.dir}`);
+      return 0;
+    }
+    case 'edit': {
+      const { values, positionals } = parse(rest, {
+        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
+        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
+      });
+      const patch: Record<string, unknown> = {};
+      const num = (k: string): number => {
+        const v = values[k] as string;
+        if (!/^\d+$/.test(v)) throw new HangarError('invalid-input', `--${k} must be a whole number, got "${v}"`);
+        return parseInt(v, 10);
+      };
+      if (values.name !== undefined) patch.name = values.name;
+      if (values.description !== undefined) patch.description = values.description;
+      if (values.memory !== undefined) patch.memoryMiB = num('memory');
+      if (values.vcpus !== undefined) patch.cpu = { vcpus: num('vcpus') };
+      if (values.accel !== undefined) patch.accel = values.accel;
+      if (values['shutdown-timeout'] !== undefined) patch.shutdownTimeoutSec = num('shutdown-timeout');
+      if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout');
+      const info = await withCore((api) => api.edit(one(positionals), patch));
+      if (values.json) printJson(info);
+      else print(`Updated VM "${info.name}"`);
+      return 0;
+    }
+    case 'shutdown': {
+      const { values, positionals } = parse(rest, { timeout: { type: 'string' }, 'no-wait': { type: 'boolean' } });
+      let timeoutSec: number | undefined;
+      if (values.timeout !== undefined) {
+        timeoutSec = Number(values.timeout);
+        if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) throw new HangarError('invalid-input', `--timeout must be a positive number of seconds, got "${values.timeout as string}"`);
+      }
+      const wait = !values['no-wait'];
+      const info = await withCore((api) => api.shutdown(one(positionals), { ...(timeoutSec !== undefined ? { timeoutSec } : {}), wait }));
+      if (values.json) printJson(info);
+      else print(wait ? `VM "${info.name}" is ${info.state}` : `Sent the ACPI power button to "${info.name}"`);
+      return 0;
+    }
+    case 'delete': {
+      const { values, positionals } = parse(rest, { 'delete-disks': { type: 'boolean' } });
+      const r = await withCore((api) => api.delete(one(positionals), { deleteDisks: Boolean(values['delete-disks']) }));
+      if (values.json) printJson(r);
+      else {
+        print(`Deleted VM "${positionals[0]}"`);
+        for (const f of r.keptFiles) print(`  kept ${f}`);
+      }
+      return 0;
+    }
+    case 'cmdline': {
+      const { values, positionals } = parse(rest, {});
+      const args = await withCore((api) => api.commandLine(one(positionals)));
+      if (values.json) printJson(args);
+      else print(args.map(shellQuote).join(' '));
+      return 0;
+    }
+    case 'console': {
+      const { values, positionals } = parse(rest, { grace: { type: 'string' }, 'no-replay': { type: 'boolean' } });
+      return runConsole(one(positionals), { graceSec: parseGrace(values.grace as string | undefined), replay: !values['no-replay'] });
+    }
+    case 'log': {
+      const { values, positionals } = parse(rest, { follow: { type: 'boolean', short: 'f' } });
+      const name = one(positionals);
+      const b64 = await withCore((api) => api.serialLog(name));
+      process.stdout.write(Buffer.from(b64, 'base64'));
+      if (values.follow) {
+        const { socket, rest: r } = await openConsoleStream(name, false);
+        if (r.length) process.stdout.write(r);
+        socket.pipe(process.stdout);
+        await new Promise((res) => socket.once('close', res));
+      }
+      return 0;
+    }
+    case 'doctor': {
+      const { values } = parse(rest, {});
+      const checks = await withCore((api) => api.doctor());
+      if (values.json) printJson(checks);
+      else print(formatDoctorReport({ checks }));
+      return checks.some((c) => c.status === 'error') ? 1 : 0;
+    }
+    case 'daemon':
+      return daemonCommand(rest);
+    default:
+      if ((simpleActions as readonly string[]).includes(cmd)) {
+        const { values, positionals } = parse(rest, {});
+        const action = cmd as (typeof simpleActions)[number];
+        const info = await withCore((api) => api[action](one(positionals)));
+        if (values.json) printJson(info);
+        else print(`VM "${info.name}" ${pastTense[action]}${isActive(info.state) || action === 'destroy' ? '' : ` (now ${info.state})`}`);
+        return 0;
+      }
+      throw new HangarError('invalid-input', `unknown command "${cmd}"`, 'see `hangar --help`');
+  }
+}
+
+async function daemonCommand(rest: string[]): Promise<number> {
+  const { values, positionals } = parse(rest, { foreground: { type: 'boolean' } });
+  const sub = one(positionals, 'status, stop or run');
+  if (sub === 'run') {
+    await runDaemon({ quietIfRunning: !values.foreground });
+    return -1; // keep running
+  }
+  if (sub === 'status') {
+    try {
+      const conn = await connectCore({ autostart: false });
+      const s = await conn.api.daemonStatus();
+      conn.close();
+      if (values.json) printJson(s);
+      else print(`running: pid ${s.pid}, ${s.vmCount} VMs (${s.runningCount} active), RSS ${Math.round(s.rssBytes / 1048576)} MiB\nsocket: ${s.socketPath}\ndata:   ${s.dataDir}`);
+      return 0;
+    } catch (e) {
+      if (e instanceof HangarError && e.code === 'daemon-unavailable') {
+        if (values.json) printJson({ running: false });
+        else print('not running (it starts on the next hangar command)');
+        return 3;
+      }
+      throw e;
+    }
+  }
+  if (sub === 'stop') {
+    try {
+      const conn = await connectCore({ autostart: false });
+      await conn.api.daemonStop();
+      conn.close();
+      print('core daemon stopped (VMs keep running)');
+    } catch (e) {
+      if (!(e instanceof HangarError && e.code === 'daemon-unavailable')) throw e;
+      print('not running');
+    }
+    return 0;
+  }
+  throw new HangarError('invalid-input', `unknown daemon command "${sub}"`, 'use status, stop or run');
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./=:,@+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  try {
+    const code = await main(argv);
+    if (code >= 0) process.exitCode = code;
+  } catch (e) {
+    process.stderr.write(`hangar: error: ${describeError(e)}\n`);
+    process.exitCode = e instanceof HangarError && e.code === 'invalid-input' ? 2 : 1;
+  }
+}

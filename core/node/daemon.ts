@@ -1,0 +1,73 @@
+// The core daemon: one per data dir. Takes a lock, re-attaches to running VMs, serves the API.
+// Stopping it (signal or `hangar daemon stop`) leaves every VM running.
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { HangarError } from '../common/errors.ts';
+import { dataDir, daemonSocketPath, ensurePrivateDir, runtimeDir } from './paths.ts';
+import { listenCore } from './rpc/server.ts';
+import { CoreService } from './service/core-service.ts';
+
+function lockPath(runtime: string): string {
+  return join(runtime, 'daemon.pid');
+}
+
+function processLooksLikeDaemon(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('daemon') && cmd.includes('run');
+  } catch {
+    return false;
+  }
+}
+
+/** A pidfile lock: created exclusively; a stale one (dead or foreign PID) is taken over. */
+function takeLock(runtime: string): () => void {
+  const path = lockPath(runtime);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => { try { if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path); } catch { /* gone */ } };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = parseInt(readFileSync(path, 'utf8') || '0', 10);
+      if (pid > 0 && pid !== process.pid && processLooksLikeDaemon(pid)) {
+        throw new HangarError('already-exists', `a Hangar core daemon already runs (pid ${pid})`);
+      }
+      try { unlinkSync(path); } catch { /* raced with another starter */ }
+    }
+  }
+  throw new HangarError('busy', 'another Hangar core daemon is starting');
+}
+
+export async function runDaemon(opts: { quietIfRunning?: boolean } = {}): Promise<void> {
+  const runtime = ensurePrivateDir(runtimeDir());
+  let release: () => void;
+  try {
+    release = takeLock(runtime);
+  } catch (e) {
+    if (opts.quietIfRunning && e instanceof HangarError && e.code === 'already-exists') return;
+    throw e;
+  }
+  const socketPath = daemonSocketPath(runtime);
+  const service = new CoreService({ dataDir: dataDir(), runtimeDir: runtime, socketPath });
+  await service.init();
+  void service.probe().catch(() => {}); // warm the accelerator probe cache
+  const server = await listenCore(service, socketPath);
+  console.log(`hangar core ${process.pid} listening on ${socketPath} (data: ${dataDir()})`);
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    server.close();
+    try { unlinkSync(socketPath); } catch { /* already gone */ }
+    service.close();
+    release();
+    setTimeout(() => process.exit(0), 100).unref();
+  };
+  service.onStopRequested = stop;
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {}); // keep running when the terminal that started us goes away
+}

@@ -1,0 +1,68 @@
+// Where Hangar keeps things: definitions and disks in the data dir, sockets and pidfiles in a
+// private (0700) runtime dir. Unix socket paths are limited to 107 bytes, so a runtime dir that
+// would make them too long is replaced by a short, deterministic one under /tmp.
+import { createHash } from 'node:crypto';
+import { mkdirSync, chmodSync, statSync } from 'node:fs';
+import { homedir, tmpdir, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { HangarError } from '../common/errors.ts';
+
+export const SOCKET_PATH_MAX = 107;
+/** Longest name we put under a VM runtime dir: "vms/<uuid>/serial.sock". */
+const LONGEST_RUNTIME_SUFFIX = 'vms/00000000-0000-0000-0000-000000000000/serial0.sock'.length + 1;
+
+export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HANGAR_HOME) return resolve(env.HANGAR_HOME);
+  const xdg = env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(xdg, 'hangar');
+}
+
+function preferredRuntimeDir(env: NodeJS.ProcessEnv): string {
+  if (env.HANGAR_RUNTIME_DIR) return resolve(env.HANGAR_RUNTIME_DIR);
+  // A HANGAR_HOME gets its own runtime dir, so separate homes never share a daemon.
+  if (env.HANGAR_HOME) return join(resolve(env.HANGAR_HOME), 'run');
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'hangar');
+  return join(tmpdir(), `hangar-${userInfo().uid}`);
+}
+
+export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
+  const preferred = preferredRuntimeDir(env);
+  if (Buffer.byteLength(preferred) + LONGEST_RUNTIME_SUFFIX <= SOCKET_PATH_MAX) return preferred;
+  const hash = createHash('sha256').update(preferred).digest('hex').slice(0, 12);
+  return join(tmpdir(), `hangar-${userInfo().uid}-${hash}`);
+}
+
+/** Creates dir (and parents) and makes sure only its owner can enter it. */
+export function ensurePrivateDir(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (st.uid !== userInfo().uid) {
+    throw new HangarError('io-error', `runtime directory ${dir} belongs to another user`, 'remove it or set HANGAR_RUNTIME_DIR to a directory of your own');
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  return dir;
+}
+
+export interface VmRuntimePaths {
+  dir: string;
+  qmpSocket: string;
+  serialSocket: string;
+  pidfile: string;
+  /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
+  statusFile: string;
+}
+
+export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
+  const dir = join(runtime, 'vms', vmId);
+  return {
+    dir,
+    qmpSocket: join(dir, 'qmp.sock'),
+    serialSocket: join(dir, 'serial0.sock'),
+    pidfile: join(dir, 'qemu.pid'),
+    statusFile: join(dir, 'status.json'),
+  };
+}
+
+export function daemonSocketPath(runtime: string): string {
+  return join(runtime, 'hangar.sock');
+}

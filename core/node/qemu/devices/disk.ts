@@ -1,0 +1,56 @@
+// Disks: a file node, a format node, and a front end on the chosen bus.
+import type { CacheMode, DiskDefinition } from '../../../common/model.ts';
+import type { PropObject } from '../qemu-option.ts';
+import { emptyParts } from './types.ts';
+import type { BuildContext, DeviceParts } from './types.ts';
+
+/** How each cache mode maps to QEMU's three knobs (the same table libvirt uses). */
+export const cacheModeProps: Record<CacheMode, { direct: boolean; noFlush: boolean; writeCache: boolean }> = {
+  writeback: { direct: false, noFlush: false, writeCache: true },
+  none: { direct: true, noFlush: false, writeCache: true },
+  writethrough: { direct: false, noFlush: false, writeCache: false },
+  directsync: { direct: true, noFlush: false, writeCache: false },
+  unsafe: { direct: false, noFlush: true, writeCache: true },
+};
+
+export function diskNodeNames(id: string): { file: string; format: string } {
+  return { file: `${id}-file`, format: `${id}-fmt` };
+}
+
+export function diskBlockdevs(disk: DiskDefinition): PropObject[] {
+  const c = cacheModeProps[disk.cache];
+  const cache = { direct: c.direct, 'no-flush': c.noFlush };
+  const nodes = diskNodeNames(disk.id);
+  return [
+    { driver: 'file', 'node-name': nodes.file, filename: disk.file, cache, 'read-only': disk.readOnly },
+    { driver: disk.format, 'node-name': nodes.format, file: nodes.file, cache, 'read-only': disk.readOnly },
+  ];
+}
+
+export function diskFrontend(disk: DiskDefinition, ctx: BuildContext): { controllers: PropObject[]; device: PropObject } {
+  const nodes = diskNodeNames(disk.id);
+  const common: PropObject = {
+    id: disk.id,
+    drive: nodes.format,
+    'write-cache': cacheModeProps[disk.cache].writeCache ? 'on' : 'off',
+    bootindex: ctx.bootIndex.get(disk.id),
+  };
+  if (disk.bus === 'virtio-blk') {
+    const driver = ctx.machine === 'microvm' ? 'virtio-blk-device' : 'virtio-blk-pci';
+    return { controllers: [], device: { driver, ...common } };
+  }
+  const before = ctx.buses.controllers.length;
+  const slot = ctx.buses.allocate(disk.bus, disk.id);
+  const controllers = ctx.buses.controllers.slice(before);
+  if (disk.bus === 'scsi') return { controllers, device: { driver: 'scsi-hd', bus: slot.bus, ...slot.scsi, ...common } };
+  return { controllers, device: { driver: 'ide-hd', bus: slot.bus, unit: slot.unit, ...common } };
+}
+
+export function diskParts(disk: DiskDefinition, ctx: BuildContext): DeviceParts {
+  const parts = emptyParts();
+  const fe = diskFrontend(disk, ctx);
+  parts.controllers.push(...fe.controllers);
+  parts.blockdevs.push(...diskBlockdevs(disk));
+  parts.devices.push(fe.device);
+  return parts;
+}

@@ -1,0 +1,32 @@
+// What every device module returns: structured pieces the command-line builder orders.
+import type { MachineType } from '../../../common/model.ts';
+import type { PropObject, QemuOption } from '../qemu-option.ts';
+import type { BusAllocator } from './buses.ts';
+
+export interface DeviceParts {
+  /** Controllers and other devices that must exist before the devices plugged into them. */
+  controllers: PropObject[];
+  blockdevs: PropObject[];
+  netdevs: PropObject[];
+  chardevs: QemuOption[];
+  devices: PropObject[];
+}
+
+export function emptyParts(): DeviceParts {
+  return { controllers: [], blockdevs: [], netdevs: [], chardevs: [], devices: [] };
+}
+
+export function mergeParts(into: DeviceParts, from: DeviceParts): void {
+  into.controllers.push(...from.controllers);
+  into.blockdevs.push(...from.blockdevs);
+  into.netdevs.push(...from.netdevs);
+  into.chardevs.push(...from.chardevs);
+  into.devices.push(...from.devices);
+}
+
+export interface BuildContext {
+  machine: MachineType;
+  buses: BusAllocator;
+  /** Boot priority per device id (lower boots first); absent = not bootable. */
+  bootIndex: Map<string, number>;
+}

@@ -1,0 +1,79 @@
+// The one ordered command-line builder: VM definition -> structured options -> argv.
+import type { VmDefinition } from '../../common/model.ts';
+import type { VmRuntimePaths } from '../paths.ts';
+import { serialize } from './qemu-option.ts';
+import type { QemuOption } from './qemu-option.ts';
+import { BusAllocator } from './devices/buses.ts';
+import { cdromParts } from './devices/cdrom.ts';
+import { diskParts } from './devices/disk.ts';
+import { nicParts } from './devices/nic.ts';
+import { serialParts } from './devices/serial.ts';
+import { emptyParts, mergeParts } from './devices/types.ts';
+import type { BuildContext } from './devices/types.ts';
+
+export const QMP_CHARDEV_ID = 'ch_qmp';
+
+export interface ArgvContext {
+  accel: 'kvm' | 'tcg';
+  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'>;
+}
+
+/** Boot priorities from boot.order: every device of the first kind, then the next kind... */
+export function bootIndexes(def: VmDefinition): Map<string, number> {
+  const map = new Map<string, number>();
+  if (def.boot.kernel) return map; // the kernel is loaded directly; firmware boot order is moot
+  let next = 1;
+  for (const kind of def.boot.order) {
+    const devs = kind === 'disk' ? def.disks : kind === 'cdrom' ? def.cdroms.filter((c) => c.file) : def.nics;
+    for (const d of devs) map.set(d.id, next++);
+  }
+  return map;
+}
+
+export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] {
+  const o: QemuOption[] = [];
+  o.push({ opt: '-name', keyval: { guest: def.name, 'debug-threads': true } });
+  o.push({ opt: '-uuid', value: def.id });
+  o.push({ opt: '-machine', implied: def.machine, keyval: {} });
+  o.push({ opt: '-accel', implied: ctx.accel, keyval: {} });
+  o.push({ opt: '-cpu', value: def.cpu.model });
+  const { vcpus, sockets, cores, threads } = def.cpu;
+  o.push({ opt: '-smp', keyval: { cpus: vcpus, sockets, cores, threads } });
+  o.push({ opt: '-m', keyval: { size: `${def.memoryMiB}M` } });
+  // Start paused with no implicit devices and no host config; -no-shutdown keeps QEMU alive
+  // after a guest poweroff so the core sees it (and can turn it into a reboot).
+  o.push({ opt: '-nodefaults' }, { opt: '-no-user-config' }, { opt: '-no-shutdown' }, { opt: '-S' });
+  o.push({ opt: '-display', value: 'none' });
+  o.push({ opt: '-msg', keyval: { timestamp: true } });
+  o.push({ opt: '-chardev', implied: 'socket', keyval: { id: QMP_CHARDEV_ID, path: ctx.paths.qmpSocket, server: true, wait: false } });
+  o.push({ opt: '-mon', keyval: { chardev: QMP_CHARDEV_ID, mode: 'control' } });
+  o.push({ opt: '-pidfile', value: ctx.paths.pidfile });
+
+  if (def.boot.kernel) {
+    o.push({ opt: '-kernel', value: def.boot.kernel.kernel });
+    if (def.boot.kernel.initrd) o.push({ opt: '-initrd', value: def.boot.kernel.initrd });
+    if (def.boot.kernel.append) o.push({ opt: '-append', value: def.boot.kernel.append });
+  } else if (def.machine !== 'microvm') {
+    // Only devices given a bootindex may boot: no surprise PXE attempts.
+    o.push({ opt: '-boot', keyval: { strict: true } });
+  }
+
+  const bctx: BuildContext = { machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def) };
+  const parts = emptyParts();
+  if (def.serial.enabled) mergeParts(parts, serialParts(ctx.paths.serialSocket));
+  for (const d of def.disks) mergeParts(parts, diskParts(d, bctx));
+  for (const c of def.cdroms) mergeParts(parts, cdromParts(c, bctx));
+  for (const n of def.nics) mergeParts(parts, nicParts(n, bctx));
+
+  o.push(...parts.chardevs);
+  for (const c of parts.controllers) o.push({ opt: '-device', json: c });
+  for (const b of parts.blockdevs) o.push({ opt: '-blockdev', json: b });
+  for (const n of parts.netdevs) o.push({ opt: '-netdev', json: n });
+  for (const d of parts.devices) o.push({ opt: '-device', json: d });
+  return o;
+}
+
+/** The argv after the binary name. */
+export function buildArgv(def: VmDefinition, ctx: ArgvContext): string[] {
+  return serialize(buildOptions(def, ctx));
+}

@@ -1,0 +1,65 @@
+// Newline-delimited JSON framing for the core's unix socket: a first "hello" line chooses the
+// channel (typed RPC, or a raw console byte stream), then RPC messages are one JSON per line.
+import type { Socket } from 'node:net';
+
+export type Hello =
+  | { channel: 'rpc' }
+  | { channel: 'console'; vm: string; replay?: boolean };
+
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+
+/** Calls onLine for each complete line; returns a function that stops listening. */
+export function onLines(sock: Socket, onLine: (line: string) => void, onOverflow: () => void): () => void {
+  let buf = '';
+  const onData = (chunk: Buffer): void => {
+    buf += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) onLine(line);
+    }
+    if (buf.length > MAX_LINE_BYTES) {
+      buf = '';
+      onOverflow();
+    }
+  };
+  sock.on('data', onData);
+  return () => sock.off('data', onData);
+}
+
+/** Reads exactly one line, then hands the socket back with any bytes after it. */
+export function readFirstLine(sock: Socket, timeoutMs: number): Promise<{ line: string; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const cleanup = (): void => {
+      clearTimeout(t);
+      sock.off('data', onData);
+      sock.off('close', onClose);
+      sock.off('error', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf(0x0a);
+      if (nl >= 0) {
+        cleanup();
+        sock.pause();
+        resolve({ line: buf.subarray(0, nl).toString('utf8'), rest: buf.subarray(nl + 1) });
+      } else if (buf.length > 64 * 1024) {
+        cleanup();
+        reject(new Error('first line too long'));
+      }
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new Error('connection closed before the first line'));
+    };
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new Error('no first line in time'));
+    }, timeoutMs);
+    sock.on('data', onData);
+    sock.on('close', onClose);
+    sock.on('error', onClose);
+  });
+}

@@ -1,0 +1,331 @@
+// The core service: owns every VM, implements the API contract that the CLI, the desktop app
+// and browser mode all use.
+import { EventEmitter } from 'node:events';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  CoreApi, CreateVmRequest, DaemonStatus, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+} from '../../common/api.ts';
+import { HangarError } from '../../common/errors.ts';
+import { parseDefinition } from '../../common/definition.ts';
+import { MODEL_VERSION } from '../../common/model.ts';
+import type { VmDefinition } from '../../common/model.ts';
+import { assertCan, isActive } from '../../common/state.ts';
+import type { VmState } from '../../common/state.ts';
+import { SerialLog } from '../console/serial-log.ts';
+import { probeAccelerators } from '../host/accel.ts';
+import type { AccelProbe } from '../host/accel.ts';
+import { runDoctor } from '../host/doctor.ts';
+import { buildArgv } from '../qemu/vm-argv.ts';
+import { requireBinary } from '../host/binaries.ts';
+import { createImage } from '../store/qemu-img.ts';
+import { DEFINITION_FILE, VmStore } from '../store/vm-store.ts';
+import { VmInstance } from './vm-instance.ts';
+
+export const HANGAR_VERSION = '0.1.0';
+
+export interface CoreServiceOptions {
+  dataDir: string;
+  runtimeDir: string;
+  socketPath?: string;
+}
+
+export type CoreServiceEvents = {
+  vmChanged: [{ id: string; name: string; state: VmState }];
+  vmListChanged: [];
+};
+
+export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
+  readonly store: VmStore;
+  private readonly vms = new Map<string, VmInstance>();
+  /** mtime of each vm.json when last loaded, to pick up edits made behind the core's back. */
+  private readonly loadedMtime = new Map<string, number>();
+  private probePromise: Promise<AccelProbe> | null = null;
+  private createLock: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = new Date().toISOString();
+  /** Set by the daemon so daemonStop can end the process. */
+  onStopRequested: (() => void) | null = null;
+
+  constructor(readonly opts: CoreServiceOptions) {
+    super();
+    this.store = new VmStore(opts.dataDir);
+  }
+
+  async init(): Promise<void> {
+    await this.store.init();
+    await this.refresh();
+    await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
+  }
+
+  probe(): Promise<AccelProbe> {
+    this.probePromise ??= probeAccelerators().catch((e: unknown) => {
+      this.probePromise = null;
+      throw e;
+    });
+    return this.probePromise;
+  }
+
+  private addInstance(stored: Awaited<ReturnType<VmStore['load']>>): VmInstance {
+    const vm = new VmInstance(stored, {
+      runtimeDir: this.opts.runtimeDir,
+      probe: () => this.probe(),
+      onChange: (v) => this.emit('vmChanged', { id: v.id, name: v.name, state: v.state }),
+    });
+    this.vms.set(stored.id, vm);
+    return vm;
+  }
+
+  /** Re-reads definitions changed on disk (by hand or another tool); cheap: one stat per VM. */
+  async refresh(): Promise<void> {
+    const ids = new Set((await this.store.list().then((l) => l.map((s) => s.id)).catch(() => [])));
+    let changed = false;
+    await Promise.all([...ids].map(async (id) => {
+      const mtime = await stat(join(this.store.vmDir(id), DEFINITION_FILE)).then((s) => s.mtimeMs).catch(() => -1);
+      if (this.vms.has(id) && this.loadedMtime.get(id) === mtime) return;
+      const existing = this.vms.get(id);
+      if (existing && isActive(existing.state)) return; // never swap a running VM's definition under it
+      const stored = await this.store.load(id);
+      this.loadedMtime.set(id, mtime);
+      if (existing) {
+        existing.stored = stored;
+        if (!stored.definition) { existing.state = 'broken'; existing.reason = stored.error; }
+        else if (existing.state === 'broken') { existing.state = 'stopped'; existing.reason = undefined; }
+      } else {
+        this.addInstance(stored);
+      }
+      changed = true;
+    }));
+    for (const [id, vm] of this.vms) {
+      if (!ids.has(id) && !isActive(vm.state)) {
+        this.vms.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) this.emit('vmListChanged');
+  }
+
+  /** Finds a VM by id or exact name. */
+  private find(ref: string): VmInstance {
+    if (typeof ref !== 'string' || ref === '') throw new HangarError('invalid-input', 'a VM name or id is required');
+    const byId = this.vms.get(ref);
+    if (byId) return byId;
+    for (const vm of this.vms.values()) if (vm.stored.definition?.name === ref) return vm;
+    throw new HangarError('not-found', `no VM named "${ref}"`, '`hangar list` shows the VMs');
+  }
+
+  private async findFresh(ref: string): Promise<VmInstance> {
+    await this.refresh();
+    return this.find(ref);
+  }
+
+  async list(): Promise<VmSummary[]> {
+    await this.refresh();
+    return [...this.vms.values()].map((vm) => vm.summary()).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async get(ref: string): Promise<VmInfo> {
+    return (await this.findFresh(ref)).info();
+  }
+
+  private nameTaken(name: string, exceptId?: string): boolean {
+    const lower = name.toLowerCase();
+    for (const vm of this.vms.values()) {
+      if (vm.id !== exceptId && vm.stored.definition?.name.toLowerCase() === lower) return true;
+    }
+    return false;
+  }
+
+  /** Creates a VM: fills defaults, validates, makes its folder and disks; on failure leaves nothing behind. */
+  async create(req: CreateVmRequest): Promise<VmInfo> {
+    if (!req || typeof req !== 'object' || typeof req.definition !== 'object' || req.definition === null) {
+      throw new HangarError('invalid-input', 'create needs a definition object');
+    }
+    const run = this.createLock.then(() => this.createLocked(req));
+    this.createLock = run.catch(() => {});
+    return run;
+  }
+
+  private async createLocked(req: CreateVmRequest): Promise<VmInfo> {
+    await this.refresh();
+    const input = { ...req.definition };
+    const id = typeof input.id === 'string' ? input.id : randomUUID();
+    const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
+    const newDisks = req.newDisks ?? [];
+    const dir = this.store.vmDir(id);
+    const diskIds = new Set(disks.map((d) => d.id));
+    const made: Record<string, unknown>[] = [];
+    for (const nd of newDisks) {
+      let n = 0;
+      while (diskIds.has(`disk${n}`)) n++;
+      diskIds.add(`disk${n}`);
+      const format = nd.format ?? 'qcow2';
+      made.push({ id: `disk${n}`, file: join(dir, `disk${n}.${format}`), format, bus: nd.bus ?? 'virtio-blk', owned: true, sizeBytes: nd.sizeBytes });
+    }
+    const nics = Array.isArray(input.nics) ? (input.nics as Record<string, unknown>[]).map((n) => ({ ...n, mac: n.mac ?? randomMac() })) : [];
+    const def = parseDefinition({
+      version: MODEL_VERSION,
+      ...input,
+      id,
+      nics,
+      disks: [...disks, ...made.map(({ sizeBytes: _s, ...d }) => d)],
+      createdAt: new Date().toISOString(),
+    });
+    if (this.vms.has(id)) throw new HangarError('already-exists', `a VM with id ${id} already exists`);
+    if (this.nameTaken(def.name)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
+    await this.store.create(def);
+    try {
+      for (const d of made) await createImage(d.file as string, d.format as 'qcow2' | 'raw', d.sizeBytes as number);
+    } catch (e) {
+      await this.store.remove({ id, dir, definition: def }, true).catch(() => {});
+      throw e;
+    }
+    const stored = await this.store.load(id);
+    this.loadedMtime.set(id, await stat(join(dir, DEFINITION_FILE)).then((s) => s.mtimeMs));
+    const vm = this.addInstance(stored);
+    this.emit('vmListChanged');
+    return vm.info();
+  }
+
+  /** Applies a partial change to a stopped VM's definition (deep-merged at the top-level objects). */
+  async edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo> {
+    const vm = await this.findFresh(ref);
+    return vm.exclusive('edit', async () => {
+      const old = vm.definition;
+      if (patch.id !== undefined && patch.id !== old.id) throw new HangarError('invalid-input', 'the id of a VM cannot change');
+      const merged: Record<string, unknown> = { ...old };
+      for (const [k, v] of Object.entries(patch)) {
+        const cur = (old as Record<string, unknown>)[k];
+        merged[k] = isPlainObject(cur) && isPlainObject(v) ? { ...cur, ...v } : v;
+      }
+      const def: VmDefinition = parseDefinition(merged);
+      if (this.nameTaken(def.name, vm.id)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
+      await this.store.save(def);
+      vm.stored = { ...vm.stored, definition: def };
+      this.loadedMtime.set(vm.id, await stat(join(vm.stored.dir, DEFINITION_FILE)).then((s) => s.mtimeMs));
+      this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+      return vm.info();
+    });
+  }
+
+  async start(ref: string): Promise<VmInfo> {
+    const vm = await this.findFresh(ref);
+    await vm.start();
+    return vm.info();
+  }
+
+  async shutdown(ref: string, opts: ShutdownOptions = {}): Promise<VmInfo> {
+    const vm = this.find(ref);
+    if (opts.timeoutSec !== undefined && (!Number.isFinite(opts.timeoutSec) || opts.timeoutSec <= 0)) {
+      throw new HangarError('invalid-input', `shutdown timeout must be a positive number of seconds, got ${opts.timeoutSec}`);
+    }
+    await vm.shutdown(opts.timeoutSec, opts.wait ?? false);
+    return vm.info();
+  }
+
+  async destroy(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.destroy();
+    return vm.info();
+  }
+
+  async reboot(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.reboot();
+    return vm.info();
+  }
+
+  async reset(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.reset();
+    return vm.info();
+  }
+
+  async pause(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.pause();
+    return vm.info();
+  }
+
+  async resume(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.resume();
+    return vm.info();
+  }
+
+  async delete(ref: string, opts: DeleteOptions = {}): Promise<{ deletedFiles: string[]; keptFiles: string[] }> {
+    const vm = await this.findFresh(ref);
+    return vm.exclusive('delete', async () => {
+      assertCan('delete', vm.state, vm.name);
+      const result = await this.store.remove(vm.stored, opts.deleteDisks ?? false);
+      vm.detach();
+      this.vms.delete(vm.id);
+      this.loadedMtime.delete(vm.id);
+      this.emit('vmListChanged');
+      return result;
+    });
+  }
+
+  async commandLine(ref: string): Promise<string[]> {
+    const vm = await this.findFresh(ref);
+    const def = vm.definition;
+    let accel: 'kvm' | 'tcg' = 'tcg';
+    if (def.accel === 'kvm') accel = 'kvm';
+    else if (def.accel === 'auto') accel = (await this.probe()).best;
+    let binary = 'qemu-system-x86_64';
+    try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths })];
+  }
+
+  async serialLog(ref: string, maxBytes?: number): Promise<string> {
+    const vm = await this.findFresh(ref);
+    await vm.console.log.flush().catch(() => {});
+    const buf = maxBytes ? await SerialLog.tail(vm.stored.dir, maxBytes) : await SerialLog.readAll(vm.stored.dir);
+    return buf.toString('base64');
+  }
+
+  /** The live console of a VM, for the daemon's console streams. */
+  consoleOf(ref: string): VmInstance {
+    return this.find(ref);
+  }
+
+  async doctor(): Promise<DoctorCheckInfo[]> {
+    const probe = await this.probe().catch(() => undefined);
+    const report = await runDoctor({ dataDir: this.opts.dataDir, ...(probe ? { probe } : {}) });
+    return report.checks;
+  }
+
+  async daemonStatus(): Promise<DaemonStatus> {
+    const vms = [...this.vms.values()];
+    return {
+      pid: process.pid,
+      version: HANGAR_VERSION,
+      startedAt: this.startedAt,
+      dataDir: this.opts.dataDir,
+      runtimeDir: this.opts.runtimeDir,
+      socketPath: this.opts.socketPath ?? '',
+      vmCount: vms.length,
+      runningCount: vms.filter((v) => isActive(v.state)).length,
+      rssBytes: process.memoryUsage.rss(),
+    };
+  }
+
+  async daemonStop(): Promise<void> {
+    setImmediate(() => this.onStopRequested?.());
+  }
+
+  /** Lets go of every VM without stopping them: QEMU outlives the core. */
+  close(): void {
+    for (const vm of this.vms.values()) vm.detach();
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A random locally administered unicast MAC in QEMU's customary 52:54:00 prefix. */
+export function randomMac(): string {
+  const b = randomBytes(3);
+  return `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+}

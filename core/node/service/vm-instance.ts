@@ -1,0 +1,464 @@
+// One VM under supervision: its state machine, its QEMU process (spawned or re-attached), QMP
+// events, and its serial console. All lifecycle actions for a VM go through here.
+import { EventEmitter } from 'node:events';
+import { access, constants, readFile, rm, unlink } from 'node:fs/promises';
+import { HangarError } from '../../common/errors.ts';
+import type { VmDefinition } from '../../common/model.ts';
+import { assertCan, isActive } from '../../common/state.ts';
+import type { VmAction, VmState } from '../../common/state.ts';
+import type { VmInfo, VmSummary } from '../../common/api.ts';
+import { SerialConsole } from '../console/serial-console.ts';
+import { requireBinary } from '../host/binaries.ts';
+import type { AccelProbe } from '../host/accel.ts';
+import { resolveAccel } from '../host/accel.ts';
+import { ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
+import type { VmRuntimePaths } from '../paths.ts';
+import { QmpClient } from '../qmp/client.ts';
+import type { RunState } from '../qmp/client.ts';
+import { buildArgv } from '../qemu/vm-argv.ts';
+import type { StoredVm } from '../store/vm-store.ts';
+import { writeFileAtomic } from '../store/atomic-write.ts';
+import {
+  isOurQemu, killQemu, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
+} from './qemu-process.ts';
+import type { SpawnedQemu } from './qemu-process.ts';
+
+export interface InstanceDeps {
+  runtimeDir: string;
+  /** Memoized accelerator probe. */
+  probe: () => Promise<AccelProbe>;
+  onChange: (vm: VmInstance) => void;
+}
+
+const INTERNAL_ERROR_REASON =
+  'the guest stopped with an internal error: the accelerator (KVM) cannot run it on this host. ' +
+  'Force it off (`hangar destroy`), set its accelerator to tcg (`hangar edit NAME --accel tcg`) and start it again.';
+
+type Intent = 'poweroff' | 'reboot' | null;
+
+interface Session {
+  pid: number;
+  qmp: QmpClient;
+  spawned?: SpawnedQemu;
+  accel?: 'kvm' | 'tcg';
+  accelNote?: string;
+  /** Set when Hangar itself asked QEMU to exit, so the exit is not a crash. */
+  expectExit: boolean;
+  /** Set when the guest powered off (SHUTDOWN event). */
+  guestShutdown: boolean;
+  intent: Intent;
+  timer?: NodeJS.Timeout;
+}
+
+export class VmInstance extends EventEmitter<{ state: [VmState] }> {
+  state: VmState = 'stopped';
+  reason: string | undefined;
+  stored: StoredVm;
+  readonly paths: VmRuntimePaths;
+  private session: Session | null = null;
+  private busy: VmAction | null = null;
+  private consoleInstance: SerialConsole | null = null;
+
+  constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
+    super();
+    this.stored = stored;
+    this.paths = vmRuntimePaths(deps.runtimeDir, stored.id);
+    if (!stored.definition) {
+      this.state = 'broken';
+      this.reason = stored.error;
+    }
+  }
+
+  get id(): string {
+    return this.stored.id;
+  }
+
+  get name(): string {
+    return this.stored.definition?.name ?? `(broken ${this.stored.id})`;
+  }
+
+  get definition(): VmDefinition {
+    if (!this.stored.definition) throw new HangarError('broken-definition', `VM ${this.stored.id} is broken: ${this.stored.error}`, 'fix or delete its definition file');
+    return this.stored.definition;
+  }
+
+  get pid(): number | undefined {
+    return this.session?.pid;
+  }
+
+  get console(): SerialConsole {
+    this.consoleInstance ??= new SerialConsole({ socketPath: this.paths.serialSocket, vmDir: this.stored.dir });
+    return this.consoleInstance;
+  }
+
+  summary(): VmSummary {
+    const s: VmSummary = { id: this.id, name: this.name, state: this.state };
+    if (this.reason) s.reason = this.reason;
+    if (this.stored.definition) {
+      s.vcpus = this.stored.definition.cpu.vcpus;
+      s.memoryMiB = this.stored.definition.memoryMiB;
+    }
+    if (this.session) s.pid = this.session.pid;
+    return s;
+  }
+
+  info(): VmInfo {
+    const i: VmInfo = { ...this.summary(), dir: this.stored.dir };
+    if (this.stored.definition) i.definition = this.stored.definition;
+    if (this.session?.accel) i.accelInUse = this.session.accel;
+    if (this.session?.accelNote) i.accelNote = this.session.accelNote;
+    return i;
+  }
+
+  private setState(state: VmState, reason?: string): void {
+    if (this.state === state && this.reason === reason) return;
+    this.state = state;
+    this.reason = reason;
+    this.emit('state', state);
+    this.deps.onChange(this);
+  }
+
+  /** Runs an action under the per-VM lock: a second concurrent action gets 'busy', never a race. */
+  async exclusive<T>(action: VmAction, fn: () => Promise<T>): Promise<T> {
+    if (this.busy) {
+      throw new HangarError('busy', `VM "${this.name}" is busy: a ${this.busy} is in progress`, 'wait for it to finish and try again');
+    }
+    assertCan(action, this.state, this.name);
+    this.busy = action;
+    try {
+      return await fn();
+    } finally {
+      this.busy = null;
+    }
+  }
+
+  /** Waits until the VM reaches a state matching pred (or rejects after timeoutMs). */
+  waitFor(pred: (s: VmState) => boolean, timeoutMs: number): Promise<void> {
+    if (pred(this.state)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onState = (s: VmState): void => {
+        if (!pred(s)) return;
+        clearTimeout(t);
+        this.off('state', onState);
+        resolve();
+      };
+      const t = setTimeout(() => {
+        this.off('state', onState);
+        reject(new HangarError('timeout', `VM "${this.name}" is still ${this.state} after ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      this.on('state', onState);
+    });
+  }
+
+  // ---- start ------------------------------------------------------------------------------
+
+  start(): Promise<void> {
+    return this.exclusive('start', async () => {
+      const def = this.definition;
+      this.setState('starting');
+      let spawned: SpawnedQemu | undefined;
+      try {
+        await this.checkFiles(def);
+        const qemu = requireBinary('qemu-system-x86_64');
+        const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await this.deps.probe());
+        ensurePrivateDir(this.paths.dir);
+        await this.removeRuntimeFiles();
+        const argv = buildArgv(def, { accel, paths: this.paths });
+        spawned = spawnQemu(qemu, argv, this.stored.dir);
+        await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
+        const qmp = await QmpClient.connect(this.paths.qmpSocket);
+        const session: Session = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
+        if (note) session.accelNote = note;
+        this.bindSession(session);
+        if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
+        await qmp.cont();
+        this.setState('running');
+      } catch (e) {
+        if (spawned) {
+          if (this.session) this.session.expectExit = true;
+          killQemu(spawned.pid, this.id);
+          await waitForExit(spawned.pid, 5000);
+          this.session?.qmp.close();
+          this.session = null;
+          await this.removeRuntimeFiles();
+        }
+        this.setState('stopped');
+        throw e;
+      }
+    });
+  }
+
+  /** Every file the VM needs must exist before QEMU runs: a clear error beats QEMU's. */
+  private async checkFiles(def: VmDefinition): Promise<void> {
+    const need: Array<[string, string, boolean]> = [];
+    for (const d of def.disks) need.push([`disk "${d.id}"`, d.file, !d.readOnly]);
+    for (const c of def.cdroms) if (c.file) need.push([`CD-ROM "${c.id}"`, c.file, false]);
+    if (def.boot.kernel) {
+      need.push(['kernel', def.boot.kernel.kernel, false]);
+      if (def.boot.kernel.initrd) need.push(['initrd', def.boot.kernel.initrd, false]);
+    }
+    for (const [what, file, write] of need) {
+      try {
+        await access(file, write ? constants.R_OK | constants.W_OK : constants.R_OK);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const problem = code === 'ENOENT' ? 'does not exist' : `cannot be ${write ? 'read and written' : 'read'} (${code})`;
+        throw new HangarError('invalid-input', `cannot start VM "${def.name}": the ${what} file ${file} ${problem}`,
+          `restore the file, or change the VM's definition (hangar edit / remove the device)`);
+      }
+    }
+  }
+
+  // ---- attach to a running QEMU ------------------------------------------------------------
+
+  /** Called at core start: adopts a QEMU left running by an earlier core, or notes it died. */
+  async reattach(): Promise<void> {
+    if (!this.stored.definition) return;
+    const pid = await readPidfile(this.paths.pidfile);
+    const previous = await this.readStatusFile();
+    if (pid === null || !isOurQemu(pid, this.id)) {
+      if (pid !== null) {
+        // A pidfile without its QEMU: it died while no core watched (guest poweroff keeps QEMU
+        // alive under -no-shutdown, so this was not a clean stop).
+        await this.removeRuntimeFiles();
+        await this.markCrashed('QEMU exited while the Hangar core was not running');
+      } else if (previous?.state === 'crashed') {
+        this.setState('crashed', previous.reason);
+      }
+      return;
+    }
+    let qmp: QmpClient;
+    try {
+      qmp = await QmpClient.connect(this.paths.qmpSocket, { connectTimeoutMs: 5000 });
+    } catch (e) {
+      this.setState('crashed', `QEMU (pid ${pid}) is running but its QMP socket does not answer: ${(e as Error).message}. Force it off with \`hangar destroy\`.`);
+      this.session = { pid, qmp: null as unknown as QmpClient, expectExit: false, guestShutdown: false, intent: null };
+      return;
+    }
+    const session: Session = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
+    this.bindSession(session);
+    const status = await qmp.queryStatus();
+    if (this.stored.definition.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
+    if (status.status === 'shutdown') {
+      // The guest powered off while no core was watching: finish the job.
+      session.expectExit = true;
+      this.setState('stopping');
+      await qmp.quit().catch(() => {});
+      return;
+    }
+    if (status.status === 'prelaunch') {
+      // A start was interrupted before `cont`: carry it through.
+      await qmp.cont();
+    }
+    this.applyRunState(status.status === 'prelaunch' ? 'running' : status.status);
+  }
+
+  private bindSession(session: Session): void {
+    this.session = session;
+    const { qmp } = session;
+    qmp.onEvent('SHUTDOWN', (d) => { void this.onGuestShutdown(session, d.reason); });
+    qmp.onEvent('STOP', () => { void this.refreshRunState(session); });
+    qmp.onEvent('RESUME', () => { if (this.state === 'paused' || this.state === 'guest-error') this.setState('running'); });
+    qmp.onEvent('GUEST_PANICKED', () => { this.setState('guest-error', 'the guest kernel panicked; reset or force off the VM'); });
+    qmp.on('close', () => { void this.onQmpClosed(session); });
+  }
+
+  private applyRunState(status: RunState): void {
+    switch (status) {
+      case 'running':
+        this.setState('running');
+        break;
+      case 'internal-error':
+        this.setState('guest-error', INTERNAL_ERROR_REASON);
+        break;
+      case 'guest-panicked':
+        this.setState('guest-error', 'the guest kernel panicked; reset or force off the VM');
+        break;
+      case 'io-error':
+        this.setState('paused', 'paused by an I/O error on a disk (full or failing host storage); fix it, then resume');
+        break;
+      case 'shutdown':
+        break;
+      default:
+        this.setState('paused');
+    }
+  }
+
+  private async refreshRunState(session: Session): Promise<void> {
+    if (this.session !== session || this.state === 'stopping' || this.state === 'starting') return;
+    try {
+      const st = await session.qmp.queryStatus();
+      if (this.session === session && (this.state as VmState) !== 'stopping') this.applyRunState(st.status);
+    } catch { /* QEMU going away: onQmpClosed handles it */ }
+  }
+
+  private async onGuestShutdown(session: Session, reason: string): Promise<void> {
+    if (this.session !== session || reason === 'host-qmp-quit' || session.expectExit) return;
+    session.guestShutdown = true;
+    if (session.intent === 'reboot') {
+      clearTimeout(session.timer);
+      session.intent = null;
+      session.guestShutdown = false;
+      await session.qmp.systemReset().catch(() => {});
+      await session.qmp.cont().catch(() => {});
+      this.setState('running');
+      return;
+    }
+    clearTimeout(session.timer);
+    session.expectExit = true;
+    this.setState('stopping');
+    await session.qmp.quit({ timeoutMs: 5000 }).catch(() => {});
+  }
+
+  private async onQmpClosed(session: Session): Promise<void> {
+    if (this.session !== session) return;
+    clearTimeout(session.timer);
+    const exited = await waitForExit(session.pid, 5000);
+    if (!exited) {
+      // QMP is gone but the process lingers: it cannot be supervised any more.
+      killQemu(session.pid, this.id, 'SIGKILL');
+      await waitForExit(session.pid, 3000);
+    }
+    let how = '';
+    if (session.spawned) {
+      const r = await Promise.race([session.spawned.exited, new Promise<null>((res) => setTimeout(() => res(null), 1000))]);
+      if (r) how = r.signal ? ` (killed by ${r.signal})` : ` (exit code ${r.code})`;
+    }
+    this.session = null;
+    this.consoleInstance?.detach();
+    await this.removeRuntimeFiles();
+    if (session.expectExit || session.guestShutdown) {
+      await rm(this.paths.statusFile, { force: true });
+      this.setState('stopped');
+    } else {
+      const tail = session.spawned ? await qemuErrorTail(this.stored.dir) : '';
+      await this.markCrashed(`QEMU exited unexpectedly${how}${tail && !tail.startsWith('no message') ? `: ${tail}` : ''}`);
+    }
+  }
+
+  private async markCrashed(reason: string): Promise<void> {
+    ensurePrivateDir(this.paths.dir);
+    await writeFileAtomic(this.paths.statusFile, JSON.stringify({ state: 'crashed', reason, at: new Date().toISOString() }), 0o600).catch(() => {});
+    this.setState('crashed', reason);
+  }
+
+  private async readStatusFile(): Promise<{ state: VmState; reason?: string } | null> {
+    try {
+      return JSON.parse(await readFile(this.paths.statusFile, 'utf8')) as { state: VmState; reason?: string };
+    } catch {
+      return null;
+    }
+  }
+
+  private async removeRuntimeFiles(): Promise<void> {
+    for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
+      await unlink(f).catch(() => {});
+    }
+  }
+
+  private live(): Session {
+    if (!this.session || !this.session.qmp) throw new HangarError('invalid-state', `VM "${this.name}" has no QEMU process to talk to`);
+    return this.session;
+  }
+
+  // ---- lifecycle actions --------------------------------------------------------------------
+
+  /** ACPI power button; forced off after timeoutSec. Resolves when the request is made (or, with wait, when stopped). */
+  async shutdown(timeoutSec?: number, wait = false): Promise<void> {
+    await this.exclusive('shutdown', async () => {
+      const s = this.live();
+      const timeout = timeoutSec ?? this.definition.shutdownTimeoutSec;
+      s.intent = 'poweroff';
+      this.setState('shutting-down');
+      await s.qmp.systemPowerdown();
+      clearTimeout(s.timer);
+      s.timer = setTimeout(() => {
+        if (this.session === s && this.state === 'shutting-down') void this.forceOff().catch(() => {});
+      }, timeout * 1000);
+    });
+    if (wait) await this.waitFor((st) => !isActive(st), ((timeoutSec ?? this.definition.shutdownTimeoutSec) + 15) * 1000);
+  }
+
+  /** Force off: quit through QMP, SIGKILL if QEMU does not go. */
+  destroy(): Promise<void> {
+    return this.exclusive('destroy', () => this.forceOff());
+  }
+
+  private async forceOff(): Promise<void> {
+    const s = this.session;
+    if (!s) {
+      if (this.state !== 'crashed') this.setState('stopped');
+      return;
+    }
+    s.expectExit = true;
+    clearTimeout(s.timer);
+    this.setState('stopping');
+    if (s.qmp) await s.qmp.quit({ timeoutMs: 3000 }).catch(() => {});
+    if (!(await waitForExit(s.pid, 5000))) {
+      killQemu(s.pid, this.id, 'SIGKILL');
+      await waitForExit(s.pid, 3000);
+    }
+    if (!s.qmp) {
+      this.session = null;
+      await this.removeRuntimeFiles();
+      this.setState('stopped');
+    }
+    await this.waitFor((st) => !isActive(st), 10_000);
+  }
+
+  /** ACPI reboot: power button, and when the guest has shut down, reset and continue. */
+  reboot(): Promise<void> {
+    return this.exclusive('reboot', async () => {
+      const s = this.live();
+      s.intent = 'reboot';
+      this.setState('rebooting');
+      await s.qmp.systemPowerdown();
+      clearTimeout(s.timer);
+      s.timer = setTimeout(() => {
+        // The guest ignored the power button: hard reset.
+        if (this.session !== s || this.state !== 'rebooting') return;
+        s.intent = null;
+        void s.qmp.systemReset().then(() => s.qmp.cont()).then(() => this.setState('running')).catch(() => {});
+      }, this.definition.shutdownTimeoutSec * 1000);
+    });
+  }
+
+  reset(): Promise<void> {
+    return this.exclusive('reset', async () => {
+      const s = this.live();
+      const wasPaused = this.state === 'paused';
+      await s.qmp.systemReset();
+      if (this.state === 'guest-error') {
+        await s.qmp.cont();
+        this.setState('running');
+      } else if (!wasPaused) {
+        this.setState('running');
+      }
+    });
+  }
+
+  pause(): Promise<void> {
+    return this.exclusive('pause', async () => {
+      await this.live().qmp.stop();
+      this.setState('paused');
+    });
+  }
+
+  resume(): Promise<void> {
+    return this.exclusive('resume', async () => {
+      await this.live().qmp.cont();
+      this.setState('running');
+    });
+  }
+
+  /** Releases sockets without touching QEMU (core shutting down; VMs keep running). */
+  detach(): void {
+    if (this.session) {
+      this.session.expectExit = true; // our own close is not a crash
+      clearTimeout(this.session.timer);
+      this.session.qmp?.close();
+      this.session = null;
+    }
+    this.consoleInstance?.detach();
+  }
+}

@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# Builds the Hangar test guest: a tiny busybox initramfs around the host's Debian kernel,
+# plus a bootable hybrid ISO (BIOS + UEFI) and a qcow2 disk made from that ISO.
+#
+# Output goes to a cache directory OUTSIDE the repository:
+#   ${HANGAR_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hangar-test-guest}
+# with vmlinuz, initrd.img, guest.iso, guest.qcow2, manifest.json and a stamp file.
+#
+# Idempotent: when the stamp (hash of this script + kernel version + EFI support) matches,
+# nothing is rebuilt. A build happens in a temp dir next to the cache and is moved into
+# place at the end, so an interrupted build never leaves a half-made cache. Concurrent
+# runs are serialised with flock. No sudo, no installs: missing packages are reported
+# with the apt-get command that installs them.
+#
+# On success the absolute path of manifest.json is printed on stdout (and nothing else).
+# Progress and errors go to stderr.
+#
+# Env:
+#   HANGAR_GUEST_CACHE            cache dir (see above)
+#   HANGAR_GUEST_KERNEL_VERSION   use this kernel (default: newest /boot/vmlinuz-* with modules)
+#   HANGAR_GUEST_FORCE=1          rebuild even if up to date
+set -euo pipefail
+umask 022
+export LC_ALL=C
+
+READY_MARKER='HANGAR-GUEST-READY'
+CMDLINE='console=ttyS0 quiet panic=-1'
+
+log() { printf 'hangar-guest: %s\n' "$*" >&2; }
+die() { printf 'hangar-guest: error: %s\n' "$*" >&2; exit 1; }
+
+SCRIPT_PATH="$(readlink -f "${BASH_SOURCE[0]}")"
+
+if [[ -n "${HANGAR_GUEST_CACHE:-}" ]]; then
+  CACHE="$HANGAR_GUEST_CACHE"
+else
+  CACHE="${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/hangar-test-guest"
+fi
+CACHE="$(readlink -m "$CACHE")"
+PARENT="$(dirname "$CACHE")"
+mkdir -p "$PARENT"
+
+# ---------------------------------------------------------------- kernel selection
+pick_kernel() {
+  if [[ -n "${HANGAR_GUEST_KERNEL_VERSION:-}" ]]; then
+    printf '%s\n' "$HANGAR_GUEST_KERNEL_VERSION"
+    return
+  fi
+  local f v best=''
+  # newest first; only kernels whose modules are installed
+  while IFS= read -r f; do
+    v="${f#/boot/vmlinuz-}"
+    if [[ -d "/lib/modules/$v/kernel" ]]; then best="$v"; break; fi
+  done < <(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V -r)
+  printf '%s\n' "$best"
+}
+
+KVER="$(pick_kernel)"
+if [[ -z "$KVER" ]]; then
+  log 'no kernel found (need /boot/vmlinuz-<ver> and /lib/modules/<ver>). Install one with:'
+  printf '  apt-get install -y --no-install-recommends linux-image-amd64\n' >&2
+  exit 1
+fi
+KIMG="/boot/vmlinuz-$KVER"
+MODDIR="/lib/modules/$KVER"
+[[ -f "$KIMG" ]] || die "kernel image $KIMG does not exist"
+[[ -r "$KIMG" ]] || die "kernel image $KIMG is not readable by $(id -un) (on Ubuntu: sudo chmod 0644 /boot/vmlinuz-*)"
+[[ -d "$MODDIR" ]] || die "modules directory $MODDIR does not exist"
+
+HAVE_EFI=no
+[[ -d /usr/lib/grub/x86_64-efi ]] && HAVE_EFI=yes
+
+SCRIPT_HASH="$(sha256sum "$SCRIPT_PATH" | cut -d' ' -f1)"
+STAMP_CONTENT="script=$SCRIPT_HASH
+kernel=$KVER
+efi=$HAVE_EFI"
+
+OUTPUTS=(vmlinuz initrd.img guest.iso guest.qcow2 manifest.json)
+
+up_to_date() {
+  [[ "${HANGAR_GUEST_FORCE:-0}" != 1 ]] || return 1
+  [[ -f "$CACHE/stamp" ]] || return 1
+  [[ "$(cat "$CACHE/stamp")" == "$STAMP_CONTENT" ]] || return 1
+  local o
+  for o in "${OUTPUTS[@]}"; do [[ -s "$CACHE/$o" ]] || return 1; done
+  return 0
+}
+
+# Fast path without the lock (the cache dir is only ever replaced whole).
+if up_to_date; then
+  printf '%s\n' "$CACHE/manifest.json"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- lock
+command -v flock >/dev/null || {
+  log 'missing tool flock. Install it with:'
+  printf '  apt-get install -y --no-install-recommends util-linux\n' >&2
+  exit 1
+}
+exec 9>"$CACHE.lock"
+flock 9
+# Somebody else may have built it while we waited.
+if up_to_date; then
+  printf '%s\n' "$CACHE/manifest.json"
+  exit 0
+fi
+# Leftovers of interrupted builds (we hold the lock, so nobody else is building).
+rm -rf "$CACHE".tmp.* "$CACHE".old.*
+
+# ---------------------------------------------------------------- tool check
+MISSING_PKGS=()
+need_pkg() { local p; for p in "${MISSING_PKGS[@]:-}"; do [[ "$p" == "$1" ]] && return; done; MISSING_PKGS+=("$1"); }
+need_cmd() { command -v "$1" >/dev/null 2>&1 || need_pkg "$2"; }
+
+BUSYBOX=''
+for c in /bin/busybox /usr/bin/busybox /sbin/busybox /usr/sbin/busybox; do
+  # must be static: it runs inside the initramfs without any libraries
+  [[ -x "$c" ]] || continue
+  case "$(ldd "$c" 2>&1 || true)" in
+    *'not a dynamic executable'*|*'statically linked'*) BUSYBOX="$c"; break ;;
+  esac
+done
+[[ -n "$BUSYBOX" ]] || need_pkg busybox-static
+need_cmd cpio cpio
+need_cmd gzip gzip
+need_cmd modprobe kmod
+need_cmd depmod kmod
+need_cmd sha256sum coreutils
+need_cmd grub-mkrescue grub-common
+[[ -d /usr/lib/grub/i386-pc ]] || need_pkg grub-pc-bin
+need_cmd xorriso xorriso
+if [[ "$HAVE_EFI" == yes ]]; then
+  need_cmd mformat mtools
+  need_cmd mcopy mtools
+fi
+need_cmd qemu-img qemu-utils
+if ((${#MISSING_PKGS[@]})); then
+  log "missing packages: ${MISSING_PKGS[*]}. Install them (as root) with:"
+  printf '  apt-get install -y --no-install-recommends %s\n' "${MISSING_PKGS[*]}" >&2
+  exit 1
+fi
+
+# ---------------------------------------------------------------- build
+START=$SECONDS
+TMP="$(mktemp -d "$CACHE.tmp.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+log "building test guest for kernel $KVER in $CACHE (efi=$HAVE_EFI)"
+
+ROOT="$TMP/root"
+mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,root,mnt,var/log,var/run} \
+  "$ROOT/lib/modules/$KVER" "$ROOT/etc/acpi/PWRF" "$ROOT/etc/acpi/PWRB" "$ROOT/etc/udhcpc" \
+  "$ROOT/usr/share/udhcpc"
+chmod 1777 "$ROOT/tmp"
+chmod 0700 "$ROOT/root"
+
+# busybox + applet links
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+chmod 0755 "$ROOT/bin/busybox"
+"$BUSYBOX" --list-full > "$TMP/applets"
+while IFS= read -r a; do
+  [[ -n "$a" && "$a" != bin/busybox ]] || continue
+  mkdir -p "$ROOT/$(dirname "$a")"
+  [[ -e "$ROOT/$a" ]] || ln -s /bin/busybox "$ROOT/$a"
+done < "$TMP/applets"
+
+# kernel modules: wanted modules + all their dependencies, in load order
+CORE_MODULES=(
+  virtio_pci virtio_blk virtio_net virtio_scsi virtio_console virtio_rng virtio_balloon
+  e1000 e1000e 8139cp 8139too ata_piix ata_generic ahci sd_mod sr_mod 9p 9pnet_virtio
+  button evdev
+)
+EXTRA_MODULES=(
+  virtio_input nvme isofs xhci_pci ehci_pci uhci_hcd usbhid hid_generic pvpanic_pci
+)
+: > "$TMP/insmods"
+missing_mods=()
+resolve() {  # $1 module, $2 required(1/0)
+  local out
+  if out="$(modprobe -S "$KVER" --show-depends "$1" 2>/dev/null)"; then
+    printf '%s\n' "$out" | awk '$1 == "insmod" { print $2 }' >> "$TMP/insmods"
+  elif [[ "$2" == 1 ]]; then
+    missing_mods+=("$1")
+  fi
+}
+for m in "${CORE_MODULES[@]}"; do resolve "$m" 1; done
+for m in "${EXTRA_MODULES[@]}"; do resolve "$m" 0; done
+((${#missing_mods[@]} == 0)) || die "kernel $KVER has no modules: ${missing_mods[*]}"
+
+: > "$ROOT/etc/hangar-modules"
+awk '!seen[$0]++' "$TMP/insmods" > "$TMP/insmods.uniq"
+while IFS= read -r ko; do
+  [[ "$ko" == "$MODDIR/"* ]] || die "unexpected module path $ko"
+  rel="${ko#"$MODDIR"/}"
+  dst="$ROOT/lib/modules/$KVER/$rel"
+  mkdir -p "$(dirname "$dst")"
+  case "$ko" in
+    *.ko) cp "$ko" "$dst" ;;
+    *.ko.xz) command -v xz >/dev/null || die 'compressed modules need xz (apt-get install -y xz-utils)'
+             rel="${rel%.xz}"; xz -dc "$ko" > "${dst%.xz}" ;;
+    *.ko.zst) command -v zstd >/dev/null || die 'compressed modules need zstd (apt-get install -y zstd)'
+              rel="${rel%.zst}"; zstd -qdc "$ko" > "${dst%.zst}" ;;
+    *.ko.gz) rel="${rel%.gz}"; gzip -dc "$ko" > "${dst%.gz}" ;;
+    *) die "unexpected module file $ko" ;;
+  esac
+  name="$(basename "$rel" .ko)"
+  printf '%s %s\n' "${name//-/_}" "$rel" >> "$ROOT/etc/hangar-modules"
+done < "$TMP/insmods.uniq"
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+  [[ -f "$MODDIR/$f" ]] && cp "$MODDIR/$f" "$ROOT/lib/modules/$KVER/"
+done
+depmod -b "$ROOT" "$KVER" 2> "$TMP/depmod.log" || { cat "$TMP/depmod.log" >&2; die 'depmod failed'; }
+# Drop the binary indexes; busybox modprobe reads the text files.
+rm -f "$ROOT/lib/modules/$KVER"/*.bin
+
+# ---- /etc files
+printf 'hangar-guest\n' > "$ROOT/etc/hostname"
+cat > "$ROOT/etc/hosts" <<'EOF'
+127.0.0.1 localhost
+127.0.1.1 hangar-guest
+EOF
+cat > "$ROOT/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+EOF
+cat > "$ROOT/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+EOF
+: > "$ROOT/etc/resolv.conf"
+printf '%s\n' "$KVER" > "$ROOT/etc/hangar-kernel"
+
+cat > "$ROOT/etc/profile" <<EOF
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+export PS1='guest# '
+cd /root 2>/dev/null
+# Wide terminal so that long typed lines are echoed without line-editing redraws.
+stty cols 1000 rows 50 2>/dev/null
+# The ready marker is printed by the first interactive shell itself, right before its
+# first prompt: anything typed after the marker is read by this shell.
+if [ ! -e /run/hangar-ready ]; then
+  : > /run/hangar-ready
+  echo '$READY_MARKER'
+fi
+EOF
+
+# ---- hangar-lspci
+cat > "$ROOT/bin/hangar-lspci" <<'EOF'
+#!/bin/sh
+# One line per PCI device: <addr> <vendor>:<device> <class> <driver-or-none>
+echo HANGAR-PCI-BEGIN
+for d in /sys/bus/pci/devices/*; do
+  [ -r "$d/vendor" ] || continue
+  read -r v < "$d/vendor"; read -r p < "$d/device"; read -r c < "$d/class"
+  drv=none
+  if [ -L "$d/driver" ]; then drv="$(readlink "$d/driver")"; drv="${drv##*/}"; fi
+  echo "${d##*/} ${v#0x}:${p#0x} ${c#0x} $drv"
+done
+echo HANGAR-PCI-END
+EOF
+chmod 0755 "$ROOT/bin/hangar-lspci"
+
+# ---- ACPI power button -> clean power off (busybox acpid maps KEY_POWER to PWRF/00000080)
+cat > "$ROOT/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+echo 'hangar: power button pressed, powering off' > /dev/console
+sync
+exec /bin/busybox poweroff -f
+EOF
+chmod 0755 "$ROOT/etc/acpi/PWRF/00000080"
+ln -s ../PWRF/00000080 "$ROOT/etc/acpi/PWRB/00000080"
+# action file: "<substring of event> <handler relative to /etc/acpi>"
+cat > "$ROOT/etc/acpid.conf" <<'EOF'
+PWRF PWRF/00000080
+PWRB PWRB/00000080
+EOF
+
+# ---- udhcpc event script
+cat > "$ROOT/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+# busybox udhcpc event script: udhcpc -i eth0 -s /etc/udhcpc.script -q -n
+[ -n "$1" ] || { echo "usage: udhcpc -s $0" >&2; exit 1; }
+case "$1" in
+  deconfig)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    ;;
+  bound|renew)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    while ip route del default dev "$interface" 2>/dev/null; do :; done
+    for r in $router; do
+      ip route add default via "$r" dev "$interface" && break
+    done
+    : > /etc/resolv.conf
+    [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    echo "udhcpc: $interface $ip/${mask:-24} router ${router:-none}"
+    ;;
+  leasefail|nak)
+    echo "udhcpc: $1 on $interface${message:+: $message}" >&2
+    ;;
+esac
+exit 0
+EOF
+chmod 0755 "$ROOT/etc/udhcpc.script"
+ln -s /etc/udhcpc.script "$ROOT/etc/udhcpc/default.script"
+ln -s /etc/udhcpc.script "$ROOT/usr/share/udhcpc/default.script"
+
+# ---- /init
+cat > "$ROOT/init" <<'EOF'
+#!/bin/sh
+# Hangar test guest init (PID 1, busybox sh).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+# Keep the console clean: only emergency kernel messages from now on (see dmesg).
+dmesg -n 1
+
+hostname -F /etc/hostname
+ip link set lo up
+
+# Kernel modules, dependencies first (see /etc/hangar-modules); failures are ignored.
+kver="$(cat /etc/hangar-kernel)"
+loaded=''
+failed=''
+while read -r name rel; do
+  if insmod "/lib/modules/$kver/$rel" 2>/dev/null; then
+    loaded="$loaded $name"
+  else
+    failed="$failed $name"
+  fi
+done < /etc/hangar-modules
+echo "$failed" > /run/hangar-modules.failed
+echo "hangar: modules loaded:$loaded"
+
+# ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff.
+acpid -l /var/log/acpid.log
+
+hangar-lspci
+
+# Interactive shell on the console with a controlling tty; respawned when it exits.
+# /etc/profile prints the ready marker before the first prompt.
+while :; do
+  setsid cttyhack sh -l
+  sleep 0.2
+done
+EOF
+chmod 0755 "$ROOT/init"
+
+# ---- initrd
+( cd "$ROOT" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet ) | gzip -9 -n > "$TMP/initrd.img"
+cp "$KIMG" "$TMP/vmlinuz"
+
+# ---- ISO (grub-mkrescue hybrid: BIOS i386-pc + x86_64-efi when present)
+ISODIR="$TMP/iso"
+mkdir -p "$ISODIR/boot/grub"
+cp "$TMP/vmlinuz" "$ISODIR/boot/vmlinuz"
+cp "$TMP/initrd.img" "$ISODIR/boot/initrd.img"
+cat > "$ISODIR/boot/grub/grub.cfg" <<EOF
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+set timeout_style=hidden
+set default=0
+menuentry 'Hangar test guest' {
+  linux /boot/vmlinuz $CMDLINE
+  initrd /boot/initrd.img
+}
+EOF
+# grub-mkrescue picks up every platform installed under /usr/lib/grub (i386-pc, x86_64-efi).
+if ! grub-mkrescue -o "$TMP/guest.iso" --compress=xz "$ISODIR" -- -volid HANGAR_GUEST > "$TMP/mkrescue.log" 2>&1; then
+  cat "$TMP/mkrescue.log" >&2
+  die 'grub-mkrescue failed'
+fi
+
+# ---- disk image from the hybrid ISO
+qemu-img convert -f raw -O qcow2 "$TMP/guest.iso" "$TMP/guest.qcow2"
+
+# ---- manifest + stamp
+json_str() { local s="$1"; s="${s//\\/\\\\}"; s="${s//\"/\\\"}"; printf '"%s"' "$s"; }
+mods_json=''
+while read -r name _; do
+  mods_json+="${mods_json:+, }$(json_str "$name")"
+done < "$ROOT/etc/hangar-modules"
+cat > "$TMP/manifest.json" <<EOF
+{
+  "cacheDir": $(json_str "$CACHE"),
+  "kernel": $(json_str "$CACHE/vmlinuz"),
+  "initrd": $(json_str "$CACHE/initrd.img"),
+  "iso": $(json_str "$CACHE/guest.iso"),
+  "disk": $(json_str "$CACHE/guest.qcow2"),
+  "kernelVersion": $(json_str "$KVER"),
+  "cmdline": $(json_str "$CMDLINE"),
+  "readyMarker": $(json_str "$READY_MARKER"),
+  "prompt": "guest# ",
+  "efi": $([[ "$HAVE_EFI" == yes ]] && echo true || echo false),
+  "modules": [$mods_json],
+  "buildScriptSha256": $(json_str "$SCRIPT_HASH")
+}
+EOF
+printf '%s\n' "$STAMP_CONTENT" > "$TMP/stamp"
+
+# ---- move into place
+OUT="$TMP/out"
+mkdir "$OUT"
+for o in "${OUTPUTS[@]}" stamp; do mv "$TMP/$o" "$OUT/$o"; done
+# The finished dir replaces the old one by rename (same filesystem); if we die between
+# the two renames there is simply no cache and the next run rebuilds.
+if [[ -e "$CACHE" ]]; then
+  mv "$CACHE" "$CACHE.old.$$"
+fi
+mv "$OUT" "$CACHE"
+rm -rf "$CACHE.old.$$"
+log "built in $((SECONDS - START))s: $CACHE"
+printf '%s\n' "$CACHE/manifest.json"
