@@ -93,7 +93,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
     on: (fn) => { handler = fn; },
     serialize: (v) => JSON.stringify(v),
     deserialize: (v: string) => JSON.parse(v),
-    timeout: 0,
+    timeout: -1, // no RPC deadline: long operations (shutdown --wait) have their own
   });
   onLines(sock, (line) => handler?.(line), () => sock.destroy());
   sock.on('error', () => {});

@@ -79,7 +79,7 @@ function serveRpc(service: CoreService, functions: CoreApi, sock: Socket, rest: 
     serialize: (v) => JSON.stringify(v),
     deserialize: (v: string) => JSON.parse(v),
     eventNames: ['vmChanged', 'vmListChanged'],
-    timeout: 0,
+    timeout: -1, // no RPC deadline: long operations (shutdown --wait) have their own
   });
   const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
   const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };

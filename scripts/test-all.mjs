@@ -1,0 +1,67 @@
+// Runs every suite (lint, typecheck, unit, golden, integration, end-to-end) and ends with one
+// line summing them all: "N passed, N failed, N skipped". Lint and typecheck count as one test each.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const only = process.argv.slice(2);
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const report = [];
+
+function run(cmd, args, env = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
+async function check(name, cmd, args) {
+  console.log(`\n=== ${name} ===`);
+  const code = await run(cmd, args);
+  if (code === 0) totals.passed++; else totals.failed++;
+  report.push(`${name}: ${code === 0 ? 'passed' : 'FAILED'}`);
+}
+
+async function nodeSuite(name, dir, extra = []) {
+  const files = existsSync(join(root, dir)) ? readdirSync(join(root, dir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join(dir, f)) : [];
+  console.log(`\n=== ${name} (${files.length} files) ===`);
+  if (!files.length) {
+    report.push(`${name}: no test files`);
+    return;
+  }
+  const tap = join(mkdtempSync(join(tmpdir(), 'hangar-tap-')), 'out.tap');
+  const code = await run(process.execPath, [
+    '--import', 'tsx', '--test', ...extra,
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tap}`,
+    ...files,
+  ]);
+  const text = existsSync(tap) ? readFileSync(tap, 'utf8') : '';
+  const num = (k) => Number((new RegExp(`^# ${k} (\\d+)$`, 'm').exec(text) ?? [])[1] ?? 0);
+  const passed = num('pass'), failed = num('fail') + num('cancelled'), skipped = num('skipped') + num('todo');
+  // A runner that died without a summary is a failure, never silence.
+  const extraFail = code !== 0 && failed === 0 ? 1 : 0;
+  totals.passed += passed;
+  totals.failed += failed + extraFail;
+  totals.skipped += skipped;
+  report.push(`${name}: ${passed} passed, ${failed + extraFail} failed, ${skipped} skipped`);
+}
+
+const suites = {
+  lint: () => check('lint', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '.']),
+  typecheck: () => check('typecheck', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']),
+  unit: () => nodeSuite('unit', 'tests/unit'),
+  golden: () => nodeSuite('golden', 'tests/golden'),
+  integration: () => nodeSuite('integration', 'tests/integration', ['--test-concurrency=1']),
+  e2e: () => nodeSuite('e2e', 'tests/e2e', ['--test-concurrency=1']),
+};
+
+for (const [name, fn] of Object.entries(suites)) {
+  if (only.length && !only.includes(name)) continue;
+  await fn();
+}
+console.log('\n' + report.join('\n'));
+console.log(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exitCode = totals.failed > 0 || totals.passed === 0 ? 1 : 0;
