@@ -1,0 +1,43 @@
+// Shared helpers of the golden argv tests: where fixtures and expected files live, and how an
+// argv is stored (one argument per line).
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export const FIXTURE_DIR = join(here, 'fixtures');
+export const EXPECTED_DIR = join(here, 'expected');
+
+/** Placeholders: fixture file paths start with the first, runtime sockets with the second. */
+export const FIXTURE_PREFIX = '/HANGAR_FIXTURE/';
+export const RUN_PREFIX = '/HANGAR_RUN/';
+
+export const RUN_PATHS = {
+  qmpSocket: `${RUN_PREFIX}qmp.sock`,
+  serialSocket: `${RUN_PREFIX}serial0.sock`,
+  pidfile: `${RUN_PREFIX}qemu.pid`,
+};
+
+export function fixtureNames(): string[] {
+  return readdirSync(FIXTURE_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).sort();
+}
+
+export function fixturePath(name: string): string {
+  return join(FIXTURE_DIR, `${name}.json`);
+}
+
+export function expectedPath(name: string): string {
+  return join(EXPECTED_DIR, `${name}.argv`);
+}
+
+export function formatArgv(argv: readonly string[]): string {
+  for (const a of argv) if (a.includes('\n')) throw new Error(`argument ${JSON.stringify(a)} contains a newline`);
+  return `${argv.join('\n')}\n`;
+}
+
+export function parseArgv(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
