@@ -6,7 +6,11 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 await build({
   entryPoints: [join(root, 'core/node/cli/main.ts')],
-  outfile: join(root, 'dist/hangar.mjs'),
+  entryNames: 'hangar',
+  chunkNames: 'chunks/[name]-[hash]',
+  outdir: join(root, 'dist'),
+  splitting: true,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -4,12 +4,10 @@ import type { ParseArgsConfig } from 'node:util';
 import type { CoreApi, VmInfo, VmSummary } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
-import { formatDoctorReport } from '../host/doctor.ts';
-import { runDaemon } from '../daemon.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
-import { runConsole, parseGrace } from './console.ts';
-import { buildCreateRequest } from './create-args.ts';
 import type { CreateFlags } from './create-args.ts';
+// Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
+// so `hangar list` starts fast.
 
 const USAGE = `Usage: hangar COMMAND [options]
 
@@ -152,6 +150,7 @@ export async function main(argv: string[]): Promise<number> {
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
+      const { buildCreateRequest } = await import('./create-args.ts');
       const req = await buildCreateRequest(values as CreateFlags);
       const info = await withCore((api) => api.create(req));
       if (values.json) printJson(info);
@@ -213,6 +212,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'console': {
       const { values, positionals } = parse(rest, { grace: { type: 'string' }, 'no-replay': { type: 'boolean' } });
+      const { runConsole, parseGrace } = await import('./console.ts');
       return runConsole(one(positionals), { graceSec: parseGrace(values.grace as string | undefined), replay: !values['no-replay'] });
     }
     case 'log': {
@@ -232,7 +232,7 @@ export async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, {});
       const checks = await withCore((api) => api.doctor());
       if (values.json) printJson(checks);
-      else print(formatDoctorReport({ checks }));
+      else print((await import('../host/doctor.ts')).formatDoctorReport({ checks }));
       return checks.some((c) => c.status === 'error') ? 1 : 0;
     }
     case 'daemon':
@@ -254,6 +254,7 @@ async function daemonCommand(rest: string[]): Promise<number> {
   const { values, positionals } = parse(rest, { foreground: { type: 'boolean' } });
   const sub = one(positionals, 'status, stop or run');
   if (sub === 'run') {
+    const { runDaemon } = await import('../daemon.ts');
     await runDaemon({ quietIfRunning: !values.foreground });
     return -1; // keep running
   }

@@ -78,7 +78,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   /** Re-reads definitions changed on disk (by hand or another tool); cheap: one stat per VM. */
   async refresh(): Promise<void> {
-    const ids = new Set((await this.store.list().then((l) => l.map((s) => s.id)).catch(() => [])));
+    const ids = new Set(await this.store.listIds());
     let changed = false;
     await Promise.all([...ids].map(async (id) => {
       const mtime = await stat(join(this.store.vmDir(id), DEFINITION_FILE)).then((s) => s.mtimeMs).catch(() => -1);

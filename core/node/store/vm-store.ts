@@ -36,16 +36,18 @@ export class VmStore {
     return join(this.vmsDir, id);
   }
 
-  async list(): Promise<StoredVm[]> {
-    let entries: string[];
+  /** The ids of all VM folders (cheap: one readdir). */
+  async listIds(): Promise<string[]> {
     try {
-      entries = await readdir(this.vmsDir);
+      return (await readdir(this.vmsDir)).filter((e) => UUID_RE.test(e));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
-    const ids = entries.filter((e) => UUID_RE.test(e));
-    return Promise.all(ids.map((id) => this.load(id)));
+  }
+
+  async list(): Promise<StoredVm[]> {
+    return Promise.all((await this.listIds()).map((id) => this.load(id)));
   }
 
   async load(id: string): Promise<StoredVm> {

@@ -1,0 +1,178 @@
+// Runs every golden argv through a real qemu-system-x86_64 (paused by -S) and checks over QMP that
+// QEMU accepted it and created every device, block node and PCI function it names.
+// Never skips: a missing QEMU or test guest is a broken test host.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { HangarError } from '../../core/common/errors.ts';
+import { QmpClient } from '../../core/node/qmp/client.ts';
+import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
+import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
+
+const QEMU = 'qemu-system-x86_64';
+const GUEST_DIR = join(homedir(), '.cache', 'hangar-test-guest');
+const PCI_DRIVERS = new Set(['virtio-blk-pci', 'virtio-net-pci', 'virtio-scsi-pci', 'e1000', 'rtl8139', 'ahci']);
+
+type Json = Record<string, unknown>;
+
+/** The JSON objects following each occurrence of `opt` in argv. */
+function jsonArgs(argv: readonly string[], opt: string): Json[] {
+  const out: Json[] = [];
+  for (let i = 0; i < argv.length - 1; i++) if (argv[i] === opt) out.push(JSON.parse(argv[i + 1]!) as Json);
+  return out;
+}
+
+function valueArg(argv: readonly string[], opt: string): string | undefined {
+  const i = argv.indexOf(opt);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+function substitute(argv: readonly string[], fixtureDir: string, runDir: string): string[] {
+  return argv.map((a) => a.replaceAll(FIXTURE_PREFIX, `${fixtureDir}/`).replaceAll(RUN_PREFIX, `${runDir}/`));
+}
+
+/** Creates every image, ISO, kernel and initrd the (substituted) argv refers to. */
+async function createReferencedFiles(argv: readonly string[]): Promise<void> {
+  const blockdevs = jsonArgs(argv, '-blockdev');
+  const byNode = new Map(blockdevs.map((b) => [b['node-name'] as string, b]));
+  for (const fmt of blockdevs.filter((b) => b.driver !== 'file')) {
+    const fileNode = byNode.get(fmt.file as string);
+    assert.ok(fileNode, `format node ${String(fmt['node-name'])} refers to unknown node ${String(fmt.file)}`);
+    const path = fileNode.filename as string;
+    if (path.endsWith('.iso')) {
+      await writeFile(path, '');
+      continue;
+    }
+    const format = fmt.driver as string;
+    assert.ok(format === 'raw' || format === 'qcow2', `fixture uses format ${format}; only raw and qcow2 are created`);
+    const r = spawnSync('qemu-img', ['create', '-q', '-f', format, path, '16M'], { encoding: 'utf8' });
+    assert.ok(!r.error && r.status === 0, `qemu-img create ${path} failed: ${r.error?.message ?? r.stderr}`);
+  }
+  for (const [opt, source] of [['-kernel', 'vmlinuz'], ['-initrd', 'initrd.img']] as const) {
+    const dest = valueArg(argv, opt);
+    if (dest === undefined) continue;
+    const src = join(GUEST_DIR, source);
+    if (!existsSync(src)) {
+      throw new Error(`the test guest's ${source} is missing (${src}): run \`bash tests/guest/build.sh\` first`);
+    }
+    await copyFile(src, dest);
+  }
+}
+
+interface Exit { code: number | null; signal: NodeJS.Signals | null }
+
+/** QEMU creates the socket shortly after start; retry until it accepts or the process dies. */
+async function connectWhenReady(sock: string, proc: ChildProcess, stderr: () => string): Promise<QmpClient> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`QEMU refused the argv and exited (${proc.exitCode ?? proc.signalCode}):\n${stderr()}`);
+    }
+    try {
+      return await QmpClient.connect(sock, { connectTimeoutMs: 10_000, commandTimeoutMs: 20_000 });
+    } catch (e) {
+      const notYet = e instanceof HangarError && e.code === 'qmp-closed' && /ENOENT|ECONNREFUSED/.test(e.message);
+      if (!notYet || Date.now() > deadline) throw new Error(`cannot connect to QMP at ${sock}: ${String(e)}\n${stderr()}`, { cause: e });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function flattenPci(devices: readonly PciDeviceInfo[]): PciDeviceInfo[] {
+  return devices.flatMap((d) => [d, ...flattenPci(d.pci_bridge?.devices ?? [])]);
+}
+
+async function runFixture(name: string): Promise<void> {
+  const file = expectedPath(name);
+  assert.ok(existsSync(file), `missing golden file ${file}: run UPDATE_GOLDEN=1 node --import tsx --test tests/golden/argv.test.ts`);
+  const golden = parseArgv(await readFile(file, 'utf8'));
+  const fixtureDir = await mkdtemp(join(tmpdir(), 'hangar-golden-fixture-'));
+  // Short: unix socket paths are limited to 107 bytes.
+  const runDir = await mkdtemp(join(tmpdir(), 'hg-'));
+  let proc: ChildProcess | undefined;
+  let exited: Promise<Exit> | undefined;
+  let qmp: QmpClient | undefined;
+  let stderr = '';
+  try {
+    const argv = substitute(golden, fixtureDir, runDir);
+    await createReferencedFiles(argv);
+
+    const p = spawn(QEMU, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = p;
+    exited = new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
+    p.once('error', (e) => { stderr += `spawn error: ${e.message}\n`; });
+    p.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const client = await connectWhenReady(join(runDir, basename(RUN_PATHS.qmpSocket)), p, () => stderr);
+    qmp = client;
+
+    const status = await client.queryStatus();
+    assert.equal(status.status, 'prelaunch', 'started paused by -S');
+    const pid = (await readFile(join(runDir, basename(RUN_PATHS.pidfile)), 'utf8')).trim();
+    assert.equal(pid, String(p.pid), 'pidfile names the QEMU process');
+
+    // Every -device with an id is a child of /machine/peripheral.
+    const devices = jsonArgs(argv, '-device');
+    const peripherals = new Set((await client.qomList('/machine/peripheral')).map((prop) => prop.name));
+    for (const d of devices) {
+      const id = d.id as string;
+      assert.ok(id, `-device ${JSON.stringify(d)} has no id`);
+      assert.ok(peripherals.has(id), `device ${id} (${String(d.driver)}) missing from /machine/peripheral: ${[...peripherals].join(' ')}`);
+    }
+
+    // Every format node is attached (query-block) or at least exists (query-named-block-nodes).
+    const fmtNodes = jsonArgs(argv, '-blockdev').map((b) => b['node-name'] as string).filter((n) => n.endsWith('-fmt'));
+    if (fmtNodes.length) {
+      const inserted = new Set((await client.queryBlock()).map((b) => b.inserted?.['node-name']).filter((n) => n !== undefined));
+      const named = new Set((await client.execute<Array<{ 'node-name': string }>>('query-named-block-nodes')).map((n) => n['node-name']));
+      for (const n of fmtNodes) assert.ok(inserted.has(n) || named.has(n), `block node ${n} unknown to QEMU`);
+    }
+
+    // Every PCI device is on a PCI bus under its id.
+    const pciIds = devices.filter((d) => PCI_DRIVERS.has(d.driver as string)).map((d) => d.id as string);
+    if (pciIds.length) {
+      const all = (await client.queryPci()).flatMap((bus) => flattenPci(bus.devices));
+      const found = all.filter((d) => pciIds.includes(d.qdev_id)).map((d) => d.qdev_id);
+      assert.deepEqual([...found].sort(), [...pciIds].sort(), 'PCI devices by qdev_id');
+    }
+
+    await client.quit({ timeoutMs: 20_000 });
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`QEMU still running after quit:\n${stderr}`)), 20_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.deepEqual(exit, { code: 0, signal: null }, `QEMU exit after quit; stderr:\n${stderr}`);
+  } finally {
+    qmp?.close();
+    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+    await rm(fixtureDir, { recursive: true, force: true });
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
+describe('golden argv accepted by a real QEMU', { timeout: 600_000 }, () => {
+  before(() => {
+    const probe = spawnSync(QEMU, ['--version'], { encoding: 'utf8' });
+    if (probe.error || probe.status !== 0) {
+      throw new Error(`${QEMU} is required for this test and could not be run ` +
+        `(${probe.error?.message ?? probe.stderr}). Install it: apt-get install qemu-system-x86`);
+    }
+    const img = spawnSync('qemu-img', ['--version'], { encoding: 'utf8' });
+    if (img.error || img.status !== 0) {
+      throw new Error(`qemu-img is required for this test and could not be run (${img.error?.message ?? img.stderr}). Install it: apt-get install qemu-utils`);
+    }
+  });
+
+  // Tests in a describe run one after another: one QEMU at a time.
+  for (const name of fixtureNames()) {
+    it(name, { timeout: 90_000 }, () => runFixture(name));
+  }
+});
