@@ -244,6 +244,14 @@ if [ ! -e /run/hangar-ready ]; then
 fi
 EOF
 
+# ---- busybox init: interactive shell on the console (ttyS0) with a controlling tty,
+# respawned whenever it exits; /etc/profile prints the ready marker before the first prompt.
+cat > "$ROOT/etc/inittab" <<'EOF'
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/sync
+EOF
+
 # ---- hangar-lspci
 cat > "$ROOT/bin/hangar-lspci" <<'EOF'
 #!/bin/sh
@@ -346,12 +354,9 @@ acpid -l /var/log/acpid.log
 
 hangar-lspci
 
-# Interactive shell on the console with a controlling tty; respawned when it exits.
-# /etc/profile prints the ready marker before the first prompt.
-while :; do
-  setsid cttyhack sh -l
-  sleep 0.2
-done
+# Hand PID 1 over to busybox init (/etc/inittab): it respawns the console shell, reaps
+# orphans, and makes `poweroff`/`reboot`/`halt` typed in the guest work.
+exec /bin/busybox init
 EOF
 chmod 0755 "$ROOT/init"
 
@@ -371,9 +376,17 @@ terminal_output serial console
 set timeout=0
 set timeout_style=hidden
 set default=0
+# If booting fails (e.g. GRUB's "out of memory" under UEFI with -m 256), don't sit in the
+# menu forever: say so on the serial console and power the machine off.
+set fallback=1
 menuentry 'Hangar test guest' {
   linux /boot/vmlinuz $CMDLINE
   initrd /boot/initrd.img
+}
+menuentry 'Boot failed: power off' {
+  echo 'HANGAR-GRUB-BOOT-FAILED'
+  sleep 1
+  halt
 }
 EOF
 # grub-mkrescue picks up every platform installed under /usr/lib/grub (i386-pc, x86_64-efi).

@@ -151,7 +151,7 @@ describe('supervision', () => {
     const codes = [a.code, b.code].sort();
     assert.deepEqual(codes, [0, 1], `${a.stderr} ${b.stderr}`);
     assert.match(a.stderr + b.stderr, /busy|cannot start/);
-    const procs = execFileSync('pgrep', ['-f', `-uuid ${id}`]).toString().trim().split('\n');
+    const procs = execFileSync('pgrep', ['-f', '--', `-uuid ${id}`]).toString().trim().split('\n');
     assert.equal(procs.length, 1);
     await h.ok(['destroy', 'racer']);
   });
@@ -211,13 +211,17 @@ describe('bad input gets a clear error', () => {
   test('delete keeps disks unless asked, and never deletes foreign files', async () => {
     const foreign = join(h.home, 'foreign.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', foreign, '16M']);
-    const a = await createKernelVm('keep', ['--new-disk', '16M', '--disk', foreign]);
+    const owned = async (name: string): Promise<string> =>
+      (await h.json<{ definition: { disks: Array<{ file: string; owned: boolean }> } }>(['show', name])).definition.disks.find((d) => d.owned)!.file;
+    await createKernelVm('keep', ['--new-disk', '16M', '--disk', foreign]);
+    const keptDisk = await owned('keep');
     const r = await h.json<{ keptFiles: string[] }>(['delete', 'keep']);
-    assert.ok(r.keptFiles.some((f) => f.endsWith('disk0.qcow2')));
-    assert.ok(readFileSync(join(h.home, 'vms', a.id, 'disk0.qcow2')).length > 0);
-    const b = await createKernelVm('drop', ['--new-disk', '16M', '--disk', foreign]);
+    assert.ok(r.keptFiles.includes(keptDisk), JSON.stringify(r));
+    assert.ok(readFileSync(keptDisk).length > 0);
+    await createKernelVm('drop', ['--new-disk', '16M', '--disk', foreign]);
+    const dropDisk = await owned('drop');
     const r2 = await h.json<{ deletedFiles: string[]; keptFiles: string[] }>(['delete', 'drop', '--delete-disks']);
-    assert.ok(r2.deletedFiles.some((f) => f === join(h.home, 'vms', b.id, 'disk0.qcow2')));
+    assert.ok(r2.deletedFiles.includes(dropDisk), JSON.stringify(r2));
     assert.ok(r2.keptFiles.includes(foreign));
     assert.ok(readFileSync(foreign).length > 0, 'foreign disk untouched');
   });

@@ -10,6 +10,7 @@ export async function runConsole(vm: string, opts: { graceSec: number; replay: b
   const out = process.stdout;
   if (rest.length) out.write(rest);
   socket.on('data', (d: Buffer) => out.write(d));
+  socket.resume(); // readFirstLine left it paused
   const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   const stdin = process.stdin;
 

@@ -224,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
         const { socket, rest: r } = await openConsoleStream(name, false);
         if (r.length) process.stdout.write(r);
         socket.pipe(process.stdout);
+        socket.resume();
         await new Promise((res) => socket.once('close', res));
       }
       return 0;
