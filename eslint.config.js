@@ -3,6 +3,7 @@
 // renderer imports only core/common.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 const nodeBuiltins = ['node:*', 'fs', 'fs/*', 'path', 'os', 'child_process', 'net', 'crypto', 'util', 'events', 'stream'];
 const uiPackages = ['electron', 'electron/*', 'vue', 'vue/*', 'pinia', 'vue-router', '@xterm/*'];
@@ -11,6 +12,10 @@ export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: { globals: { ...globals.node } },
+  },
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],

@@ -55,6 +55,9 @@ export interface PciDevice {
   driver: string | null;
 }
 
+/** Earlier name of PciDevice. */
+export type PciLine = PciDevice;
+
 /** Cache dir used by build.sh: $HANGAR_GUEST_CACHE, else $XDG_CACHE_HOME/hangar-test-guest,
  *  else ~/.cache/hangar-test-guest. */
 export function guestCacheDir(env: NodeJS.ProcessEnv = process.env): string {

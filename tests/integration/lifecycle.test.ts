@@ -197,6 +197,23 @@ describe('bad input gets a clear error', () => {
     });
   }
 
+  test('KVM requested where it cannot run guests: refused before QEMU runs, with the fix', async () => {
+    await createKernelVm('wants-kvm');
+    await h.ok(['edit', 'wants-kvm', '--accel', 'kvm']);
+    const doctor = await h.json<Array<{ id: string; status: string }>>(['doctor']);
+    const kvmWorks = doctor.some((c) => c.id === 'accel-kvm' && c.status === 'ok');
+    const r = await h.run(['start', 'wants-kvm']);
+    if (kvmWorks) {
+      assert.equal(r.code, 0, r.stderr);
+      await h.ok(['destroy', 'wants-kvm']);
+    } else {
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /KVM cannot run guests on this host/);
+      assert.match(r.stderr, /tcg/);
+      assert.equal(await h.state('wants-kvm'), 'stopped');
+    }
+  });
+
   test('a missing disk file at start is named, and the VM stays defined', async () => {
     const { id } = await createKernelVm('lost-disk', ['--new-disk', '16M']);
     const file = join(h.home, 'vms', id, 'disk0.qcow2');
