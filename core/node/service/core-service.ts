@@ -2,6 +2,7 @@
 // and browser mode all use.
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
@@ -80,9 +81,13 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   async refresh(): Promise<void> {
     const ids = new Set(await this.store.listIds());
     let changed = false;
-    await Promise.all([...ids].map(async (id) => {
+    // Synchronous stats: for a thousand VMs this is a few ms, far less than a thread-pool round trip each.
+    const stale = [...ids].filter((id) => {
+      const mtime = statSync(join(this.store.vmDir(id), DEFINITION_FILE), { throwIfNoEntry: false })?.mtimeMs ?? -1;
+      return !(this.vms.has(id) && this.loadedMtime.get(id) === mtime);
+    });
+    await Promise.all(stale.map(async (id) => {
       const mtime = await stat(join(this.store.vmDir(id), DEFINITION_FILE)).then((s) => s.mtimeMs).catch(() => -1);
-      if (this.vms.has(id) && this.loadedMtime.get(id) === mtime) return;
       const existing = this.vms.get(id);
       if (existing && isActive(existing.state)) return; // never swap a running VM's definition under it
       const stored = await this.store.load(id);
