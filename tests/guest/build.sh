@@ -207,7 +207,7 @@ while IFS= read -r ko; do
   printf '%s %s\n' "${name//-/_}" "$rel" >> "$ROOT/etc/hangar-modules"
 done < "$TMP/insmods.uniq"
 for f in modules.order modules.builtin modules.builtin.modinfo; do
-  [[ -f "$MODDIR/$f" ]] && cp "$MODDIR/$f" "$ROOT/lib/modules/$KVER/"
+  if [[ -f "$MODDIR/$f" ]]; then cp "$MODDIR/$f" "$ROOT/lib/modules/$KVER/"; fi
 done
 depmod -b "$ROOT" "$KVER" 2> "$TMP/depmod.log" || { cat "$TMP/depmod.log" >&2; die 'depmod failed'; }
 # Drop the binary indexes; busybox modprobe reads the text files.

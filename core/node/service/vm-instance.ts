@@ -19,7 +19,7 @@ import { buildArgv } from '../qemu/vm-argv.ts';
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import {
-  isOurQemu, killQemu, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
+  isAlive, isOurQemu, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
 
@@ -48,6 +48,22 @@ interface Session {
   guestShutdown: boolean;
   intent: Intent;
   timer?: NodeJS.Timeout;
+}
+
+/**
+ * QEMU creates its socket file a moment before it listens on it, so a refused connection right
+ * after start is retried briefly (while the process lives).
+ */
+async function connectQmp(path: string, pid: number, timeoutMs = 10_000): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await QmpClient.connect(path);
+    } catch (e) {
+      if (Date.now() > deadline || !isAlive(pid) || !/ECONNREFUSED|ENOENT/.test((e as Error).message)) throw e;
+      await sleep(10);
+    }
+  }
 }
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
@@ -166,7 +182,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         const argv = buildArgv(def, { accel, paths: this.paths });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
-        const qmp = await QmpClient.connect(this.paths.qmpSocket);
+        const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
         const session: Session = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
         if (note) session.accelNote = note;
         this.bindSession(session);
