@@ -37,3 +37,15 @@ test('isInside guards deletion to the VM folder', () => {
   assert.ok(!isInside('/d/vm', '/d/vmx/disk.qcow2'));
   assert.ok(!isInside('/d/vm', '/d/vm'));
 });
+
+test('--file accepts YAML and JSON definitions, and names a bad file', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { loadDefinitionFile } = await import('../../core/node/cli/create-args.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'hangar-def-'));
+  writeFileSync(join(dir, 'vm.yaml'), 'name: from-yaml\nmemoryMiB: 256\ncpu:\n  vcpus: 2\n');
+  assert.deepEqual(await loadDefinitionFile(join(dir, 'vm.yaml')), { name: 'from-yaml', memoryMiB: 256, cpu: { vcpus: 2 } });
+  writeFileSync(join(dir, 'bad.json'), '{ nope');
+  await assert.rejects(loadDefinitionFile(join(dir, 'bad.json')), /bad\.json is not a valid JSON VM definition/);
+});

@@ -38,7 +38,8 @@ type Intent = 'poweroff' | 'reboot' | null;
 
 interface Session {
   pid: number;
-  qmp: QmpClient;
+  /** null when QEMU lives but its monitor does not answer: only force-off remains. */
+  qmp: QmpClient | null;
   spawned?: SpawnedQemu;
   accel?: 'kvm' | 'tcg';
   accelNote?: string;
@@ -65,6 +66,8 @@ async function connectQmp(path: string, pid: number, timeoutMs = 10_000): Promis
     }
   }
 }
+
+type LiveSession = Session & { qmp: QmpClient };
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   state: VmState = 'stopped';
@@ -183,7 +186,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
         const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
-        const session: Session = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
+        const session: LiveSession = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
         if (note) session.accelNote = note;
         this.bindSession(session);
         if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
@@ -194,7 +197,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
           if (this.session) this.session.expectExit = true;
           killQemu(spawned.pid, this.id);
           await waitForExit(spawned.pid, 5000);
-          this.session?.qmp.close();
+          this.session?.qmp?.close();
           this.session = null;
           await this.removeRuntimeFiles();
         }
@@ -248,10 +251,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       qmp = await QmpClient.connect(this.paths.qmpSocket, { connectTimeoutMs: 5000 });
     } catch (e) {
       this.setState('crashed', `QEMU (pid ${pid}) is running but its QMP socket does not answer: ${(e as Error).message}. Force it off with \`hangar destroy\`.`);
-      this.session = { pid, qmp: null as unknown as QmpClient, expectExit: false, guestShutdown: false, intent: null };
+      this.session = { pid, qmp: null, expectExit: false, guestShutdown: false, intent: null };
       return;
     }
-    const session: Session = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
+    const session: LiveSession = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
     this.bindSession(session);
     const status = await qmp.queryStatus();
     if (this.stored.definition.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
@@ -269,7 +272,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     this.applyRunState(status.status === 'prelaunch' ? 'running' : status.status);
   }
 
-  private bindSession(session: Session): void {
+  private bindSession(session: LiveSession): void {
     this.session = session;
     const { qmp } = session;
     qmp.onEvent('SHUTDOWN', (d) => { void this.onGuestShutdown(session, d.reason); });
@@ -300,7 +303,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
   }
 
-  private async refreshRunState(session: Session): Promise<void> {
+  private async refreshRunState(session: LiveSession): Promise<void> {
     if (this.session !== session || this.state === 'stopping' || this.state === 'starting') return;
     try {
       const st = await session.qmp.queryStatus();
@@ -308,7 +311,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     } catch { /* QEMU going away: onQmpClosed handles it */ }
   }
 
-  private async onGuestShutdown(session: Session, reason: string): Promise<void> {
+  private async onGuestShutdown(session: LiveSession, reason: string): Promise<void> {
     if (this.session !== session || reason === 'host-qmp-quit' || session.expectExit) return;
     session.guestShutdown = true;
     if (session.intent === 'reboot') {
@@ -372,9 +375,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
   }
 
-  private live(): Session {
-    if (!this.session || !this.session.qmp) throw new HangarError('invalid-state', `VM "${this.name}" has no QEMU process to talk to`);
-    return this.session;
+  private live(): LiveSession {
+    const s = this.session;
+    if (s?.qmp) return s as LiveSession;
+    throw new HangarError('invalid-state', `VM "${this.name}" has no QEMU process to talk to`);
   }
 
   // ---- lifecycle actions --------------------------------------------------------------------
