@@ -1,7 +1,7 @@
 // Start overhead: `hangar start` -> guest ready marker, vs the same argv run by plain QEMU.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ensureTestGuest, READY_MARKER } from '../tests/guest/guest.ts';
 import { HangarHarness, sleep } from '../tests/helpers/hangar.ts';
 
@@ -11,8 +11,10 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 async function plainQemu(argv: string[]): Promise<number> {
   // Same argv, but serial on stdio and no -S (nobody sends `cont`).
   const args = argv.slice(1).filter((a) => a !== '-S').map((a) => (a.startsWith('socket,id=ch_serial0') ? 'stdio,id=ch_serial0' : a));
+  // The runtime dir exists only while Hangar runs the VM; plain QEMU needs it for its sockets.
+  mkdirSync(dirname(args[args.indexOf('-pidfile') + 1]!), { recursive: true, mode: 0o700 });
   const t0 = performance.now();
-  const child = spawn(argv[0]!, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(argv[0]!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const t = await new Promise<number>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {

@@ -1,9 +1,11 @@
 // Bundles the CLI + core into one file so `hangar` starts in tens of milliseconds.
 import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+rmSync(join(root, 'dist'), { recursive: true, force: true }); // no stale chunks
 await build({
   entryPoints: [join(root, 'core/node/cli/main.ts')],
   entryNames: 'hangar',
