@@ -4,10 +4,11 @@
 
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, readFile, readdir, stat, statfs } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { access, readFile, readdir, statfs } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { describeError } from '../../common/errors.ts';
+import { pathExists } from '../fs-util.ts';
+import { dataDir as hangarDataDir } from '../paths.ts';
 import { probeAccelerators } from './accel.ts';
 import type { AccelProbe, ProbeAcceleratorsOptions } from './accel.ts';
 import { DEB_PACKAGES, findBinary as defaultFindBinary, formatQemuVersion, parseQemuVersion, qemuInfo } from './binaries.ts';
@@ -50,23 +51,11 @@ export const LOW_DISK_BYTES = 5 * 1024 ** 3;
 
 const GiB = 1024 ** 3;
 
-export function defaultDataDir(env: Record<string, string | undefined> = process.env): string {
-  const xdg = env.XDG_DATA_HOME;
-  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.local', 'share'), 'hangar');
-}
-
 function aptFix(name: string): string {
   return `apt-get install ${DEB_PACKAGES[name] ?? name}`;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const exists = pathExists;
 
 async function canReadWrite(p: string): Promise<boolean> {
   try {
@@ -376,7 +365,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   const sysRoot = opts.sysRoot ?? '/sys';
   const procRoot = opts.procRoot ?? '/proc';
   const shareRoot = opts.shareRoot ?? '/usr/share';
-  const dataDir = opts.dataDir ?? defaultDataDir();
+  const dataDir = opts.dataDir ?? hangarDataDir();
   const find = opts.findBinary ?? ((name: string) => defaultFindBinary(name));
 
   const probeResult = (async (): Promise<{ probe: AccelProbe | null; error: string | null }> => {

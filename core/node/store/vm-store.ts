@@ -1,7 +1,8 @@
 // VM definitions on disk: one folder per VM (named by its id, so renames never move files),
 // holding vm.json, the disks Hangar created, and logs. A definition that cannot be read makes
 // only that VM "broken"; every other VM keeps working.
-import { mkdir, readdir, readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, unlink } from 'node:fs/promises';
+import { pathExists } from '../fs-util.ts';
 import { join, relative, resolve, sep } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -103,7 +104,7 @@ export class VmStore {
     const disks = vm.definition?.disks ?? [];
     for (const d of disks) {
       if (!deleteDisks || !d.owned || !isInside(vm.dir, d.file)) {
-        if (await exists(d.file)) keptFiles.push(d.file);
+        if (await pathExists(d.file)) keptFiles.push(d.file);
         continue;
       }
       await unlink(d.file).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
@@ -129,13 +130,4 @@ export class VmStore {
 export function isInside(dir: string, file: string): boolean {
   const rel = relative(resolve(dir), resolve(file));
   return rel !== '' && !rel.startsWith('..' + sep) && rel !== '..' && !rel.startsWith(sep);
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
