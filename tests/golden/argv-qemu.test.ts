@@ -13,6 +13,7 @@ import { HangarError } from '../../core/common/errors.ts';
 import { QmpClient } from '../../core/node/qmp/client.ts';
 import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
 import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
+import { withTimeout } from '../helpers/with-timeout.ts';
 
 const QEMU = 'qemu-system-x86_64';
 const GUEST_DIR = join(homedir(), '.cache', 'hangar-test-guest');
@@ -141,13 +142,7 @@ async function runFixture(name: string): Promise<void> {
     }
 
     await client.quit({ timeoutMs: 20_000 });
-    let timer: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([
-      exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`QEMU still running after quit:\n${stderr}`)), 20_000);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const exit = await withTimeout(exited, 20_000, () => `QEMU still running after quit:\n${stderr}`);
     assert.deepEqual(exit, { code: 0, signal: null }, `QEMU exit after quit; stderr:\n${stderr}`);
   } finally {
     qmp?.close();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
 import { QmpClient } from '../../core/node/qmp/client.ts';
+import { withTimeout } from '../helpers/with-timeout.ts';
 
 const QEMU = 'qemu-system-x86_64';
 
@@ -117,13 +118,7 @@ describe('QMP against a real QEMU', { timeout: 120_000 }, () => {
   it('quit makes QEMU exit and closes the transport', async () => {
     await qmp.quit({ timeoutMs: 20_000 });
     assert.equal(qmp.transport.isClosed, true);
-    let timer: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([
-      exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`QEMU still running after quit:\n${stderr}`)), 20_000);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const exit = await withTimeout(exited!, 20_000, () => `QEMU still running after quit:\n${stderr}`);
     assert.deepEqual(exit, { code: 0, signal: null });
   });
 });

@@ -216,6 +216,13 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     });
   }
 
+  /** Runs one lifecycle action on a VM and answers with its fresh info. */
+  private async act(ref: string, action: (vm: VmInstance) => Promise<void>): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await action(vm);
+    return vm.info();
+  }
+
   async start(ref: string): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
     await vm.start();
@@ -231,34 +238,24 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return vm.info();
   }
 
-  async destroy(ref: string): Promise<VmInfo> {
-    const vm = this.find(ref);
-    await vm.destroy();
-    return vm.info();
+  destroy(ref: string): Promise<VmInfo> {
+    return this.act(ref, (vm) => vm.destroy());
   }
 
-  async reboot(ref: string): Promise<VmInfo> {
-    const vm = this.find(ref);
-    await vm.reboot();
-    return vm.info();
+  reboot(ref: string): Promise<VmInfo> {
+    return this.act(ref, (vm) => vm.reboot());
   }
 
-  async reset(ref: string): Promise<VmInfo> {
-    const vm = this.find(ref);
-    await vm.reset();
-    return vm.info();
+  reset(ref: string): Promise<VmInfo> {
+    return this.act(ref, (vm) => vm.reset());
   }
 
-  async pause(ref: string): Promise<VmInfo> {
-    const vm = this.find(ref);
-    await vm.pause();
-    return vm.info();
+  pause(ref: string): Promise<VmInfo> {
+    return this.act(ref, (vm) => vm.pause());
   }
 
-  async resume(ref: string): Promise<VmInfo> {
-    const vm = this.find(ref);
-    await vm.resume();
-    return vm.info();
+  resume(ref: string): Promise<VmInfo> {
+    return this.act(ref, (vm) => vm.resume());
   }
 
   async delete(ref: string, opts: DeleteOptions = {}): Promise<{ deletedFiles: string[]; keptFiles: string[] }> {
