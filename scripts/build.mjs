@@ -1,11 +1,13 @@
-// Bundles the CLI + core into one file so `hangar` starts in tens of milliseconds.
+// Bundles the CLI + core into one file so `hangar` starts in tens of milliseconds, then builds
+// the renderer (Vite, into dist/renderer) and the Electron entry points (dist/electron).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-rmSync(join(root, 'dist'), { recursive: true, force: true }); // no stale chunks
+// No stale chunks.
+for (const f of ['hangar.mjs', 'hangar.mjs.map', 'chunks']) rmSync(join(root, 'dist', f), { recursive: true, force: true });
 await build({
   entryPoints: [join(root, 'core/node/cli/main.ts')],
   entryNames: 'hangar',
@@ -21,3 +23,8 @@ await build({
   logLevel: 'warning',
   banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
 });
+
+for (const part of ['build-renderer.mjs', 'build-electron.mjs']) {
+  const script = join(root, 'scripts', part);
+  if (existsSync(script)) await import(script);
+}

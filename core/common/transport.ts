@@ -1,0 +1,93 @@
+// The one transport contract between a UI and the core. Two implementations exist in the
+// renderer (Electron MessagePort, browser-mode WebSocket); the core serves the same messages on
+// each, and on its unix socket for the CLI. Pure TypeScript: the renderer imports this.
+import type { ErrorPayload } from './errors.ts';
+
+/**
+ * The RPC channel carries birpc messages, one JSON string per message (the same JSON the unix
+ * socket carries one per line).
+ */
+export interface RpcLink {
+  send(message: string): void;
+  onMessage(cb: (message: string) => void): void;
+  /** Called once when the link is gone (either side closed it, or the core went away). */
+  onClose(cb: (reason: string) => void): void;
+  close(): void;
+}
+
+/** Why a console channel ended, sent by the core before it closes the channel. */
+export type ConsoleEndReason =
+  /** The VM stopped (QEMU closed its serial socket). Reconnect when the VM runs again. */
+  | 'vm-stopped'
+  /** The viewer did not acknowledge output for too long; reconnect (scrollback is replayed). */
+  | 'too-slow'
+  /** The core is going away (restart); reconnect. */
+  | 'core-closing';
+
+/**
+ * Messages on a console channel, in both directions. Output and input bytes travel as binary
+ * (Uint8Array / ArrayBuffer) messages; everything else is a JSON string of ConsoleControl.
+ *
+ * core -> UI: first exactly one { type: 'ready' } or { type: 'error' } control; then binary
+ *   output chunks (batched); finally an { type: 'end' } control before the core closes.
+ * UI -> core: binary input bytes (keystrokes, paste); { type: 'ack' } after the terminal has
+ *   processed output (xterm.js write callback). The core stops reading from the guest while a
+ *   viewer has more than CONSOLE_HIGH_WATER unacknowledged bytes, and resumes under
+ *   CONSOLE_LOW_WATER, so memory stays bounded at every hop.
+ */
+export type ConsoleControl =
+  | { type: 'ready'; vm: string }
+  | { type: 'error'; error: ErrorPayload }
+  | { type: 'end'; reason: ConsoleEndReason }
+  | { type: 'ack'; bytes: number };
+
+export const CONSOLE_HIGH_WATER = 512 * 1024;
+export const CONSOLE_LOW_WATER = 128 * 1024;
+/** A viewer stuck above the high-water mark this long is cut off (reason 'too-slow'). */
+export const CONSOLE_STALL_MS = 15_000;
+/** Output is batched: one message per this many milliseconds, or per CONSOLE_BATCH_BYTES. */
+export const CONSOLE_BATCH_MS = 4;
+export const CONSOLE_BATCH_BYTES = 64 * 1024;
+
+export function encodeConsoleControl(c: ConsoleControl): string {
+  return JSON.stringify(c);
+}
+
+/** Parses a control message; returns null for anything that is not a well-formed control. */
+export function decodeConsoleControl(text: string): ConsoleControl | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!v || typeof v !== 'object') return null;
+  const o = v as Record<string, unknown>;
+  switch (o.type) {
+    case 'ready': return typeof o.vm === 'string' ? { type: 'ready', vm: o.vm } : null;
+    case 'error': return o.error && typeof o.error === 'object' ? { type: 'error', error: o.error as ErrorPayload } : null;
+    case 'end': return typeof o.reason === 'string' ? { type: 'end', reason: o.reason as ConsoleEndReason } : null;
+    case 'ack': return Number.isSafeInteger(o.bytes) && (o.bytes as number) >= 0 ? { type: 'ack', bytes: o.bytes as number } : null;
+    default: return null;
+  }
+}
+
+/** A console channel as the UI sees it (raw messages; see ConsoleControl for the protocol). */
+export interface ConsoleLink {
+  send(message: string | Uint8Array): void;
+  onMessage(cb: (message: string | Uint8Array) => void): void;
+  onClose(cb: (reason: string) => void): void;
+  close(): void;
+}
+
+/** What a UI needs from its environment: open channels to the core. */
+export interface CoreTransport {
+  /** 'electron' or 'browser', for the About box and diagnostics. */
+  readonly kind: 'electron' | 'browser';
+  openRpc(): Promise<RpcLink>;
+  openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink>;
+}
+
+/** Browser-mode HTTP paths (WebSocket upgrades). The token travels as ?token=. */
+export const WS_RPC_PATH = '/api/rpc';
+export const WS_CONSOLE_PATH = '/api/console';
