@@ -41,32 +41,61 @@ function takeLock(runtime: string): () => void {
   throw new HangarError('busy', 'another Hangar core daemon is starting');
 }
 
-export async function runDaemon(opts: { quietIfRunning?: boolean } = {}): Promise<void> {
+export interface DaemonCore {
+  service: CoreService;
+  socketPath: string;
+  /** Stops serving and releases the lock; VMs keep running. Idempotent. */
+  stop(): void;
+}
+
+/**
+ * Becomes the core daemon of this data dir: takes the lock, re-attaches to running VMs and
+ * serves the unix socket. Throws HangarError 'already-exists' when another daemon runs.
+ */
+export async function startDaemonCore(): Promise<DaemonCore> {
   const runtime = ensurePrivateDir(runtimeDir());
-  let release: () => void;
+  const release = takeLock(runtime);
+  const socketPath = daemonSocketPath(runtime);
+  let service: CoreService;
+  let server: Awaited<ReturnType<typeof listenCore>>;
   try {
-    release = takeLock(runtime);
+    service = new CoreService({ dataDir: dataDir(), runtimeDir: runtime, socketPath });
+    await service.init();
+    server = await listenCore(service, socketPath);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  void service.probe().catch(() => {}); // warm the accelerator probe cache
+  let stopped = false;
+  return {
+    service,
+    socketPath,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      server.close();
+      try { unlinkSync(socketPath); } catch { /* already gone */ }
+      service.close();
+      release();
+    },
+  };
+}
+
+export async function runDaemon(opts: { quietIfRunning?: boolean } = {}): Promise<void> {
+  let core: DaemonCore;
+  try {
+    core = await startDaemonCore();
   } catch (e) {
     if (opts.quietIfRunning && e instanceof HangarError && e.code === 'already-exists') return;
     throw e;
   }
-  const socketPath = daemonSocketPath(runtime);
-  const service = new CoreService({ dataDir: dataDir(), runtimeDir: runtime, socketPath });
-  await service.init();
-  void service.probe().catch(() => {}); // warm the accelerator probe cache
-  const server = await listenCore(service, socketPath);
-  console.log(`hangar core ${process.pid} listening on ${socketPath} (data: ${dataDir()})`);
-  let stopping = false;
+  console.log(`hangar core ${process.pid} listening on ${core.socketPath} (data: ${dataDir()})`);
   const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    server.close();
-    try { unlinkSync(socketPath); } catch { /* already gone */ }
-    service.close();
-    release();
+    core.stop();
     setTimeout(() => process.exit(0), 100).unref();
   };
-  service.onStopRequested = stop;
+  core.service.onStopRequested = stop;
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => {}); // keep running when the terminal that started us goes away

@@ -32,6 +32,10 @@ Console:
 Host:
   doctor [--json]                    check what this host can run
   daemon status|stop|run             manage the core daemon
+Browser mode:
+  serve [--port N] [--host ADDR --allow-remote]
+                                     serve the UI on http://127.0.0.1:N (default 7480; 0 = any
+                                     free port) with a token in the printed URL
 `;
 
 const CREATE_USAGE = `Usage: hangar create --name NAME [options]
@@ -238,6 +242,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'daemon':
       return daemonCommand(rest);
+    case 'serve': {
+      const { values } = parse(rest, { port: { type: 'string' }, host: { type: 'string' }, 'allow-remote': { type: 'boolean' } });
+      return (await import('./serve.ts')).serveCommand(values, print);
+    }
     default:
       if ((simpleActions as readonly string[]).includes(cmd)) {
         const { values, positionals } = parse(rest, {});

@@ -101,6 +101,8 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
   private attaching: Promise<void> | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Viewers that asked to stop reading from the guest (flow control); read resumes when empty. */
+  private readonly holders = new Set<object>();
 
   constructor(opts: SerialConsoleOptions) {
     super();
@@ -187,6 +189,7 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
 
   private adopt(sock: Socket): void {
     this.socket = sock;
+    if (this.holders.size > 0) sock.pause();
     sock.on('data', (chunk: Buffer) => {
       if (this.socket === sock) this.onData(chunk);
     });
@@ -243,6 +246,20 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
       entry.active = false;
       this.viewers = this.viewers.filter((v) => v !== entry);
     };
+  }
+
+  /**
+   * Stop reading from the guest until every holder released (a slow viewer's back-pressure).
+   * The guest's UART then waits; nothing is lost. Each holder counts once.
+   */
+  hold(holder: object): void {
+    this.holders.add(holder);
+    this.socket?.pause();
+  }
+
+  release(holder: object): void {
+    if (!this.holders.delete(holder) || this.holders.size > 0) return;
+    this.socket?.resume();
   }
 
   get viewerCount(): number {

@@ -5,8 +5,8 @@ import { openSync, closeSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { createBirpc } from 'birpc';
 import type { CoreApi, CoreEvents } from '../../common/api.ts';
+import { createCoreClient } from '../../common/core-client.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { ErrorPayload } from '../../common/errors.ts';
 import { daemonSocketPath, ensurePrivateDir, runtimeDir } from '../paths.ts';
@@ -72,42 +72,21 @@ export async function openSocket(opts: { autostart?: boolean; timeoutMs?: number
   throw new HangarError('daemon-unavailable', `the Hangar core daemon did not start (${path}: ${last})`, `see ${join(runtime, 'daemon.log')}`);
 }
 
-function toHangarError(e: unknown): Error {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e && !(e instanceof Error)) {
-    return HangarError.fromPayload(e as ErrorPayload);
-  }
-  return e instanceof Error ? e : new Error(String(e));
-}
-
 export async function connectCore(opts: { autostart?: boolean; events?: Partial<CoreEvents> } = {}): Promise<CoreConnection> {
   const sock = await openSocket({ autostart: opts.autostart ?? true });
   sock.write(JSON.stringify({ channel: 'rpc' }) + '\n');
-  let handler: ((data: unknown) => void) | null = null;
+  sock.on('error', () => {});
   const events: Partial<CoreEvents> = opts.events ?? {};
-  const closedError = new HangarError('daemon-unavailable', 'the connection to the Hangar core was lost', 'run the command again (the core restarts on demand)');
-  const rpc = createBirpc<CoreApi, CoreEvents>({
+  const client = createCoreClient({
+    send: (m) => { sock.write(m + '\n'); },
+    onMessage: (cb) => { onLines(sock, cb, () => sock.destroy()); },
+    onClose: (cb) => { sock.on('close', () => cb('socket closed')); },
+    close: () => { sock.end(); },
+  }, {
     vmChanged: (e) => events.vmChanged?.(e),
     vmListChanged: () => events.vmListChanged?.(),
-  }, {
-    post: (data: string) => { sock.write(data + '\n'); },
-    on: (fn) => { handler = fn; },
-    serialize: (v) => JSON.stringify(v),
-    deserialize: (v: string) => JSON.parse(v),
-    timeout: -1, // no RPC deadline: long operations (shutdown --wait) have their own
   });
-  onLines(sock, (line) => handler?.(line), () => sock.destroy());
-  sock.on('error', () => {});
-  sock.on('close', () => { if (!rpc.$closed) rpc.$close(closedError); });
-  const api = new Proxy({} as CoreApi, {
-    get: (_t, method: string) => async (...args: unknown[]) => {
-      try {
-        return await (rpc as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!(...args);
-      } catch (e) {
-        throw toHangarError(e);
-      }
-    },
-  });
-  return { api, events, close: () => { rpc.$close(); sock.end(); } };
+  return { api: client.api, events, close: () => client.close() };
 }
 
 /** Opens a VM's console stream: returns the socket after the daemon accepted it. */

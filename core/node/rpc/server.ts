@@ -3,46 +3,23 @@ import { chmodSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { createBirpc } from 'birpc';
-import type { CoreApi, CoreEvents } from '../../common/api.ts';
-import { coreApiMethods } from '../../common/api.ts';
-import { HangarError, isHangarError } from '../../common/errors.ts';
-import type { ErrorPayload } from '../../common/errors.ts';
+import { HangarError } from '../../common/errors.ts';
+import type { RpcLink } from '../../common/transport.ts';
+import { ConsolePump } from '../console/console-pump.ts';
 import type { CoreService } from '../service/core-service.ts';
+import { localEndpoint, toPayload } from './endpoint.ts';
+import type { CoreEndpoint } from './endpoint.ts';
 import { onLines, readFirstLine } from './framing.ts';
 import type { Hello } from './framing.ts';
 
-/** Errors cross the wire as plain payloads (an Error object would serialize to {}). */
-export function toPayload(e: unknown): ErrorPayload {
-  if (isHangarError(e)) return e.toPayload();
-  const err = e as NodeJS.ErrnoException;
-  if (err && typeof err === 'object' && typeof err.code === 'string' && typeof err.message === 'string') {
-    return { code: 'io-error', message: err.message };
-  }
-  return { code: 'internal', message: e instanceof Error ? e.message : String(e) };
-}
-
-function apiFunctions(service: CoreService): CoreApi {
-  const fns = {} as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  for (const m of coreApiMethods) {
-    const f = (service[m] as (...a: unknown[]) => Promise<unknown>).bind(service);
-    fns[m] = async (...args: unknown[]) => {
-      try {
-        return await f(...args);
-      } catch (e) {
-        throw toPayload(e);
-      }
-    };
-  }
-  return fns as unknown as CoreApi;
-}
+export { toPayload };
 
 export async function listenCore(service: CoreService, socketPath: string): Promise<Server> {
   await unlink(socketPath).catch(() => {});
-  const functions = apiFunctions(service);
+  const endpoint = localEndpoint(service);
   const server = createServer((sock) => {
     sock.on('error', () => {});
-    void handleConnection(service, functions, sock);
+    void handleConnection(service, endpoint, sock);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -55,7 +32,7 @@ export async function listenCore(service: CoreService, socketPath: string): Prom
   return server;
 }
 
-async function handleConnection(service: CoreService, functions: CoreApi, sock: Socket): Promise<void> {
+async function handleConnection(service: CoreService, endpoint: CoreEndpoint, sock: Socket): Promise<void> {
   let hello: Hello;
   let rest: Buffer;
   try {
@@ -66,33 +43,25 @@ async function handleConnection(service: CoreService, functions: CoreApi, sock: 
     sock.destroy();
     return;
   }
-  if (hello.channel === 'rpc') serveRpc(service, functions, sock, rest);
+  if (hello.channel === 'rpc') endpoint.serveRpc(lineLink(sock, rest));
   else if (hello.channel === 'console') serveConsole(service, sock, hello, rest);
   else sock.destroy();
 }
 
-function serveRpc(service: CoreService, functions: CoreApi, sock: Socket, rest: Buffer): void {
-  let handler: ((data: unknown) => void) | null = null;
-  const rpc = createBirpc<CoreEvents, CoreApi>(functions, {
-    post: (data: string) => { if (!sock.destroyed) sock.write(data + '\n'); },
-    on: (fn) => { handler = fn; },
-    serialize: (v) => JSON.stringify(v),
-    deserialize: (v: string) => JSON.parse(v),
-    eventNames: ['vmChanged', 'vmListChanged'],
-    timeout: -1, // no RPC deadline: long operations (shutdown --wait) have their own
-  });
-  const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
-  const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };
-  service.on('vmChanged', onVm);
-  service.on('vmListChanged', onList);
-  onLines(sock, (line) => handler?.(line), () => sock.destroy());
-  sock.on('close', () => {
-    service.off('vmChanged', onVm);
-    service.off('vmListChanged', onList);
-    rpc.$close();
-  });
-  sock.resume();
-  if (rest.length) sock.emit('data', rest);
+/** The socket as an RpcLink: one JSON message per line. */
+function lineLink(sock: Socket, rest: Buffer): RpcLink {
+  return {
+    send: (m) => { if (!sock.destroyed) sock.write(m + '\n'); },
+    onMessage: (cb) => {
+      onLines(sock, cb, () => sock.destroy());
+      queueMicrotask(() => {
+        sock.resume();
+        if (rest.length) sock.emit('data', rest);
+      });
+    },
+    onClose: (cb) => { sock.on('close', () => cb('socket closed')); },
+    close: () => { sock.end(); },
+  };
 }
 
 function serveConsole(service: CoreService, sock: Socket, hello: Extract<Hello, { channel: 'console' }>, rest: Buffer): void {
@@ -107,9 +76,17 @@ function serveConsole(service: CoreService, sock: Socket, hello: Extract<Hello, 
     return;
   }
   const con = vm.console;
+  const holder = {};
   sock.write(JSON.stringify({ ok: true, vm: vm.name }) + '\n');
-  const removeViewer = con.addViewer((chunk) => { if (!sock.destroyed) sock.write(chunk); }, { replay: hello.replay ?? true });
-  const onDisconnect = (): void => { sock.end(); };
+  // Raw bytes for the CLI; a chunk counts as acknowledged once the kernel took it.
+  const pump = new ConsolePump({
+    send: (chunk) => { if (!sock.destroyed) sock.write(chunk, () => pump.ack(chunk.length)); },
+    pause: () => con.hold(holder),
+    resume: () => con.release(holder),
+    onStall: () => sock.destroy(),
+  });
+  const removeViewer = con.addViewer((chunk) => pump.push(chunk), { replay: hello.replay ?? true });
+  const onDisconnect = (): void => { pump.flush(); sock.end(); };
   con.once('disconnect', onDisconnect);
   const forward = (d: Buffer): void => {
     try { con.write(d); } catch { sock.end(); }
@@ -117,6 +94,8 @@ function serveConsole(service: CoreService, sock: Socket, hello: Extract<Hello, 
   sock.on('data', forward);
   sock.on('close', () => {
     removeViewer();
+    pump.close();
+    con.release(holder);
     con.off('disconnect', onDisconnect);
   });
   sock.resume();

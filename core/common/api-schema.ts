@@ -1,0 +1,58 @@
+// Argument schemas for every CoreApi method: each request is checked here, at the core boundary,
+// whatever transport it came by (unix socket, MessagePort, WebSocket). Definitions themselves
+// are validated deeper (parseDefinition / checkDefinition); this layer rejects wrong shapes.
+import { z } from 'zod';
+import type { CoreApi } from './api.ts';
+import { HangarError } from './errors.ts';
+import { diskBuses } from './model.ts';
+
+const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
+const plainObject = z.record(z.string(), z.unknown());
+
+const none = z.tuple([]);
+const refOnly = z.tuple([ref]);
+
+export const apiArgSchemas = {
+  list: none,
+  get: refOnly,
+  create: z.tuple([z.strictObject({
+    definition: plainObject,
+    newDisks: z.array(z.strictObject({
+      sizeBytes: z.number().int().positive().max(2 ** 53 - 1),
+      bus: z.enum(diskBuses).optional(),
+      format: z.enum(['qcow2', 'raw']).optional(),
+    })).max(64).optional(),
+  })]),
+  edit: z.tuple([ref, plainObject]),
+  start: refOnly,
+  shutdown: z.union([refOnly, z.tuple([ref, z.strictObject({
+    timeoutSec: z.number().int().positive().max(86_400).optional(),
+    wait: z.boolean().optional(),
+  }).optional()])]),
+  destroy: refOnly,
+  reboot: refOnly,
+  reset: refOnly,
+  pause: refOnly,
+  resume: refOnly,
+  delete: z.union([refOnly, z.tuple([ref, z.strictObject({ deleteDisks: z.boolean().optional() }).optional()])]),
+  commandLine: refOnly,
+  serialLog: z.union([refOnly, z.tuple([ref, z.number().int().positive().max(256 * 1024 * 1024).optional()])]),
+  doctor: none,
+  daemonStatus: none,
+  daemonStop: none,
+} satisfies Record<keyof CoreApi, z.ZodType>;
+
+/** Throws invalid-input naming the method and the first problem when args do not fit. */
+export function checkApiArgs(method: string, args: unknown[]): void {
+  const schema = (apiArgSchemas as Record<string, z.ZodType>)[method];
+  if (!schema) throw new HangarError('invalid-input', `unknown core method "${method}"`, 'update the client: it does not match this core');
+  // Optional trailing arguments arrive as undefined (or are dropped) depending on the transport.
+  let trimmed = args;
+  while (trimmed.length > 0 && trimmed[trimmed.length - 1] === undefined) trimmed = trimmed.slice(0, -1);
+  const r = schema.safeParse(trimmed);
+  if (r.success) return;
+  const issue = r.error.issues[0]!;
+  const where = issue.path.length ? ` (argument ${issue.path.join('.')})` : '';
+  throw new HangarError('invalid-input', `bad request to ${method}${where}: ${issue.message}`,
+    'this is a client bug or a mismatched version: update Hangar', { method, issues: r.error.issues.slice(0, 5) });
+}

@@ -1,0 +1,34 @@
+// The core as a UI host needs it (the Electron utility process, `hangar serve`): this process
+// becomes the core daemon when none runs (so the CLI talks to it too), otherwise it relays every
+// channel to the daemon that already runs. Either way VMs outlive this process.
+import { HangarError } from '../common/errors.ts';
+import { startDaemonCore } from './daemon.ts';
+import { daemonEndpoint, localEndpoint } from './rpc/endpoint.ts';
+import type { CoreEndpoint } from './rpc/endpoint.ts';
+
+export interface CoreHost {
+  endpoint: CoreEndpoint;
+  mode: 'in-process' | 'relay';
+  /** Called when a client asked the core to stop (`hangar daemon stop`), in-process mode only. */
+  onStopRequested?: () => void;
+  stop(): Promise<void>;
+}
+
+export async function startCoreHost(): Promise<CoreHost> {
+  try {
+    const core = await startDaemonCore();
+    const host: CoreHost = {
+      endpoint: localEndpoint(core.service),
+      mode: 'in-process',
+      stop: async () => { core.stop(); },
+    };
+    core.service.onStopRequested = () => {
+      core.stop();
+      host.onStopRequested?.();
+    };
+    return host;
+  } catch (e) {
+    if (!(e instanceof HangarError && e.code === 'already-exists')) throw e;
+  }
+  return { endpoint: daemonEndpoint(), mode: 'relay', stop: async () => {} };
+}

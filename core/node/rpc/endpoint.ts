@@ -1,0 +1,229 @@
+// Where UI channels meet the core. A CoreEndpoint serves RpcLinks and ConsoleLinks (from
+// MessagePorts, WebSockets or the unix socket) either from a CoreService in this process
+// (localEndpoint) or by relaying to the core daemon's unix socket (daemonEndpoint).
+import type { Socket } from 'node:net';
+import { createBirpc } from 'birpc';
+import type { CoreApi, CoreEvents } from '../../common/api.ts';
+import { coreApiMethods } from '../../common/api.ts';
+import { checkApiArgs } from '../../common/api-schema.ts';
+import { HangarError, isHangarError } from '../../common/errors.ts';
+import type { ErrorPayload } from '../../common/errors.ts';
+import { decodeConsoleControl, encodeConsoleControl } from '../../common/transport.ts';
+import type { ConsoleEndReason, ConsoleLink, RpcLink } from '../../common/transport.ts';
+import { isActive } from '../../common/state.ts';
+import { ConsolePump } from '../console/console-pump.ts';
+import type { CoreService } from '../service/core-service.ts';
+import { connectCore, openConsoleStream, openSocket } from './client.ts';
+import { onLines } from './framing.ts';
+
+export interface CoreEndpoint {
+  serveRpc(link: RpcLink): void;
+  serveConsole(link: ConsoleLink, vm: string, opts: { replay: boolean }): void;
+}
+
+/** Errors cross the wire as plain payloads (an Error object would serialize to {}). */
+export function toPayload(e: unknown): ErrorPayload {
+  if (isHangarError(e)) return e.toPayload();
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err === 'object' && typeof err.code === 'string' && typeof err.message === 'string') {
+    return { code: 'io-error', message: err.message };
+  }
+  return { code: 'internal', message: e instanceof Error ? e.message : String(e) };
+}
+
+/** The service's methods, each checking its arguments against the schema first. */
+export function coreFunctions(service: CoreService): CoreApi {
+  const fns = {} as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const m of coreApiMethods) {
+    const f = (service[m] as (...a: unknown[]) => Promise<unknown>).bind(service);
+    fns[m] = async (...args: unknown[]) => {
+      try {
+        checkApiArgs(m, args);
+        return await f(...args);
+      } catch (e) {
+        throw toPayload(e);
+      }
+    };
+  }
+  return fns as unknown as CoreApi;
+}
+
+function asBuffer(m: string | Uint8Array): Buffer {
+  return typeof m === 'string' ? Buffer.from(m, 'utf8') : Buffer.from(m.buffer, m.byteOffset, m.byteLength);
+}
+
+function sendControl(link: ConsoleLink, c: Parameters<typeof encodeConsoleControl>[0]): void {
+  try { link.send(encodeConsoleControl(c)); } catch { /* link already gone */ }
+}
+
+/** Ends a console link with a reason the UI acts on (reconnect now, or when the VM runs). */
+function endConsole(link: ConsoleLink, reason: ConsoleEndReason): void {
+  sendControl(link, { type: 'end', reason });
+  link.close();
+}
+
+/** Routes a viewer's messages: binary = input for the guest, text = control (acks). */
+function onViewerMessages(link: ConsoleLink, pump: ConsolePump, input: (b: Buffer) => void): void {
+  link.onMessage((m) => {
+    if (typeof m !== 'string') { input(asBuffer(m)); return; }
+    const c = decodeConsoleControl(m);
+    if (c?.type === 'ack') pump.ack(c.bytes);
+  });
+}
+
+export function localEndpoint(service: CoreService, functions: CoreApi = coreFunctions(service)): CoreEndpoint {
+  return {
+    serveRpc(link) {
+      let handler: ((data: unknown) => void) | null = null;
+      const rpc = createBirpc<CoreEvents, CoreApi>(functions, {
+        post: (data: string) => { try { link.send(data); } catch { /* closed */ } },
+        on: (fn) => { handler = fn; },
+        serialize: (v) => JSON.stringify(v),
+        deserialize: (v: string) => JSON.parse(v),
+        eventNames: ['vmChanged', 'vmListChanged'],
+        timeout: -1, // long operations (shutdown --wait) carry their own deadline
+      });
+      const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
+      const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };
+      service.on('vmChanged', onVm);
+      service.on('vmListChanged', onList);
+      link.onMessage((m) => {
+        // A malformed message must not take the connection (or the core) down.
+        try { handler?.(m); } catch { /* ignored: not JSON */ }
+      });
+      link.onClose(() => {
+        service.off('vmChanged', onVm);
+        service.off('vmListChanged', onList);
+        rpc.$close();
+      });
+    },
+
+    serveConsole(link, vmRef, opts) {
+      let vm;
+      try {
+        vm = service.consoleOf(vmRef);
+        if (!vm.console.connected) {
+          throw new HangarError('invalid-state', `VM "${vm.name}" is not running (${vm.state}): its console is not live`, `start it with \`hangar start ${vm.name}\``);
+        }
+      } catch (e) {
+        sendControl(link, { type: 'error', error: toPayload(e) });
+        link.close();
+        return;
+      }
+      const con = vm.console;
+      const holder = {};
+      let ended = false;
+      const end = (reason: ConsoleEndReason): void => {
+        if (ended) return;
+        ended = true;
+        pump.flush();
+        cleanup();
+        endConsole(link, reason);
+      };
+      const pump = new ConsolePump({
+        send: (chunk) => link.send(chunk),
+        pause: () => con.hold(holder),
+        resume: () => con.release(holder),
+        onStall: () => end('too-slow'),
+      });
+      sendControl(link, { type: 'ready', vm: vm.name });
+      const removeViewer = con.addViewer((chunk) => pump.push(chunk), { replay: opts.replay });
+      const onDisconnect = (): void => end('vm-stopped');
+      con.once('disconnect', onDisconnect);
+      const cleanup = (): void => {
+        removeViewer();
+        con.off('disconnect', onDisconnect);
+        pump.close();
+        con.release(holder);
+      };
+      onViewerMessages(link, pump, (b) => {
+        try { con.write(b); } catch { end('vm-stopped'); }
+      });
+      link.onClose(() => {
+        if (ended) return;
+        ended = true;
+        cleanup();
+      });
+    },
+  };
+}
+
+/** Relays to the core daemon's unix socket (starting it when none runs). */
+export function daemonEndpoint(): CoreEndpoint {
+  return {
+    serveRpc(link) {
+      let sock: Socket | null = null;
+      let closed = false;
+      const early: string[] = [];
+      link.onMessage((m) => {
+        // One JSON per line on the socket: a raw newline could split a message.
+        if (m.includes('\n')) return;
+        if (sock) sock.write(m + '\n'); else early.push(m);
+      });
+      link.onClose(() => { closed = true; sock?.end(); });
+      openSocket({ autostart: true }).then((s) => {
+        if (closed) { s.destroy(); return; }
+        sock = s;
+        s.on('error', () => {});
+        s.write(JSON.stringify({ channel: 'rpc' }) + '\n');
+        for (const m of early.splice(0)) s.write(m + '\n');
+        onLines(s, (line) => { try { link.send(line); } catch { /* closed */ } }, () => s.destroy());
+        s.on('close', () => { if (!closed) { closed = true; link.close(); } });
+      }, () => link.close());
+    },
+
+    serveConsole(link, vmRef, opts) {
+      let closed = false;
+      link.onClose(() => { closed = true; });
+      openConsoleStream(vmRef, opts.replay).then(({ socket, rest, vmName }) => {
+        if (closed) { socket.destroy(); return; }
+        let ended = false;
+        const end = (reason: ConsoleEndReason): void => {
+          if (ended) return;
+          ended = true;
+          pump.flush();
+          pump.close();
+          socket.destroy();
+          endConsole(link, reason);
+        };
+        const pump = new ConsolePump({
+          send: (chunk) => link.send(chunk),
+          pause: () => socket.pause(),
+          resume: () => socket.resume(),
+          onStall: () => end('too-slow'),
+        });
+        sendControl(link, { type: 'ready', vm: vmName });
+        socket.on('data', (d: Buffer) => pump.push(d));
+        socket.on('error', () => {});
+        // The raw stream carries no reason: ask the core whether the VM is still up.
+        socket.on('close', () => { if (!ended) void relayEndReason(vmName).then(end); });
+        onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); });
+        link.onClose(() => {
+          if (ended) return;
+          ended = true;
+          pump.close();
+          socket.destroy();
+        });
+        if (rest.length) pump.push(rest);
+        socket.resume();
+      }, (e: unknown) => {
+        sendControl(link, { type: 'error', error: toPayload(e) });
+        link.close();
+      });
+    },
+  };
+}
+
+async function relayEndReason(vm: string): Promise<ConsoleEndReason> {
+  try {
+    const c = await connectCore({ autostart: false });
+    try {
+      const info = await c.api.get(vm);
+      return isActive(info.state) ? 'core-closing' : 'vm-stopped';
+    } finally {
+      c.close();
+    }
+  } catch {
+    return 'core-closing';
+  }
+}
