@@ -1,0 +1,135 @@
+// The preload bridge's logic (preload.ts wires it to Electron). The renderer gets exactly one
+// object, window.hangar, and through it can only: ask for a channel to the core, read the app's
+// version, hear about core restarts and menu actions, and open an http(s) link in the browser.
+// Everything is validated here before it reaches main (which validates again).
+// Runs in the sandboxed preload: no Node APIs, no imports beyond Electron's renderer modules.
+
+export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean };
+
+export interface HangarBridge {
+  /**
+   * Asks main for a channel to the core. Returns a request id; the port arrives as a window
+   * 'message' event whose data is { hangarPort: id } and whose ports[0] is the MessagePort.
+   */
+  requestPort(request: PortRequest): string;
+  appInfo(): Promise<{ version: string; electron: string }>;
+  /** Calls cb after the core host restarted (reopen channels that closed). Returns an unsubscribe. */
+  onCoreRestarted(cb: () => void): () => void;
+  /** Calls cb with a menu action (currently 'new-vm'). Returns an unsubscribe. */
+  onMenu(cb: (action: string) => void): () => void;
+  openExternal(url: string): void;
+}
+
+interface IpcEventLike {
+  readonly ports: readonly unknown[];
+}
+
+export interface PreloadDeps {
+  contextBridge: { exposeInMainWorld(key: string, api: unknown): void };
+  ipcRenderer: {
+    send(channel: string, ...args: unknown[]): void;
+    invoke(channel: string, ...args: unknown[]): Promise<unknown>;
+    on(channel: string, listener: (event: IpcEventLike, ...args: unknown[]) => void): unknown;
+    removeListener(channel: string, listener: (event: IpcEventLike, ...args: unknown[]) => void): unknown;
+  };
+  window: {
+    postMessage(message: unknown, targetOrigin: string, transfer?: never[]): void;
+    readonly location: { readonly origin: string };
+  };
+  randomId(): string;
+}
+
+const MAX_VM_LENGTH = 200;
+const MAX_PENDING = 256;
+const MENU_ACTIONS: ReadonlySet<string> = new Set(['new-vm']);
+
+/** Returns a clean copy of a valid request, or throws a TypeError. */
+export function checkPortRequest(request: unknown): PortRequest {
+  if (!request || typeof request !== 'object') throw new TypeError('requestPort: expected an object');
+  const r = request as Record<string, unknown>;
+  if (r.kind === 'rpc') return { kind: 'rpc' };
+  if (r.kind === 'console') {
+    if (typeof r.vm !== 'string' || r.vm.length === 0 || r.vm.length > MAX_VM_LENGTH) {
+      throw new TypeError(`requestPort: vm must be a non-empty string of at most ${MAX_VM_LENGTH} characters`);
+    }
+    if (typeof r.replay !== 'boolean') throw new TypeError('requestPort: replay must be a boolean');
+    return { kind: 'console', vm: r.vm, replay: r.replay };
+  }
+  throw new TypeError('requestPort: kind must be "rpc" or "console"');
+}
+
+export function checkExternalUrl(url: unknown): string {
+  if (typeof url !== 'string' || url.length > 2048) throw new TypeError('openExternal: expected a URL string');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError('openExternal: not a valid URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('openExternal: only http(s) links open');
+  return url;
+}
+
+export function createHangarBridge(deps: PreloadDeps): HangarBridge {
+  const { ipcRenderer } = deps;
+  const pending = new Set<string>();
+
+  ipcRenderer.on('hangar:port', (event, data) => {
+    const id = data && typeof data === 'object' ? (data as Record<string, unknown>).id : undefined;
+    if (typeof id !== 'string' || !pending.delete(id)) return;
+    const port = event.ports[0];
+    if (!port || event.ports.length !== 1) return;
+    // contextBridge cannot pass MessagePorts: hand it to the page as a window message.
+    const origin = deps.window.location.origin;
+    deps.window.postMessage({ hangarPort: id }, origin && origin !== 'null' ? origin : '*', [port as never]);
+  });
+
+  const subscribe = (channel: string, handler: (...args: unknown[]) => void): (() => void) => {
+    const listener = (_e: IpcEventLike, ...args: unknown[]): void => handler(...args);
+    ipcRenderer.on(channel, listener);
+    return () => { ipcRenderer.removeListener(channel, listener); };
+  };
+
+  return {
+    requestPort(request) {
+      const clean = checkPortRequest(request);
+      const id = deps.randomId();
+      pending.add(id);
+      if (pending.size > MAX_PENDING) pending.delete(pending.values().next().value as string);
+      ipcRenderer.send('hangar:open-port', { id, ...clean });
+      return id;
+    },
+    async appInfo() {
+      const info = (await ipcRenderer.invoke('hangar:app-info')) as Record<string, unknown> | null;
+      return { version: String(info?.version ?? ''), electron: String(info?.electron ?? '') };
+    },
+    onCoreRestarted(cb) {
+      if (typeof cb !== 'function') throw new TypeError('onCoreRestarted: expected a function');
+      return subscribe('hangar:core-restarted', () => cb());
+    },
+    onMenu(cb) {
+      if (typeof cb !== 'function') throw new TypeError('onMenu: expected a function');
+      return subscribe('hangar:menu', (payload) => {
+        const action = payload && typeof payload === 'object' ? (payload as Record<string, unknown>).action : undefined;
+        if (typeof action === 'string' && MENU_ACTIONS.has(action)) cb(action);
+      });
+    },
+    openExternal(url) {
+      ipcRenderer.send('hangar:open-external', checkExternalUrl(url));
+    },
+  };
+}
+
+export function installPreload(deps: PreloadDeps): HangarBridge {
+  const bridge = createHangarBridge(deps);
+  deps.contextBridge.exposeInMainWorld('hangar', bridge);
+  return bridge;
+}
+
+/** A request id: random UUID where available, else a counter plus randomness. */
+let counter = 0;
+export function makeRequestId(c: { randomUUID?: () => string } | undefined): string {
+  if (c?.randomUUID) return c.randomUUID();
+  counter++;
+  return `r${counter.toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
