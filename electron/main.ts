@@ -1,6 +1,6 @@
 // Electron main process entry (bundled to dist/electron/main.cjs). Everything testable lives in
 // app.ts and the modules it imports; this file only hands them the real Electron and paths.
-import * as electron from 'electron';
+import electron from 'electron';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
