@@ -1,0 +1,290 @@
+// An in-memory Hangar core for the renderer's unit tests: a CoreTransport whose RPC links speak
+// real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
+// events, go down and come back. Console channels are scripted by the tests. Not bundled.
+import { createBirpc } from 'birpc';
+import type { CoreApi, CoreEvents, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import { HangarError } from '../../../core/common/errors.ts';
+import { assertCan } from '../../../core/common/state.ts';
+import type { VmState } from '../../../core/common/state.ts';
+import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
+import type { Timers } from '../stores/connection.ts';
+
+/** One end of an in-memory channel; messages arrive asynchronously, as over a real socket. */
+export class MemoryEnd<T> {
+  peer!: MemoryEnd<T>;
+  readonly sent: T[] = [];
+  private listeners: ((m: T) => void)[] = [];
+  private closeListeners: ((r: string) => void)[] = [];
+  private early: T[] = [];
+  closed = false;
+
+  send(m: T): void {
+    if (this.closed) return;
+    this.sent.push(m);
+    const peer = this.peer;
+    queueMicrotask(() => peer.receive(m));
+  }
+
+  private receive(m: T): void {
+    if (this.closed) return;
+    if (!this.listeners.length) this.early.push(m);
+    for (const cb of this.listeners) cb(m);
+  }
+
+  onMessage(cb: (m: T) => void): void {
+    this.listeners.push(cb);
+    if (this.listeners.length === 1) for (const m of this.early.splice(0)) cb(m);
+  }
+
+  onClose(cb: (r: string) => void): void {
+    if (this.closed) queueMicrotask(() => cb('closed'));
+    else this.closeListeners.push(cb);
+  }
+
+  /** Closes both ends (after already-sent messages were delivered). */
+  close(reason = 'closed'): void {
+    if (this.closed) return;
+    queueMicrotask(() => {
+      this.fire(reason);
+      this.peer.fire(reason);
+    });
+  }
+
+  private fire(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cb of this.closeListeners.splice(0)) cb(reason);
+  }
+}
+
+export function memoryPair<T>(): [MemoryEnd<T>, MemoryEnd<T>] {
+  const a = new MemoryEnd<T>();
+  const b = new MemoryEnd<T>();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+function toPayload(e: unknown): unknown {
+  if (e instanceof HangarError) return e.toPayload();
+  return { code: 'internal', message: e instanceof Error ? e.message : String(e) };
+}
+
+export function fakeVm(name: string, state: VmState = 'stopped', extra: Partial<VmInfo> = {}): VmInfo {
+  return {
+    id: `id-${name}`,
+    name,
+    state,
+    vcpus: 1,
+    memoryMiB: 512,
+    dir: `/vms/${name}`,
+    ...extra,
+  };
+}
+
+export class FakeCore implements CoreTransport {
+  readonly kind = 'browser' as const;
+  readonly vms = new Map<string, VmInfo>();
+  /** Every API call, as "method name". */
+  readonly calls: string[] = [];
+  /** Errors to throw from the next call of a method. */
+  readonly failNext = new Map<string, HangarError>();
+  /** While true, openRpc fails (the core is down). */
+  down = false;
+  rpcOpens = 0;
+  /** Resolvers for calls held by hold(method). */
+  private held = new Map<string, (() => void)[]>();
+  private holding = new Set<string>();
+  private sessions: { end: MemoryEnd<string>; rpc: ReturnType<typeof createBirpc<CoreEvents, CoreApi>> }[] = [];
+  /** Console channels the UI opened (the test plays the core's side). */
+  readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array> }[] = [];
+
+  add(vm: VmInfo): void {
+    this.vms.set(vm.name, vm);
+  }
+
+  /** Makes calls of a method wait until release(method). */
+  hold(method: string): void {
+    this.holding.add(method);
+  }
+
+  release(method: string): void {
+    this.holding.delete(method);
+    for (const r of this.held.get(method)?.splice(0) ?? []) r();
+  }
+
+  private async gate(method: string): Promise<void> {
+    if (!this.holding.has(method)) return;
+    await new Promise<void>((r) => {
+      const list = this.held.get(method) ?? [];
+      list.push(r);
+      this.held.set(method, list);
+    });
+  }
+
+  private find(ref: string): VmInfo {
+    const vm = this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.id === ref);
+    if (!vm) throw new HangarError('not-found', `no VM named "${ref}"`, 'see `hangar list`');
+    return vm;
+  }
+
+  private setState(vm: VmInfo, state: VmState): VmInfo {
+    const next = { ...vm, state };
+    this.vms.set(vm.name, next);
+    return next;
+  }
+
+  readonly api: CoreApi = (() => {
+    const lifecycle = (action: 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'pause' | 'resume', to: VmState) =>
+      async (ref: string): Promise<VmInfo> => {
+        const vm = this.find(ref);
+        assertCan(action, vm.state, vm.name);
+        const next = this.setState(vm, to);
+        this.emitVmChanged(next);
+        return next;
+      };
+    const impl: Partial<CoreApi> = {
+      list: async () => [...this.vms.values()].map(({ id, name, state, vcpus, memoryMiB, reason }): VmSummary => {
+        const s: VmSummary = { id, name, state };
+        if (vcpus !== undefined) s.vcpus = vcpus;
+        if (memoryMiB !== undefined) s.memoryMiB = memoryMiB;
+        if (reason !== undefined) s.reason = reason;
+        return s;
+      }),
+      get: async (ref) => this.find(ref),
+      start: lifecycle('start', 'running'),
+      shutdown: lifecycle('shutdown', 'shutting-down'),
+      destroy: lifecycle('destroy', 'stopped'),
+      reboot: lifecycle('reboot', 'running'),
+      reset: lifecycle('reset', 'running'),
+      pause: lifecycle('pause', 'paused'),
+      resume: lifecycle('resume', 'running'),
+      delete: async (ref, opts) => {
+        const vm = this.find(ref);
+        assertCan('delete', vm.state, vm.name);
+        this.vms.delete(vm.name);
+        this.emitListChanged();
+        return { deletedFiles: opts?.deleteDisks ? ['/disk.qcow2'] : [], keptFiles: [] };
+      },
+      commandLine: async (ref) => ['qemu-system-x86_64', '-name', this.find(ref).name, '-nodefaults'],
+    };
+    const wrapped = Object.create(null) as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    for (const [m, f] of Object.entries(impl)) {
+      wrapped[m] = async (...args: unknown[]) => {
+        this.calls.push(`${m} ${args.filter((a) => a !== undefined).map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}`.trim());
+        await this.gate(m);
+        const err = this.failNext.get(m);
+        try {
+          if (err) {
+            this.failNext.delete(m);
+            throw err;
+          }
+          return await (f as (...a: unknown[]) => Promise<unknown>)(...args);
+        } catch (e) {
+          throw toPayload(e);
+        }
+      };
+    }
+    return wrapped as unknown as CoreApi;
+  })();
+
+  emitVmChanged(vm: Pick<VmInfo, 'id' | 'name' | 'state'>): void {
+    for (const s of this.sessions) void s.rpc.vmChanged.asEvent({ id: vm.id, name: vm.name, state: vm.state }).catch(() => {});
+  }
+
+  emitListChanged(): void {
+    for (const s of this.sessions) void s.rpc.vmListChanged.asEvent().catch(() => {});
+  }
+
+  /** Changes a VM behind the UI's back, as another client would, and says so. */
+  change(name: string, state: VmState): void {
+    this.emitVmChanged(this.setState(this.find(name), state));
+  }
+
+  /** Drops every RPC connection (the core went away). */
+  dropAll(): void {
+    for (const s of this.sessions.splice(0)) s.end.close('the core went away');
+  }
+
+  get connections(): number {
+    return this.sessions.filter((s) => !s.end.closed).length;
+  }
+
+  async openRpc(): Promise<RpcLink> {
+    this.rpcOpens++;
+    if (this.down) throw new Error('could not reach the Hangar core');
+    const [ui, core] = memoryPair<string>();
+    let handler: ((d: unknown) => void) | null = null;
+    const rpc = createBirpc<CoreEvents, CoreApi>(this.api, {
+      post: (d: string) => core.send(d),
+      on: (fn) => { handler = fn; },
+      serialize: (v) => JSON.stringify(v),
+      deserialize: (v: string) => JSON.parse(v),
+      eventNames: ['vmChanged', 'vmListChanged'],
+      timeout: -1,
+    });
+    core.onMessage((m) => handler?.(m));
+    const session = { end: core, rpc };
+    this.sessions.push(session);
+    core.onClose(() => {
+      const i = this.sessions.indexOf(session);
+      if (i >= 0) this.sessions.splice(i, 1);
+    });
+    return ui;
+  }
+
+  consoleFails: Error | null = null;
+
+  async openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
+    if (this.consoleFails) throw this.consoleFails;
+    const [ui, core] = memoryPair<string | Uint8Array>();
+    this.consoles.push({ vm, replay: opts.replay, core });
+    return ui;
+  }
+}
+
+/** Timers driven by the test: advance(ms) runs what is due, in order. */
+export class ManualTimers implements Timers {
+  now = 0;
+  private seq = 0;
+  private readonly pending = new Map<number, { at: number; fn: () => void }>();
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.pending.set(id, { at: this.now + ms, fn });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.pending.delete(handle as number);
+  }
+
+  get count(): number {
+    return this.pending.size;
+  }
+
+  /** The delays (from now) of the pending timers, soonest first. */
+  delays(): number[] {
+    return [...this.pending.values()].map((p) => p.at - this.now).sort((a, b) => a - b);
+  }
+
+  async advance(ms: number): Promise<void> {
+    const end = this.now + ms;
+    for (;;) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.pending) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.pending.delete(next[0]);
+      this.now = next[1].at;
+      next[1].fn();
+      await settle();
+    }
+    this.now = end;
+    await settle();
+  }
+}
+
+/** Lets queued microtasks and promise chains run. */
+export async function settle(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setTimeout(r, 0));
+}

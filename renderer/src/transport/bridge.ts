@@ -1,0 +1,36 @@
+// What the Electron preload exposes as window.hangar (electron/preload-api.ts is the other side;
+// the renderer may not import electron/, so the shape is restated here).
+
+export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean };
+
+export interface HangarBridge {
+  requestPort(request: PortRequest): string;
+  appInfo(): Promise<{ version: string; electron: string }>;
+  onCoreRestarted(cb: () => void): () => void;
+  onMenu?(cb: (action: string) => void): () => void;
+  openExternal(url: string): void;
+}
+
+declare global {
+  interface Window {
+    hangar?: HangarBridge;
+  }
+}
+
+export function getBridge(): HangarBridge | undefined {
+  return typeof window !== 'undefined' ? window.hangar : undefined;
+}
+
+/** Opens an http(s) link outside the app: the system browser in Electron, a new tab otherwise. */
+export function openExternal(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return;
+  const bridge = getBridge();
+  if (bridge) bridge.openExternal(u.href);
+  else window.open(u.href, '_blank', 'noopener');
+}
