@@ -44,7 +44,7 @@ export const apiArgSchemas = {
 
 /** Throws invalid-input naming the method and the first problem when args do not fit. */
 export function checkApiArgs(method: string, args: unknown[]): void {
-  const schema = (apiArgSchemas as Record<string, z.ZodType>)[method];
+  const schema = Object.hasOwn(apiArgSchemas, method) ? (apiArgSchemas as Record<string, z.ZodType>)[method] : undefined;
   if (!schema) throw new HangarError('invalid-input', `unknown core method "${method}"`, 'update the client: it does not match this core');
   // Optional trailing arguments arrive as undefined (or are dropped) depending on the transport.
   let trimmed = args;

@@ -11,29 +11,46 @@ function lockPath(runtime: string): string {
   return join(runtime, 'daemon.pid');
 }
 
-function processLooksLikeDaemon(pid: number): boolean {
+/** The kernel's start time of a process (clock ticks since boot), or null when it is gone. */
+function processStartTime(pid: number): string | null {
   try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmd.includes('daemon') && cmd.includes('run');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may contain spaces, so count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
-    return false;
+    return null;
   }
 }
 
-/** A pidfile lock: created exclusively; a stale one (dead or foreign PID) is taken over. */
+/**
+ * Whether the pidfile's owner still runs. The pidfile holds "PID STARTTIME", so a reused PID is
+ * not mistaken for the core whatever the core's command line is (CLI daemon, `hangar serve`, the
+ * desktop app's utility process).
+ */
+function lockHolderAlive(content: string): number | null {
+  const [pidText, start] = content.trim().split(/\s+/);
+  const pid = parseInt(pidText ?? '', 10);
+  if (!(pid > 0) || pid === process.pid) return null;
+  const actual = processStartTime(pid);
+  if (actual === null) return null;
+  return start === undefined || start === actual ? pid : null;
+}
+
+/** A pidfile lock: created exclusively; a stale one (its process gone) is taken over. */
 function takeLock(runtime: string): () => void {
   const path = lockPath(runtime);
+  const mine = `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim();
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
+      writeSync(fd, mine);
       closeSync(fd);
-      return () => { try { if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path); } catch { /* gone */ } };
+      return () => { try { if (readFileSync(path, 'utf8') === mine) unlinkSync(path); } catch { /* gone */ } };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = parseInt(readFileSync(path, 'utf8') || '0', 10);
-      if (pid > 0 && pid !== process.pid && processLooksLikeDaemon(pid)) {
-        throw new HangarError('already-exists', `a Hangar core daemon already runs (pid ${pid})`);
+      const pid = lockHolderAlive(readFileSync(path, 'utf8'));
+      if (pid !== null) {
+        throw new HangarError('already-exists', `a Hangar core already runs (pid ${pid})`);
       }
       try { unlinkSync(path); } catch { /* raced with another starter */ }
     }

@@ -100,6 +100,34 @@ export class HangarHarness {
     return r.stdout;
   }
 
+  /** Starts `hangar serve --port 0` (browser mode) and waits for the URL it prints. */
+  serve(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [HANGAR_BIN, 'serve', '--port', '0', ...extraArgs],
+        { env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`hangar serve printed no URL: ${out}`)); }, 30_000);
+      const onData = (d: Buffer): void => {
+        out += d.toString();
+        const m = /Open: (http:\/\/\S+)/.exec(out);
+        if (!m) return;
+        clearTimeout(t);
+        const url = new URL(m[1]!);
+        resolve({
+          url: m[1]!, origin: url.origin, port: Number(url.port), token: url.searchParams.get('token')!, output: () => out,
+          stop: () => new Promise<void>((r) => {
+            if (child.exitCode !== null) { r(); return; }
+            child.once('exit', () => r());
+            child.kill('SIGTERM');
+          }),
+        });
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('exit', (code) => { clearTimeout(t); reject(new Error(`hangar serve exited ${code}: ${out}`)); });
+    });
+  }
+
   async cleanup(): Promise<void> {
     const vms = await this.json<Array<{ name: string; state: string }>>(['list']).catch(() => []);
     for (const vm of vms) {
@@ -112,3 +140,12 @@ export class HangarHarness {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface ServeProcess {
+  url: string;
+  origin: string;
+  port: number;
+  token: string;
+  output(): string;
+  stop(): Promise<void>;
+}

@@ -33,7 +33,7 @@ export function toPayload(e: unknown): ErrorPayload {
 
 /** The service's methods, each checking its arguments against the schema first. */
 export function coreFunctions(service: CoreService): CoreApi {
-  const fns = {} as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const fns = Object.create(null) as Record<string, (...args: unknown[]) => Promise<unknown>>;
   for (const m of coreApiMethods) {
     const f = (service[m] as (...a: unknown[]) => Promise<unknown>).bind(service);
     fns[m] = async (...args: unknown[]) => {
@@ -218,8 +218,14 @@ async function relayEndReason(vm: string): Promise<ConsoleEndReason> {
   try {
     const c = await connectCore({ autostart: false });
     try {
-      const info = await c.api.get(vm);
-      return isActive(info.state) ? 'core-closing' : 'vm-stopped';
+      // The stream closes while the VM is still on its way down: wait for a settled state.
+      for (let i = 0; i < 40; i++) {
+        const { state } = await c.api.get(vm);
+        if (!isActive(state)) return 'vm-stopped';
+        if (state === 'running' || state === 'paused' || state === 'guest-error') return 'core-closing';
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return 'core-closing';
     } finally {
       c.close();
     }

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkApiArgs } from '../../core/common/api-schema.ts';
+import { coreApiMethods } from '../../core/common/api.ts';
+import { HangarError } from '../../core/common/errors.ts';
+
+function refused(method: string, args: unknown[], pattern: RegExp): void {
+  assert.throws(() => checkApiArgs(method, args), (e: unknown) => {
+    assert.ok(e instanceof HangarError);
+    assert.equal(e.code, 'invalid-input');
+    assert.match(e.message, pattern);
+    assert.ok(e.hint);
+    return true;
+  });
+}
+
+test('every API method has a schema', () => {
+  for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, m === 'list' || m === 'doctor' || m === 'daemonStatus' || m === 'daemonStop' ? [] : m === 'create' ? [{ definition: {} }] : m === 'edit' ? ['vm', {}] : ['vm']), m);
+});
+
+test('well-formed requests pass, trailing undefined options included', () => {
+  checkApiArgs('shutdown', ['vm', { timeoutSec: 5, wait: true }]);
+  checkApiArgs('shutdown', ['vm', undefined]);
+  checkApiArgs('delete', ['vm', { deleteDisks: true }]);
+  checkApiArgs('create', [{ definition: { name: 'a' }, newDisks: [{ sizeBytes: 1024, bus: 'sata', format: 'raw' }] }]);
+  checkApiArgs('serialLog', ['vm', 4096]);
+});
+
+test('wrong shapes are refused with the method and argument named', () => {
+  refused('get', [42], /get \(argument 0\)/);
+  refused('get', [], /get/);
+  refused('get', [''], /name or id is required/);
+  refused('start', ['a', 'b'], /start/);
+  refused('shutdown', ['vm', { timeoutSec: -1 }], /shutdown/);
+  refused('shutdown', ['vm', { force: true }], /shutdown/);
+  refused('delete', ['vm', { deleteDisks: 'yes' }], /delete/);
+  refused('create', [{ definition: 'x' }], /create/);
+  refused('create', [{ definition: {}, newDisks: [{ sizeBytes: 0 }] }], /create/);
+  refused('edit', ['vm', null], /edit/);
+  refused('list', ['extra'], /list/);
+  refused('__proto__', [], /unknown core method/);
+  refused('constructor', [], /unknown core method/);
+});

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConsolePump } from '../../core/node/console/console-pump.ts';
+import { sleep } from '../helpers/hangar.ts';
+
+function harness(opts: Partial<ConstructorParameters<typeof ConsolePump>[0]> = {}) {
+  const sent: Buffer[] = [];
+  const log: string[] = [];
+  const pump = new ConsolePump({
+    send: (c) => sent.push(c),
+    pause: () => log.push('pause'),
+    resume: () => log.push('resume'),
+    onStall: () => log.push('stall'),
+    batchMs: 5, batchBytes: 100, highWater: 300, lowWater: 100, stallMs: 80,
+    ...opts,
+  });
+  return { pump, sent, log };
+}
+
+test('small chunks are batched into one message after the batch delay', async () => {
+  const { pump, sent } = harness();
+  pump.push(Buffer.from('ab'));
+  pump.push(Buffer.from('cd'));
+  assert.equal(sent.length, 0);
+  await sleep(20);
+  assert.deepEqual(sent.map(String), ['abcd']);
+  assert.equal(pump.inFlight, 4);
+});
+
+test('a full batch leaves at once', () => {
+  const { pump, sent } = harness();
+  pump.push(Buffer.alloc(60));
+  pump.push(Buffer.alloc(60));
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0]!.length, 120);
+});
+
+test('pauses the source above high water, resumes at low water after acks', () => {
+  const { pump, log } = harness();
+  for (let i = 0; i < 4; i++) pump.push(Buffer.alloc(100));
+  assert.deepEqual(log, ['pause']);
+  assert.ok(pump.isPaused);
+  pump.ack(200);
+  assert.deepEqual(log, ['pause'], 'still above low water');
+  pump.ack(150);
+  assert.deepEqual(log, ['pause', 'resume']);
+  assert.equal(pump.inFlight, 50);
+  pump.close();
+});
+
+test('a viewer stuck above high water is reported as stalled', async () => {
+  const { pump, log } = harness();
+  pump.push(Buffer.alloc(400));
+  await sleep(150);
+  assert.deepEqual(log, ['pause', 'stall']);
+  pump.close();
+});
+
+test('acks in time cancel the stall; close resumes a paused source once', async () => {
+  const { pump, log } = harness();
+  pump.push(Buffer.alloc(400));
+  pump.ack(400);
+  await sleep(150);
+  assert.deepEqual(log, ['pause', 'resume']);
+  pump.push(Buffer.alloc(400));
+  pump.close();
+  pump.close();
+  assert.deepEqual(log, ['pause', 'resume', 'pause', 'resume']);
+  pump.push(Buffer.alloc(10));
+  assert.equal(pump.inFlight, 400, 'a closed pump ignores input');
+});
