@@ -28,6 +28,8 @@ declare -A test_pkgs=(
   [mtools]=/usr/bin/mcopy
   [kmod]=/usr/bin/kmod
   [python3]=/usr/bin/python3
+  [chromium]=/usr/bin/chromium
+  [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf
 )
 
 missing=()

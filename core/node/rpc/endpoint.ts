@@ -12,6 +12,7 @@ import { decodeConsoleControl, encodeConsoleControl } from '../../common/transpo
 import type { ConsoleEndReason, ConsoleLink, RpcLink } from '../../common/transport.ts';
 import { isActive } from '../../common/state.ts';
 import { ConsolePump } from '../console/console-pump.ts';
+import type { SerialConsole } from '../console/serial-console.ts';
 import type { CoreService } from '../service/core-service.ts';
 import { connectCore, openConsoleStream, openSocket } from './client.ts';
 import { onLines } from './framing.ts';
@@ -110,42 +111,46 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         link.close();
         return;
       }
-      const con = vm.console;
-      const holder = {};
-      let ended = false;
-      const end = (reason: ConsoleEndReason): void => {
-        if (ended) return;
-        ended = true;
-        pump.flush();
-        cleanup();
-        endConsole(link, reason);
-      };
-      const pump = new ConsolePump({
-        send: (chunk) => link.send(chunk),
-        pause: () => con.hold(holder),
-        resume: () => con.release(holder),
-        onStall: () => end('too-slow'),
-      });
-      sendControl(link, { type: 'ready', vm: vm.name });
-      const removeViewer = con.addViewer((chunk) => pump.push(chunk), { replay: opts.replay });
-      const onDisconnect = (): void => end('vm-stopped');
-      con.once('disconnect', onDisconnect);
-      const cleanup = (): void => {
-        removeViewer();
-        con.off('disconnect', onDisconnect);
-        pump.close();
-        con.release(holder);
-      };
-      onViewerMessages(link, pump, (b) => {
-        try { con.write(b); } catch { end('vm-stopped'); }
-      });
-      link.onClose(() => {
-        if (ended) return;
-        ended = true;
-        cleanup();
-      });
+      serveConsoleOn(link, vm.console, vm.name, opts);
     },
   };
+}
+
+/** Serves one viewer of a live serial console: ready, batched output with acks, input, end. */
+export function serveConsoleOn(link: ConsoleLink, con: SerialConsole, name: string, opts: { replay: boolean }): void {
+  const holder = {};
+  let ended = false;
+  const end = (reason: ConsoleEndReason): void => {
+    if (ended) return;
+    ended = true;
+    pump.flush();
+    cleanup();
+    endConsole(link, reason);
+  };
+  const pump = new ConsolePump({
+    send: (chunk) => link.send(chunk),
+    pause: () => con.hold(holder),
+    resume: () => con.release(holder),
+    onStall: () => end('too-slow'),
+  });
+  sendControl(link, { type: 'ready', vm: name });
+  const removeViewer = con.addViewer((chunk) => pump.push(chunk), { replay: opts.replay });
+  const onDisconnect = (): void => end('vm-stopped');
+  con.once('disconnect', onDisconnect);
+  const cleanup = (): void => {
+    removeViewer();
+    con.off('disconnect', onDisconnect);
+    pump.close();
+    con.release(holder);
+  };
+  onViewerMessages(link, pump, (b) => {
+    try { con.write(b); } catch { end('vm-stopped'); }
+  });
+  link.onClose(() => {
+    if (ended) return;
+    ended = true;
+    cleanup();
+  });
 }
 
 /** Relays to the core daemon's unix socket (starting it when none runs). */
