@@ -1,5 +1,9 @@
 // Prints the benchmark figures (not a test: these machines are noisy).
+// npm run bench [scale|start|console|list]
 const which = process.argv.slice(2);
-if (!which.length || which.includes('scale')) await (await import('./scale.ts')).benchScale();
-if (!which.length || which.includes('start')) await (await import('./start-overhead.ts')).benchStartOverhead();
+const want = (name: string): boolean => !which.length || which.includes(name);
+if (want('scale')) await (await import('./scale.ts')).benchScale();
+if (want('start')) await (await import('./start-overhead.ts')).benchStartOverhead();
+if (want('console')) await (await import('./console-pipeline.ts')).benchConsolePipeline();
+if (want('list')) await (await import('./list-render.ts')).benchListRender();
 export {};

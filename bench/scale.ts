@@ -8,15 +8,20 @@ import { HangarHarness } from '../tests/helpers/hangar.ts';
 const COUNT = Number(process.env.BENCH_VMS ?? 1000);
 const ROUNDS = 20;
 
+/** Writes `count` VM definitions (vm-0000 ...) straight into the harness's data dir. */
+export async function populate(h: HangarHarness, count: number): Promise<void> {
+  const store = new VmStore(h.home);
+  await store.init();
+  for (let i = 0; i < count; i++) {
+    await store.create(parseDefinition({ version: MODEL_VERSION, id: randomUUID(), name: `vm-${String(i).padStart(4, '0')}`, memoryMiB: 256,
+      nics: [{ id: 'net0', mac: `52:54:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, network: { type: 'user' } }] }));
+  }
+}
+
 export async function benchScale(): Promise<void> {
   const h = new HangarHarness();
   try {
-    const store = new VmStore(h.home);
-    await store.init();
-    for (let i = 0; i < COUNT; i++) {
-      await store.create(parseDefinition({ version: MODEL_VERSION, id: randomUUID(), name: `vm-${String(i).padStart(4, '0')}`, memoryMiB: 256,
-        nics: [{ id: 'net0', mac: `52:54:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, network: { type: 'user' } }] }));
-    }
+    await populate(h, COUNT);
     await h.ok(['list', '--json']); // start the daemon
     const times: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {

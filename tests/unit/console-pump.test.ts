@@ -17,22 +17,25 @@ function harness(opts: Partial<ConstructorParameters<typeof ConsolePump>[0]> = {
   return { pump, sent, log };
 }
 
-test('small chunks are batched into one message after the batch delay', async () => {
+test('a chunk after a quiet spell leaves at once; a burst behind it is batched', async () => {
   const { pump, sent } = harness();
   pump.push(Buffer.from('ab'));
+  assert.deepEqual(sent.map(String), ['ab'], 'no added latency for an echo');
   pump.push(Buffer.from('cd'));
-  assert.equal(sent.length, 0);
+  pump.push(Buffer.from('ef'));
+  assert.equal(sent.length, 1);
   await sleep(20);
-  assert.deepEqual(sent.map(String), ['abcd']);
-  assert.equal(pump.inFlight, 4);
+  assert.deepEqual(sent.map(String), ['ab', 'cdef']);
+  assert.equal(pump.inFlight, 6);
 });
 
-test('a full batch leaves at once', () => {
-  const { pump, sent } = harness();
+test('a full batch leaves at once, without waiting for the timer', () => {
+  const { pump, sent } = harness({ batchMs: 10_000 });
+  pump.push(Buffer.alloc(1));
   pump.push(Buffer.alloc(60));
   pump.push(Buffer.alloc(60));
-  assert.equal(sent.length, 1);
-  assert.equal(sent[0]!.length, 120);
+  assert.deepEqual(sent.map((b) => b.length), [1, 120]);
+  pump.close();
 });
 
 test('pauses the source above high water, resumes at low water after acks', () => {

@@ -1,5 +1,5 @@
 // Carries console output from a source (the VM's serial console, or a relayed socket) to one
-// viewer: batches small chunks into fewer messages, counts bytes the viewer has not yet
+// viewer: batches bursts of small chunks into fewer messages, counts bytes the viewer has not yet
 // acknowledged, pauses the source above the high-water mark and resumes it below the low one.
 // A viewer that stays above the mark too long is cut off, so one hung tab cannot stall a guest.
 import {
@@ -25,6 +25,7 @@ export class ConsolePump {
   private timer: NodeJS.Timeout | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
   private unacked = 0;
+  private lastFlush = 0;
   private paused = false;
   private closed = false;
   private readonly o: Required<ConsolePumpOptions>;
@@ -49,8 +50,15 @@ export class ConsolePump {
     if (this.closed || chunk.length === 0) return;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= this.o.batchBytes) this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.o.batchMs);
+    if (this.pendingBytes >= this.o.batchBytes) {
+      this.flush();
+    } else if (!this.timer) {
+      // Leading edge: a chunk after a quiet spell (a keystroke's echo) leaves at once; only
+      // chunks that follow it within batchMs wait to be sent together.
+      const since = Date.now() - this.lastFlush;
+      if (since >= this.o.batchMs) this.flush();
+      else this.timer = setTimeout(() => this.flush(), this.o.batchMs - since);
+    }
     // Count queued bytes too: the source must stop even before the batch leaves.
     this.checkHigh();
   }
@@ -60,6 +68,7 @@ export class ConsolePump {
     if (this.closed || this.pending.length === 0) return;
     const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
+    this.lastFlush = Date.now();
     this.unacked += this.pendingBytes;
     this.pendingBytes = 0;
     this.o.send(batch);
