@@ -12,7 +12,6 @@ import type { CoreEndpoint } from './endpoint.ts';
 import { onLines, readFirstLine } from './framing.ts';
 import type { Hello } from './framing.ts';
 
-
 export async function listenCore(service: CoreService, socketPath: string): Promise<Server> {
   await unlink(socketPath).catch(() => {});
   const endpoint = localEndpoint(service);
