@@ -93,8 +93,9 @@ export class ConsoleSession {
     this.terminal.focus();
   }
 
-  findNext(q: string): boolean {
-    return q ? this.search.findNext(q) : false;
+  /** incremental: extend the current match while typing instead of jumping to the next one. */
+  findNext(q: string, incremental = false): boolean {
+    return q ? this.search.findNext(q, { incremental }) : false;
   }
 
   findPrevious(q: string): boolean {

@@ -61,7 +61,7 @@ class PortLink<T extends string | Uint8Array> extends LinkBase<T> {
 export class ElectronTransport implements CoreTransport {
   readonly kind = 'electron' as const;
   private readonly pending = new Map<string, { resolve: (p: MessagePort) => void; timer: ReturnType<typeof setTimeout> }>();
-  private readonly open = new Set<PortLink<string> | PortLink<string | Uint8Array>>();
+  private readonly open = new Set<{ close(reason?: string): void }>();
 
   constructor(private readonly bridge: HangarBridge, private readonly win: WindowLike = window) {
     win.addEventListener('message', (ev) => this.onWindowMessage(ev));
@@ -105,8 +105,8 @@ export class ElectronTransport implements CoreTransport {
   }
 
   private track<T extends string | Uint8Array>(port: MessagePort, console: boolean): PortLink<T> {
-    const link: PortLink<T> = new PortLink<T>(port, console, () => this.open.delete(link as PortLink<string>));
-    this.open.add(link as PortLink<string>);
+    const link: PortLink<T> = new PortLink<T>(port, console, () => this.open.delete(link));
+    this.open.add(link);
     port.start();
     return link;
   }

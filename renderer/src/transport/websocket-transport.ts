@@ -30,7 +30,7 @@ class WebSocketLink<T extends string | Uint8Array> extends LinkBase<T> {
   send(message: T): void {
     // A socket that is closing drops what is sent; its close event follows.
     if (this.ws.readyState !== WS_OPEN) return;
-    this.ws.send(message);
+    this.ws.send(message as string | Uint8Array<ArrayBuffer>);
   }
 
   close(): void {

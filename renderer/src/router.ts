@@ -1,0 +1,25 @@
+// Hash history: works from app://, file:// and `hangar serve` alike (#/, #/vm/NAME/console ...).
+import { createRouter, createWebHashHistory } from 'vue-router';
+import type { Router } from 'vue-router';
+
+export function createAppRouter(): Router {
+  return createRouter({
+    history: createWebHashHistory(),
+    routes: [
+      { path: '/', name: 'list', component: () => import('./views/VmListView.vue') },
+      {
+        path: '/vm/:name',
+        component: () => import('./views/VmDetailsView.vue'),
+        props: true,
+        children: [
+          { path: '', name: 'overview', props: true, component: () => import('./views/OverviewTab.vue') },
+          { path: 'console', name: 'console', props: true, component: () => import('./views/ConsoleTab.vue') },
+          { path: 'devices', name: 'devices', props: true, component: () => import('./views/DevicesTab.vue') },
+        ],
+      },
+      { path: '/new', name: 'new', component: () => import('./views/NewVmView.vue') },
+      { path: '/about', name: 'about', component: () => import('./views/AboutView.vue') },
+      { path: '/:rest(.*)*', redirect: '/' },
+    ],
+  });
+}
