@@ -29,14 +29,16 @@ export type ConsoleEndReason =
  * (Uint8Array / ArrayBuffer) messages; everything else is a JSON string of ConsoleControl.
  *
  * core -> UI: first exactly one { type: 'ready' } or { type: 'error' } control; then binary
- *   output chunks (batched); finally an { type: 'end' } control before the core closes.
+ *   output chunks (batched), of which the first replayBytes are the scrollback: a terminal must
+ *   not send its automatic answers to queries in that history (cursor position reports) to the guest; finally an { type: 'end' } control before the core closes.
  * UI -> core: binary input bytes (keystrokes, paste); { type: 'ack' } after the terminal has
  *   processed output (xterm.js write callback). The core stops reading from the guest while a
  *   viewer has more than CONSOLE_HIGH_WATER unacknowledged bytes, and resumes under
  *   CONSOLE_LOW_WATER, so memory stays bounded at every hop.
  */
 export type ConsoleControl =
-  | { type: 'ready'; vm: string }
+  /** replayBytes: how much of the output that follows is scrollback (already answered history). */
+  | { type: 'ready'; vm: string; replayBytes?: number }
   | { type: 'error'; error: ErrorPayload }
   | { type: 'end'; reason: ConsoleEndReason }
   | { type: 'ack'; bytes: number };
@@ -64,7 +66,9 @@ export function decodeConsoleControl(text: string): ConsoleControl | null {
   if (!v || typeof v !== 'object') return null;
   const o = v as Record<string, unknown>;
   switch (o.type) {
-    case 'ready': return typeof o.vm === 'string' ? { type: 'ready', vm: o.vm } : null;
+    case 'ready':
+      if (typeof o.vm !== 'string') return null;
+      return Number.isSafeInteger(o.replayBytes) && (o.replayBytes as number) > 0 ? { type: 'ready', vm: o.vm, replayBytes: o.replayBytes as number } : { type: 'ready', vm: o.vm };
     case 'error': return o.error && typeof o.error === 'object' ? { type: 'error', error: o.error as ErrorPayload } : null;
     case 'end': return typeof o.reason === 'string' ? { type: 'end', reason: o.reason as ConsoleEndReason } : null;
     case 'ack': return Number.isSafeInteger(o.bytes) && (o.bytes as number) >= 0 ? { type: 'ack', bytes: o.bytes as number } : null;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { unlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
@@ -82,7 +82,7 @@ async function openDetails(name: string): Promise<void> {
 describe('VM list and details', () => {
   test('a VM created with the CLI appears in the list, stopped', async () => {
     await page.goto(serve.url);
-    await page.getByTestId('vm-list').waitFor();
+    await page.getByTestId('vm-list').waitFor({ state: 'attached' });
     await createVm('e2e-a');
     await rowState('e2e-a', 'stopped');
     assert.match(await row('e2e-a').innerText(), /256 MiB/);
@@ -190,37 +190,35 @@ describe('confirmations and errors', () => {
   });
 
   test('a failing start shows the core\'s message and fix, not a stack trace', async () => {
-    await h.json(['create', '--name', 'e2e-broken', '--memory', '256', '--accel', 'tcg',
-      '--kernel', `${h.home}/kernel-that-will-vanish`, '--initrd', guest.initrd]).catch(() => null);
-    // If create refuses a missing kernel up front, make one that vanishes before start instead.
-    if (!(await h.run(['show', 'e2e-broken'])).stdout) {
-      const { writeFileSync } = await import('node:fs');
-      writeFileSync(`${h.home}/kernel-that-will-vanish`, 'x');
-      await h.ok(['create', '--name', 'e2e-broken', '--memory', '256', '--accel', 'tcg',
-        '--kernel', `${h.home}/kernel-that-will-vanish`, '--initrd', guest.initrd]);
-      unlinkSync(`${h.home}/kernel-that-will-vanish`);
-    }
+    // create accepts a kernel path that does not exist yet; start refuses it with the fix.
+    await h.ok(['create', '--name', 'e2e-broken', '--memory', '256', '--accel', 'tcg', '--new-disk', '16M',
+      '--kernel', `${h.home}/kernel-that-will-vanish`, '--initrd', guest.initrd]);
     await openDetails('e2e-broken');
     await toolbar().getByRole('button', { name: 'Start', exact: true }).click();
-    const alert = page.getByTestId('error');
+    const alert = page.getByTestId('error').filter({ hasText: 'cannot start' });
     await alert.waitFor({ timeout: 20_000 });
     const text = await alert.innerText();
-    assert.match(text, /kernel-that-will-vanish/);
+    assert.match(text, /kernel file .*kernel-that-will-vanish does not exist/);
+    assert.match(text, /restore the file/, 'the fix is shown');
     assert.doesNotMatch(text, /\n\s+at .+:\d+:\d+/, 'no stack trace');
     shots.push(await screenshot(page, 'error-message'));
     await alert.getByRole('button', { name: 'Dismiss' }).click();
   });
 
   test('Delete keeps the disk images unless asked', async () => {
+    const info = await h.json<{ definition: { disks: Array<{ file: string }> } }>(['show', 'e2e-broken']);
+    const disk = info.definition.disks[0]!.file;
+    assert.ok(existsSync(disk));
     await openDetails('e2e-broken');
     await toolbar().getByRole('button', { name: 'Delete', exact: true }).click();
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
     assert.equal(await dialog.getByRole('checkbox', { name: 'Also delete disk images' }).isChecked(), false);
     await dialog.getByRole('button', { name: 'Delete' }).click();
-    await page.getByTestId('vm-list').waitFor();
+    await page.getByTestId('vm-list').waitFor({ state: 'attached' });
     await row('e2e-broken').waitFor({ state: 'detached', timeout: 10_000 });
-    assert.equal((await h.run(['show', 'e2e-broken'])).code !== 0, true);
+    assert.notEqual((await h.run(['show', 'e2e-broken'])).code, 0, 'the VM is gone');
+    assert.ok(existsSync(disk), `the disk image ${disk} was kept`);
   });
 });
 
@@ -258,13 +256,39 @@ describe('browser-mode security, seen from a browser', () => {
 describe('accessibility', () => {
   test('axe-core finds no serious or critical violations in the list and details views', async () => {
     await page.goto(serve.url);
-    await page.getByTestId('vm-list').waitFor();
+    await page.getByTestId('vm-list').waitFor({ state: 'attached' });
     await row('e2e-a').waitFor();
     const listIssues = (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
     assert.deepEqual(listIssues, [], 'list view');
     await openDetails('e2e-a');
     const detailIssues = (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
     assert.deepEqual(detailIssues, [], 'details view');
+  });
+
+  test('dark theme follows the system and keeps contrast', async () => {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    try {
+      await page.goto(serve.url);
+      await row('e2e-a').waitFor();
+      const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      const [r, g, b] = bg.match(/\d+/g)!.map(Number);
+      assert.ok(r! + g! + b! < 200, `dark background expected, got ${bg}`);
+      const issues = (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
+      assert.deepEqual(issues, [], 'dark list view');
+      shots.push(await screenshot(page, 'vm-list-dark'));
+    } finally {
+      await page.emulateMedia({ colorScheme: 'light' });
+    }
+  });
+
+  test('keyboard only: arrow keys select a VM, Enter opens it', async () => {
+    await page.goto(serve.url);
+    await row('e2e-a').waitFor();
+    await page.getByTestId('vm-list').focus();
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
+    await page.getByRole('tab', { name: 'Overview' }).waitFor();
+    assert.match(page.url(), /#\/vm\/e2e-/);
   });
 
   test('the page raised no script errors', () => {

@@ -107,6 +107,24 @@ describe('console channel', () => {
     assert.deepEqual(bin.map((b) => [...b]), [[...new TextEncoder().encode('ls -l\r')], [0xc3, 0xa9]]);
   });
 
+  it('drops the terminal\'s answers to queries in replayed history, then takes input again', async () => {
+    channel.setVmLive(true);
+    await settle();
+    coreEnd().send(encodeConsoleControl({ type: 'ready', vm: 'alpha', replayBytes: 12 }));
+    await settle();
+    term.autoProcess = false;
+    coreEnd().send(new TextEncoder().encode('guest# \x1b[6n'));
+    coreEnd().send(new TextEncoder().encode('ab'));
+    await settle();
+    channel.input('\x1b[24;8R'); // xterm answering the old query while it replays
+    term.processAll();
+    await settle();
+    channel.input('ls\r');
+    await settle();
+    const bin = coreEnd().peer.sent.filter((m): m is Uint8Array => typeof m !== 'string');
+    assert.deepEqual(bin.map((b) => new TextDecoder().decode(b)), ['ls\r']);
+  });
+
   it('on vm-stopped shows the notice and reconnects (reset + replay) when the VM runs again', async () => {
     await openLive();
     coreEnd().send(new TextEncoder().encode('login: '));

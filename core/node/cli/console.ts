@@ -2,14 +2,24 @@
 // not a terminal: stdin goes to the guest, guest output is printed until stdin ends + grace.
 import { HangarError } from '../../common/errors.ts';
 import { openConsoleStream } from '../rpc/client.ts';
+import { stripTerminalQueries } from '../console/terminal-queries.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl+]
 
 export async function runConsole(vm: string, opts: { graceSec: number; replay: boolean }): Promise<number> {
-  const { socket, rest, vmName } = await openConsoleStream(vm, opts.replay);
+  const { socket, rest, vmName, replayBytes } = await openConsoleStream(vm, opts.replay);
   const out = process.stdout;
-  if (rest.length) out.write(rest);
-  socket.on('data', (d: Buffer) => out.write(d));
+  // The first replayBytes are history: shown without the terminal queries they contain.
+  let historyLeft = replayBytes;
+  const show = (d: Buffer): void => {
+    if (historyLeft <= 0) { out.write(d); return; }
+    const n = Math.min(historyLeft, d.length);
+    historyLeft -= n;
+    out.write(stripTerminalQueries(d.subarray(0, n)));
+    if (n < d.length) out.write(d.subarray(n));
+  };
+  if (rest.length) show(rest);
+  socket.on('data', show);
   socket.resume(); // readFirstLine left it paused
   const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   const stdin = process.stdin;

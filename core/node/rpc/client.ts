@@ -90,14 +90,14 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
 }
 
 /** Opens a VM's console stream: returns the socket after the daemon accepted it. */
-export async function openConsoleStream(vm: string, replay: boolean): Promise<{ socket: Socket; rest: Buffer; vmName: string }> {
+export async function openConsoleStream(vm: string, replay: boolean): Promise<{ socket: Socket; rest: Buffer; vmName: string; replayBytes: number }> {
   const sock = await openSocket({ autostart: true });
   sock.write(JSON.stringify({ channel: 'console', vm, replay }) + '\n');
   const { line, rest } = await readFirstLine(sock, 10_000);
-  const reply = JSON.parse(line) as { ok?: boolean; vm?: string; error?: ErrorPayload };
+  const reply = JSON.parse(line) as { ok?: boolean; vm?: string; replayBytes?: number; error?: ErrorPayload };
   if (reply.error) {
     sock.destroy();
     throw HangarError.fromPayload(reply.error);
   }
-  return { socket: sock, rest, vmName: reply.vm ?? vm };
+  return { socket: sock, rest, vmName: reply.vm ?? vm, replayBytes: reply.replayBytes ?? 0 };
 }

@@ -133,8 +133,15 @@ export function serveConsoleOn(link: ConsoleLink, con: SerialConsole, name: stri
     resume: () => con.release(holder),
     onStall: () => end('too-slow'),
   });
-  sendControl(link, { type: 'ready', vm: name });
-  const removeViewer = con.addViewer((chunk) => pump.push(chunk), { replay: opts.replay });
+  // The replay arrives synchronously inside addViewer: count it, so the UI can tell history
+  // from live output.
+  let replay: Buffer[] | null = [];
+  const removeViewer = con.addViewer((chunk) => { if (replay) replay.push(chunk); else pump.push(chunk); }, { replay: opts.replay });
+  const replayed = replay;
+  replay = null;
+  const replayBytes = replayed.reduce((n, c) => n + c.length, 0);
+  sendControl(link, replayBytes > 0 ? { type: 'ready', vm: name, replayBytes } : { type: 'ready', vm: name });
+  for (const c of replayed) pump.push(c);
   const onDisconnect = (): void => end('vm-stopped');
   con.once('disconnect', onDisconnect);
   const cleanup = (): void => {
@@ -180,7 +187,7 @@ export function daemonEndpoint(): CoreEndpoint {
     serveConsole(link, vmRef, opts) {
       let closed = false;
       link.onClose(() => { closed = true; });
-      openConsoleStream(vmRef, opts.replay).then(({ socket, rest, vmName }) => {
+      openConsoleStream(vmRef, opts.replay).then(({ socket, rest, vmName, replayBytes }) => {
         if (closed) { socket.destroy(); return; }
         let ended = false;
         const end = (reason: ConsoleEndReason): void => {
@@ -197,7 +204,7 @@ export function daemonEndpoint(): CoreEndpoint {
           resume: () => socket.resume(),
           onStall: () => end('too-slow'),
         });
-        sendControl(link, { type: 'ready', vm: vmName });
+        sendControl(link, replayBytes > 0 ? { type: 'ready', vm: vmName, replayBytes } : { type: 'ready', vm: vmName });
         socket.on('data', (d: Buffer) => pump.push(d));
         socket.on('error', () => {});
         // The raw stream carries no reason: ask the core whether the VM is still up.

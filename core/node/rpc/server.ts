@@ -75,7 +75,8 @@ function serveConsole(service: CoreService, sock: Socket, hello: Extract<Hello, 
   }
   const con = vm.console;
   const holder = {};
-  sock.write(JSON.stringify({ ok: true, vm: vm.name }) + '\n');
+  const replayBytes = hello.replay ?? true ? con.scrollback().length : 0;
+  sock.write(JSON.stringify({ ok: true, vm: vm.name, replayBytes }) + '\n');
   // Raw bytes for the CLI; a chunk counts as acknowledged once the kernel took it.
   const pump = new ConsolePump({
     send: (chunk) => { if (!sock.destroyed) sock.write(chunk, () => pump.ack(chunk.length)); },

@@ -109,6 +109,8 @@ export class ConsoleChannel {
   private retryTimer: unknown = null;
   private retryDelay: number;
   private lastNotice = '';
+  /** The terminal is still processing replayed scrollback. */
+  private inHistory = false;
   private readonly timers: Timers;
   private readonly encoder = new TextEncoder();
 
@@ -146,9 +148,13 @@ export class ConsoleChannel {
     }
   }
 
-  /** Sends keyboard input / paste (dropped unless the channel is live). */
+  /**
+   * Sends keyboard input / paste (dropped unless the channel is live). While the scrollback
+   * replays, xterm answers the history's terminal queries (cursor position reports) through the
+   * same path: those answers belong to a session long gone and would reach the shell as garbage.
+   */
   input(data: string | Uint8Array): void {
-    if (this.statusValue !== 'live' || !this.link) return;
+    if (this.statusValue !== 'live' || !this.link || this.inHistory) return;
     const bytes = typeof data === 'string' ? this.encoder.encode(data) : data;
     if (bytes.byteLength === 0) return;
     try {
@@ -197,12 +203,15 @@ export class ConsoleChannel {
     }, this.opts.ackBatchBytes, this.opts.ackBatchMs, this.timers);
     let ended: ConsoleEndReason | null = null;
     let error: ErrorPayload | null = null;
+    let historyLeft = 0;
     link.onMessage((m) => {
       if (gen !== this.generation) return;
       if (typeof m === 'string') {
         const c = decodeConsoleControl(m);
         if (!c) return;
         if (c.type === 'ready') {
+          historyLeft = c.replayBytes ?? 0;
+          this.inHistory = historyLeft > 0;
           this.retryDelay = this.opts.retryInitialMs ?? RETRY_INITIAL_MS;
           this.lastNotice = '';
           this.setStatus('live');
@@ -212,8 +221,11 @@ export class ConsoleChannel {
       }
       this.dirty = true;
       const n = m.byteLength;
+      const endsHistory = historyLeft > 0 && (historyLeft -= n) <= 0;
       this.opts.sink.write(m, () => {
-        if (gen === this.generation) acks.processed(n);
+        if (gen !== this.generation) return;
+        if (endsHistory) this.inHistory = false;
+        acks.processed(n);
       });
     });
     link.onClose((reason) => {
