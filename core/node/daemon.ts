@@ -11,12 +11,15 @@ function lockPath(runtime: string): string {
   return join(runtime, 'daemon.pid');
 }
 
-/** The kernel's start time of a process (clock ticks since boot), or null when it is gone. */
+/** The kernel's start time of a process (clock ticks since boot), or null when it is gone or a zombie. */
 function processStartTime(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22; the command name (field 2) may contain spaces, so count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    // Fields after the command name (which may contain spaces): state is field 3, start time 22.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // A killed core that nobody reaped yet is a zombie: gone, for the lock's purpose.
+    if (fields[0] === 'Z' || fields[0] === 'X') return null;
+    return fields[19] ?? null;
   } catch {
     return null;
   }
