@@ -12,6 +12,7 @@ import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
 import { axeViolations, launchChromium, screenshot } from './browser.ts';
+import { populate } from '../../bench/scale.ts';
 
 const APPEND = 'console=ttyS0 quiet panic=-1';
 const BOOT_MS = 90_000;
@@ -293,5 +294,27 @@ describe('accessibility', () => {
 
   test('the page raised no script errors', () => {
     assert.deepEqual(pageErrors.filter((e) => !/status of 401/.test(e)), []);
+  });
+});
+
+describe('many VMs', () => {
+  test('the list is virtualized: few rows in the DOM, the last VM reachable by scrolling', async () => {
+    const many = new HangarHarness();
+    await populate(many, 400);
+    const s = await many.serve();
+    try {
+      const p = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      await p.goto(s.url);
+      await p.locator('[data-testid="vm-row"]').first().waitFor();
+      assert.match(await p.getByTestId('vm-count').innerText(), /^400 VMs/);
+      const inDom = await p.locator('[data-testid="vm-row"]').count();
+      assert.ok(inDom > 5 && inDom < 60, `${inDom} rows in the DOM for 400 VMs`);
+      await p.getByTestId('vm-list').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+      await p.locator('[data-testid="vm-row"][data-vm="vm-0399"]').waitFor({ timeout: 5_000 });
+      await p.close();
+    } finally {
+      await s.stop();
+      await many.cleanup();
+    }
   });
 });
