@@ -16,6 +16,7 @@ declare -A runtime_pkgs=(
   [ovmf]=/usr/share/OVMF/OVMF_CODE_4M.fd
   [swtpm]=/usr/bin/swtpm
   [passt]=/usr/bin/passt
+  [osinfo-db]=/usr/share/osinfo/VERSION
 )
 declare -A test_pkgs=(
   [busybox-static]=/bin/busybox

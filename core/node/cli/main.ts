@@ -29,6 +29,9 @@ Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
   log NAME [--follow]                print the serial output captured so far
+Guest OSes:
+  os list [--search TEXT] [--json]   guest OSes known to osinfo-db (generic entries first)
+  os detect ISO [--json]             identify an install ISO and show the VM defaults for it
 Host:
   doctor [--json]                    check what this host can run
   daemon status|stop|run             manage the core daemon
@@ -239,6 +242,11 @@ export async function main(argv: string[]): Promise<number> {
       if (values.json) printJson(checks);
       else print((await import('../host/doctor.ts')).formatDoctorReport({ checks }));
       return checks.some((c) => c.status === 'error') ? 1 : 0;
+    }
+    case 'os': {
+      const [sub, ...args] = rest;
+      const { values, positionals } = parse(args, { search: { type: 'string' } });
+      return (await import('./os.ts')).osCommand(sub, positionals, values, print);
     }
     case 'daemon':
       return daemonCommand(rest);
