@@ -21,6 +21,8 @@ export interface VmInfo extends VmSummary {
   accelInUse?: 'kvm' | 'tcg';
   /** A note about the accelerator choice (e.g. KVM present but unusable). */
   accelNote?: string;
+  /** Things worth knowing about the current run's start (e.g. the UEFI NVRAM was recreated). */
+  startNotes?: string[];
   qemuStatus?: string;
 }
 

@@ -88,6 +88,12 @@ export function checkDefinition(def: VmDefinition): void {
     if (def.cdroms.length) problems.push('a microvm has no CD-ROM bus');
     for (const n of def.nics) if (n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a microvm only supports virtio-net`);
   }
+  if (def.firmware === 'uefi-secure' && def.machine !== 'q35') {
+    problems.push(`firmware uefi-secure needs machine q35 (Secure Boot firmware needs SMM, which Hangar enables on q35 only), not ${def.machine}: use --machine q35, or --firmware uefi`);
+  }
+  if (def.firmware !== 'bios' && def.machine === 'microvm') {
+    problems.push('a microvm has no flash for UEFI firmware: use firmware bios (it boots the kernel directly) or machine q35');
+  }
   if (def.machine === 'pc') {
     const ide = def.disks.filter((d) => d.bus === 'ide').length + def.cdroms.filter((c) => c.bus === 'ide').length;
     if (ide > 4) problems.push(`the pc machine has 4 IDE slots, ${ide} IDE devices are defined (use sata or virtio-blk)`);

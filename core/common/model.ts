@@ -14,6 +14,8 @@ export const diskFormats = ['qcow2', 'raw', 'vmdk', 'vdi', 'vhdx', 'vpc', 'qed']
 export const cacheModes = ['none', 'writeback', 'writethrough', 'unsafe', 'directsync'] as const;
 export const nicModels = ['virtio-net', 'e1000', 'rtl8139'] as const;
 export const bootDevices = ['disk', 'cdrom', 'network'] as const;
+/** bios = SeaBIOS; uefi = OVMF; uefi-secure = OVMF with Secure Boot on and Microsoft keys enrolled (q35 + SMM). */
+export const firmwareTypes = ['bios', 'uefi', 'uefi-secure'] as const;
 
 export type MachineType = (typeof machineTypes)[number];
 export type Accelerator = (typeof accelerators)[number];
@@ -22,6 +24,7 @@ export type CdromBus = (typeof cdromBuses)[number];
 export type CacheMode = (typeof cacheModes)[number];
 export type NicModel = (typeof nicModels)[number];
 export type BootDevice = (typeof bootDevices)[number];
+export type FirmwareType = (typeof firmwareTypes)[number];
 
 /** Device ids become QEMU ids: keep them to a safe alphabet. */
 const deviceId = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'device ids are lower-case letters, digits and "-", starting with a letter');
@@ -107,7 +110,7 @@ export const vmDefinitionSchema = z.looseObject({
   accel: z.enum(accelerators).default('auto'),
   cpu: cpuSchema.default({ model: 'max', vcpus: 1 }),
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
-  firmware: z.enum(['bios']).default('bios'),
+  firmware: z.enum(firmwareTypes).default('bios'),
   boot: bootSchema.default({ order: ['disk', 'cdrom', 'network'] }),
   disks: z.array(diskSchema).default([]),
   cdroms: z.array(cdromSchema).default([]),

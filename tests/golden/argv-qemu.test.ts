@@ -10,6 +10,7 @@ import { homedir, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
+import { listFirmwareDescriptors } from '../../core/node/host/firmware.ts';
 import { QmpClient } from '../../core/node/qmp/client.ts';
 import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
 import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
@@ -45,6 +46,19 @@ async function createReferencedFiles(argv: readonly string[]): Promise<void> {
     const fileNode = byNode.get(fmt.file as string);
     assert.ok(fileNode, `format node ${String(fmt['node-name'])} refers to unknown node ${String(fmt.file)}`);
     const path = fileNode.filename as string;
+    if (fmt['node-name'] === 'fw-code-fmt') {
+      // The fixture descriptors name Debian's OVMF paths: this host must have them.
+      assert.ok(existsSync(path), `UEFI firmware ${path} is missing on this host: apt-get install ovmf`);
+      continue;
+    }
+    if (fmt['node-name'] === 'fw-vars-fmt') {
+      // The VM's own NVRAM: a copy of the template that goes with the code image.
+      const code = byNode.get(byNode.get('fw-code-fmt')?.file as string)?.filename as string;
+      const desc = listFirmwareDescriptors().find((d) => d.executable.filename === code);
+      assert.ok(desc, `no firmware descriptor on this host names ${code}: apt-get install ovmf`);
+      await copyFile(desc.nvramTemplate.filename, path);
+      continue;
+    }
     if (path.endsWith('.iso')) {
       await writeFile(path, '');
       continue;

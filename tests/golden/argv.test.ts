@@ -6,8 +6,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { parseDefinition } from '../../core/common/definition.ts';
+import { resolveFirmware } from '../../core/node/host/firmware.ts';
 import { buildArgv } from '../../core/node/qemu/vm-argv.ts';
-import { EXPECTED_DIR, RUN_PATHS, expectedPath, fixtureNames, fixturePath, formatArgv } from './golden.ts';
+import { EXPECTED_DIR, FIRMWARE_DIR, FIXTURE_VM_DIR, RUN_PATHS, expectedPath, fixtureNames, fixturePath, formatArgv } from './golden.ts';
 
 const update = process.env.UPDATE_GOLDEN === '1';
 
@@ -21,7 +22,8 @@ describe('golden argv', () => {
   for (const name of names) {
     it(name, async () => {
       const def = parseDefinition(JSON.parse(await readFile(fixturePath(name), 'utf8')));
-      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS }));
+      const firmware = resolveFirmware(def, FIXTURE_VM_DIR, { dirs: [FIRMWARE_DIR], checkFiles: false });
+      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS, firmware }));
       const file = expectedPath(name);
       if (update) {
         await mkdir(EXPECTED_DIR, { recursive: true });

@@ -8,6 +8,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export const FIXTURE_DIR = join(here, 'fixtures');
 export const EXPECTED_DIR = join(here, 'expected');
+/** A fixed set of QEMU firmware descriptors (copies of Debian 12's ovmf ones) for UEFI fixtures. */
+export const FIRMWARE_DIR = join(here, 'firmware');
+/** The VM folder of every fixture VM (where a UEFI VM's own uefi-vars.fd lives). */
+export const FIXTURE_VM_DIR = '/HANGAR_FIXTURE';
 
 /** Placeholders: fixture file paths start with the first, runtime sockets with the second. */
 export const FIXTURE_PREFIX = '/HANGAR_FIXTURE/';

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { CreateVmRequest, NewDiskRequest } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
-import { diskBuses } from '../../common/model.ts';
+import { diskBuses, firmwareTypes } from '../../common/model.ts';
 import type { DiskBus } from '../../common/model.ts';
 import { imageInfo, parseSize } from '../store/qemu-img.ts';
 
@@ -15,6 +15,7 @@ export interface CreateFlags {
   memory?: string;
   vcpus?: string;
   machine?: string;
+  firmware?: string;
   accel?: string;
   cpu?: string;
   kernel?: string;
@@ -133,6 +134,12 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   if (f.description !== undefined) def.description = f.description;
   if (f.machine !== undefined) def.machine = f.machine;
   if (f.accel !== undefined) def.accel = f.accel;
+  if (f.firmware !== undefined) {
+    if (!(firmwareTypes as readonly string[]).includes(f.firmware)) {
+      throw new HangarError('invalid-input', `--firmware: unknown firmware "${f.firmware}"`, `use one of ${firmwareTypes.join(', ')}`);
+    }
+    def.firmware = f.firmware;
+  }
   const memory = int('memory', f.memory);
   if (memory !== undefined) def.memoryMiB = memory;
   const vcpus = int('vcpus', f.vcpus);

@@ -4,6 +4,7 @@ import type { ParseArgsConfig } from 'node:util';
 import type { CoreApi, VmInfo, VmSummary } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
+import type { VmDefinition } from '../../common/model.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
 import type { CreateFlags } from './create-args.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
@@ -45,6 +46,9 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --file vm.json|vm.yaml             start from a definition file (flags override it)
   --description TEXT
   --machine q35|pc|microvm           (default q35)
+  --firmware bios|uefi|uefi-secure   bios = SeaBIOS (default); uefi = OVMF; uefi-secure = OVMF with
+                                     Secure Boot on and Microsoft keys enrolled (q35 only). UEFI
+                                     VMs get their own variable store (uefi-vars.fd in the VM folder)
   --accel auto|kvm|tcg               (default auto: KVM only where it really works)
   --cpu MODEL  --vcpus N  --memory MiB
   --kernel PATH [--initrd PATH] [--append CMDLINE]
@@ -95,14 +99,22 @@ function listText(vms: VmSummary[]): string {
   return table([['NAME', 'STATE', 'VCPUS', 'MEMORY', 'NOTE'], ...vms.map((v) => [v.name, v.state, String(v.vcpus ?? '-'), mib(v.memoryMiB), v.reason ?? ''])]);
 }
 
+const firmwareLabel: Record<VmDefinition['firmware'], string> = {
+  bios: 'BIOS (SeaBIOS)',
+  uefi: 'UEFI (OVMF)',
+  'uefi-secure': 'UEFI with Secure Boot (OVMF, Microsoft keys enrolled)',
+};
+
 function showText(v: VmInfo): string {
   const d = v.definition;
   const lines = [`Name:        ${v.name}`, `Id:          ${v.id}`, `State:       ${v.state}${v.reason ? ` (${v.reason})` : ''}`, `Folder:      ${v.dir}`];
   if (v.pid) lines.push(`QEMU pid:    ${v.pid}`);
   if (v.accelInUse) lines.push(`Accelerator: ${v.accelInUse}${v.accelNote ? ` (${v.accelNote})` : ''}`);
+  for (const n of v.startNotes ?? []) lines.push(`Note:        ${n}`);
   if (d) {
     if (d.description) lines.push(`Description: ${d.description}`);
-    lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}, firmware ${d.firmware}`);
+    lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}`);
+    lines.push(`Firmware:    ${firmwareLabel[d.firmware]}`);
     if (d.boot.kernel) lines.push(`Boot:        kernel ${d.boot.kernel.kernel}${d.boot.kernel.initrd ? ` initrd ${d.boot.kernel.initrd}` : ''} append "${d.boot.kernel.append}"`);
     else lines.push(`Boot order:  ${d.boot.order.join(', ')}`);
     for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
@@ -149,7 +161,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'create': {
       const { values, positionals } = parse(rest, {
         name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
-        machine: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
+        machine: { type: 'string' }, firmware: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
         'new-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
@@ -261,6 +273,7 @@ export async function main(argv: string[]): Promise<number> {
         const info = await withCore((api) => api[action](one(positionals)));
         if (values.json) printJson(info);
         else print(`VM "${info.name}" ${pastTense[action]}${isActive(info.state) || action === 'destroy' ? '' : ` (now ${info.state})`}`);
+        if (!values.json) for (const n of info.startNotes ?? []) print(`Note: ${n}`);
         return 0;
       }
       throw new HangarError('invalid-input', `unknown command "${cmd}"`, 'see `hangar --help`');

@@ -1,4 +1,5 @@
 // The one ordered command-line builder: VM definition -> structured options -> argv.
+import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import type { VmRuntimePaths } from '../paths.ts';
 import { serialize } from './qemu-option.ts';
@@ -6,16 +7,20 @@ import type { QemuOption } from './qemu-option.ts';
 import { BusAllocator } from './devices/buses.ts';
 import { cdromParts } from './devices/cdrom.ts';
 import { diskParts } from './devices/disk.ts';
+import { firmwareParts } from './devices/firmware.ts';
 import { nicParts } from './devices/nic.ts';
 import { serialParts } from './devices/serial.ts';
 import { emptyParts, mergeParts } from './devices/types.ts';
 import type { BuildContext } from './devices/types.ts';
+import type { ResolvedFirmware } from '../host/firmware.ts';
 
 export const QMP_CHARDEV_ID = 'ch_qmp';
 
 export interface ArgvContext {
   accel: 'kvm' | 'tcg';
   paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'>;
+  /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
+  firmware?: ResolvedFirmware | null;
 }
 
 /** Boot priorities from boot.order: every device of the first kind, then the next kind... */
@@ -34,7 +39,11 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   const o: QemuOption[] = [];
   o.push({ opt: '-name', keyval: { guest: def.name, 'debug-threads': true } });
   o.push({ opt: '-uuid', value: def.id });
-  o.push({ opt: '-machine', implied: def.machine, keyval: {} });
+  if (def.firmware !== 'bios' && !ctx.firmware) {
+    throw new HangarError('internal', `VM "${def.name}" uses ${def.firmware} firmware but no firmware was resolved for it`);
+  }
+  const fw = def.firmware !== 'bios' && ctx.firmware ? firmwareParts(ctx.firmware) : null;
+  o.push({ opt: '-machine', implied: def.machine, keyval: { ...fw?.machine } });
   o.push({ opt: '-accel', implied: ctx.accel, keyval: {} });
   o.push({ opt: '-cpu', value: def.cpu.model });
   const { vcpus, sockets, cores, threads } = def.cpu;
@@ -65,6 +74,8 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   for (const c of def.cdroms) mergeParts(parts, cdromParts(c, bctx));
   for (const n of def.nics) mergeParts(parts, nicParts(n, bctx));
 
+  if (fw) o.push(...fw.globals);
+  for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });
   o.push(...parts.chardevs);
   for (const c of parts.controllers) o.push({ opt: '-device', json: c });
   for (const b of parts.blockdevs) o.push({ opt: '-blockdev', json: b });

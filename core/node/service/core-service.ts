@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { constants, copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   CoreApi, CreateVmRequest, DaemonStatus, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
@@ -18,6 +18,7 @@ import { SerialLog } from '../console/serial-log.ts';
 import { probeAccelerators } from '../host/accel.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { runDoctor } from '../host/doctor.ts';
+import { resolveFirmware } from '../host/firmware.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { createImage } from '../store/qemu-img.ts';
@@ -181,8 +182,12 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     });
     if (this.vms.has(id)) throw new HangarError('already-exists', `a VM with id ${id} already exists`);
     if (this.nameTaken(def.name)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
+    // Resolve the firmware before anything is written: a host without OVMF fails cleanly.
+    const firmware = resolveFirmware(def, dir);
     await this.store.create(def);
     try {
+      // Each UEFI VM owns a copy of the variable store (boot entries, Secure Boot keys).
+      if (firmware) await copyFile(firmware.varsTemplate.filename, firmware.vars.filename, constants.COPYFILE_EXCL);
       for (const d of made) await createImage(d.file as string, d.format as 'qcow2' | 'raw', d.sizeBytes as number);
     } catch (e) {
       await this.store.remove({ id, dir, definition: def }, true).catch(() => {});
@@ -279,7 +284,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     else if (def.accel === 'auto') accel = (await this.probe()).best;
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
-    return [binary, ...buildArgv(def, { accel, paths: vm.paths })];
+    const firmware = resolveFirmware(def, vm.stored.dir, { checkFiles: false });
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware })];
   }
 
   async serialLog(ref: string, maxBytes?: number): Promise<string> {

@@ -1,7 +1,8 @@
 // One VM under supervision: its state machine, its QEMU process (spawned or re-attached), QMP
 // events, and its serial console. All lifecycle actions for a VM go through here.
 import { EventEmitter } from 'node:events';
-import { access, constants, readFile, rm, unlink } from 'node:fs/promises';
+import { access, appendFile, constants, copyFile, mkdir, readFile, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { assertCan, isActive } from '../../common/state.ts';
@@ -11,6 +12,8 @@ import { SerialConsole } from '../console/serial-console.ts';
 import { requireBinary } from '../host/binaries.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { resolveAccel } from '../host/accel.ts';
+import { resolveFirmware } from '../host/firmware.ts';
+import type { ResolvedFirmware } from '../host/firmware.ts';
 import { ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
 import type { VmRuntimePaths } from '../paths.ts';
 import { QmpClient } from '../qmp/client.ts';
@@ -43,6 +46,8 @@ interface Session {
   spawned?: SpawnedQemu;
   accel?: 'kvm' | 'tcg';
   accelNote?: string;
+  /** Things the user should know about this start (e.g. NVRAM recreated). */
+  startNotes?: string[];
   /** Set when Hangar itself asked QEMU to exit, so the exit is not a crash. */
   expectExit: boolean;
   /** Set when the guest powered off (SHUTDOWN event). */
@@ -126,6 +131,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (this.stored.definition) i.definition = this.stored.definition;
     if (this.session?.accel) i.accelInUse = this.session.accel;
     if (this.session?.accelNote) i.accelNote = this.session.accelNote;
+    if (this.session?.startNotes?.length) i.startNotes = this.session.startNotes;
     return i;
   }
 
@@ -180,14 +186,18 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         await this.checkFiles(def);
         const qemu = requireBinary('qemu-system-x86_64');
         const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await this.deps.probe());
+        const notes: string[] = [];
+        const firmware = resolveFirmware(def, this.stored.dir);
+        if (firmware) await this.ensureNvram(firmware, notes);
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
-        const argv = buildArgv(def, { accel, paths: this.paths });
+        const argv = buildArgv(def, { accel, paths: this.paths, firmware });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
         const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
         const session: LiveSession = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
         if (note) session.accelNote = note;
+        if (notes.length) session.startNotes = notes;
         this.bindSession(session);
         if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
         await qmp.cont();
@@ -205,6 +215,30 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         throw e;
       }
     });
+  }
+
+  /** The VM's own UEFI variable store; recreated from the template when it went missing. */
+  private async ensureNvram(fw: ResolvedFirmware, notes: string[]): Promise<void> {
+    try {
+      await access(fw.vars.filename, constants.R_OK | constants.W_OK);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new HangarError('io-error', `cannot start VM "${this.name}": its UEFI variable store ${fw.vars.filename} cannot be read and written (${(e as NodeJS.ErrnoException).code})`,
+          'fix the file\'s permissions, or delete it to start with fresh UEFI settings');
+      }
+    }
+    await copyFile(fw.varsTemplate.filename, fw.vars.filename);
+    const note = `the UEFI variable store ${fw.vars.filename} was missing; recreated from ${fw.varsTemplate.filename} (UEFI settings and boot entries are back to defaults)`;
+    notes.push(note);
+    await this.logEvent(note);
+  }
+
+  /** Appends a line to the VM's own event log (<vmdir>/logs/hangar.log). */
+  private async logEvent(text: string): Promise<void> {
+    const dir = join(this.stored.dir, 'logs');
+    await mkdir(dir, { recursive: true }).catch(() => {});
+    await appendFile(join(dir, 'hangar.log'), `${new Date().toISOString()} ${text}\n`).catch(() => {});
   }
 
   /** Every file the VM needs must exist before QEMU runs: a clear error beats QEMU's. */

@@ -110,6 +110,15 @@ export class VmStore {
       await unlink(d.file).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
       deletedFiles.push(d.file);
     }
+    // VM state Hangar made (UEFI variables, TPM state) goes with the disks: it may hold keys the
+    // disks need (e.g. a TPM-sealed disk encryption key).
+    for (const f of VM_STATE_FILES) {
+      const p = join(vm.dir, f);
+      if (!(await pathExists(p))) continue;
+      if (!deleteDisks) continue; // listed as kept below
+      await rm(p, { recursive: true, force: true });
+      deletedFiles.push(p);
+    }
     // Hangar's own bookkeeping: safe to remove.
     await rm(join(vm.dir, 'logs'), { recursive: true, force: true });
     await unlink(join(vm.dir, DEFINITION_FILE)).catch(() => {});
@@ -126,6 +135,9 @@ export class VmStore {
     return { deletedFiles, keptFiles };
   }
 }
+
+/** Files and dirs Hangar makes in a VM folder besides disks: the UEFI NVRAM copy and the TPM state. */
+export const VM_STATE_FILES = ['uefi-vars.fd', 'tpm'] as const;
 
 export function isInside(dir: string, file: string): boolean {
   const rel = relative(resolve(dir), resolve(file));
