@@ -86,6 +86,7 @@ export function checkDefinition(def: VmDefinition): void {
     if (!def.boot.kernel) problems.push('a microvm has no firmware boot path: set boot.kernel (kernel + initrd)');
     for (const d of def.disks) if (d.bus !== 'virtio-blk') problems.push(`disk "${d.id}": a microvm only has virtio buses (use bus virtio-blk)`);
     if (def.cdroms.length) problems.push('a microvm has no CD-ROM bus');
+    if (def.tpm) problems.push('a microvm has no TPM interface (use machine q35 for a TPM)');
     for (const n of def.nics) if (n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a microvm only supports virtio-net`);
   }
   if (def.firmware === 'uefi-secure' && def.machine !== 'q35') {

@@ -15,6 +15,7 @@ export const cacheModes = ['none', 'writeback', 'writethrough', 'unsafe', 'direc
 export const nicModels = ['virtio-net', 'e1000', 'rtl8139'] as const;
 export const bootDevices = ['disk', 'cdrom', 'network'] as const;
 /** bios = SeaBIOS; uefi = OVMF; uefi-secure = OVMF with Secure Boot on and Microsoft keys enrolled (q35 + SMM). */
+export const tpmModels = ['tpm-crb', 'tpm-tis'] as const;
 export const firmwareTypes = ['bios', 'uefi', 'uefi-secure'] as const;
 
 export type MachineType = (typeof machineTypes)[number];
@@ -24,6 +25,7 @@ export type CdromBus = (typeof cdromBuses)[number];
 export type CacheMode = (typeof cacheModes)[number];
 export type NicModel = (typeof nicModels)[number];
 export type BootDevice = (typeof bootDevices)[number];
+export type TpmModel = (typeof tpmModels)[number];
 export type FirmwareType = (typeof firmwareTypes)[number];
 
 /** Device ids become QEMU ids: keep them to a safe alphabet. */
@@ -92,6 +94,11 @@ export const serialSchema = z.looseObject({
   enabled: z.boolean().default(true),
 });
 
+/** A TPM 2.0 emulated by swtpm (state kept in the VM folder). CRB is what Windows 11 and modern Linux expect. */
+export const tpmSchema = z.looseObject({
+  model: z.enum(tpmModels).default('tpm-crb'),
+});
+
 export const vmNameSchema = z.string()
   .min(1, 'a VM name cannot be empty')
   .max(NAME_MAX_LENGTH, `a VM name can be at most ${NAME_MAX_LENGTH} characters`)
@@ -116,6 +123,7 @@ export const vmDefinitionSchema = z.looseObject({
   cdroms: z.array(cdromSchema).default([]),
   nics: z.array(nicSchema).default([]),
   serial: serialSchema.default({ enabled: true }),
+  tpm: tpmSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
   createdAt: z.string().optional(),
@@ -125,4 +133,5 @@ export type VmDefinition = z.infer<typeof vmDefinitionSchema>;
 export type DiskDefinition = z.infer<typeof diskSchema>;
 export type CdromDefinition = z.infer<typeof cdromSchema>;
 export type NicDefinition = z.infer<typeof nicSchema>;
+export type TpmDefinition = z.infer<typeof tpmSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;

@@ -48,6 +48,8 @@ export interface VmRuntimePaths {
   qmpSocket: string;
   serialSocket: string;
   pidfile: string;
+  swtpmSocket: string;
+  swtpmPidfile: string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
 }
@@ -59,6 +61,8 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     qmpSocket: join(dir, 'qmp.sock'),
     serialSocket: join(dir, 'serial0.sock'),
     pidfile: join(dir, 'qemu.pid'),
+    swtpmSocket: join(dir, 'swtpm.sock'),
+    swtpmPidfile: join(dir, 'swtpm.pid'),
     statusFile: join(dir, 'status.json'),
   };
 }

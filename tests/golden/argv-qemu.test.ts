@@ -12,6 +12,8 @@ import { before, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
 import { listFirmwareDescriptors } from '../../core/node/host/firmware.ts';
 import { QmpClient } from '../../core/node/qmp/client.ts';
+import { startSwtpm, stopSwtpm } from '../../core/node/service/swtpm.ts';
+import type { SwtpmPaths } from '../../core/node/service/swtpm.ts';
 import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
 import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
 import { withTimeout } from '../helpers/with-timeout.ts';
@@ -113,9 +115,15 @@ async function runFixture(name: string): Promise<void> {
   let exited: Promise<Exit> | undefined;
   let qmp: QmpClient | undefined;
   let stderr = '';
+  let swtpm: SwtpmPaths | undefined;
   try {
     const argv = substitute(golden, fixtureDir, runDir);
     await createReferencedFiles(argv);
+    if (argv.includes('-tpmdev')) {
+      // The TPM back end: a real swtpm on the socket the argv names (it ends when QEMU quits).
+      swtpm = { vmDir: fixtureDir, socket: join(runDir, basename(RUN_PATHS.swtpmSocket)), pidfile: join(runDir, 'swtpm.pid') };
+      await startSwtpm(swtpm);
+    }
 
     const p = spawn(QEMU, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     proc = p;
@@ -162,6 +170,7 @@ async function runFixture(name: string): Promise<void> {
     qmp?.close();
     if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
+    if (swtpm) await stopSwtpm(swtpm);
     await rm(fixtureDir, { recursive: true, force: true });
     await rm(runDir, { recursive: true, force: true });
   }

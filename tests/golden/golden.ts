@@ -21,6 +21,7 @@ export const RUN_PATHS = {
   qmpSocket: `${RUN_PREFIX}qmp.sock`,
   serialSocket: `${RUN_PREFIX}serial0.sock`,
   pidfile: `${RUN_PREFIX}qemu.pid`,
+  swtpmSocket: `${RUN_PREFIX}swtpm.sock`,
 };
 
 export function fixtureNames(): string[] {

@@ -64,3 +64,25 @@ test('a UEFI VM without resolved firmware is an internal error, not a BIOS boot'
   const def = parseDefinition({ ...base, firmware: 'uefi' });
   assert.throws(() => buildArgv(def, { accel: 'tcg', paths: { qmpSocket: '/r/q', serialSocket: '/r/s', pidfile: '/r/p' } }), /no firmware was resolved/);
 });
+
+test('swtpm command line: TPM 2.0, state in the VM folder, control socket, pidfile, log, terminate + daemon', async () => {
+  const { swtpmArgs } = await import('../../core/node/service/swtpm.ts');
+  assert.deepEqual(swtpmArgs({ vmDir: '/vms/a', socket: '/run/a/swtpm.sock', pidfile: '/run/a/swtpm.pid' }), [
+    'socket', '--tpm2', '--tpmstate', 'dir=/vms/a/tpm,mode=0600', '--ctrl', 'type=unixio,path=/run/a/swtpm.sock,mode=0600',
+    '--pid', 'file=/run/a/swtpm.pid', '--log', 'file=/vms/a/logs/swtpm.log', '--terminate', '--daemon',
+  ]);
+  assert.throws(() => swtpmArgs({ vmDir: '/vms/a,b', socket: '/s', pidfile: '/p' }), /comma/);
+});
+
+test('tpm: defaults to CRB; a microvm has none; a VM with a TPM needs the swtpm socket in the argv context', () => {
+  assert.deepEqual(parseDefinition({ ...base, tpm: {} }).tpm, { model: 'tpm-crb' });
+  assert.equal(parseDefinition(base).tpm, undefined);
+  assert.throws(() => parseDefinition({ ...base, machine: 'microvm', tpm: {}, boot: { kernel: { kernel: '/k' } } }), /microvm has no TPM/);
+  const def = parseDefinition({ ...base, tpm: { model: 'tpm-tis' } });
+  const paths = { qmpSocket: '/r/q', serialSocket: '/r/s', pidfile: '/r/p' };
+  assert.throws(() => buildArgv(def, { accel: 'tcg', paths }), /no swtpm socket/);
+  const argv = buildArgv(def, { accel: 'tcg', paths, swtpmSocket: '/r/swtpm.sock' });
+  assert.ok(argv.includes('socket,id=chrtpm,path=/r/swtpm.sock'));
+  assert.ok(argv.includes('emulator,id=tpmdev0,chardev=chrtpm'));
+  assert.ok(argv.includes('{"driver":"tpm-tis","id":"tpm0","tpmdev":"tpmdev0"}'));
+});

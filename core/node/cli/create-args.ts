@@ -16,6 +16,7 @@ export interface CreateFlags {
   vcpus?: string;
   machine?: string;
   firmware?: string;
+  tpm?: string;
   accel?: string;
   cpu?: string;
   kernel?: string;
@@ -139,6 +140,11 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
       throw new HangarError('invalid-input', `--firmware: unknown firmware "${f.firmware}"`, `use one of ${firmwareTypes.join(', ')}`);
     }
     def.firmware = f.firmware;
+  }
+  if (f.tpm !== undefined) {
+    const model = ({ crb: 'tpm-crb', tis: 'tpm-tis' } as Record<string, string | undefined>)[f.tpm];
+    if (!model) throw new HangarError('invalid-input', `--tpm: unknown interface "${f.tpm}"`, 'use --tpm (CRB), --tpm=crb or --tpm=tis');
+    def.tpm = { ...(def.tpm as Record<string, unknown> | undefined), model };
   }
   const memory = int('memory', f.memory);
   if (memory !== undefined) def.memoryMiB = memory;

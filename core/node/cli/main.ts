@@ -56,6 +56,8 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --new-disk SIZE[,bus=..][,format=qcow2|raw]   e.g. --new-disk 10G
   --cdrom ISO[,bus=ide|sata|scsi]
   --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST]
+  --tpm[=crb|tis]                    a TPM 2.0 (swtpm; state kept in the VM folder), CRB (default,
+                                     what Windows 11 expects) or TIS interface
   --boot disk,cdrom,network          firmware boot order
   --shutdown-timeout SECONDS         ACPI shutdown grace before forcing off (default 60)
   --no-serial                        no serial console
@@ -120,6 +122,7 @@ function showText(v: VmInfo): string {
     for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
     for (const c of d.cdroms) lines.push(`CD-ROM ${c.id}: ${c.file ?? '(empty)'} (${c.bus})`);
     for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} user-mode NAT${n.network.portForwards.map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
+    if (d.tpm) lines.push(`TPM:         TPM 2.0 (${d.tpm.model}, swtpm, state in ${v.dir}/tpm)`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
   return lines.join('\n');
@@ -159,7 +162,10 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'create': {
-      const { values, positionals } = parse(rest, {
+      // `--tpm` alone means the default model: parseArgs has no optional values, so spell it out.
+      const args = rest.map((a) => (a === '--tpm' ? '--tpm=crb' : a));
+      const { values, positionals } = parse(args, {
+        tpm: { type: 'string' },
         name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
         machine: { type: 'string' }, firmware: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },

@@ -10,6 +10,7 @@ import { diskParts } from './devices/disk.ts';
 import { firmwareParts } from './devices/firmware.ts';
 import { nicParts } from './devices/nic.ts';
 import { serialParts } from './devices/serial.ts';
+import { tpmParts } from './devices/tpm.ts';
 import { emptyParts, mergeParts } from './devices/types.ts';
 import type { BuildContext } from './devices/types.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
@@ -21,6 +22,8 @@ export interface ArgvContext {
   paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'>;
   /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
   firmware?: ResolvedFirmware | null;
+  /** The VM's swtpm control socket; required when the VM has a TPM. */
+  swtpmSocket?: string;
 }
 
 /** Boot priorities from boot.order: every device of the first kind, then the next kind... */
@@ -73,6 +76,10 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   for (const d of def.disks) mergeParts(parts, diskParts(d, bctx));
   for (const c of def.cdroms) mergeParts(parts, cdromParts(c, bctx));
   for (const n of def.nics) mergeParts(parts, nicParts(n, bctx));
+  if (def.tpm) {
+    if (!ctx.swtpmSocket) throw new HangarError('internal', `VM "${def.name}" has a TPM but no swtpm socket was given`);
+    mergeParts(parts, tpmParts(def.tpm, ctx.swtpmSocket));
+  }
 
   if (fw) o.push(...fw.globals);
   for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });

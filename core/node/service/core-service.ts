@@ -285,7 +285,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const firmware = resolveFirmware(def, vm.stored.dir, { checkFiles: false });
-    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware })];
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware, swtpmSocket: vm.paths.swtpmSocket })];
   }
 
   async serialLog(ref: string, maxBytes?: number): Promise<string> {

@@ -25,6 +25,8 @@ import {
   isAlive, isOurQemu, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
+import { startSwtpm, stopSwtpm } from './swtpm.ts';
+import type { SwtpmPaths } from './swtpm.ts';
 
 export interface InstanceDeps {
   runtimeDir: string;
@@ -189,9 +191,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         const notes: string[] = [];
         const firmware = resolveFirmware(def, this.stored.dir);
         if (firmware) await this.ensureNvram(firmware, notes);
+        if (def.tpm) requireBinary('swtpm'); // missing: host-missing with the apt fix, before anything runs
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
-        const argv = buildArgv(def, { accel, paths: this.paths, firmware });
+        if (def.tpm) await startSwtpm(this.swtpmPaths);
+        const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
         const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
@@ -209,8 +213,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
           await waitForExit(spawned.pid, 5000);
           this.session?.qmp?.close();
           this.session = null;
-          await this.removeRuntimeFiles();
         }
+        await this.removeRuntimeFiles();
         this.setState('stopped');
         throw e;
       }
@@ -403,7 +407,13 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
   }
 
+  get swtpmPaths(): SwtpmPaths {
+    return { vmDir: this.stored.dir, socket: this.paths.swtpmSocket, pidfile: this.paths.swtpmPidfile };
+  }
+
+  /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm). */
   private async removeRuntimeFiles(): Promise<void> {
+    await stopSwtpm(this.swtpmPaths).catch(() => {});
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }
