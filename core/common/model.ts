@@ -113,6 +113,8 @@ export const vmDefinitionSchema = z.looseObject({
   id: z.uuid(),
   name: vmNameSchema,
   description: z.string().max(4096).default(''),
+  /** The OS the defaults came from (an osinfo short id or generic-*), for display and advice. */
+  osId: z.string().max(128).optional(),
   machine: z.enum(machineTypes).default('q35'),
   accel: z.enum(accelerators).default('auto'),
   cpu: cpuSchema.default({ model: 'max', vcpus: 1 }),

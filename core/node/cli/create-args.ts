@@ -30,6 +30,8 @@ export interface CreateFlags {
   'shutdown-timeout'?: string;
   'no-serial'?: boolean;
   file?: string;
+  /** An osinfo short id, a generic id (generic-linux ...), or `auto` (detect from the first --cdrom). */
+  os?: string;
 }
 
 /** "PATH,key=val,flag" -> { head: PATH, opts }. A doubled comma is a literal comma (QEMU style). */
@@ -180,5 +182,35 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   if (f['no-serial']) def.serial = { enabled: false };
   const req: CreateVmRequest = { definition: def };
   if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);
+  if (f.os !== undefined) await applyOsPreset(f, req);
   return req;
+}
+
+/**
+ * --os: the OS's preset fills in what the flags (or the file) left open: memory, vCPUs,
+ * firmware, TPM, the bus of new disks and the model of NICs. Explicit choices always win.
+ */
+async function applyOsPreset(f: CreateFlags, req: CreateVmRequest): Promise<void> {
+  const { detectOs, findOs } = await import('../osinfo/osinfo-db.ts');
+  const { presetFor } = await import('../../common/os-presets.ts');
+  const { genericFor } = await import('../../common/os-types.ts');
+  let os;
+  if (f.os === 'auto') {
+    const iso = f.cdrom?.[0];
+    if (!iso) throw new HangarError('invalid-input', '--os auto detects the OS from the installation medium, but there is no --cdrom', 'add --cdrom ISO, or name the OS: --os ID (see `hangar os list`)');
+    os = (await detectOs(resolve(splitSpec(iso).head))).os ?? genericFor(undefined);
+  } else {
+    os = await findOs(f.os!);
+    if (!os) throw new HangarError('invalid-input', `--os: unknown OS "${f.os}"`, 'see `hangar os list [--search TEXT]`, or use generic-linux, generic-windows, generic-bsd, other, auto');
+  }
+  const p = presetFor(os);
+  const def = req.definition;
+  def.osId = p.osId;
+  if (f.memory === undefined && def.memoryMiB === undefined) def.memoryMiB = p.memoryMiB;
+  const cpu = { ...(def.cpu as Record<string, unknown> | undefined) };
+  if (cpu.vcpus === undefined) def.cpu = { ...cpu, vcpus: p.vcpus };
+  if (def.firmware === undefined) def.firmware = p.firmware;
+  if (p.tpm && def.tpm === undefined) def.tpm = { model: 'tpm-crb' };
+  for (const d of req.newDisks ?? []) d.bus ??= p.diskBus;
+  for (const n of (def.nics as Array<Record<string, unknown>> | undefined) ?? []) n.model ??= p.nicModel;
 }

@@ -56,6 +56,8 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --new-disk SIZE[,bus=..][,format=qcow2|raw]   e.g. --new-disk 10G
   --cdrom ISO[,bus=ide|sata|scsi]
   --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST]
+  --os ID|auto                       defaults from the OS (osinfo-db: memory, vCPUs, firmware, TPM, disk
+                                     bus, NIC model); auto = detect from --cdrom; explicit flags win
   --tpm[=crb|tis]                    a TPM 2.0 (swtpm; state kept in the VM folder), CRB (default,
                                      what Windows 11 expects) or TIS interface
   --boot disk,cdrom,network          firmware boot order
@@ -115,6 +117,7 @@ function showText(v: VmInfo): string {
   for (const n of v.startNotes ?? []) lines.push(`Note:        ${n}`);
   if (d) {
     if (d.description) lines.push(`Description: ${d.description}`);
+    if (d.osId) lines.push(`OS:          ${d.osId} (defaults from its preset)`);
     lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}`);
     lines.push(`Firmware:    ${firmwareLabel[d.firmware]}`);
     if (d.boot.kernel) lines.push(`Boot:        kernel ${d.boot.kernel.kernel}${d.boot.kernel.initrd ? ` initrd ${d.boot.kernel.initrd}` : ''} append "${d.boot.kernel.append}"`);
@@ -171,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
         'new-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
-        'no-serial': { type: 'boolean' }, file: { type: 'string' },
+        'no-serial': { type: 'boolean' }, file: { type: 'string' }, os: { type: 'string' },
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
@@ -331,6 +334,8 @@ function shellQuote(s: string): string {
 }
 
 export async function runCli(argv: string[]): Promise<void> {
+  // `hangar os list | head`: a reader that went away is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); else throw e; });
   try {
     const code = await main(argv);
     if (code >= 0) process.exitCode = code;
