@@ -7,6 +7,7 @@ import { HangarError } from './errors.ts';
 import { diskBuses } from './model.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
+const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
 const plainObject = z.record(z.string(), z.unknown());
 
 const none = z.tuple([]);
@@ -22,7 +23,15 @@ export const apiArgSchemas = {
       bus: z.enum(diskBuses).optional(),
       format: z.enum(['qcow2', 'raw']).optional(),
     })).max(64).optional(),
+    importDisks: z.array(z.strictObject({
+      source: z.string().min(1, 'an imported disk needs a source path').max(4096),
+      mode: z.enum(['in-place', 'copy', 'convert']),
+      format: z.enum(['qcow2', 'raw']).optional(),
+      bus: z.enum(diskBuses).optional(),
+    })).max(64).optional(),
+    requestId: requestId.optional(),
   })]),
+  cancelCreate: z.tuple([requestId]),
   edit: z.tuple([ref, plainObject]),
   start: refOnly,
   shutdown: z.union([refOnly, z.tuple([ref, z.strictObject({

@@ -32,10 +32,26 @@ export interface NewDiskRequest {
   format?: 'qcow2' | 'raw';
 }
 
+/**
+ * An existing disk image to use: `in-place` uses the file where it is (the VM does not own it,
+ * never deletes it); `copy` and `convert` make the VM's own image with `qemu-img convert`
+ * (copy keeps a qcow2/raw source's format, convert defaults to qcow2). The source is only read.
+ */
+export interface ImportDiskRequest {
+  source: string;
+  mode: 'in-place' | 'copy' | 'convert';
+  /** Target format for copy/convert. */
+  format?: 'qcow2' | 'raw';
+  bus?: VmDefinition['disks'][number]['bus'];
+}
+
 /** What `create` takes: a partial definition (defaults are filled in), plus disks to make. */
 export interface CreateVmRequest {
   definition: Record<string, unknown>;
   newDisks?: NewDiskRequest[];
+  importDisks?: ImportDiskRequest[];
+  /** Chosen by the client (at most 64 characters): names this create in createProgress and cancelCreate. */
+  requestId?: string;
 }
 
 export interface ShutdownOptions {
@@ -74,6 +90,8 @@ export interface CoreApi {
   list(): Promise<VmSummary[]>;
   get(ref: string): Promise<VmInfo>;
   create(req: CreateVmRequest): Promise<VmInfo>;
+  /** Cancels a create still running (or queued) by its requestId; true if one was cancelled. */
+  cancelCreate(requestId: string): Promise<boolean>;
   edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo>;
   start(ref: string): Promise<VmInfo>;
   shutdown(ref: string, opts?: ShutdownOptions): Promise<VmInfo>;
@@ -95,9 +113,11 @@ export interface CoreApi {
 export interface CoreEvents {
   vmChanged(e: { id: string; name: string; state: VmState }): void;
   vmListChanged(): void;
+  /** Progress of a long create (disk copies), by the request's requestId; fraction 0..1. */
+  createProgress(e: { requestId: string; step: string; fraction: number }): void;
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'edit', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'serialLog', 'doctor', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

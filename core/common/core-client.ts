@@ -31,6 +31,7 @@ export function createCoreClient(link: RpcLink, events: Partial<CoreEvents> = {}
   const rpc = createBirpc<CoreApi, CoreEvents>({
     vmChanged: (e) => events.vmChanged?.(e),
     vmListChanged: () => events.vmListChanged?.(),
+    createProgress: (e) => events.createProgress?.(e),
   }, {
     post: (data: string) => { if (!isClosed) link.send(data); },
     on: (fn) => { handler = fn; },

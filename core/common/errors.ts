@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'host-missing'
   | 'io-error'
   | 'daemon-unavailable'
+  | 'cancelled'
   | 'internal';
 
 export interface ErrorPayload {

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { CreateVmRequest, NewDiskRequest } from '../../common/api.ts';
+import type { CreateVmRequest, ImportDiskRequest, NewDiskRequest } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { diskBuses, firmwareTypes } from '../../common/model.ts';
 import type { DiskBus } from '../../common/model.ts';
@@ -24,6 +24,8 @@ export interface CreateFlags {
   append?: string;
   disk?: string[];
   'new-disk'?: string[];
+  /** PATH[,in-place|copy|convert][,format=qcow2|raw][,bus=..]: an existing image (in place by default). */
+  'import-disk'?: string[];
   cdrom?: string[];
   nic?: string[];
   boot?: string;
@@ -114,6 +116,28 @@ export function parseNewDisk(spec: string): NewDiskRequest {
   return req;
 }
 
+export function parseImportDisk(spec: string): ImportDiskRequest {
+  const { head, opts } = splitSpec(spec);
+  unknownKeys('import-disk', opts, ['in-place', 'copy', 'convert', 'format', 'bus']);
+  if (!head) throw new HangarError('invalid-input', '--import-disk needs the path of a disk image');
+  const modes = (['in-place', 'copy', 'convert'] as const).filter((m) => opts[m] !== undefined);
+  if (modes.length > 1) throw new HangarError('invalid-input', `--import-disk: choose one of ${modes.join(', ')}`);
+  for (const m of modes) {
+    if (opts[m] !== 'on') throw new HangarError('invalid-input', `--import-disk: "${m}" takes no value`, `write ${head},${m}`);
+  }
+  const req: ImportDiskRequest = { source: resolve(head), mode: modes[0] ?? 'in-place' };
+  if (opts.bus) {
+    if (!(diskBuses as readonly string[]).includes(opts.bus)) throw new HangarError('invalid-input', `--import-disk: unknown bus "${opts.bus}"`, `use one of ${diskBuses.join(', ')}`);
+    req.bus = opts.bus as DiskBus;
+  }
+  if (opts.format) {
+    if (opts.format !== 'qcow2' && opts.format !== 'raw') throw new HangarError('invalid-input', `--import-disk: format must be qcow2 or raw, got "${opts.format}"`);
+    if (req.mode === 'in-place') throw new HangarError('invalid-input', '--import-disk: format= applies to copy or convert (an image used in place keeps its format)', `write ${head},convert,format=${opts.format}`);
+    req.format = opts.format;
+  }
+  return req;
+}
+
 export async function loadDefinitionFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
@@ -182,6 +206,7 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   if (f['no-serial']) def.serial = { enabled: false };
   const req: CreateVmRequest = { definition: def };
   if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);
+  if (f['import-disk']?.length) req.importDisks = f['import-disk'].map(parseImportDisk);
   if (f.os !== undefined) await applyOsPreset(f, req);
   return req;
 }
@@ -212,5 +237,6 @@ async function applyOsPreset(f: CreateFlags, req: CreateVmRequest): Promise<void
   if (def.firmware === undefined) def.firmware = p.firmware;
   if (p.tpm && def.tpm === undefined) def.tpm = { model: 'tpm-crb' };
   for (const d of req.newDisks ?? []) d.bus ??= p.diskBus;
+  for (const d of req.importDisks ?? []) d.bus ??= p.diskBus;
   for (const n of (def.nics as Array<Record<string, unknown>> | undefined) ?? []) n.model ??= p.nicModel;
 }

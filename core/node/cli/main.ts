@@ -1,7 +1,8 @@
 // The `hangar` command line: a thin client of the core daemon (started on demand).
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import type { CoreApi, VmInfo, VmSummary } from '../../common/api.ts';
+import { randomUUID } from 'node:crypto';
+import type { CoreApi, CreateVmRequest, VmInfo, VmSummary } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
 import type { VmDefinition } from '../../common/model.ts';
@@ -54,6 +55,13 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --kernel PATH [--initrd PATH] [--append CMDLINE]
   --disk PATH[,bus=virtio-blk|ide|sata|scsi][,format=qcow2|raw|...][,cache=MODE][,readonly]
   --new-disk SIZE[,bus=..][,format=qcow2|raw]   e.g. --new-disk 10G
+  --import-disk PATH[,copy|,convert][,format=qcow2|raw][,bus=..]
+                                     use an existing image (qcow2, raw, vmdk, vdi, vhdx). Default: in
+                                     place, the VM uses the file where it is, reads AND writes it when
+                                     it runs, and never deletes it. copy/convert: qemu-img makes the
+                                     VM's own image in its folder (copy keeps qcow2/raw, convert makes
+                                     qcow2 unless format=) with a progress bar; the source is only
+                                     read. Ctrl+C cancels and leaves nothing behind
   --cdrom ISO[,bus=ide|sata|scsi]
   --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST]
   --os ID|auto                       defaults from the OS (osinfo-db: memory, vCPUs, firmware, TPM, disk
@@ -131,6 +139,60 @@ function showText(v: VmInfo): string {
   return lines.join('\n');
 }
 
+/** Draws create progress on stderr: a bar on a terminal, else a line every 10%. */
+function progressPrinter(out: NodeJS.WriteStream): { update(step: string, fraction: number): void; end(): void } {
+  let lastTenth = -1;
+  let lastStep = '';
+  let drawn = false;
+  return {
+    update(step, fraction) {
+      const pct = Math.floor(fraction * 100);
+      if (out.isTTY) {
+        const width = 30;
+        const full = Math.round(fraction * width);
+        out.write(`\r${step} [${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(pct).padStart(3)}%`);
+        drawn = true;
+        return;
+      }
+      const tenth = Math.floor(fraction * 10);
+      if (step === lastStep && tenth <= lastTenth) return;
+      lastStep = step;
+      lastTenth = tenth;
+      out.write(`${step}: ${tenth * 10}%\n`);
+    },
+    end() {
+      if (drawn) out.write('\n');
+      drawn = false;
+    },
+  };
+}
+
+/** create with a requestId: progress events drawn on stderr, Ctrl+C cancels (nothing is left behind). */
+async function createWithProgress(req: CreateVmRequest): Promise<VmInfo> {
+  const requestId = randomUUID();
+  const progress = progressPrinter(process.stderr);
+  const conn = await connectCore({
+    autostart: true,
+    events: { createProgress: (e) => { if (e.requestId === requestId) progress.update(e.step, e.fraction); } },
+  });
+  let cancelling = false;
+  const onSigint = (): void => {
+    if (cancelling) return;
+    cancelling = true;
+    progress.end();
+    process.stderr.write('cancelling ...\n');
+    void conn.api.cancelCreate(requestId).catch(() => {});
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await conn.api.create({ ...req, requestId });
+  } finally {
+    process.off('SIGINT', onSigint);
+    progress.end();
+    conn.close();
+  }
+}
+
 async function withCore<T>(fn: (api: CoreApi) => Promise<T>): Promise<T> {
   const conn = await connectCore({ autostart: true });
   try {
@@ -172,7 +234,7 @@ export async function main(argv: string[]): Promise<number> {
         name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
         machine: { type: 'string' }, firmware: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
-        'new-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
+        'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
         'no-serial': { type: 'boolean' }, file: { type: 'string' }, os: { type: 'string' },
       });
@@ -180,7 +242,14 @@ export async function main(argv: string[]): Promise<number> {
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
       const { buildCreateRequest } = await import('./create-args.ts');
       const req = await buildCreateRequest(values as CreateFlags);
-      const info = await withCore((api) => api.create(req));
+      let info: VmInfo;
+      try {
+        info = await createWithProgress(req);
+      } catch (e) {
+        if (!(e instanceof HangarError && e.code === 'cancelled')) throw e;
+        process.stderr.write('hangar: cancelled; nothing was created\n');
+        return 130;
+      }
       if (values.json) printJson(info);
       else print(`Created VM "${info.name}" (${info.id}) in ${info.dir}`);
       return 0;

@@ -85,6 +85,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
   }, {
     vmChanged: (e) => events.vmChanged?.(e),
     vmListChanged: () => events.vmListChanged?.(),
+    createProgress: (e) => events.createProgress?.(e),
   });
   return { api: client.api, events, close: () => client.close() };
 }

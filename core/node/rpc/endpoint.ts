@@ -81,13 +81,15 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         on: (fn) => { handler = fn; },
         serialize: (v) => JSON.stringify(v),
         deserialize: (v: string) => JSON.parse(v),
-        eventNames: ['vmChanged', 'vmListChanged'],
+        eventNames: ['vmChanged', 'vmListChanged', 'createProgress'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
       });
       const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
       const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };
+      const onProgress = (e: Parameters<CoreEvents['createProgress']>[0]): void => { void rpc.createProgress.asEvent(e).catch(() => {}); };
       service.on('vmChanged', onVm);
       service.on('vmListChanged', onList);
+      service.on('createProgress', onProgress);
       link.onMessage((m) => {
         // A malformed message must not take the connection (or the core) down.
         try { handler?.(m); } catch { /* ignored: not JSON */ }
@@ -95,6 +97,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       link.onClose(() => {
         service.off('vmChanged', onVm);
         service.off('vmListChanged', onList);
+        service.off('createProgress', onProgress);
         rpc.$close();
       });
     },

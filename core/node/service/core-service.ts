@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import { constants, copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  CoreApi, CreateVmRequest, DaemonStatus, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  CoreApi, CreateVmRequest, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -21,7 +21,9 @@ import { runDoctor } from '../host/doctor.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import { requireBinary } from '../host/binaries.ts';
-import { createImage } from '../store/qemu-img.ts';
+import { bytesNeeded, checkFreeSpace, inspectImportSource } from '../store/import-disk.ts';
+import type { ImportSource } from '../store/import-disk.ts';
+import { cancelledError, convertImage, createImage } from '../store/qemu-img.ts';
 import { DEFINITION_FILE, VmStore } from '../store/vm-store.ts';
 import { VmInstance } from './vm-instance.ts';
 
@@ -39,6 +41,7 @@ export interface CoreServiceOptions {
 export type CoreServiceEvents = {
   vmChanged: [{ id: string; name: string; state: VmState }];
   vmListChanged: [];
+  createProgress: [{ requestId: string; step: string; fraction: number }];
 };
 
 export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
@@ -48,6 +51,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   private readonly loadedMtime = new Map<string, number>();
   private probePromise: Promise<AccelProbe> | null = null;
   private createLock: Promise<unknown> = Promise.resolve();
+  /** Creates that can be cancelled (they carry a requestId), queued or running. */
+  private readonly createAborts = new Map<string, AbortController>();
   private readonly startedAt = new Date().toISOString();
   /** Set by the daemon so daemonStop can end the process. */
   onStopRequested: (() => void) | null = null;
@@ -150,12 +155,30 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     if (!req || typeof req !== 'object' || typeof req.definition !== 'object' || req.definition === null) {
       throw new HangarError('invalid-input', 'create needs a definition object');
     }
-    const run = this.createLock.then(() => this.createLocked(req));
+    const requestId = req.requestId;
+    let abort: AbortController | undefined;
+    if (requestId !== undefined) {
+      if (this.createAborts.has(requestId)) throw new HangarError('already-exists', `a create with request id "${requestId}" is already running`);
+      abort = new AbortController();
+      this.createAborts.set(requestId, abort);
+    }
+    const run = this.createLock.then(() => {
+      if (abort?.signal.aborted) throw cancelledError();
+      return this.createLocked(req, abort?.signal);
+    }).finally(() => { if (requestId !== undefined) this.createAborts.delete(requestId); });
     this.createLock = run.catch(() => {});
     return run;
   }
 
-  private async createLocked(req: CreateVmRequest): Promise<VmInfo> {
+  /** Cancels a queued or running create: its qemu-img is killed and nothing is left behind. */
+  async cancelCreate(requestId: string): Promise<boolean> {
+    const abort = this.createAborts.get(requestId);
+    if (!abort || abort.signal.aborted) return false;
+    abort.abort();
+    return true;
+  }
+
+  private async createLocked(req: CreateVmRequest, signal?: AbortSignal): Promise<VmInfo> {
     await this.refresh();
     const input = { ...req.definition };
     const id = typeof input.id === 'string' ? input.id : randomUUID();
@@ -164,6 +187,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const dir = this.store.vmDir(id);
     const diskIds = new Set(disks.map((d) => d.id));
     const made: Record<string, unknown>[] = [];
+    // Imported images come first (before new blank disks): the disk to boot from.
+    const imports = await this.prepareImports(req.importDisks ?? [], dir, diskIds);
     for (const nd of newDisks) {
       let n = 0;
       while (diskIds.has(`disk${n}`)) n++;
@@ -177,18 +202,21 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       ...input,
       id,
       nics,
-      disks: [...disks, ...made.map(({ sizeBytes: _s, ...d }) => d)],
+      disks: [...disks, ...imports.map((i) => i.disk), ...made.map(({ sizeBytes: _s, ...d }) => d)],
       createdAt: new Date().toISOString(),
     });
     if (this.vms.has(id)) throw new HangarError('already-exists', `a VM with id ${id} already exists`);
     if (this.nameTaken(def.name)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
     // Resolve the firmware before anything is written: a host without OVMF fails cleanly.
     const firmware = resolveFirmware(def, dir);
+    if (signal?.aborted) throw cancelledError();
     await this.store.create(def);
     try {
       // Each UEFI VM owns a copy of the variable store (boot entries, Secure Boot keys).
       if (firmware) await copyFile(firmware.varsTemplate.filename, firmware.vars.filename, constants.COPYFILE_EXCL);
       for (const d of made) await createImage(d.file as string, d.format as 'qcow2' | 'raw', d.sizeBytes as number);
+      for (const i of imports) if (i.copy) await this.copyImport(i, req.requestId, signal);
+      if (signal?.aborted) throw cancelledError();
     } catch (e) {
       await this.store.remove({ id, dir, definition: def }, true).catch(() => {});
       throw e;
@@ -198,6 +226,48 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const vm = this.addInstance(stored);
     this.emit('vmListChanged');
     return vm.info();
+  }
+
+  /** Checks every image to import (before anything is written) and plans its disk entry. */
+  private async prepareImports(reqs: ImportDiskRequest[], dir: string, diskIds: Set<unknown>): Promise<PlannedImport[]> {
+    const planned: PlannedImport[] = [];
+    let needBytes = 0;
+    for (const r of reqs) {
+      if (r.mode === 'in-place' && r.format !== undefined) {
+        throw new HangarError('invalid-input', `an image used in place keeps its own format: format=${r.format} only applies to copy or convert`, `drop format=, or copy/convert ${r.source}`);
+      }
+      const src = await inspectImportSource(r.source);
+      let n = 0;
+      while (diskIds.has(`disk${n}`)) n++;
+      const id = `disk${n}`;
+      diskIds.add(id);
+      const bus = r.bus ?? 'virtio-blk';
+      if (r.mode === 'in-place') {
+        planned.push({ disk: { id, file: src.path, format: src.format, bus, owned: false } });
+        continue;
+      }
+      const format = r.format ?? (r.mode === 'copy' && (src.format === 'qcow2' || src.format === 'raw') ? src.format : 'qcow2');
+      const file = join(dir, `${id}.${format}`);
+      planned.push({ disk: { id, file, format, bus, owned: true }, copy: { src, format } });
+      needBytes += bytesNeeded(src);
+    }
+    if (needBytes > 0) await checkFreeSpace(this.opts.dataDir, needBytes, `the imported disk${planned.filter((p) => p.copy).length > 1 ? 's' : ''}`);
+    return planned;
+  }
+
+  /** qemu-img convert into the VM folder, with createProgress events (≥1% steps). */
+  private async copyImport(i: PlannedImport, requestId: string | undefined, signal?: AbortSignal): Promise<void> {
+    const { src, format } = i.copy!;
+    const step = `${src.format === format ? 'copying' : 'converting'} ${i.disk.id as string}`;
+    let last = -1;
+    const report = (fraction: number): void => {
+      if (requestId === undefined || (fraction - last < 0.01 && !(fraction === 1 && last < 1))) return;
+      last = fraction;
+      this.emit('createProgress', { requestId, step, fraction });
+    };
+    report(0);
+    await convertImage(src.path, src.format, i.disk.file as string, format, { onProgress: report, ...(signal ? { signal } : {}) });
+    report(1);
   }
 
   /** Applies a partial change to a stopped VM's definition (deep-merged at the top-level objects). */
@@ -329,6 +399,12 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   close(): void {
     for (const vm of this.vms.values()) vm.detach();
   }
+}
+
+interface PlannedImport {
+  disk: Record<string, unknown>;
+  /** For copy/convert: what qemu-img converts into disk.file. */
+  copy?: { src: ImportSource; format: 'qcow2' | 'raw' };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

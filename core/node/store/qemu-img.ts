@@ -1,5 +1,5 @@
 // Disk images are made and inspected by qemu-img, never by hand.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { HangarError } from '../../common/errors.ts';
 import { requireBinary } from '../host/binaries.ts';
@@ -40,6 +40,51 @@ export async function imageInfo(path: string): Promise<ImageInfo> {
   if (j['actual-size'] !== undefined) info.actualSize = j['actual-size'];
   if (j['backing-filename'] !== undefined) info.backingFile = j['backing-filename'];
   return info;
+}
+
+/**
+ * `qemu-img convert -p`: copies/converts SRC (opened read-only) into a new image at DEST,
+ * reporting qemu-img's own "(NN.NN/100%)" progress as a fraction 0..1. Aborting the signal kills
+ * qemu-img and rejects with HangarError('cancelled'); the partial DEST is the caller's to remove.
+ */
+export function convertImage(src: string, srcFormat: string, dest: string, format: 'qcow2' | 'raw',
+  opts: { onProgress?: (fraction: number) => void; signal?: AbortSignal } = {}): Promise<void> {
+  const bin = requireBinary('qemu-img');
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) { reject(cancelledError()); return; }
+    const child = spawn(bin, ['convert', '-p', '-f', srcFormat, '-O', format, src, dest], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let buf = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      buf += d;
+      const parts = buf.split(/[\r\n]/);
+      buf = parts.pop() ?? '';
+      for (const p of parts) {
+        const m = /\((\d+(?:\.\d+)?)\/100%\)/.exec(p);
+        if (m) opts.onProgress?.(Math.min(1, parseFloat(m[1]!) / 100));
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { if (stderr.length < 64 * 1024) stderr += d; });
+    const onAbort = (): void => { child.kill('SIGKILL'); };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      reject(new HangarError('io-error', `cannot run qemu-img: ${e.message}`));
+    });
+    child.on('close', (code, sig) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (opts.signal?.aborted) { reject(cancelledError()); return; }
+      if (code === 0) { resolve(); return; }
+      const msg = stderr.trim().replace(/^qemu-img: /, '') || `exited with ${code ?? sig}`;
+      reject(new HangarError('io-error', `qemu-img convert failed: ${msg}`));
+    });
+  });
+}
+
+export function cancelledError(): HangarError {
+  return new HangarError('cancelled', 'cancelled by the user');
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };

@@ -70,6 +70,7 @@ export const useConnectionStore = defineStore('connection', () => {
   const eventListeners: { [K in EventName]: Set<EventListener[K]> } = {
     vmChanged: new Set(),
     vmListChanged: new Set(),
+    createProgress: new Set(),
   };
   const connectedListeners = new Set<(info: { reconnect: boolean }) => void>();
 
@@ -122,6 +123,7 @@ export const useConnectionStore = defineStore('connection', () => {
       c = opts.createClient(link, {
         vmChanged: (e) => emit('vmChanged', e),
         vmListChanged: () => emit('vmListChanged'),
+        createProgress: (e) => emit('createProgress', e),
       });
     } catch (e) {
       failedAttempts.value++;
