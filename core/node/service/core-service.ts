@@ -21,11 +21,12 @@ import { runDoctor } from '../host/doctor.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import { requireBinary } from '../host/binaries.ts';
-import { bytesNeeded, checkFreeSpace, inspectImportSource } from '../store/import-disk.ts';
+import { bytesNeeded, checkFreeSpace, formatBytes, inspectImportSource } from '../store/import-disk.ts';
 import type { ImportSource } from '../store/import-disk.ts';
 import { cancelledError, convertImage, createImage } from '../store/qemu-img.ts';
 import { DEFINITION_FILE, VmStore } from '../store/vm-store.ts';
 import { VmInstance } from './vm-instance.ts';
+import { buildSeedIso, withSeedCdrom } from '../cloud-init/seed.ts';
 
 export const HANGAR_VERSION = '0.1.0';
 
@@ -180,8 +181,9 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   private async createLocked(req: CreateVmRequest, signal?: AbortSignal): Promise<VmInfo> {
     await this.refresh();
-    const input = { ...req.definition };
-    const id = typeof input.id === 'string' ? input.id : randomUUID();
+    const id = typeof req.definition.id === 'string' ? req.definition.id : randomUUID();
+    // cloud-init: the seed ISO rides on an extra read-only CD-ROM in the VM folder.
+    const input = withSeedCdrom({ ...req.definition }, this.store.vmDir(id));
     const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
     const newDisks = req.newDisks ?? [];
     const dir = this.store.vmDir(id);
@@ -214,6 +216,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     try {
       // Each UEFI VM owns a copy of the variable store (boot entries, Secure Boot keys).
       if (firmware) await copyFile(firmware.varsTemplate.filename, firmware.vars.filename, constants.COPYFILE_EXCL);
+      if (def.cloudInit) await buildSeedIso(def, dir);
       for (const d of made) await createImage(d.file as string, d.format as 'qcow2' | 'raw', d.sizeBytes as number);
       for (const i of imports) if (i.copy) await this.copyImport(i, req.requestId, signal);
       if (signal?.aborted) throw cancelledError();
@@ -251,7 +254,11 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       planned.push({ disk: { id, file, format, bus, owned: true }, copy: { src, format } });
       needBytes += bytesNeeded(src);
     }
-    if (needBytes > 0) await checkFreeSpace(this.opts.dataDir, needBytes, `the imported disk${planned.filter((p) => p.copy).length > 1 ? 's' : ''}`);
+    const copies = planned.filter((p) => p.copy);
+    if (copies.length) {
+      await checkFreeSpace(this.opts.dataDir, needBytes, copies.map(({ disk, copy }) =>
+        `${disk.id as string} (${formatBytes(bytesNeeded(copy!.src))} of data, virtual size ${formatBytes(copy!.src.info.virtualSize)})`).join(', '));
+    }
     return planned;
   }
 

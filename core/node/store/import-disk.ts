@@ -53,7 +53,8 @@ export async function inspectImportSource(source: string): Promise<ImportSource>
     throw new HangarError('invalid-input', `${path} does not look like a disk image: qemu-img sees no known format, and as a raw disk its size (${st.size} bytes) is not a whole number of 512-byte sectors`,
       'name a disk image (qcow2, raw, vmdk, vdi, vhdx)');
   }
-  return { path, format: info.format as ImportableFormat, info, allocatedBytes: st.blocks * 512 };
+  // A block device has no allocated blocks of its own: count its whole size.
+  return { path, format: info.format as ImportableFormat, info, allocatedBytes: st.isBlockDevice() ? info.virtualSize : st.blocks * 512 };
 }
 
 /** Bytes a converted copy may need: the source's allocated data, as qemu-img keeps holes sparse. */
@@ -62,7 +63,7 @@ export function bytesNeeded(src: ImportSource): number {
 }
 
 /** Refuses when the folder's file system obviously lacks room for `needBytes` (plus a margin). */
-export async function checkFreeSpace(dir: string, needBytes: number, what: string): Promise<void> {
+export async function checkFreeSpace(dir: string, needBytes: number, what = 'the copy'): Promise<void> {
   const fs = await statfs(dir);
   const free = fs.bavail * fs.bsize;
   const margin = Math.max(64 * 1024 * 1024, needBytes * 0.05);
