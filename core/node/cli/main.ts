@@ -150,7 +150,7 @@ function progressPrinter(out: NodeJS.WriteStream): { update(step: string, fracti
       if (out.isTTY) {
         const width = 30;
         const full = Math.round(fraction * width);
-        out.write(`\r${step} [${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(pct).padStart(3)}%`);
+        out.write(`\r${step} [${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(pct).padStart(3)}%\x1b[K`);
         drawn = true;
         return;
       }
