@@ -17,6 +17,9 @@ declare -A runtime_pkgs=(
   [swtpm]=/usr/bin/swtpm
   [passt]=/usr/bin/passt
   [osinfo-db]=/usr/share/osinfo/VERSION
+  [xorriso]=/usr/bin/xorriso
+  [openssl]=/usr/bin/openssl
+  [ipxe-qemu]=/usr/lib/ipxe/qemu/efi-virtio.rom
 )
 declare -A test_pkgs=(
   [busybox-static]=/bin/busybox
@@ -25,7 +28,6 @@ declare -A test_pkgs=(
   [grub-pc-bin]=/usr/lib/grub/i386-pc/modinfo.sh
   [grub-efi-amd64-bin]=/usr/lib/grub/x86_64-efi/modinfo.sh
   [grub-common]=/usr/bin/grub-mkrescue
-  [xorriso]=/usr/bin/xorriso
   [mtools]=/usr/bin/mcopy
   [kmod]=/usr/bin/kmod
   [python3]=/usr/bin/python3

@@ -89,6 +89,13 @@ export function checkDefinition(def: VmDefinition): void {
     if (def.tpm) problems.push('a microvm has no TPM interface (use machine q35 for a TPM)');
     for (const n of def.nics) if (n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a microvm only supports virtio-net`);
   }
+  if (def.cloudInit) {
+    const c = def.cloudInit;
+    if (!c.user && !c.passwordHash && !c.sshKeys.length && !c.hostname) problems.push('cloudInit is empty: give at least one of user, password, ssh key, hostname');
+    if (c.passwordHash && !c.user) problems.push('cloudInit: a password needs a user to set it for (add user=NAME)');
+    if (def.machine === 'microvm') problems.push('cloudInit needs a CD-ROM for its seed, and a microvm has none (use machine q35)');
+  }
+  if (def.cdroms.filter((c) => c.role === 'cloud-init').length > 1) problems.push('only one CD-ROM can be the cloud-init seed');
   if (def.firmware === 'uefi-secure' && def.machine !== 'q35') {
     problems.push(`firmware uefi-secure needs machine q35 (Secure Boot firmware needs SMM, which Hangar enables on q35 only), not ${def.machine}: use --machine q35, or --firmware uefi`);
   }

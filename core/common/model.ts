@@ -62,10 +62,30 @@ export const diskSchema = z.looseObject({
   owned: z.boolean().default(false),
 });
 
+export const cdromRoles = ['cloud-init'] as const;
+
 export const cdromSchema = z.looseObject({
   id: deviceId,
   file: absPath.optional(),
   bus: z.enum(cdromBuses).default('ide'),
+  /** Set when Hangar made the medium itself (cloud-init = the NoCloud seed): the UI labels it, the core rebuilds it. */
+  role: z.enum(cdromRoles).optional(),
+});
+
+/** RFC 1123 host name label: letters, digits and "-", 1-63 characters, not starting or ending with "-". */
+export const HOSTNAME_RE = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+/** A POSIX-ish login name as cloud-init / useradd accept it. */
+export const USERNAME_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** One OpenSSH public key line: type, base64 blob, optional comment. */
+export const SSH_PUBKEY_RE = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$/;
+
+/** Unattended first-boot set-up through a cloud-init NoCloud seed (a CD-ROM labelled cidata). */
+export const cloudInitSchema = z.looseObject({
+  user: z.string().regex(USERNAME_RE, 'user names are lower-case letters, digits, "_" and "-", starting with a letter or "_" (at most 32)').optional(),
+  /** A SHA-512 crypt hash ($6$...), never the password itself. */
+  passwordHash: z.string().regex(/^\$6\$[^\s:]+\$[./A-Za-z0-9]+$/, 'must be a SHA-512 crypt hash ($6$salt$hash), e.g. from `openssl passwd -6`').optional(),
+  sshKeys: z.array(z.string().regex(SSH_PUBKEY_RE, 'must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)')).default([]),
+  hostname: z.string().regex(HOSTNAME_RE, 'a host name is 1-63 letters, digits and "-", not starting or ending with "-" (RFC 1123)').optional(),
 });
 
 export const portForwardSchema = z.looseObject({
@@ -126,6 +146,7 @@ export const vmDefinitionSchema = z.looseObject({
   nics: z.array(nicSchema).default([]),
   serial: serialSchema.default({ enabled: true }),
   tpm: tpmSchema.optional(),
+  cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
   createdAt: z.string().optional(),
@@ -136,4 +157,5 @@ export type DiskDefinition = z.infer<typeof diskSchema>;
 export type CdromDefinition = z.infer<typeof cdromSchema>;
 export type NicDefinition = z.infer<typeof nicSchema>;
 export type TpmDefinition = z.infer<typeof tpmSchema>;
+export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;

@@ -34,6 +34,8 @@ export interface CreateFlags {
   file?: string;
   /** An osinfo short id, a generic id (generic-linux ...), or `auto` (detect from the first --cdrom). */
   os?: string;
+  /** user=NAME,password=PW,ssh-key=FILE,hostname=HOST (each optional, at least one): a cloud-init NoCloud seed. */
+  'cloud-init'?: string;
 }
 
 /** "PATH,key=val,flag" -> { head: PATH, opts }. A doubled comma is a literal comma (QEMU style). */
@@ -204,6 +206,7 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   for (const n of f.nic ?? []) nics.push(await parseNic(n, nics.length));
   if (nics.length) def.nics = nics;
   if (f['no-serial']) def.serial = { enabled: false };
+  if (f['cloud-init'] !== undefined) def.cloudInit = await parseCloudInit(f['cloud-init']);
   const req: CreateVmRequest = { definition: def };
   if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);
   if (f['import-disk']?.length) req.importDisks = f['import-disk'].map(parseImportDisk);
@@ -239,4 +242,18 @@ async function applyOsPreset(f: CreateFlags, req: CreateVmRequest): Promise<void
   for (const d of req.newDisks ?? []) d.bus ??= p.diskBus;
   for (const d of req.importDisks ?? []) d.bus ??= p.diskBus;
   for (const n of (def.nics as Array<Record<string, unknown>> | undefined) ?? []) n.model ??= p.nicModel;
+}
+
+/** --cloud-init user=NAME,password=PW,ssh-key=FILE,hostname=HOST: the password is hashed here and never stored. */
+export async function parseCloudInit(spec: string): Promise<Record<string, unknown>> {
+  const { resolveCloudInit } = await import('../cloud-init/seed.ts');
+  const { opts } = spec.trim() ? splitSpec(`,${spec}`) : { opts: {} as Record<string, string> };
+  unknownKeys('cloud-init', opts, ['user', 'password', 'ssh-key', 'hostname']);
+  const sshKeyFiles = [...spec.matchAll(/(?:^|,)ssh-key=([^,]+)/g)].map((m) => resolve(m[1]!.replace(/^~(?=\/)/, process.env.HOME ?? '~')));
+  return { ...(await resolveCloudInit({
+    ...(opts.user !== undefined ? { user: opts.user } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+    sshKeyFiles,
+  })) };
 }

@@ -71,6 +71,11 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --boot disk,cdrom,network          firmware boot order
   --shutdown-timeout SECONDS         ACPI shutdown grace before forcing off (default 60)
   --no-serial                        no serial console
+  --cloud-init user=NAME,password=PW,ssh-key=FILE,hostname=HOST
+                                     unattended first boot of a cloud image (each part optional):
+                                     a NoCloud seed (user-data/meta-data on a "cidata" CD-ROM, made
+                                     with xorriso). The password is stored only as a SHA-512 hash;
+                                     ssh-key is a public key file and may repeat
   --json                             print the new VM as JSON
 `;
 
@@ -237,6 +242,7 @@ export async function main(argv: string[]): Promise<number> {
         'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
         'no-serial': { type: 'boolean' }, file: { type: 'string' }, os: { type: 'string' },
+        'cloud-init': { type: 'string' },
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');

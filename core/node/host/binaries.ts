@@ -17,6 +17,8 @@ export const DEB_PACKAGES: Readonly<Record<string, string>> = {
   'qemu-storage-daemon': 'qemu-system-common',
   swtpm: 'swtpm',
   passt: 'passt',
+  xorriso: 'xorriso',
+  openssl: 'openssl',
 };
 
 export interface FindBinaryOptions {

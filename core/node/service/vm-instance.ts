@@ -26,6 +26,7 @@ import {
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
 import { startSwtpm, stopSwtpm } from './swtpm.ts';
+import { ensureSeedIso } from '../cloud-init/seed.ts';
 import type { SwtpmPaths } from './swtpm.ts';
 
 export interface InstanceDeps {
@@ -185,6 +186,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       this.setState('starting');
       let spawned: SpawnedQemu | undefined;
       try {
+        const seedNote = await ensureSeedIso(def, this.stored.dir);
+        if (seedNote) await this.logEvent(seedNote);
         await this.checkFiles(def);
         const qemu = requireBinary('qemu-system-x86_64');
         const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await this.deps.probe());

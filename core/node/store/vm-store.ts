@@ -121,6 +121,8 @@ export class VmStore {
     }
     // Hangar's own bookkeeping: safe to remove.
     await rm(join(vm.dir, 'logs'), { recursive: true, force: true });
+    // The cloud-init seed (user-data, meta-data, seed.iso) is made from the definition.
+    await rm(join(vm.dir, 'cloud-init'), { recursive: true, force: true });
     await unlink(join(vm.dir, DEFINITION_FILE)).catch(() => {});
     deletedFiles.push(join(vm.dir, DEFINITION_FILE));
     const left = await readdir(vm.dir).catch(() => [] as string[]);
