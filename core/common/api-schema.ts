@@ -13,24 +13,36 @@ const plainObject = z.record(z.string(), z.unknown());
 const none = z.tuple([]);
 const refOnly = z.tuple([ref]);
 
+const createRequest = z.strictObject({
+  definition: plainObject,
+  newDisks: z.array(z.strictObject({
+    sizeBytes: z.number().int().positive().max(2 ** 53 - 1),
+    bus: z.enum(diskBuses).optional(),
+    format: z.enum(['qcow2', 'raw']).optional(),
+  })).max(64).optional(),
+  importDisks: z.array(z.strictObject({
+    source: z.string().min(1, 'an imported disk needs a source path').max(4096),
+    mode: z.enum(['in-place', 'copy', 'convert']),
+    format: z.enum(['qcow2', 'raw']).optional(),
+    bus: z.enum(diskBuses).optional(),
+  })).max(64).optional(),
+  requestId: requestId.optional(),
+  cloudInit: z.strictObject({
+    user: z.string().max(64).optional(),
+    password: z.string().max(1024).optional(),
+    hostname: z.string().max(253).optional(),
+    sshKeys: z.array(z.string().max(16_384)).max(32).optional(),
+  }).optional(),
+});
+
 export const apiArgSchemas = {
   list: none,
   get: refOnly,
-  create: z.tuple([z.strictObject({
-    definition: plainObject,
-    newDisks: z.array(z.strictObject({
-      sizeBytes: z.number().int().positive().max(2 ** 53 - 1),
-      bus: z.enum(diskBuses).optional(),
-      format: z.enum(['qcow2', 'raw']).optional(),
-    })).max(64).optional(),
-    importDisks: z.array(z.strictObject({
-      source: z.string().min(1, 'an imported disk needs a source path').max(4096),
-      mode: z.enum(['in-place', 'copy', 'convert']),
-      format: z.enum(['qcow2', 'raw']).optional(),
-      bus: z.enum(diskBuses).optional(),
-    })).max(64).optional(),
-    requestId: requestId.optional(),
-  })]),
+  create: z.tuple([createRequest]),
+  previewCreate: z.tuple([createRequest]),
+  hostInfo: none,
+  osList: none,
+  inspectPath: z.tuple([z.string().min(1, 'a path is required').max(4096, 'a path is at most 4096 characters'), z.enum(['iso', 'disk', 'file', 'directory'])]),
   cancelCreate: z.tuple([requestId]),
   edit: z.tuple([ref, plainObject]),
   start: refOnly,

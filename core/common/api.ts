@@ -1,5 +1,7 @@
 // The core's API contract, shared by the CLI, the desktop windows and browser mode.
-import type { VmDefinition } from './model.ts';
+import type { FirmwareType, VmDefinition } from './model.ts';
+import type { OsListEntry, OsDetection } from './os-types.ts';
+import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 
 export interface VmSummary {
@@ -52,6 +54,62 @@ export interface CreateVmRequest {
   importDisks?: ImportDiskRequest[];
   /** Chosen by the client (at most 64 characters): names this create in createProgress and cancelCreate. */
   requestId?: string;
+  /** Unattended set-up as typed (the wizard): the core hashes the password and stores only the hash. */
+  cloudInit?: CloudInitRequest;
+}
+
+export interface CloudInitRequest {
+  user?: string;
+  password?: string;
+  hostname?: string;
+  /** OpenSSH public key lines. */
+  sshKeys?: string[];
+}
+
+/** Whether the host can run one choice, and if not why and how to fix it. */
+export interface HostOption {
+  available: boolean;
+  reason?: string;
+  fix?: string;
+}
+
+/** What the New VM wizard needs to know about the host to offer only what can run. */
+export interface HostInfo {
+  cpus: number;
+  memoryBytes: number;
+  /** Where VM folders (and new disks) go, and the free space there. */
+  dataDir: string;
+  freeBytes: number;
+  /** The user's home folder: where file fields start. */
+  homeDir: string;
+  firmware: Record<FirmwareType, HostOption>;
+  tpm: HostOption;
+  /** The NIC back ends: user-mode NAT, passt, a host bridge (with the bridges found). */
+  network: { user: HostOption; passt: HostOption; bridge: HostOption & { bridges: string[] } };
+  /** iPXE option ROMs for network boot. */
+  pxe: HostOption;
+  /** xorriso + openssl for the cloud-init seed. */
+  cloudInit: HostOption;
+}
+
+export type InspectExpect = 'iso' | 'disk' | 'file' | 'directory';
+
+/** What a path names, checked for one use (an install ISO, a disk image, a kernel file ...). */
+export interface PathInspection {
+  /** Absolute. */
+  path: string;
+  sizeBytes: number;
+  /** For an ISO: its volume descriptor, the OS detected from it and that OS's defaults. */
+  iso?: { detection: Omit<OsDetection, 'os'> & { os: OsListEntry | null }; preset: OsPreset };
+  /** For a disk image: what qemu-img sees. */
+  disk?: { format: string; virtualSizeBytes: number; actualSizeBytes?: number };
+}
+
+/** What create would make, without making anything: the summary step of the wizard. */
+export interface CreatePreview {
+  definition: VmDefinition;
+  /** The QEMU command line the VM will run with (accelerator as probed). */
+  commandLine: string[];
 }
 
 export interface ShutdownOptions {
@@ -105,6 +163,13 @@ export interface CoreApi {
   /** Serial output captured so far (log files, oldest first), base64. */
   serialLog(ref: string, maxBytes?: number): Promise<string>;
   doctor(): Promise<DoctorCheckInfo[]>;
+  hostInfo(): Promise<HostInfo>;
+  /** Guest OSes (generic fallbacks first, then osinfo-db), without their media matchers. */
+  osList(): Promise<OsListEntry[]>;
+  /** Checks a path for a use; throws invalid-input naming the problem (missing, not an ISO ...). */
+  inspectPath(path: string, expect: InspectExpect): Promise<PathInspection>;
+  /** Validates a create request exactly as create does, and shows the command line; writes nothing. */
+  previewCreate(req: CreateVmRequest): Promise<CreatePreview>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -119,5 +184,5 @@ export interface CoreEvents {
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
-  'delete', 'commandLine', 'serialLog', 'doctor', 'daemonStatus', 'daemonStop',
+  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'previewCreate', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -68,6 +68,9 @@ export interface OsEntry {
   generic: boolean;
 }
 
+/** An OS as the wizard's list shows it: without the media matchers (which only the core uses). */
+export type OsListEntry = Omit<OsEntry, 'media'>;
+
 /** The Primary Volume Descriptor fields of an ISO9660 image (trailing spaces trimmed). */
 export interface IsoPvd {
   systemId: string;

@@ -4,14 +4,16 @@ import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { constants, copyFile, stat } from 'node:fs/promises';
+import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
-  CoreApi, CreateVmRequest, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  CloudInitRequest, CoreApi, CreatePreview, CreateVmRequest, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
-import { MODEL_VERSION } from '../../common/model.ts';
-import type { VmDefinition } from '../../common/model.ts';
+import { MODEL_VERSION, SSH_PUBKEY_RE } from '../../common/model.ts';
+import type { CloudInitDefinition, VmDefinition } from '../../common/model.ts';
+import type { OsListEntry } from '../../common/os-types.ts';
 import { assertCan, isActive } from '../../common/state.ts';
 import type { VmState } from '../../common/state.ts';
 import { SerialLog } from '../console/serial-log.ts';
@@ -26,7 +28,12 @@ import type { ImportSource } from '../store/import-disk.ts';
 import { cancelledError, convertImage, createImage } from '../store/qemu-img.ts';
 import { DEFINITION_FILE, VmStore } from '../store/vm-store.ts';
 import { VmInstance } from './vm-instance.ts';
-import { buildSeedIso, withSeedCdrom } from '../cloud-init/seed.ts';
+import { buildSeedIso, resolveCloudInit, withSeedCdrom } from '../cloud-init/seed.ts';
+import { hostInfo } from '../host/host-info.ts';
+import type { ResolvedFirmware } from '../host/firmware.ts';
+import { listOses } from '../osinfo/osinfo-db.ts';
+import { vmRuntimePaths } from '../paths.ts';
+import { inspectPath } from '../store/inspect-path.ts';
 
 export const HANGAR_VERSION = '0.1.0';
 
@@ -179,11 +186,17 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return true;
   }
 
-  private async createLocked(req: CreateVmRequest, signal?: AbortSignal): Promise<VmInfo> {
+  /**
+   * Everything create decides before writing a byte: the parsed definition, the disks to make
+   * or copy, the firmware. Shared by create and previewCreate, so the preview is what create does.
+   */
+  private async planCreate(req: CreateVmRequest): Promise<CreatePlan> {
     await this.refresh();
     const id = typeof req.definition.id === 'string' ? req.definition.id : randomUUID();
+    const raw: Record<string, unknown> = { ...req.definition };
+    if (req.cloudInit) raw.cloudInit = await resolveCloudInitRequest(req.cloudInit);
     // cloud-init: the seed ISO rides on an extra read-only CD-ROM in the VM folder.
-    const input = withSeedCdrom({ ...req.definition }, this.store.vmDir(id));
+    const input = withSeedCdrom(raw, this.store.vmDir(id));
     const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
     const newDisks = req.newDisks ?? [];
     const dir = this.store.vmDir(id);
@@ -209,8 +222,15 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     });
     if (this.vms.has(id)) throw new HangarError('already-exists', `a VM with id ${id} already exists`);
     if (this.nameTaken(def.name)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
+    checkHostMemory(def.memoryMiB);
     // Resolve the firmware before anything is written: a host without OVMF fails cleanly.
     const firmware = resolveFirmware(def, dir);
+    return { def, dir, firmware, made, imports };
+  }
+
+  private async createLocked(req: CreateVmRequest, signal?: AbortSignal): Promise<VmInfo> {
+    const { def, dir, firmware, made, imports } = await this.planCreate(req);
+    const id = def.id;
     if (signal?.aborted) throw cancelledError();
     await this.store.create(def);
     try {
@@ -229,6 +249,29 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const vm = this.addInstance(stored);
     this.emit('vmListChanged');
     return vm.info();
+  }
+
+  /** What create would make (validated the same way) and the command line it would run; writes nothing. */
+  async previewCreate(req: CreateVmRequest): Promise<CreatePreview> {
+    const { def, firmware } = await this.planCreate(req);
+    const accel = def.accel === 'auto' ? (await this.probe()).best : def.accel;
+    let binary = 'qemu-system-x86_64';
+    try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
+    const paths = vmRuntimePaths(this.opts.runtimeDir, def.id);
+    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, firmware, swtpmSocket: paths.swtpmSocket })] };
+  }
+
+  hostInfo(): Promise<HostInfo> {
+    return hostInfo({ dataDir: this.opts.dataDir });
+  }
+
+  async osList(): Promise<OsListEntry[]> {
+    const oses = await listOses({ tolerateMissingDb: true });
+    return oses.map(({ media: _m, ...o }) => o);
+  }
+
+  inspectPath(path: string, expect: InspectExpect): Promise<PathInspection> {
+    return inspectPath(path, expect, homedir());
   }
 
   /** Checks every image to import (before anything is written) and plans its disk entry. */
@@ -406,6 +449,40 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   close(): void {
     for (const vm of this.vms.values()) vm.detach();
   }
+}
+
+interface CreatePlan {
+  def: VmDefinition;
+  dir: string;
+  firmware: ResolvedFirmware | null;
+  /** New blank disks (with their sizeBytes). */
+  made: Record<string, unknown>[];
+  imports: PlannedImport[];
+}
+
+/** Refuses a VM with more memory than the host has: it would swap itself (and the host) to a halt. */
+export function checkHostMemory(memoryMiB: number, hostBytes = totalmem()): void {
+  const hostMiB = Math.floor(hostBytes / 1024 / 1024);
+  if (memoryMiB > hostMiB) {
+    throw new HangarError('invalid-input', `${memoryMiB} MiB of memory is more than this host has (${hostMiB} MiB)`,
+      `give the VM at most ${hostMiB} MiB; about half of it (${Math.floor(hostMiB / 2)} MiB) leaves room for the host`);
+  }
+}
+
+/** The wizard's cloud-init fields -> the stored request (password hashed by the core, keys checked). */
+async function resolveCloudInitRequest(ci: CloudInitRequest): Promise<CloudInitDefinition> {
+  const keys = (ci.sshKeys ?? []).map((k) => k.trim()).filter(Boolean);
+  for (const k of keys) {
+    if (k.includes('PRIVATE KEY')) throw new HangarError('invalid-input', 'cloud-init: that is a PRIVATE key; it must never leave this machine', 'paste the public key (the .pub file) instead');
+    if (!SSH_PUBKEY_RE.test(k)) throw new HangarError('invalid-input', `cloud-init: "${k.slice(0, 40)}" is not an OpenSSH public key`, 'paste one line like "ssh-ed25519 AAAA... you@host" from a .pub file');
+  }
+  const { sshKeys: _k, ...rest } = ci;
+  const resolved = await resolveCloudInit({ ...rest, sshKeyFiles: [] }).catch((e: unknown) => {
+    // resolveCloudInit names CLI flags; with keys only, an empty request is still valid.
+    if (keys.length && e instanceof HangarError && /needs at least one setting/.test(e.message)) return { sshKeys: [] } as CloudInitDefinition;
+    throw e;
+  });
+  return { ...resolved, sshKeys: keys };
 }
 
 interface PlannedImport {
