@@ -10,3 +10,13 @@ export function shellQuote(arg: string): string {
 export function shellCommand(argv: readonly string[]): string {
   return argv.map(shellQuote).join(' \\\n  ');
 }
+
+/** Like shellCommand, but each option shares its line with its value(s): `-m size=512M`. */
+export function shellCommandGrouped(argv: readonly string[]): string {
+  const lines: string[] = [];
+  for (const a of argv) {
+    if (lines.length === 0 || a.startsWith('-')) lines.push(shellQuote(a));
+    else lines[lines.length - 1] += ` ${shellQuote(a)}`;
+  }
+  return lines.join(' \\\n  ');
+}

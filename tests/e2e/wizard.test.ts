@@ -170,7 +170,7 @@ describe('New VM wizard', () => {
     const cmd = await page.getByTestId('create-command').innerText();
     assert.match(cmd, /hangar create --name wiz-bios --os other --memory 384 .*--firmware bios .*--cdrom \S+guest\.iso.*--new-disk 2G,bus=sata .*hostfwd=tcp::22222-:22/s);
     const argv = await page.getByTestId('preview-cmdline').innerText();
-    assert.match(argv, /^-nodefaults$/m);
+    assert.match(argv, /^  -nodefaults \\$/m);
     assert.match(argv, /"driver":"ide-cd"/);
     assert.match(argv, /hostfwd/);
     await shot('8-summary');
@@ -232,7 +232,7 @@ describe('New VM wizard', () => {
     await destroy('wiz-inplace');
   });
 
-  test('a vmdk converted to qcow2 with a progress bar, then booted', { timeout: 300_000 }, async () => {
+  test('a vmdk converted to qcow2 (the default for vmdk), then booted', { timeout: 300_000 }, async () => {
     const vmdk = join(h.home, 'appliance.vmdk');
     execFileSync('qemu-img', ['convert', '-O', 'vmdk', guest.disk, vmdk]);
     await openWizard();

@@ -15,7 +15,15 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, m === 'list' || m === 'doctor' || m === 'daemonStatus' || m === 'daemonStop' ? [] : m === 'create' ? [{ definition: {} }] : m === 'edit' ? ['vm', {}] : ['vm']), m);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList']);
+  const sample = (m: string): unknown[] => {
+    if (noArgs.has(m)) return [];
+    if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
+    if (m === 'edit') return ['vm', {}];
+    if (m === 'inspectPath') return ['/x.iso', 'iso'];
+    return ['vm'];
+  };
+  for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);
 });
 
 test('well-formed requests pass, trailing undefined options included', () => {
@@ -38,6 +46,10 @@ test('wrong shapes are refused with the method and argument named', () => {
   refused('create', [{ definition: {}, newDisks: [{ sizeBytes: 0 }] }], /create/);
   refused('edit', ['vm', null], /edit/);
   refused('list', ['extra'], /list/);
+  refused('inspectPath', ['/x', 'socket'], /inspectPath \(argument 1\)/);
+  refused('inspectPath', ['', 'iso'], /a path is required/);
+  refused('previewCreate', [{ definition: {}, cloudInit: { user: 'a', extra: 1 } }], /previewCreate/);
+  refused('create', [{ definition: {}, cloudInit: { sshKeys: 'ssh-ed25519 AAAA' } }], /create/);
   refused('__proto__', [], /unknown core method/);
   refused('constructor', [], /unknown core method/);
 });
