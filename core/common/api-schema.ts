@@ -43,6 +43,7 @@ export const apiArgSchemas = {
   hostInfo: none,
   osList: none,
   inspectPath: z.tuple([z.string().min(1, 'a path is required').max(4096, 'a path is at most 4096 characters'), z.enum(['iso', 'disk', 'file', 'directory'])]),
+  listDir: z.union([z.tuple([z.string().min(1, 'a path is required').max(4096)]), z.tuple([z.string().min(1, 'a path is required').max(4096), z.strictObject({ showHidden: z.boolean().optional() }).optional()])]),
   cancelCreate: z.tuple([requestId]),
   edit: z.tuple([ref, plainObject]),
   start: refOnly,

@@ -105,6 +105,16 @@ export interface PathInspection {
   disk?: { format: string; virtualSizeBytes: number; actualSizeBytes?: number };
 }
 
+/** One folder's entries, for the file chooser (browser mode has no native file dialog). */
+export interface DirListing {
+  path: string;
+  /** null at / */
+  parent: string | null;
+  entries: Array<{ name: string; kind: 'dir' | 'file' | 'other'; sizeBytes: number }>;
+  /** More entries than listed (the listing stops at a few thousand). */
+  truncated: boolean;
+}
+
 /** What create would make, without making anything: the summary step of the wizard. */
 export interface CreatePreview {
   definition: VmDefinition;
@@ -168,6 +178,8 @@ export interface CoreApi {
   osList(): Promise<OsListEntry[]>;
   /** Checks a path for a use; throws invalid-input naming the problem (missing, not an ISO ...). */
   inspectPath(path: string, expect: InspectExpect): Promise<PathInspection>;
+  /** A folder's entries (folders first, hidden ones left out unless asked) for choosing a file. */
+  listDir(path: string, opts?: { showHidden?: boolean }): Promise<DirListing>;
   /** Validates a create request exactly as create does, and shows the command line; writes nothing. */
   previewCreate(req: CreateVmRequest): Promise<CreatePreview>;
   daemonStatus(): Promise<DaemonStatus>;
@@ -184,5 +196,5 @@ export interface CoreEvents {
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
-  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'previewCreate', 'daemonStatus', 'daemonStop',
+  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -98,7 +98,24 @@ export const portForwardSchema = z.looseObject({
 export const userNetworkSchema = z.looseObject({
   type: z.literal('user'),
   portForwards: z.array(portForwardSchema).default([]),
+  /** A host folder served read-only by the built-in TFTP server at 10.0.2.2 (network boot). */
+  tftp: absPath.optional(),
+  /** The boot file name handed out by the built-in DHCP server (option 67), e.g. boot.ipxe or pxelinux.0. */
+  // eslint-disable-next-line no-control-regex
+  bootfile: z.string().min(1).max(255).refine((b) => !/[\u0000-\u001f\u007f]/.test(b), 'a boot file name cannot contain control characters').optional(),
 });
+
+/**
+ * Rootless user-mode networking by a per-VM passt process (QEMU's stream netdev on passt's unix
+ * socket). The guest gets the host's own address and routes by DHCP; port forwards are bound by passt.
+ */
+export const passtNetworkSchema = z.looseObject({
+  type: z.literal('passt'),
+  portForwards: z.array(portForwardSchema).default([]),
+});
+
+/** A NIC's back end, told apart by `type`. */
+export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema]);
 
 export const macSchema = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'MAC addresses look like 52:54:00:12:34:56 (lower case)')
   .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'a NIC MAC must be unicast (first byte even)');
@@ -107,7 +124,7 @@ export const nicSchema = z.looseObject({
   id: deviceId,
   model: z.enum(nicModels).default('virtio-net'),
   mac: macSchema,
-  network: userNetworkSchema,
+  network: networkSchema,
 });
 
 export const serialSchema = z.looseObject({
@@ -159,3 +176,7 @@ export type NicDefinition = z.infer<typeof nicSchema>;
 export type TpmDefinition = z.infer<typeof tpmSchema>;
 export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;
+export type NetworkDefinition = z.infer<typeof networkSchema>;
+export type UserNetwork = z.infer<typeof userNetworkSchema>;
+export type PasstNetwork = z.infer<typeof passtNetworkSchema>;
+export type NetworkType = NetworkDefinition['type'];

@@ -8,8 +8,15 @@ import { join, resolve } from 'node:path';
 import { HangarError } from '../common/errors.ts';
 
 export const SOCKET_PATH_MAX = 107;
-/** Longest name we put under a VM runtime dir: "vms/<uuid>/serial.sock". */
-const LONGEST_RUNTIME_SUFFIX = 'vms/00000000-0000-0000-0000-000000000000/serial0.sock'.length + 1;
+/**
+ * Longest name we put under a VM runtime dir: "vms/<uuid>/serial0.sock". Every socket name in a
+ * VM's runtime dir fits in these 12 bytes (passt sockets are numbered by NIC position for that:
+ * "passt99.sock"), so the runtime dir choice does not depend on a VM's devices.
+ */
+const LONGEST_SOCKET_NAME = 'serial0.sock'.length;
+const LONGEST_RUNTIME_SUFFIX = `vms/00000000-0000-0000-0000-000000000000/${'x'.repeat(LONGEST_SOCKET_NAME)}`.length + 1;
+/** NIC positions whose passt socket name fits LONGEST_SOCKET_NAME. */
+export const MAX_PASST_NICS = 100;
 
 export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HANGAR_HOME) return resolve(env.HANGAR_HOME);
@@ -50,8 +57,19 @@ export interface VmRuntimePaths {
   pidfile: string;
   swtpmSocket: string;
   swtpmPidfile: string;
+  /** The unix socket passt serves the NIC at position `nicIndex` (in definition.nics) on. */
+  passtSocket(nicIndex: number): string;
+  /** passt's pidfile for the NIC at position `nicIndex`. */
+  passtPidfile(nicIndex: number): string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
+}
+
+function passtIndex(i: number): number {
+  if (!Number.isInteger(i) || i < 0 || i >= MAX_PASST_NICS) {
+    throw new HangarError('invalid-input', `a VM can have at most ${MAX_PASST_NICS} passt NICs (NIC position ${i})`, 'remove NICs, or use user-mode networking for some');
+  }
+  return i;
 }
 
 export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
@@ -63,6 +81,8 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     pidfile: join(dir, 'qemu.pid'),
     swtpmSocket: join(dir, 'swtpm.sock'),
     swtpmPidfile: join(dir, 'swtpm.pid'),
+    passtSocket: (i) => join(dir, `passt${passtIndex(i)}.sock`),
+    passtPidfile: (i) => join(dir, `passt${passtIndex(i)}.pid`),
     statusFile: join(dir, 'status.json'),
   };
 }

@@ -170,7 +170,7 @@ describe('New VM wizard', () => {
     const cmd = await page.getByTestId('create-command').innerText();
     assert.match(cmd, /hangar create --name wiz-bios --os other --memory 384 .*--firmware bios .*--cdrom \S+guest\.iso.*--new-disk 2G,bus=sata .*hostfwd=tcp::22222-:22/s);
     const argv = await page.getByTestId('preview-cmdline').innerText();
-    assert.match(argv, /^  -nodefaults \\$/m);
+    assert.match(argv, /^ {2}-nodefaults \\$/m);
     assert.match(argv, /"driver":"ide-cd"/);
     assert.match(argv, /hostfwd/);
     await shot('8-summary');
@@ -213,9 +213,21 @@ describe('New VM wizard', () => {
   test('a qcow2 used in place: the VM writes the file where it is and boots from it', { timeout: 300_000 }, async () => {
     const img = join(h.home, 'mine.qcow2');
     copyFileSync(guest.disk, img);
+    writeFileSync(join(h.home, 'readme.txt'), 'not a disk\n');
     await openWizard();
     await page.getByTestId('source-import').check();
-    const found = await fillPath('importPath', img, 'ok');
+    // Chosen with the file chooser (served by the core): the folder, then the file.
+    await page.getByTestId('path-importPath').fill(`${h.home}/`);
+    await page.getByTestId('browse-importPath').click();
+    const chooser = page.getByTestId('file-chooser');
+    await chooser.getByRole('button', { name: /mine\.qcow2/ }).waitFor();
+    assert.equal(await chooser.getByTestId('chooser-path').innerText(), h.home);
+    assert.equal(await chooser.getByRole('button', { name: /notes\.txt/ }).count(), 0, 'only disk images are offered');
+    await shot('file-chooser');
+    await chooser.getByRole('button', { name: /mine\.qcow2/ }).click();
+    await page.getByTestId('path-importPath-msg').filter({ hasText: '✔' }).waitFor();
+    assert.equal(await page.getByTestId('path-importPath').inputValue(), img);
+    const found = (await page.getByTestId('path-importPath-msg').innerText()).trim();
     assert.match(found, /qcow2 image/);
     assert.ok(await page.getByTestId('import-in-place').isChecked());
     await next();
@@ -263,9 +275,11 @@ describe('New VM wizard', () => {
     await page.keyboard.press('Tab');
     await page.keyboard.type(guest.kernel);
     await page.getByTestId('path-kernelPath-msg').filter({ hasText: '✔' }).waitFor();
+    await page.keyboard.press('Tab'); // Browse…
     await page.keyboard.press('Tab');
     await page.keyboard.type(guest.initrd);
     await page.getByTestId('path-initrdPath-msg').filter({ hasText: '✔' }).waitFor();
+    await page.keyboard.press('Tab');
     await page.keyboard.press('Tab');
     await page.keyboard.press('Control+A');
     await page.keyboard.type(GUEST_CMDLINE);

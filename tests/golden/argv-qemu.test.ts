@@ -13,6 +13,8 @@ import { HangarError } from '../../core/common/errors.ts';
 import { listFirmwareDescriptors } from '../../core/node/host/firmware.ts';
 import { QmpClient } from '../../core/node/qmp/client.ts';
 import { startSwtpm, stopSwtpm } from '../../core/node/service/swtpm.ts';
+import { startPasst, stopPasst } from '../../core/node/service/passt.ts';
+import type { PasstPaths } from '../../core/node/service/passt.ts';
 import type { SwtpmPaths } from '../../core/node/service/swtpm.ts';
 import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
 import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
@@ -116,6 +118,7 @@ async function runFixture(name: string): Promise<void> {
   let qmp: QmpClient | undefined;
   let stderr = '';
   let swtpm: SwtpmPaths | undefined;
+  const passts: PasstPaths[] = [];
   try {
     const argv = substitute(golden, fixtureDir, runDir);
     await createReferencedFiles(argv);
@@ -123,6 +126,14 @@ async function runFixture(name: string): Promise<void> {
       // The TPM back end: a real swtpm on the socket the argv names (it ends when QEMU quits).
       swtpm = { vmDir: fixtureDir, socket: join(runDir, basename(RUN_PATHS.swtpmSocket)), pidfile: join(runDir, 'swtpm.pid') };
       await startSwtpm(swtpm);
+    }
+    // passt NICs: a real passt on each stream netdev's socket (it ends when QEMU disconnects).
+    const streams = jsonArgs(argv, '-netdev').filter((n) => n.type === 'stream');
+    for (const n of streams) {
+      const socket = (n.addr as Json).path as string;
+      const p: PasstPaths = { vmDir: fixtureDir, nicId: String(n.id), socket, pidfile: socket.replace(/\.sock$/, '.pid') };
+      passts.push(p);
+      await startPasst(p, []);
     }
 
     const p = spawn(QEMU, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -145,6 +156,15 @@ async function runFixture(name: string): Promise<void> {
       const id = d.id as string;
       assert.ok(id, `-device ${JSON.stringify(d)} has no id`);
       assert.ok(peripherals.has(id), `device ${id} (${String(d.driver)}) missing from /machine/peripheral: ${[...peripherals].join(' ')}`);
+    }
+
+    // Every stream netdev is connected to its passt (QEMU starts without the peer, so ask it).
+    if (streams.length) {
+      const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+      for (const n of streams) {
+        const path = (n.addr as Json).path as string;
+        assert.ok(info.includes(`${String(n.id)}: index=0,type=stream,unix:${path}`), `netdev ${String(n.id)} not connected to passt at ${path}:\n${info}`);
+      }
     }
 
     // Every format node is attached (query-block) or at least exists (query-named-block-nodes).
@@ -171,6 +191,7 @@ async function runFixture(name: string): Promise<void> {
     if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
     if (swtpm) await stopSwtpm(swtpm);
+    for (const p of passts) await stopPasst(p);
     await rm(fixtureDir, { recursive: true, force: true });
     await rm(runDir, { recursive: true, force: true });
   }

@@ -22,6 +22,7 @@ export const RUN_PATHS = {
   serialSocket: `${RUN_PREFIX}serial0.sock`,
   pidfile: `${RUN_PREFIX}qemu.pid`,
   swtpmSocket: `${RUN_PREFIX}swtpm.sock`,
+  passtSocket: (nicIndex: number) => `${RUN_PREFIX}passt${nicIndex}.sock`,
 };
 
 export function fixtureNames(): string[] {

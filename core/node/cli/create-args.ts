@@ -36,6 +36,8 @@ export interface CreateFlags {
   os?: string;
   /** user=NAME,password=PW,ssh-key=FILE,hostname=HOST (each optional, at least one): a cloud-init NoCloud seed. */
   'cloud-init'?: string;
+  /** Network boot: NICs first in the firmware boot order (each with its iPXE option ROM). */
+  pxe?: boolean;
 }
 
 /** "PATH,key=val,flag" -> { head: PATH, opts }. A doubled comma is a literal comma (QEMU style). */
@@ -78,13 +80,34 @@ export function parseHostfwd(text: string): { protocol: 'tcp' | 'udp'; hostAddre
   return { protocol: (m[1] ?? 'tcp') as 'tcp' | 'udp', hostAddress: m[2] || '127.0.0.1', hostPort: parseInt(m[3]!, 10), guestPort: parseInt(m[4]!, 10) };
 }
 
+/** Network back ends --nic takes, with what each is. */
+const NIC_BACKENDS: Readonly<Record<string, string>> = {
+  user: 'user-mode NAT inside QEMU (slirp)',
+  passt: 'rootless user-mode networking by a passt process (package passt)',
+};
+const NIC_USAGE = 'use --nic user|passt[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::2222-:22]';
+
 export async function parseNic(spec: string, index: number): Promise<Record<string, unknown>> {
   const { head, opts } = splitSpec(spec);
-  if (head !== 'user') throw new HangarError('invalid-input', `--nic "${head}": only user-mode networking (user) is supported so far`, 'use --nic user[,model=virtio-net|e1000|rtl8139][,hostfwd=tcp::2222-:22]');
+  if (!(head in NIC_BACKENDS)) {
+    throw new HangarError('invalid-input', `--nic "${head}": unknown network back end (known: ${Object.entries(NIC_BACKENDS).map(([k, v]) => `${k} = ${v}`).join('; ')})`, NIC_USAGE);
+  }
   // hostfwd may repeat: split on "hostfwd=" occurrences in the original spec.
   const fwds = [...spec.matchAll(/hostfwd=([^,]+)/g)].map((m) => parseHostfwd(m[1]!));
-  unknownKeys('nic', opts, ['model', 'mac', 'hostfwd', 'id']);
-  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network: { type: 'user', portForwards: fwds } };
+  if (head === 'passt') {
+    for (const k of ['tftp', 'bootfile']) {
+      if (opts[k] !== undefined) {
+        throw new HangarError('invalid-input', `--nic passt: ${k}= is only for --nic user (QEMU's built-in TFTP/DHCP server); passt has no TFTP server`,
+          'network-boot with --nic user,tftp=DIR,bootfile=FILE, or drop tftp=/bootfile=');
+      }
+    }
+  }
+  unknownKeys('nic', opts, head === 'passt' ? ['model', 'mac', 'hostfwd', 'id'] : ['model', 'mac', 'hostfwd', 'id', 'tftp', 'bootfile']);
+  const network: Record<string, unknown> = { type: head, portForwards: fwds };
+  // Network boot: QEMU's built-in TFTP server serves DIR; DHCP names the boot file.
+  if (opts.tftp !== undefined) network.tftp = resolve(opts.tftp);
+  if (opts.bootfile !== undefined) network.bootfile = opts.bootfile;
+  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network };
   if (opts.model) nic.model = opts.model;
   if (opts.mac) nic.mac = opts.mac.toLowerCase();
   return nic;
@@ -192,6 +215,12 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
     def.boot = { ...(def.boot as Record<string, unknown> | undefined), kernel };
   }
   if (f.boot) def.boot = { ...(def.boot as Record<string, unknown> | undefined), order: f.boot.split(',') };
+  if (f.pxe) {
+    if (f.kernel) throw new HangarError('invalid-input', '--pxe and --kernel both say how to boot', 'drop --kernel to boot from the network, or drop --pxe');
+    const boot = { ...(def.boot as Record<string, unknown> | undefined) };
+    const order = Array.isArray(boot.order) ? (boot.order as string[]) : ['disk', 'cdrom'];
+    def.boot = { ...boot, order: ['network', ...order.filter((o) => o !== 'network')] };
+  }
   const disks = [...((def.disks as unknown[]) ?? [])];
   for (const d of f.disk ?? []) disks.push(await parseDisk(d, disks.length));
   if (disks.length) def.disks = disks;

@@ -4,6 +4,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import type { CoreApi, CreateVmRequest, VmInfo, VmSummary } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
+import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
@@ -63,7 +64,14 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      qcow2 unless format=) with a progress bar; the source is only
                                      read. Ctrl+C cancels and leaves nothing behind
   --cdrom ISO[,bus=ide|sata|scsi]
-  --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST]
+  --nic user[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::HOST-:GUEST][,tftp=DIR,bootfile=FILE]
+                                     user-mode NAT inside QEMU (guest 10.0.2.15). tftp= serves DIR at
+                                     10.0.2.2 over TFTP, bootfile= is the file DHCP tells a
+                                     network-booting guest to load (e.g. boot.ipxe)
+  --nic passt[,model=..][,mac=..][,hostfwd=tcp::HOST-:GUEST]
+                                     rootless user-mode networking by a per-VM passt process (package
+                                     passt): the guest gets the host's address by DHCP; port forwards
+                                     are bound by passt (logs/passt-NIC.log in the VM folder)
   --os ID|auto                       defaults from the OS (osinfo-db: memory, vCPUs, firmware, TPM, disk
                                      bus, NIC model); auto = detect from --cdrom; explicit flags win
   --tpm[=crb|tis]                    a TPM 2.0 (swtpm; state kept in the VM folder), CRB (default,
@@ -76,6 +84,8 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      a NoCloud seed (user-data/meta-data on a "cidata" CD-ROM, made
                                      with xorriso). The password is stored only as a SHA-512 hash;
                                      ssh-key is a public key file and may repeat
+  --pxe                              network boot first: each NIC carries QEMU's iPXE option ROM
+                                     (efi-*.rom: PXE under BIOS, EFI under UEFI; package ipxe-qemu)
   --json                             print the new VM as JSON
 `;
 
@@ -137,7 +147,7 @@ function showText(v: VmInfo): string {
     else lines.push(`Boot order:  ${d.boot.order.join(', ')}`);
     for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
     for (const c of d.cdroms) lines.push(`CD-ROM ${c.id}: ${c.file ?? '(empty)'} (${c.bus})`);
-    for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} user-mode NAT${n.network.portForwards.map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
+    for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} ${n.network.type === 'passt' ? 'passt (user-mode)' : 'user-mode NAT'}${n.network.portForwards.map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
     if (d.tpm) lines.push(`TPM:         TPM 2.0 (${d.tpm.model}, swtpm, state in ${v.dir}/tpm)`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
@@ -242,7 +252,7 @@ export async function main(argv: string[]): Promise<number> {
         'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
         'no-serial': { type: 'boolean' }, file: { type: 'string' }, os: { type: 'string' },
-        'cloud-init': { type: 'string' },
+        'cloud-init': { type: 'string' }, pxe: { type: 'boolean' },
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
@@ -402,10 +412,6 @@ async function daemonCommand(rest: string[]): Promise<number> {
     return 0;
   }
   throw new HangarError('invalid-input', `unknown daemon command "${sub}"`, 'use status, stop or run');
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./=:,@+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 export async function runCli(argv: string[]): Promise<void> {

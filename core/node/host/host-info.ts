@@ -93,7 +93,7 @@ export async function hostInfo(opts: HostInfoOptions): Promise<HostInfo> {
   }
   const xorriso = tool(find, 'xorriso', 'it builds the cloud-init seed');
   const openssl = tool(find, 'openssl', 'it hashes the cloud-init password');
-  const pxeRom = findNicRom('pxe-virtio.rom', opts.romDirs) ?? findNicRom('efi-virtio.rom', opts.romDirs);
+  const pxeRom = findNicRom('efi-virtio.rom', opts.romDirs);
   return {
     cpus: availableParallelism(),
     memoryBytes: totalmem(),

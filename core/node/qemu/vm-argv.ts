@@ -19,7 +19,8 @@ export const QMP_CHARDEV_ID = 'ch_qmp';
 
 export interface ArgvContext {
   accel: 'kvm' | 'tcg';
-  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'>;
+  /** passtSocket is required when the VM has a passt NIC. */
+  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket'>>;
   /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
   firmware?: ResolvedFirmware | null;
   /** The VM's swtpm control socket; required when the VM has a TPM. */
@@ -35,6 +36,17 @@ export function bootIndexes(def: VmDefinition): Map<string, number> {
     const devs = kind === 'disk' ? def.disks : kind === 'cdrom' ? def.cdroms.filter((c) => c.file) : def.nics;
     for (const d of devs) map.set(d.id, next++);
   }
+  return map;
+}
+
+/** Each passt NIC's socket, by NIC id (named by the NIC's position, see VmRuntimePaths.passtSocket). */
+function passtSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> {
+  const map = new Map<string, string>();
+  def.nics.forEach((n, i) => {
+    if (n.network.type !== 'passt') return;
+    if (!ctx.paths.passtSocket) throw new HangarError('internal', `VM "${def.name}" has a passt NIC but no passt socket paths were given`);
+    map.set(n.id, ctx.paths.passtSocket(i));
+  });
   return map;
 }
 
@@ -70,7 +82,10 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
     o.push({ opt: '-boot', keyval: { strict: true } });
   }
 
-  const bctx: BuildContext = { machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def) };
+  const bctx: BuildContext = {
+    machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
+    passtSockets: passtSockets(def, ctx),
+  };
   const parts = emptyParts();
   if (def.serial.enabled) mergeParts(parts, serialParts(ctx.paths.serialSocket));
   for (const d of def.disks) mergeParts(parts, diskParts(d, bctx));

@@ -7,7 +7,7 @@ import { constants, copyFile, stat } from 'node:fs/promises';
 import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
-  CloudInitRequest, CoreApi, CreatePreview, CreateVmRequest, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  CloudInitRequest, CoreApi, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -33,7 +33,7 @@ import { hostInfo } from '../host/host-info.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
 import { listOses } from '../osinfo/osinfo-db.ts';
 import { vmRuntimePaths } from '../paths.ts';
-import { inspectPath } from '../store/inspect-path.ts';
+import { inspectPath, listDir } from '../store/inspect-path.ts';
 
 export const HANGAR_VERSION = '0.1.0';
 
@@ -272,6 +272,10 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   inspectPath(path: string, expect: InspectExpect): Promise<PathInspection> {
     return inspectPath(path, expect, homedir());
+  }
+
+  listDir(path: string, opts: { showHidden?: boolean } = {}): Promise<DirListing> {
+    return listDir(path, { ...opts, homeDir: homedir() });
   }
 
   /** Checks every image to import (before anything is written) and plans its disk entry. */

@@ -26,7 +26,10 @@ import {
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
 import { startSwtpm, stopSwtpm } from './swtpm.ts';
+import { startPasst, stopAllPasst } from './passt.ts';
+import type { PasstPaths } from './passt.ts';
 import { ensureSeedIso } from '../cloud-init/seed.ts';
+import { checkNicRoms } from '../host/nic-roms.ts';
 import type { SwtpmPaths } from './swtpm.ts';
 
 export interface InstanceDeps {
@@ -188,16 +191,22 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       try {
         const seedNote = await ensureSeedIso(def, this.stored.dir);
         if (seedNote) await this.logEvent(seedNote);
+        checkNicRoms(def);
         await this.checkFiles(def);
         const qemu = requireBinary('qemu-system-x86_64');
         const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await this.deps.probe());
         const notes: string[] = [];
         const firmware = resolveFirmware(def, this.stored.dir);
         if (firmware) await this.ensureNvram(firmware, notes);
-        if (def.tpm) requireBinary('swtpm'); // missing: host-missing with the apt fix, before anything runs
+        // Missing back-end programs: host-missing with the apt fix, before anything runs.
+        if (def.tpm) requireBinary('swtpm');
+        if (def.nics.some((n) => n.network.type === 'passt')) requireBinary('passt');
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
         if (def.tpm) await startSwtpm(this.swtpmPaths);
+        for (const [i, nic] of def.nics.entries()) {
+          if (nic.network.type === 'passt') await startPasst(this.passtPaths(i, nic.id), nic.network.portForwards);
+        }
         const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
@@ -414,9 +423,15 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     return { vmDir: this.stored.dir, socket: this.paths.swtpmSocket, pidfile: this.paths.swtpmPidfile };
   }
 
-  /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm). */
+  /** passt of the NIC at position nicIndex: socket and pidfile in the runtime dir, log in the VM folder. */
+  passtPaths(nicIndex: number, nicId: string): PasstPaths {
+    return { vmDir: this.stored.dir, nicId, socket: this.paths.passtSocket(nicIndex), pidfile: this.paths.passtPidfile(nicIndex) };
+  }
+
+  /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm, passt). */
   private async removeRuntimeFiles(): Promise<void> {
     await stopSwtpm(this.swtpmPaths).catch(() => {});
+    await stopAllPasst(this.paths.dir).catch(() => {});
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }

@@ -2,9 +2,9 @@
 // is typed): an install ISO (and the OS it holds), a disk image, a plain file (kernel, initrd),
 // or a folder (a TFTP root). Every refusal names the problem and the fix.
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
-import type { InspectExpect, PathInspection } from '../../common/api.ts';
+import { access, readdir, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { DirListing, InspectExpect, PathInspection } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { presetFor } from '../../common/os-presets.ts';
 import { genericFor } from '../../common/os-types.ts';
@@ -14,12 +14,34 @@ import { inspectImportSource } from './import-disk.ts';
 
 const what: Record<InspectExpect, string> = { iso: 'ISO image', disk: 'disk image', file: 'file', directory: 'folder' };
 
-export async function inspectPath(input: string, expect: InspectExpect, homeDir?: string): Promise<PathInspection> {
+function absolute(input: string, homeDir?: string): string {
   const expanded = homeDir && (input === '~' || input.startsWith('~/')) ? homeDir + input.slice(1) : input;
   if (!isAbsolute(expanded)) {
     throw new HangarError('invalid-input', `"${input}" is not an absolute path`, 'start the path with / (or ~/ for your home folder)');
   }
-  const path = resolve(expanded);
+  return resolve(expanded);
+}
+
+export const LIST_DIR_MAX = 5000;
+
+/** A folder's entries for the file chooser: folders first, then files, by name; symlinks followed. */
+export async function listDir(input: string, opts: { showHidden?: boolean; homeDir?: string } = {}): Promise<DirListing> {
+  const path = absolute(input, opts.homeDir);
+  await inspectPath(path, 'directory');
+  const dirents = (await readdir(path, { withFileTypes: true })).filter((d) => opts.showHidden || !d.name.startsWith('.'));
+  const truncated = dirents.length > LIST_DIR_MAX;
+  const entries = await Promise.all(dirents.slice(0, LIST_DIR_MAX).map(async (d) => {
+    const st = await stat(join(path, d.name)).catch(() => null); // a dangling link stays "other"
+    const kind: 'dir' | 'file' | 'other' = st?.isDirectory() ? 'dir' : st?.isFile() || st?.isBlockDevice() ? 'file' : 'other';
+    return { name: d.name, kind, sizeBytes: st?.isFile() ? st.size : 0 };
+  }));
+  const order = { dir: 0, file: 1, other: 2 };
+  entries.sort((a, b) => order[a.kind] - order[b.kind] || a.name.localeCompare(b.name, undefined, { numeric: true }));
+  return { path, parent: path === '/' ? null : dirname(path), entries, truncated };
+}
+
+export async function inspectPath(input: string, expect: InspectExpect, homeDir?: string): Promise<PathInspection> {
+  const path = absolute(input, homeDir);
   if (expect === 'disk') {
     const src = await inspectImportSource(path);
     const disk: NonNullable<PathInspection['disk']> = { format: src.format, virtualSizeBytes: src.info.virtualSize };

@@ -1,5 +1,8 @@
-// NICs: a user-mode (slirp) network back end and an emulated or virtio front end.
+// NICs: a network back end (user-mode slirp inside QEMU, or a passt process reached through
+// QEMU's stream netdev) and an emulated or virtio front end.
+import { HangarError } from '../../../common/errors.ts';
 import type { NicDefinition, NicModel, MachineType } from '../../../common/model.ts';
+import type { PropObject } from '../qemu-option.ts';
 import { emptyParts } from './types.ts';
 import type { BuildContext, DeviceParts } from './types.ts';
 
@@ -17,18 +20,53 @@ export function netdevId(nic: NicDefinition): string {
   return `${nic.id}-net`;
 }
 
-export function nicParts(nic: NicDefinition, ctx: BuildContext): DeviceParts {
-  const parts = emptyParts();
-  const hostfwd = nic.network.portForwards.map((f) => ({
+/** iPXE option ROM names (from ipxe-qemu) per NIC model; QEMU finds them in its data dirs. */
+const romBase: Record<NicModel, string> = {
+  'virtio-net': 'virtio',
+  e1000: 'e1000',
+  rtl8139: 'rtl8139',
+};
+
+/**
+ * The iPXE ROM QEMU loads for a NIC by default: efi-*.rom, which holds both the legacy PXE image
+ * SeaBIOS runs and the EFI driver OVMF runs. Hangar leaves romfile at that default: with an
+ * explicit pxe-virtio.rom SeaBIOS never ran it (the ROM's PCI id, 1af4:1041, is only patched to
+ * the device's 1af4:1000 for the default ROM) and the guest saw "No bootable device".
+ */
+export function nicBootRom(model: NicModel): string {
+  return `efi-${romBase[model]}.rom`;
+}
+
+/** The -netdev object of a NIC's back end. */
+export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
+  const net = nic.network;
+  if (net.type === 'passt') {
+    // QEMU >= 7.2 talks to passt over its unix socket (passt serves, QEMU connects); the port
+    // forwards are passt's own (its -t/-u options), not QEMU's.
+    const path = ctx.passtSockets?.get(nic.id);
+    if (!path) throw new HangarError('internal', `NIC "${nic.id}" uses passt but no passt socket was given`);
+    return { type: 'stream', id: netdevId(nic), server: false, addr: { type: 'unix', path } };
+  }
+  const hostfwd = net.portForwards.map((f) => ({
     str: `${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`,
   }));
-  parts.netdevs.push({ type: 'user', id: netdevId(nic), hostfwd: hostfwd.length ? hostfwd : undefined });
+  return {
+    type: 'user', id: netdevId(nic), hostfwd: hostfwd.length ? hostfwd : undefined,
+    tftp: net.tftp, bootfile: net.bootfile,
+  };
+}
+
+export function nicParts(nic: NicDefinition, ctx: BuildContext): DeviceParts {
+  const parts = emptyParts();
+  parts.netdevs.push(netdevProps(nic, ctx));
+  const bootindex = ctx.bootIndex.get(nic.id);
+  const driver = nicDriver(nic.model, ctx.machine);
   parts.devices.push({
-    driver: nicDriver(nic.model, ctx.machine),
+    driver,
     id: nic.id,
     netdev: netdevId(nic),
     mac: nic.mac,
-    bootindex: ctx.bootIndex.get(nic.id),
+    bootindex,
   });
   return parts;
 }

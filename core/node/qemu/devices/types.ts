@@ -29,4 +29,6 @@ export interface BuildContext {
   buses: BusAllocator;
   /** Boot priority per device id (lower boots first); absent = not bootable. */
   bootIndex: Map<string, number>;
+  /** The unix socket of each passt NIC's passt process, by NIC id. */
+  passtSockets?: Map<string, string>;
 }
