@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { HangarError } from '../../core/common/errors.ts';
@@ -93,6 +93,20 @@ describe('wizard API', () => {
     await refused(conn.api.inspectPath(empty, 'file'), 'invalid-input', /is empty/);
   });
 
+  test('listDir: folders first, hidden entries left out, refusals named', async () => {
+    const dir = join(h.home, 'browse');
+    mkdirSync(join(dir, 'b-folder'), { recursive: true });
+    writeFileSync(join(dir, 'a.iso'), 'x');
+    writeFileSync(join(dir, '.hidden'), 'x');
+    const l = await conn.api.listDir(dir);
+    assert.equal(l.parent, h.home);
+    assert.deepEqual(l.entries, [{ name: 'b-folder', kind: 'dir', sizeBytes: 0 }, { name: 'a.iso', kind: 'file', sizeBytes: 1 }]);
+    assert.ok((await conn.api.listDir(dir, { showHidden: true })).entries.some((e) => e.name === '.hidden'));
+    assert.equal((await conn.api.listDir('/')).parent, null);
+    await refused(conn.api.listDir(join(dir, 'a.iso')), 'invalid-input', /is not a folder/);
+    await refused(conn.api.listDir('nope'), 'invalid-input', /not an absolute path/);
+  });
+
   test('previewCreate validates like create, shows the command line, writes nothing; create then makes that VM', async () => {
     const c = { ...defaultChoices(), name: 'pv', isoPath: guest.iso, memoryMiB: 256, diskGiB: 1, firmware: 'uefi' as const, tpm: true, portForwards: 'tcp::20022-:22' };
     const req = buildCreateRequest(c);
@@ -113,6 +127,10 @@ describe('wizard API', () => {
     const noMac = (a: string[]): string => a.join('\n').replace(/"mac":"[^"]+"/g, '"mac":"X"');
     assert.equal(noMac(real), noMac(p.commandLine));
     assert.equal(info.definition!.disks[0]!.file, join(info.dir, 'disk0.qcow2'));
+
+    const passt = await conn.api.previewCreate(buildCreateRequest({ ...c, name: 'pv-passt', network: 'passt' }));
+    assert.match(passt.commandLine.join('\n'), /"type":"stream".*"addr":\{"type":"unix","path":"[^"]+passt0\.sock"\}/);
+    assert.doesNotMatch(passt.commandLine.join('\n'), /hostfwd/, 'passt binds the forwards itself');
 
     await refused(conn.api.previewCreate(buildCreateRequest({ ...c, name: 'PV' })), 'already-exists', /"PV" already exists/);
     const hostMiB = Math.floor(totalmem() / 1024 / 1024);

@@ -1,10 +1,10 @@
 // Host facts for the wizard, against fixture trees: bridges, the bridge helper's ACL, missing tools.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bridgeAllowed, freeBytesAt, hostInfo, listBridges } from '../../core/node/host/host-info.ts';
+import { freeBytesAt, hostInfo, listBridges } from '../../core/node/host/host-info.ts';
 
 function sysWith(devices: Record<string, boolean>): string {
   const root = mkdtempSync(join(tmpdir(), 'hangar-sys-'));
@@ -18,18 +18,6 @@ function sysWith(devices: Record<string, boolean>): string {
 test('bridges are the net devices with a bridge/ folder', () => {
   assert.deepEqual(listBridges(sysWith({ eth0: false, virbr0: true, br0: true, lo: false })), ['br0', 'virbr0']);
   assert.deepEqual(listBridges(join(tmpdir(), 'no-such-sys')), []);
-});
-
-test('qemu-bridge-helper ACL: root may use any bridge, others what bridge.conf allows', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hangar-br-'));
-  const conf = join(dir, 'bridge.conf');
-  assert.equal(bridgeAllowed(['br0'], conf, 0), true);
-  assert.equal(bridgeAllowed(['br0'], conf, 1000), false, 'no ACL file: nothing allowed');
-  writeFileSync(conf, '# comment\nallow virbr0\n');
-  assert.equal(bridgeAllowed(['br0'], conf, 1000), false);
-  assert.equal(bridgeAllowed(['br0', 'virbr0'], conf, 1000), true);
-  writeFileSync(conf, 'allow all\n');
-  assert.equal(bridgeAllowed(['br0'], conf, 1000), true);
 });
 
 test('missing tools and firmware are unavailable, each with the reason and the apt fix', async () => {
@@ -47,4 +35,7 @@ test('missing tools and firmware are unavailable, each with the reason and the a
   assert.match(hi.cloudInit.reason!, /xorriso/);
   assert.ok(hi.freeBytes > 0, 'free space of the nearest existing parent');
   assert.ok(await freeBytesAt(join(data, 'a', 'b')) > 0);
+  const withBridge = await hostInfo({ dataDir: data, sysRoot: sysWith({ br0: true }), findBinary: () => null });
+  assert.deepEqual(withBridge.network.bridge.bridges, ['br0']);
+  assert.match(withBridge.network.bridge.reason!, /br0 found/);
 });
