@@ -4,6 +4,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
+import { HangarHarness } from '../helpers/hangar.ts';
+import type { ServeProcess } from '../helpers/hangar.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 export const SCREENSHOT_DIR = join(root, 'test-artifacts', 'screenshots');
@@ -44,4 +46,52 @@ export async function axeViolations(page: Page): Promise<AxeViolation[]> {
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => ({ target: n.target })) }));
   });
   return result;
+}
+
+/** The text xterm.js shows in the page's console (non-breaking spaces as spaces). */
+export async function consoleText(page: Page): Promise<string> {
+  return (await page.locator('[data-testid="console"] .xterm-rows').innerText()).replace(/\u00a0/g, ' ');
+}
+
+/** Polls the console until pred holds; the error shows the last screen. */
+export async function waitConsole(page: Page, pred: (t: string) => boolean, what: string, timeout: number): Promise<void> {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await consoleText(page).catch(() => '');
+    if (pred(last)) return;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`console: ${what} not seen within ${timeout} ms; screen:\n${last}`);
+}
+
+/** One suite's world: a private Hangar home with `hangar serve`, Chromium with one page that records script errors. */
+export interface UiSession {
+  h: HangarHarness;
+  serve: ServeProcess;
+  browser: Browser;
+  page: Page;
+  pageErrors: string[];
+  shots: string[];
+  close(): Promise<void>;
+}
+
+export async function openUiSession(viewport = { width: 1280, height: 800 }): Promise<UiSession> {
+  const h = new HangarHarness();
+  const serve = await h.serve();
+  const browser = await launchChromium();
+  const page = await browser.newPage({ viewport });
+  const pageErrors: string[] = [];
+  const shots: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  return {
+    h, serve, browser, page, pageErrors, shots,
+    async close() {
+      if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+      await browser.close();
+      await serve.stop();
+      await h.cleanup();
+    },
+  };
 }

@@ -11,35 +11,30 @@ import type { Browser, Page } from 'playwright-core';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
-import { axeViolations, launchChromium, screenshot } from './browser.ts';
+import { axeViolations, openUiSession, screenshot, waitConsole as waitConsoleIn } from './browser.ts';
+import type { UiSession } from './browser.ts';
 import { populate } from '../../bench/scale.ts';
 
 const APPEND = 'console=ttyS0 quiet panic=-1';
 const BOOT_MS = 90_000;
 
+let session: UiSession;
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
 let serve: ServeProcess;
 let browser: Browser;
 let page: Page;
-const pageErrors: string[] = [];
-const shots: string[] = [];
+let pageErrors: string[];
+let shots: string[];
 
 before(async () => {
   guest = await ensureTestGuest();
-  h = new HangarHarness();
-  serve = await h.serve();
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  session = await openUiSession();
+  ({ h, serve, browser, page, pageErrors, shots } = session);
 });
 
 after(async () => {
-  if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
-  await browser?.close();
-  await serve?.stop();
-  await h?.cleanup();
+  await session?.close();
 });
 
 async function createVm(name: string): Promise<{ id: string }> {
@@ -59,19 +54,8 @@ async function detailsState(state: string, timeout = 10_000): Promise<void> {
   await page.locator('main').getByTestId('vm-state').filter({ hasText: new RegExp(`^\\s*${state.replace('-', '[ -]')}\\s*$`, 'i') }).first().waitFor({ timeout });
 }
 
-async function consoleText(): Promise<string> {
-  return (await page.locator('[data-testid="console"] .xterm-rows').innerText()).replace(/\u00a0/g, ' ');
-}
-
-async function waitConsole(pred: (t: string) => boolean, what: string, timeout = BOOT_MS): Promise<void> {
-  const deadline = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < deadline) {
-    last = await consoleText().catch(() => '');
-    if (pred(last)) return;
-    await page.waitForTimeout(200);
-  }
-  throw new Error(`console: ${what} not seen within ${timeout} ms; screen:\n${last}`);
+function waitConsole(pred: (t: string) => boolean, what: string, timeout = BOOT_MS): Promise<void> {
+  return waitConsoleIn(page, pred, what, timeout);
 }
 
 async function openDetails(name: string): Promise<void> {

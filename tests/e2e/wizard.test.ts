@@ -8,37 +8,31 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, ftruncateSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
-import { HangarHarness } from '../helpers/hangar.ts';
+import type { HangarHarness } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
-import { axeViolations, launchChromium, screenshot } from './browser.ts';
+import { axeViolations, openUiSession, screenshot, waitConsole as waitConsoleIn } from './browser.ts';
+import type { UiSession } from './browser.ts';
 
 const BOOT_MS = 180_000;
 
+let session: UiSession;
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
 let serve: ServeProcess;
-let browser: Browser;
 let page: Page;
-const pageErrors: string[] = [];
-const shots: string[] = [];
+let pageErrors: string[];
+let shots: string[];
 
 before(async () => {
   guest = await ensureTestGuest();
-  h = new HangarHarness();
-  serve = await h.serve();
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  session = await openUiSession({ width: 1280, height: 900 });
+  ({ h, serve, page, pageErrors, shots } = session);
 });
 
 after(async () => {
-  if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
-  await browser?.close();
-  await serve?.stop();
-  await h?.cleanup();
+  await session?.close();
 });
 
 interface Info { id: string; dir: string; state: string; pid?: number; definition: { firmware: string; memoryMiB: number; osId?: string; tpm?: { model: string }; disks: Array<{ file: string; format: string; owned: boolean; bus: string }>; cdroms: Array<{ file?: string }> } }
@@ -75,19 +69,8 @@ async function shot(name: string): Promise<void> {
   shots.push(await screenshot(page, `wizard-${name}`));
 }
 
-async function consoleText(): Promise<string> {
-  return (await page.locator('[data-testid="console"] .xterm-rows').innerText()).replace(/\u00a0/g, ' ');
-}
-
-async function waitConsole(pred: (t: string) => boolean, what: string, timeout = BOOT_MS): Promise<void> {
-  const deadline = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < deadline) {
-    last = await consoleText().catch(() => '');
-    if (pred(last)) return;
-    await page.waitForTimeout(250);
-  }
-  throw new Error(`console: ${what} not seen within ${timeout} ms; screen:\n${last}`);
+function waitConsole(pred: (t: string) => boolean, what: string, timeout = BOOT_MS): Promise<void> {
+  return waitConsoleIn(page, pred, what, timeout);
 }
 
 /** Goes from the current step to the summary with the defaults, names the VM and creates it. */
