@@ -2,7 +2,9 @@
 // real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
 // events, go down and come back. Console channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
-import type { CoreApi, CoreEvents, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import type { CoreApi, CoreEvents, CreateVmRequest, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import type { VmDefinition } from '../../../core/common/model.ts';
+import { GENERIC_OSES } from '../../../core/common/os-types.ts';
 import { HangarError } from '../../../core/common/errors.ts';
 import { assertCan } from '../../../core/common/state.ts';
 import type { VmState } from '../../../core/common/state.ts';
@@ -96,6 +98,29 @@ export class FakeCore implements CoreTransport {
   private held = new Map<string, (() => void)[]>();
   private holding = new Set<string>();
   private sessions: { end: MemoryEnd<string>; rpc: ReturnType<typeof createBirpc<CoreEvents, CoreApi>> }[] = [];
+  /** What hostInfo answers (the wizard's view of the host). */
+  host: HostInfo = {
+    cpus: 4, memoryBytes: 8 * 1024 ** 3, dataDir: '/data', freeBytes: 50 * 1024 ** 3, homeDir: '/home/u',
+    firmware: { bios: { available: true }, uefi: { available: true }, 'uefi-secure': { available: false, reason: 'no secure firmware', fix: 'apt-get install ovmf' } },
+    tpm: { available: true },
+    network: { user: { available: true }, passt: { available: true }, bridge: { available: false, reason: 'no bridge', fix: 'make one', bridges: [] } },
+    pxe: { available: true }, cloudInit: { available: true },
+  };
+  /** inspectPath answers by path (an Error is thrown); a missing path is "does not exist". */
+  readonly paths = new Map<string, PathInspection | HangarError>();
+  /** inspectPath of these paths waits for the promise (answers arriving out of order). */
+  readonly pathGates = new Map<string, Promise<void>>();
+  /** Every create request received. */
+  readonly creates: CreateVmRequest[] = [];
+  private readonly cancels = new Map<string, () => void>();
+  /** While true, creates with a requestId wait for releaseCreates() or cancelCreate. */
+  holdCreates = false;
+  private createWaiters: (() => void)[] = [];
+
+  releaseCreates(): void {
+    this.holdCreates = false;
+    for (const w of this.createWaiters.splice(0)) w();
+  }
   /** Console channels the UI opened (the test plays the core's side). */
   readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array> }[] = [];
 
@@ -167,6 +192,43 @@ export class FakeCore implements CoreTransport {
         return { deletedFiles: opts?.deleteDisks ? ['/disk.qcow2'] : [], keptFiles: [] };
       },
       commandLine: async (ref) => ['qemu-system-x86_64', '-name', this.find(ref).name, '-nodefaults'],
+      hostInfo: async () => this.host,
+      osList: async () => GENERIC_OSES.map(({ media: _m, ...o }) => o),
+      inspectPath: async (path) => {
+        await this.pathGates.get(path);
+        const r = this.paths.get(path) ?? new HangarError('invalid-input', `${path} does not exist`, 'check the path');
+        if (r instanceof HangarError) throw r;
+        return r;
+      },
+      previewCreate: async (req) => {
+        const name = String(req.definition.name);
+        if (this.vms.has(name)) throw new HangarError('already-exists', `a VM named "${name}" already exists`, 'choose another name');
+        return { definition: { ...req.definition, id: 'preview' } as unknown as VmDefinition, commandLine: ['qemu-system-x86_64', '-name', `guest=${name}`] };
+      },
+      create: async (req) => {
+        this.creates.push(req);
+        const name = String(req.definition.name);
+        if (req.requestId) {
+          // A create that copies holds until released or cancelled, like a qemu-img convert.
+          const id = req.requestId;
+          const cancelled = await new Promise<boolean>((resolve) => {
+            this.cancels.set(id, () => resolve(true));
+            if (!this.holdCreates) resolve(false);
+            else this.createWaiters.push(() => resolve(false));
+          });
+          this.cancels.delete(id);
+          if (cancelled) throw new HangarError('cancelled', 'the create was cancelled; nothing was created');
+        }
+        const vm = fakeVm(name, 'stopped');
+        this.add(vm);
+        this.emitListChanged();
+        return vm;
+      },
+      cancelCreate: async (requestId) => {
+        const c = this.cancels.get(requestId);
+        c?.();
+        return c !== undefined;
+      },
     };
     const wrapped = Object.create(null) as Record<string, (...a: unknown[]) => Promise<unknown>>;
     for (const [m, f] of Object.entries(impl)) {
@@ -190,6 +252,10 @@ export class FakeCore implements CoreTransport {
 
   emitVmChanged(vm: Pick<VmInfo, 'id' | 'name' | 'state'>): void {
     for (const s of this.sessions) void s.rpc.vmChanged.asEvent({ id: vm.id, name: vm.name, state: vm.state }).catch(() => {});
+  }
+
+  emitCreateProgress(e: { requestId: string; step: string; fraction: number }): void {
+    for (const s of this.sessions) void s.rpc.createProgress.asEvent(e).catch(() => {});
   }
 
   emitListChanged(): void {
@@ -220,7 +286,7 @@ export class FakeCore implements CoreTransport {
       on: (fn) => { handler = fn; },
       serialize: (v) => JSON.stringify(v),
       deserialize: (v: string) => JSON.parse(v),
-      eventNames: ['vmChanged', 'vmListChanged'],
+      eventNames: ['vmChanged', 'vmListChanged', 'createProgress'],
       timeout: -1,
     });
     core.onMessage((m) => handler?.(m));
