@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, ftruncateSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -97,14 +97,17 @@ function vmFolders(): string[] {
   return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
 
-function swtpmPids(vmDir: string): number[] {
+/** Processes of a program whose command line names the VM folder. */
+function pidsOf(program: string, vmDir: string): number[] {
   return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
     try {
       const a = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return /(^|\/)swtpm$/.test(a[0] ?? '') && a.some((x) => x.includes(vmDir));
+      return new RegExp(`(^|/)${program}$`).test(a[0] ?? '') && a.some((x) => x.includes(vmDir));
     } catch { return false; }
   });
 }
+const swtpmPids = (vmDir: string): number[] => pidsOf('swtpm', vmDir);
+const passtPids = (vmDir: string): number[] => pidsOf('passt', vmDir);
 
 /** Types into the xterm console and waits for text. */
 async function typeInConsole(command: string, pred: (t: string) => boolean, what: string): Promise<void> {
@@ -308,7 +311,7 @@ describe('New VM wizard', () => {
     await destroy('wiz-kernel');
   });
 
-  test('UEFI with a TPM: swtpm runs while the VM runs, the guest sees tpm0, swtpm stops after', { timeout: 300_000 }, async () => {
+  test('UEFI with a TPM on passt networking: swtpm and passt run while the VM runs, the guest sees tpm0, both stop after', { timeout: 300_000 }, async () => {
     await openWizard();
     await page.getByTestId('source-kernel').check();
     await fillPath('kernelPath', guest.kernel, 'ok');
@@ -322,16 +325,21 @@ describe('New VM wizard', () => {
     await setNumber('memory', 320);
     await next();
     await page.getByTestId('storage-none').check();
+    await next();
+    await page.getByTestId('network-passt').check();
     await finish('wiz-tpm', true);
     await bootsToReady('wiz-tpm');
     const info = await h.json<Info>(['show', 'wiz-tpm']);
     assert.deepEqual(info.definition.tpm, { model: 'tpm-crb' });
     assert.equal(swtpmPids(info.dir).length, 1, 'swtpm runs with the VM');
+    assert.equal(passtPids(info.dir).length, 1, 'passt runs with the VM');
     await typeInConsole('ls /sys/class/tpm', (t) => /^tpm0\s*$/m.test(t), 'tpm0 in the guest');
     await h.ok(['destroy', 'wiz-tpm']);
     const deadline = Date.now() + 10_000;
     while (swtpmPids(info.dir).length && Date.now() < deadline) await page.waitForTimeout(100);
     assert.deepEqual(swtpmPids(info.dir), [], 'swtpm stopped with the VM');
+    while (passtPids(info.dir).length && Date.now() < deadline) await page.waitForTimeout(100);
+    assert.deepEqual(passtPids(info.dir), [], 'passt stopped with the VM');
   });
 
   test('bad input: missing file, not an ISO, not a disk image, taken name, memory above the host, disk above free space', { timeout: 120_000 }, async () => {
@@ -425,6 +433,65 @@ describe('New VM wizard', () => {
     assert.deepEqual(vmFolders(), before, 'no VM folder left');
     assert.ok(!(await h.json<Array<{ name: string }>>(['list'])).some((v) => v.name === 'wiz-cancel'), 'no VM listed');
     assert.match(page.url(), /#\/new$/);
+  });
+
+  test('media of real distributions: Debian 11 and Windows 11 are detected; Windows 11 brings UEFI + Secure Boot + TPM', { timeout: 120_000 }, async () => {
+    const isoOf = (name: string, args: string[]): string => {
+      const dir = join(h.home, `${name}-root`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'README.TXT'), name);
+      const iso = join(h.home, `${name}.iso`);
+      execFileSync('xorriso', ['-as', 'genisoimage', '-o', iso, ...args, dir], { stdio: 'ignore' });
+      return iso;
+    };
+    const debianIso = isoOf('debian', ['-V', 'Debian 11.7.0 amd64 n']);
+    const winIso = isoOf('win11', ['-V', 'CCCOMA_X64FRE_EN-US_DV9', '-sysid', 'CD-ROM', '-publisher', 'MICROSOFT CORPORATION', '-A', 'CDIMAGE 2.56 (01/01/2005 TM)']);
+
+    await openWizard();
+    assert.match(await fillPath('isoPath', debianIso, 'ok'), /Detected: Debian 11/);
+    await next();
+    await page.getByTestId('os-detected').filter({ hasText: 'Debian 11' }).waitFor();
+    assert.ok(await page.getByTestId('os-debian11').isChecked(), 'the detected OS is selected');
+    await page.getByTestId('step-summary').click();
+    assert.equal(await page.getByTestId('vm-name').inputValue(), 'debian11', 'the name is suggested from the OS');
+    await page.getByTestId('create-command').filter({ hasText: '--os debian11' }).waitFor();
+    assert.match(await page.getByTestId('create-command').innerText(), /--new-disk \d+G,bus=virtio-blk --nic user,model=virtio-net/);
+
+    await openWizard();
+    assert.match(await fillPath('isoPath', winIso, 'ok'), /Detected: Microsoft Windows 11/);
+    await next();
+    await page.getByTestId('os-preset').filter({ hasText: 'Secure Boot and a TPM 2.0' }).waitFor();
+    await next();
+    assert.ok(await page.getByTestId('firmware-uefi-secure').isChecked(), 'Windows 11: UEFI with Secure Boot');
+    assert.ok(await page.getByTestId('tpm').isChecked(), 'Windows 11: TPM 2.0');
+    await page.getByTestId('step-storage').click();
+    await setNumber('disk-size', 1);
+    await page.getByTestId('step-summary').click();
+    await page.getByTestId('vm-name').fill('win11-test');
+    await page.getByTestId('preview-cmdline').filter({ hasText: 'tpm-crb' }).waitFor({ timeout: 20_000 });
+    assert.match(await page.getByTestId('preview-cmdline').innerText(), /secure=on/);
+    await page.getByTestId('create-customize').click();
+    await page.waitForURL(/#\/vm\/win11-test$/, { timeout: 60_000 });
+    const info = await h.json<Info>(['show', 'win11-test']);
+    assert.deepEqual([info.definition.firmware, info.definition.tpm?.model, info.definition.osId, info.definition.disks[0]!.bus], ['uefi-secure', 'tpm-crb', 'win11', 'sata']);
+  });
+
+  test('dark theme: the wizard keeps contrast; every step has accessible names', { timeout: 60_000 }, async () => {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    try {
+      await openWizard();
+      await fillPath('isoPath', guest.iso, 'ok');
+      for (const s of ['source', 'os', 'firmware', 'resources', 'storage', 'network', 'setup', 'summary']) {
+        await page.getByTestId(`step-${s}`).click();
+        if (s === 'setup') await page.getByTestId('cloud-init').check();
+        if (s === 'summary') await page.getByTestId('vm-name').fill('dark');
+        const bad = (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
+        assert.deepEqual(bad, [], `step ${s}: ${JSON.stringify(bad, null, 2)}`);
+      }
+      await shot('dark-summary');
+    } finally {
+      await page.emulateMedia({ colorScheme: 'light' });
+    }
   });
 
   test('the wizard raised no script errors', () => {
