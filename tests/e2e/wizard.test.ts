@@ -468,8 +468,11 @@ describe('New VM wizard', () => {
     await setNumber('disk-size', 1);
     await page.getByTestId('step-summary').click();
     await page.getByTestId('vm-name').fill('win11-test');
-    await page.getByTestId('preview-cmdline').filter({ hasText: 'tpm-crb' }).waitFor({ timeout: 20_000 });
-    assert.match(await page.getByTestId('preview-cmdline').innerText(), /secure=on/);
+    await page.getByTestId('preview-cmdline').filter({ hasText: 'guest=win11-test' }).waitFor({ timeout: 20_000 });
+    const argv = await page.getByTestId('preview-cmdline').innerText();
+    assert.match(argv, /tpm-crb/);
+    assert.match(argv, /property=secure,value=on/);
+    assert.match(argv, /smm=on/);
     await page.getByTestId('create-customize').click();
     await page.waitForURL(/#\/vm\/win11-test$/, { timeout: 60_000 });
     const info = await h.json<Info>(['show', 'win11-test']);
@@ -483,7 +486,10 @@ describe('New VM wizard', () => {
       await fillPath('isoPath', guest.iso, 'ok');
       for (const s of ['source', 'os', 'firmware', 'resources', 'storage', 'network', 'setup', 'summary']) {
         await page.getByTestId(`step-${s}`).click();
-        if (s === 'setup') await page.getByTestId('cloud-init').check();
+        if (s === 'setup') {
+          await page.getByTestId('cloud-init').check();
+          await page.getByTestId('ci-user').fill('alice');
+        }
         if (s === 'summary') await page.getByTestId('vm-name').fill('dark');
         const bad = (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
         assert.deepEqual(bad, [], `step ${s}: ${JSON.stringify(bad, null, 2)}`);
