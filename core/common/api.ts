@@ -84,7 +84,7 @@ export interface HostInfo {
   homeDir: string;
   firmware: Record<FirmwareType, HostOption>;
   tpm: HostOption;
-  /** The NIC back ends: user-mode NAT, passt, a host bridge (with the bridges found). */
+  /** The NIC back ends: user-mode NAT, passt, a host bridge (bridges = those this user may attach a VM to). */
   network: { user: HostOption; passt: HostOption; bridge: HostOption & { bridges: string[] } };
   /** iPXE option ROMs for network boot. */
   pxe: HostOption;

@@ -2,7 +2,7 @@
 // passes through, whether it comes from disk, the CLI or the UI.
 import type { z } from 'zod';
 import { HangarError } from './errors.ts';
-import { MODEL_VERSION, vmDefinitionSchema, vmNameSchema } from './model.ts';
+import { MODEL_VERSION, portForwardsOf, vmDefinitionSchema, vmNameSchema } from './model.ts';
 import type { VmDefinition } from './model.ts';
 
 type Migration = (raw: Record<string, unknown>) => Record<string, unknown>;
@@ -71,7 +71,7 @@ export function checkDefinition(def: VmDefinition): void {
   }
   const hostPorts = new Set<string>();
   for (const nic of def.nics) {
-    for (const f of nic.network.portForwards) {
+    for (const f of portForwardsOf(nic.network)) {
       const key = `${f.protocol}:${f.hostAddress}:${f.hostPort}`;
       if (hostPorts.has(key)) problems.push(`host port ${f.protocol}/${f.hostPort} is forwarded twice`);
       hostPorts.add(key);

@@ -114,8 +114,21 @@ export const passtNetworkSchema = z.looseObject({
   portForwards: z.array(portForwardSchema).default([]),
 });
 
+/** Linux interface names: at most 15 characters (IFNAMSIZ - 1), no "/", spaces or ":". */
+export const BRIDGE_NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * Bridged networking: QEMU's bridge netdev runs qemu-bridge-helper, which creates a tap device
+ * and adds it to the host bridge `bridge` (allowed by /etc/qemu/bridge.conf). The guest is on the
+ * bridge's LAN like another machine; there are no port forwards.
+ */
+export const bridgeNetworkSchema = z.looseObject({
+  type: z.literal('bridge'),
+  bridge: z.string().regex(BRIDGE_NAME_RE, 'a bridge name is 1-15 letters, digits, "_", "." and "-" (a Linux interface name), e.g. br0'),
+});
+
 /** A NIC's back end, told apart by `type`. */
-export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema]);
+export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema, bridgeNetworkSchema]);
 
 export const macSchema = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'MAC addresses look like 52:54:00:12:34:56 (lower case)')
   .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'a NIC MAC must be unicast (first byte even)');
@@ -179,4 +192,10 @@ export type PortForward = z.infer<typeof portForwardSchema>;
 export type NetworkDefinition = z.infer<typeof networkSchema>;
 export type UserNetwork = z.infer<typeof userNetworkSchema>;
 export type PasstNetwork = z.infer<typeof passtNetworkSchema>;
+export type BridgeNetwork = z.infer<typeof bridgeNetworkSchema>;
 export type NetworkType = NetworkDefinition['type'];
+
+/** A NIC back end's port forwards (a bridged NIC has none: the guest is on the bridge's LAN). */
+export function portForwardsOf(net: NetworkDefinition): PortForward[] {
+  return net.type === 'bridge' ? [] : net.portForwards;
+}

@@ -220,7 +220,7 @@ export function createCommand(c: NewVmChoices): string {
   if (c.source !== 'import' && c.storage === 'new') a.push('--new-disk', `${c.diskGiB}G,bus=${c.diskBus}`);
   if (c.source !== 'import' && c.storage === 'existing') a.push('--import-disk', `${esc(c.existingDiskPath)},bus=${c.diskBus}`);
   if (c.network !== 'none') {
-    let nic = c.network === 'bridge' ? `bridge=${c.bridge},model=${c.nicModel}` : `${c.network},model=${c.nicModel}`;
+    let nic = c.network === 'bridge' ? `bridge,br=${c.bridge},model=${c.nicModel}` : `${c.network},model=${c.nicModel}`;
     if (c.network !== 'bridge') for (const f of parsePortForwards(c.portForwards).forwards) nic += `,hostfwd=${f.protocol}:${f.hostAddress === '127.0.0.1' ? '' : f.hostAddress}:${f.hostPort}-:${f.guestPort}`;
     if (c.source === 'network' && c.network === 'user' && c.tftpDir) nic += `,tftp=${esc(c.tftpDir)}${c.bootfile ? `,bootfile=${esc(c.bootfile)}` : ''}`;
     a.push('--nic', nic);

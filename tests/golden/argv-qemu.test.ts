@@ -17,8 +17,11 @@ import { startPasst, stopPasst } from '../../core/node/service/passt.ts';
 import type { PasstPaths } from '../../core/node/service/passt.ts';
 import type { SwtpmPaths } from '../../core/node/service/swtpm.ts';
 import type { PciDeviceInfo } from '../../core/node/qmp/client.ts';
-import { FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
+import { findBridgeHelper } from '../../core/node/host/bridges.ts';
+import { BRIDGE_HELPER_PLACEHOLDER, FIXTURE_BRIDGE, FIXTURE_PREFIX, RUN_PATHS, RUN_PREFIX, expectedPath, fixtureNames, parseArgv } from './golden.ts';
 import { withTimeout } from '../helpers/with-timeout.ts';
+import { addAclLines, createBridge, requireRoot, testBridgeName } from '../helpers/bridge-host.ts';
+import type { TestBridge } from '../helpers/bridge-host.ts';
 
 const QEMU = 'qemu-system-x86_64';
 const GUEST_DIR = join(homedir(), '.cache', 'hangar-test-guest');
@@ -38,8 +41,23 @@ function valueArg(argv: readonly string[], opt: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
+/** The real bridge this run puts the fixtures' bridge NICs on (created per fixture, see runFixture). */
+const TEST_BRIDGE = testBridgeName('hgtbr');
+
 function substitute(argv: readonly string[], fixtureDir: string, runDir: string): string[] {
-  return argv.map((a) => a.replaceAll(FIXTURE_PREFIX, `${fixtureDir}/`).replaceAll(RUN_PREFIX, `${runDir}/`));
+  const out = argv.map((a) => a.replaceAll(FIXTURE_PREFIX, `${fixtureDir}/`).replaceAll(RUN_PREFIX, `${runDir}/`));
+  // Bridge netdevs: the fixture's bridge becomes this run's bridge, the helper the one installed.
+  for (let i = 0; i < out.length - 1; i++) {
+    if (out[i] !== '-netdev') continue;
+    const n = JSON.parse(out[i + 1]!) as Json;
+    if (n.type !== 'bridge') continue;
+    assert.equal(n.br, FIXTURE_BRIDGE, `bridge netdev ${String(n.id)}: fixtures use bridge ${FIXTURE_BRIDGE}`);
+    assert.equal(n.helper, BRIDGE_HELPER_PLACEHOLDER, `bridge netdev ${String(n.id)}: the golden argv names the helper placeholder`);
+    const helper = findBridgeHelper();
+    assert.ok(helper, 'qemu-bridge-helper is not installed: apt-get install qemu-system-common');
+    out[i + 1] = JSON.stringify({ ...n, br: TEST_BRIDGE, helper });
+  }
+  return out;
 }
 
 /** Creates every image, ISO, kernel and initrd the (substituted) argv refers to. */
@@ -119,9 +137,18 @@ async function runFixture(name: string): Promise<void> {
   let stderr = '';
   let swtpm: SwtpmPaths | undefined;
   const passts: PasstPaths[] = [];
+  let bridge: TestBridge | undefined;
+  let restoreAcl: (() => void) | undefined;
   try {
     const argv = substitute(golden, fixtureDir, runDir);
     await createReferencedFiles(argv);
+    // Bridge NICs: a real bridge, allowed in qemu-bridge-helper's ACL (both undone in finally).
+    const bridged = jsonArgs(argv, '-netdev').filter((n) => n.type === 'bridge');
+    if (bridged.length) {
+      requireRoot(`fixture ${name} (bridged NICs)`);
+      bridge = createBridge(TEST_BRIDGE);
+      restoreAcl = addAclLines([`allow ${TEST_BRIDGE}`]);
+    }
     if (argv.includes('-tpmdev')) {
       // The TPM back end: a real swtpm on the socket the argv names (it ends when QEMU quits).
       swtpm = { vmDir: fixtureDir, socket: join(runDir, basename(RUN_PATHS.swtpmSocket)), pidfile: join(runDir, 'swtpm.pid') };
@@ -167,6 +194,15 @@ async function runFixture(name: string): Promise<void> {
       }
     }
 
+    // Every bridge netdev is a tap QEMU got from the helper, and that tap is on the bridge.
+    if (bridged.length) {
+      const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+      for (const n of bridged) {
+        assert.ok(info.includes(`${String(n.id)}: index=0,type=tap,helper=${String(n.helper)},br=${TEST_BRIDGE}`), `netdev ${String(n.id)} is not a tap on ${TEST_BRIDGE}:\n${info}`);
+      }
+      assert.equal(bridge!.ports().length, bridged.length, `one tap per bridge NIC on ${TEST_BRIDGE}: ${bridge!.ports().join(' ')}`);
+    }
+
     // Every format node is attached (query-block) or at least exists (query-named-block-nodes).
     const fmtNodes = jsonArgs(argv, '-blockdev').map((b) => b['node-name'] as string).filter((n) => n.endsWith('-fmt'));
     if (fmtNodes.length) {
@@ -192,6 +228,8 @@ async function runFixture(name: string): Promise<void> {
     await exited;
     if (swtpm) await stopSwtpm(swtpm);
     for (const p of passts) await stopPasst(p);
+    restoreAcl?.();
+    bridge?.remove();
     await rm(fixtureDir, { recursive: true, force: true });
     await rm(runDir, { recursive: true, force: true });
   }

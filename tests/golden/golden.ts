@@ -17,6 +17,10 @@ export const FIXTURE_VM_DIR = '/HANGAR_FIXTURE';
 export const FIXTURE_PREFIX = '/HANGAR_FIXTURE/';
 export const RUN_PREFIX = '/HANGAR_RUN/';
 
+/** Placeholders in bridge NIC netdevs: the bridge name (a fixture's) and qemu-bridge-helper's path. */
+export const FIXTURE_BRIDGE = 'hgtbr-fixture';
+export const BRIDGE_HELPER_PLACEHOLDER = '/HANGAR_HELPER/qemu-bridge-helper';
+
 export const RUN_PATHS = {
   qmpSocket: `${RUN_PREFIX}qmp.sock`,
   serialSocket: `${RUN_PREFIX}serial0.sock`,

@@ -35,7 +35,10 @@ test('missing tools and firmware are unavailable, each with the reason and the a
   assert.match(hi.cloudInit.reason!, /xorriso/);
   assert.ok(hi.freeBytes > 0, 'free space of the nearest existing parent');
   assert.ok(await freeBytesAt(join(data, 'a', 'b')) > 0);
-  const withBridge = await hostInfo({ dataDir: data, sysRoot: sysWith({ br0: true }), findBinary: () => null });
-  assert.deepEqual(withBridge.network.bridge.bridges, ['br0']);
-  assert.match(withBridge.network.bridge.reason!, /br0 found/);
+  // A bridge this user cannot use (no qemu-bridge-helper): not offered, with the reason and the fix.
+  const withBridge = await hostInfo({ dataDir: data, sysRoot: sysWith({ br0: true }), findBinary: () => null, bridge: { helperDirs: [join(data, 'nohelper')] } });
+  assert.equal(withBridge.network.bridge.available, false);
+  assert.deepEqual(withBridge.network.bridge.bridges, []);
+  assert.match(withBridge.network.bridge.reason!, /qemu-bridge-helper is not installed/);
+  assert.match(withBridge.network.bridge.fix!, /apt-get install qemu-system-common/);
 });

@@ -6,7 +6,8 @@ import type { CoreApi, CreateVmRequest, VmInfo, VmSummary } from '../../common/a
 import { HangarError, describeError } from '../../common/errors.ts';
 import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
-import type { VmDefinition } from '../../common/model.ts';
+import { portForwardsOf } from '../../common/model.ts';
+import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
 import type { CreateFlags } from './create-args.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
@@ -72,6 +73,10 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      rootless user-mode networking by a per-VM passt process (package
                                      passt): the guest gets the host's address by DHCP; port forwards
                                      are bound by passt (logs/passt-NIC.log in the VM folder)
+  --nic bridge,br=BRIDGE[,model=..][,mac=..]
+                                     on a host bridge (e.g. br0) like another machine on its LAN: QEMU's
+                                     qemu-bridge-helper adds a tap device to it. Needs root or a setuid
+                                     helper, and "allow BRIDGE" in /etc/qemu/bridge.conf; no port forwards
   --os ID|auto                       defaults from the OS (osinfo-db: memory, vCPUs, firmware, TPM, disk
                                      bus, NIC model); auto = detect from --cdrom; explicit flags win
   --tpm[=crb|tis]                    a TPM 2.0 (swtpm; state kept in the VM folder), CRB (default,
@@ -147,11 +152,19 @@ function showText(v: VmInfo): string {
     else lines.push(`Boot order:  ${d.boot.order.join(', ')}`);
     for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
     for (const c of d.cdroms) lines.push(`CD-ROM ${c.id}: ${c.file ?? '(empty)'} (${c.bus})`);
-    for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} ${n.network.type === 'passt' ? 'passt (user-mode)' : 'user-mode NAT'}${n.network.portForwards.map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
+    for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} ${networkLabel(n.network)}${portForwardsOf(n.network).map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
     if (d.tpm) lines.push(`TPM:         TPM 2.0 (${d.tpm.model}, swtpm, state in ${v.dir}/tpm)`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
   return lines.join('\n');
+}
+
+function networkLabel(net: NetworkDefinition): string {
+  switch (net.type) {
+    case 'passt': return 'passt (user-mode)';
+    case 'bridge': return `bridge ${net.bridge}`;
+    default: return 'user-mode NAT';
+  }
 }
 
 /** Draws create progress on stderr: a bar on a terminal, else a line every 10%. */

@@ -1,14 +1,15 @@
 // What the New VM wizard needs to know about the host: its limits (CPUs, memory, free space where
 // the disks go) and which choices can really run here (firmware, TPM, NIC back ends, network boot,
 // cloud-init), each unavailable one with the reason and the fix. Roots are injectable for tests.
-import { existsSync, readdirSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { availableParallelism, homedir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { HostInfo, HostOption } from '../../common/api.ts';
 import type { HangarError } from '../../common/errors.ts';
 import type { FirmwareType } from '../../common/model.ts';
 import { DEB_PACKAGES, findBinary as defaultFindBinary } from './binaries.ts';
+import { usableBridges } from './bridges.ts';
+import type { BridgeHostOptions } from './bridges.ts';
 import { resolveFirmware } from './firmware.ts';
 import { findNicRom } from './nic-roms.ts';
 
@@ -16,6 +17,8 @@ export interface HostInfoOptions {
   dataDir: string;
   /** Default /sys (bridges are /sys/class/net/NAME/bridge). */
   sysRoot?: string;
+  /** The bridge helper's ACL file, helper folders and user (see BridgeHostOptions); sysRoot above wins. */
+  bridge?: Omit<BridgeHostOptions, 'sysRoot'>;
   findBinary?: (name: string) => string | null;
   firmwareDirs?: readonly string[];
   romDirs?: readonly string[];
@@ -37,18 +40,6 @@ function firmwareOption(type: FirmwareType, dirs: readonly string[] | undefined)
   }
 }
 
-/** Host bridges (Linux bridge devices), by name. */
-export function listBridges(sysRoot = '/sys'): string[] {
-  const net = join(sysRoot, 'class', 'net');
-  let names: string[];
-  try {
-    names = readdirSync(net);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => existsSync(join(net, n, 'bridge'))).sort();
-}
-
 /** Free bytes on the file system that holds `dir` (or its nearest existing parent). */
 export async function freeBytesAt(dir: string): Promise<number> {
   let cur = resolve(dir);
@@ -64,14 +55,13 @@ export async function freeBytesAt(dir: string): Promise<number> {
   }
 }
 
+/** Moved to bridges.ts; still exported here for callers of host-info. */
+export { listBridges } from './bridges.ts';
+
 export async function hostInfo(opts: HostInfoOptions): Promise<HostInfo> {
   const find = opts.findBinary ?? ((n: string) => defaultFindBinary(n));
-  const bridges = listBridges(opts.sysRoot);
-  // Bridged NICs (tap via qemu-bridge-helper, whose ACL is /etc/qemu/bridge.conf) arrive with the
-  // Devices tab's network back ends; the wizard shows the option with the reason until then.
-  const bridge: HostOption = bridges.length
-    ? { available: false, reason: `bridged NICs (${bridges.join(', ')} found) are not offered by this wizard yet`, fix: 'use NAT or passt now; bridged networking comes with the Devices tab' }
-    : { available: false, reason: 'this host has no network bridge', fix: 'create one (e.g. nmcli con add type bridge ifname br0), or use NAT or passt' };
+  // Bridged NICs: the bridges this user may put a VM on (tap by qemu-bridge-helper, allowed by its ACL).
+  const bridge = usableBridges({ ...opts.bridge, ...(opts.sysRoot === undefined ? {} : { sysRoot: opts.sysRoot }) });
   const xorriso = tool(find, 'xorriso', 'it builds the cloud-init seed');
   const openssl = tool(find, 'openssl', 'it hashes the cloud-init password');
   const pxeRom = findNicRom('efi-virtio.rom', opts.romDirs);
@@ -90,7 +80,7 @@ export async function hostInfo(opts: HostInfoOptions): Promise<HostInfo> {
     network: {
       user: { available: true },
       passt: tool(find, 'passt', 'rootless user-mode networking'),
-      bridge: { ...bridge, bridges },
+      bridge,
     },
     pxe: pxeRom ? { available: true } : { available: false, reason: 'the iPXE network boot ROMs are not installed', fix: 'sudo apt-get install -y ipxe-qemu' },
     cloudInit: !xorriso.available ? xorriso : openssl,

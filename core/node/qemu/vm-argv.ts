@@ -25,6 +25,8 @@ export interface ArgvContext {
   firmware?: ResolvedFirmware | null;
   /** The VM's swtpm control socket; required when the VM has a TPM. */
   swtpmSocket?: string;
+  /** The qemu-bridge-helper QEMU runs (findBridgeHelper / checkBridge); required when the VM has a bridge NIC. */
+  bridgeHelper?: string;
 }
 
 /** Boot priorities from boot.order: every device of the first kind, then the next kind... */
@@ -86,6 +88,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
     machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
     passtSockets: passtSockets(def, ctx),
   };
+  if (ctx.bridgeHelper) bctx.bridgeHelper = ctx.bridgeHelper;
   const parts = emptyParts();
   if (def.serial.enabled) mergeParts(parts, serialParts(ctx.paths.serialSocket));
   for (const d of def.disks) mergeParts(parts, diskParts(d, bctx));

@@ -23,6 +23,7 @@ import { runDoctor } from '../host/doctor.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import { requireBinary } from '../host/binaries.ts';
+import { DEFAULT_BRIDGE_HELPER, findBridgeHelper } from '../host/bridges.ts';
 import { bytesNeeded, checkFreeSpace, formatBytes, inspectImportSource } from '../store/import-disk.ts';
 import type { ImportSource } from '../store/import-disk.ts';
 import { cancelledError, convertImage, createImage } from '../store/qemu-img.ts';
@@ -39,6 +40,9 @@ export const HANGAR_VERSION = '0.1.0';
 
 /** One collator for all sorts: String#localeCompare builds one per call, slow for 1000 VMs. */
 const byName = new Intl.Collator(undefined, { numeric: true });
+
+/** The bridge helper a shown command line names: the one start would use, else Debian's path. */
+const previewBridgeHelper = (): string => findBridgeHelper() ?? DEFAULT_BRIDGE_HELPER;
 
 export interface CoreServiceOptions {
   dataDir: string;
@@ -258,7 +262,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const paths = vmRuntimePaths(this.opts.runtimeDir, def.id);
-    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, firmware, swtpmSocket: paths.swtpmSocket })] };
+    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, firmware, swtpmSocket: paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })] };
   }
 
   hostInfo(): Promise<HostInfo> {
@@ -409,7 +413,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const firmware = resolveFirmware(def, vm.stored.dir, { checkFiles: false });
-    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware, swtpmSocket: vm.paths.swtpmSocket })];
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware, swtpmSocket: vm.paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })];
   }
 
   async serialLog(ref: string, maxBytes?: number): Promise<string> {

@@ -10,6 +10,7 @@ import type { VmAction, VmState } from '../../common/state.ts';
 import type { VmInfo, VmSummary } from '../../common/api.ts';
 import { SerialConsole } from '../console/serial-console.ts';
 import { requireBinary } from '../host/binaries.ts';
+import { checkBridge } from '../host/bridges.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { resolveAccel } from '../host/accel.ts';
 import { resolveFirmware } from '../host/firmware.ts';
@@ -201,13 +202,16 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         // Missing back-end programs: host-missing with the apt fix, before anything runs.
         if (def.tpm) requireBinary('swtpm');
         if (def.nics.some((n) => n.network.type === 'passt')) requireBinary('passt');
+        // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
+        let bridgeHelper: string | undefined;
+        for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
         if (def.tpm) await startSwtpm(this.swtpmPaths);
         for (const [i, nic] of def.nics.entries()) {
           if (nic.network.type === 'passt') await startPasst(this.passtPaths(i, nic.id), nic.network.portForwards);
         }
-        const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket });
+        const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket, bridgeHelper });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
         const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);

@@ -1,5 +1,6 @@
-// NICs: a network back end (user-mode slirp inside QEMU, or a passt process reached through
-// QEMU's stream netdev) and an emulated or virtio front end.
+// NICs: a network back end (user-mode slirp inside QEMU, a passt process reached through QEMU's
+// stream netdev, or a tap device on a host bridge made by qemu-bridge-helper) and an emulated or
+// virtio front end.
 import { HangarError } from '../../../common/errors.ts';
 import type { NicDefinition, NicModel, MachineType } from '../../../common/model.ts';
 import type { PropObject } from '../qemu-option.ts';
@@ -46,6 +47,13 @@ export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
     const path = ctx.passtSockets?.get(nic.id);
     if (!path) throw new HangarError('internal', `NIC "${nic.id}" uses passt but no passt socket was given`);
     return { type: 'stream', id: netdevId(nic), server: false, addr: { type: 'unix', path } };
+  }
+  if (net.type === 'bridge') {
+    // QEMU runs the helper, which creates a tap device, adds it to the bridge (if its ACL allows)
+    // and passes the fd back; the tap goes away when QEMU closes it. The helper Hangar checked is
+    // named explicitly rather than QEMU's compiled-in default.
+    if (!ctx.bridgeHelper) throw new HangarError('internal', `NIC "${nic.id}" uses bridge ${net.bridge} but no bridge helper was given`);
+    return { type: 'bridge', id: netdevId(nic), br: net.bridge, helper: ctx.bridgeHelper };
   }
   const hostfwd = net.portForwards.map((f) => ({
     str: `${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`,

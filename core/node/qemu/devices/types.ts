@@ -31,4 +31,6 @@ export interface BuildContext {
   bootIndex: Map<string, number>;
   /** The unix socket of each passt NIC's passt process, by NIC id. */
   passtSockets?: Map<string, string>;
+  /** The qemu-bridge-helper QEMU runs for bridge NICs. */
+  bridgeHelper?: string;
 }
