@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
+import { addAclLines, createBridge, requireRoot, testBridgeName } from '../helpers/bridge-host.ts';
 import type { HangarHarness } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
 import { axeViolations, openUiSession, screenshot, waitConsole as waitConsoleIn } from './browser.ts';
@@ -433,6 +434,41 @@ describe('New VM wizard', () => {
     assert.deepEqual(vmFolders(), before, 'no VM folder left');
     assert.ok(!(await h.json<Array<{ name: string }>>(['list'])).some((v) => v.name === 'wiz-cancel'), 'no VM listed');
     assert.match(page.url(), /#\/new$/);
+  });
+
+  test('a bridge this user may use is offered; the VM tap joins it and the guest reaches the host over it', { timeout: 300_000 }, async () => {
+    requireRoot('the wizard\'s bridged-NIC test');
+    const br = createBridge(testBridgeName('hgwz'), '10.232.0.1/24');
+    const restoreAcl = addAclLines([`allow ${br.name}`]);
+    try {
+      await openWizard();
+      await page.getByTestId('source-kernel').check();
+      await fillPath('kernelPath', guest.kernel, 'ok');
+      await fillPath('initrdPath', guest.initrd, 'ok');
+      await page.getByTestId('cmdline').fill(GUEST_CMDLINE);
+      await page.getByTestId('step-resources').click();
+      await setNumber('memory', 256);
+      await page.getByTestId('step-storage').click();
+      await page.getByTestId('storage-none').check();
+      await page.getByTestId('step-network').click();
+      await page.getByTestId('network-bridge').check();
+      await page.getByTestId('bridge').selectOption(br.name);
+      await shot('6-network-bridge');
+      await page.getByTestId('step-summary').click();
+      await page.getByTestId('create-command').filter({ hasText: `--nic bridge,br=${br.name},model=virtio-net` }).waitFor();
+      await finish('wiz-bridge', true);
+      await bootsToReady('wiz-bridge');
+      assert.equal(br.ports().length, 1, `one tap on ${br.name}: ${br.ports().join(' ')}`);
+      await typeInConsole('ip addr add 10.232.0.2/24 dev eth0; ip link set eth0 up; ping -c 2 -w 20 10.232.0.1',
+        (t) => /[1-9]\d* packets received/.test(t), 'ping replies from the host over the bridge');
+      await destroy('wiz-bridge');
+      const deadline = Date.now() + 10_000;
+      while (br.ports().length && Date.now() < deadline) await page.waitForTimeout(100);
+      assert.deepEqual(br.ports(), [], 'the tap left the bridge with the VM');
+    } finally {
+      restoreAcl();
+      br.remove();
+    }
   });
 
   test('media of real distributions: Debian 11 and Windows 11 are detected; Windows 11 brings UEFI + Secure Boot + TPM', { timeout: 120_000 }, async () => {
