@@ -60,7 +60,7 @@ export function validateVmName(name: string): string {
 export function checkDefinition(def: VmDefinition): void {
   const problems: string[] = [];
   const ids = new Set<string>();
-  for (const dev of [...def.disks, ...def.cdroms, ...def.nics]) {
+  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs]) {
     if (ids.has(dev.id)) problems.push(`device id "${dev.id}" is used twice`);
     ids.add(dev.id);
   }
@@ -88,6 +88,16 @@ export function checkDefinition(def: VmDefinition): void {
     if (def.cdroms.length) problems.push('a microvm has no CD-ROM bus');
     if (def.tpm) problems.push('a microvm has no TPM interface (use machine q35 for a TPM)');
     for (const n of def.nics) if (n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a microvm only supports virtio-net`);
+    for (const i of def.inputs) if (i.bus !== 'virtio') problems.push(`input "${i.id}": a microvm has no USB or PS/2 (use bus virtio)`);
+    if (def.video.model !== 'none') problems.push('a microvm has no PCI bus for a video adapter (use video none, or machine q35)');
+    if (def.sound) problems.push('a microvm has no PCI bus for a sound card (use machine q35)');
+    if (def.watchdog) problems.push('a microvm has no PCI bus for the i6300esb watchdog (use machine q35)');
+    if (def.usb) problems.push('a microvm has no PCI bus for a USB controller (use machine q35)');
+  }
+  for (const i of def.inputs) if (i.bus === 'ps2' && i.type === 'tablet') problems.push(`input "${i.id}": PS/2 has no tablet (use bus usb or virtio for a tablet)`);
+  const ps2 = def.inputs.filter((i) => i.bus === 'ps2');
+  for (const t of ['keyboard', 'mouse'] as const) {
+    if (ps2.filter((i) => i.type === t).length > 1) problems.push(`the PS/2 controller has one ${t} port; ${ps2.filter((i) => i.type === t).length} PS/2 ${t}s are defined`);
   }
   if (def.cloudInit) {
     const c = def.cloudInit;

@@ -149,6 +149,56 @@ export const tpmSchema = z.looseObject({
   model: z.enum(tpmModels).default('tpm-crb'),
 });
 
+// ---- further virtual devices (one module each under core/node/qemu/devices) ----------------
+
+/** virtio-rng: entropy from a host source. */
+export const rngSources = ['urandom', 'random'] as const;
+export const rngSchema = z.looseObject({
+  source: z.enum(rngSources).default('urandom'),
+});
+
+/** virtio-balloon: the host can ask the guest to give memory back; free-page reporting returns freed pages. */
+export const balloonSchema = z.looseObject({
+  freePageReporting: z.boolean().default(false),
+  deflateOnOom: z.boolean().default(false),
+});
+
+export const inputTypes = ['tablet', 'keyboard', 'mouse'] as const;
+/** usb = emulated USB HID; virtio = virtio-input (needs a guest driver); ps2 = the i8042 built into pc/q35. */
+export const inputBuses = ['usb', 'virtio', 'ps2'] as const;
+export const inputSchema = z.looseObject({
+  id: deviceId,
+  type: z.enum(inputTypes),
+  bus: z.enum(inputBuses).default('usb'),
+});
+
+/** vga = the standard VGA (Bochs VBE) any OS drives; virtio-gpu needs a guest driver; qxl for SPICE guests; bochs = display-only, no legacy VGA. */
+export const videoModels = ['none', 'vga', 'virtio-gpu', 'qxl', 'bochs'] as const;
+export const videoSchema = z.looseObject({
+  model: z.enum(videoModels).default('none'),
+  /** Video memory in MiB (vga, qxl, bochs). */
+  vramMiB: z.number().int().min(1).max(512).optional(),
+});
+
+/** hda = Intel HD Audio (ICH6 on pc, ICH9 on q35) with a duplex codec; ac97 for old guests. */
+export const soundModels = ['hda', 'ac97'] as const;
+export const soundSchema = z.looseObject({
+  model: z.enum(soundModels).default('hda'),
+});
+
+/** What QEMU does when the guest stops petting its watchdog. */
+export const watchdogActions = ['reset', 'shutdown', 'poweroff', 'pause', 'inject-nmi', 'none'] as const;
+export const watchdogSchema = z.looseObject({
+  model: z.enum(['i6300esb']).default('i6300esb'),
+  action: z.enum(watchdogActions).default('reset'),
+});
+
+/** USB host controllers: qemu-xhci (USB 3, any modern OS), ich9 EHCI+UHCI (USB 2, old guests). */
+export const usbModels = ['qemu-xhci', 'ich9-ehci'] as const;
+export const usbSchema = z.looseObject({
+  model: z.enum(usbModels).default('qemu-xhci'),
+});
+
 export const vmNameSchema = z.string()
   .min(1, 'a VM name cannot be empty')
   .max(NAME_MAX_LENGTH, `a VM name can be at most ${NAME_MAX_LENGTH} characters`)
@@ -176,6 +226,14 @@ export const vmDefinitionSchema = z.looseObject({
   nics: z.array(nicSchema).default([]),
   serial: serialSchema.default({ enabled: true }),
   tpm: tpmSchema.optional(),
+  rng: rngSchema.optional(),
+  balloon: balloonSchema.optional(),
+  inputs: z.array(inputSchema).default([]),
+  video: videoSchema.default({ model: 'none' }),
+  sound: soundSchema.optional(),
+  watchdog: watchdogSchema.optional(),
+  /** Added on its own when a USB device needs one. */
+  usb: usbSchema.optional(),
   cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
@@ -187,6 +245,13 @@ export type DiskDefinition = z.infer<typeof diskSchema>;
 export type CdromDefinition = z.infer<typeof cdromSchema>;
 export type NicDefinition = z.infer<typeof nicSchema>;
 export type TpmDefinition = z.infer<typeof tpmSchema>;
+export type RngDefinition = z.infer<typeof rngSchema>;
+export type BalloonDefinition = z.infer<typeof balloonSchema>;
+export type InputDefinition = z.infer<typeof inputSchema>;
+export type VideoDefinition = z.infer<typeof videoSchema>;
+export type SoundDefinition = z.infer<typeof soundSchema>;
+export type WatchdogDefinition = z.infer<typeof watchdogSchema>;
+export type UsbDefinition = z.infer<typeof usbSchema>;
 export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;
 export type NetworkDefinition = z.infer<typeof networkSchema>;

@@ -134,7 +134,8 @@ async function build(cacheDir: string): Promise<TestGuest> {
 
 // eslint-disable-next-line no-control-regex
 const ANSI_RE = /\x1b\[[0-9;?]*[A-Za-z]/g;
-const PCI_LINE_RE = /^([0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ([0-9a-f]{4}):([0-9a-f]{4}) ([0-9a-f]{6}) (\S+)$/i;
+// The driver is the rest of the line: some have spaces ("i6300ESB timer").
+const PCI_LINE_RE = /^([0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ([0-9a-f]{4}):([0-9a-f]{4}) ([0-9a-f]{6}) (\S(?:.*\S)?)$/i;
 
 /**
  * Parses the PCI block printed at boot and by `hangar-lspci`:

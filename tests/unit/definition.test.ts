@@ -58,3 +58,23 @@ test('state machine: valid actions pass, others get a typed error naming the sta
   assert.ok(!canDo('delete', 'running'));
   assert.throws(() => assertCan('pause', 'stopped', 'vm1'), (e: HangarError) => e.code === 'invalid-state' && /it is stopped/.test(e.message) && !!e.hint);
 });
+
+test('device kinds: defaults, and the rules a machine imposes', () => {
+  const d = parseDefinition({ ...base, rng: {}, balloon: {}, watchdog: {}, sound: {}, inputs: [{ id: 'tab', type: 'tablet' }] });
+  assert.deepEqual([d.rng, d.balloon, d.watchdog, d.sound, d.video], [
+    { source: 'urandom' }, { freePageReporting: false, deflateOnOom: false }, { model: 'i6300esb', action: 'reset' }, { model: 'hda' }, { model: 'none' },
+  ]);
+  assert.equal(d.inputs[0]!.bus, 'usb');
+  assert.throws(() => parseDefinition({ ...base, inputs: [{ id: 't', type: 'tablet', bus: 'ps2' }] }), /PS\/2 has no tablet/);
+  assert.throws(() => parseDefinition({ ...base, inputs: [{ id: 'a', type: 'mouse', bus: 'ps2' }, { id: 'b', type: 'mouse', bus: 'ps2' }] }), /one mouse port/);
+  assert.throws(() => parseDefinition({ ...base, inputs: [{ id: 'x', type: 'mouse' }], nics: [{ id: 'x', mac: '52:54:00:00:00:01', network: { type: 'user' } }] }), /"x" is used twice/);
+  const kernel = { boot: { kernel: { kernel: '/k' } } };
+  for (const [extra, re] of [
+    [{ video: { model: 'vga' } }, /video adapter/], [{ sound: {} }, /sound card/], [{ watchdog: {} }, /watchdog/],
+    [{ usb: {} }, /USB controller/], [{ inputs: [{ id: 'k', type: 'keyboard', bus: 'usb' }] }, /no USB or PS\/2/],
+  ] as const) {
+    assert.throws(() => parseDefinition({ ...base, machine: 'microvm', ...kernel, ...extra }), re);
+  }
+  assert.doesNotThrow(() => parseDefinition({ ...base, machine: 'microvm', ...kernel, rng: {}, balloon: {}, inputs: [{ id: 'k', type: 'keyboard', bus: 'virtio' }] }));
+  assert.throws(() => parseDefinition({ ...base, watchdog: { action: 'explode' } }), /watchdog/);
+});

@@ -154,6 +154,13 @@ function showText(v: VmInfo): string {
     for (const c of d.cdroms) lines.push(`CD-ROM ${c.id}: ${c.file ?? '(empty)'} (${c.bus})`);
     for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} ${networkLabel(n.network)}${portForwardsOf(n.network).map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
     if (d.tpm) lines.push(`TPM:         TPM 2.0 (${d.tpm.model}, swtpm, state in ${v.dir}/tpm)`);
+    if (d.video.model !== 'none') lines.push(`Video:       ${d.video.model}${d.video.vramMiB ? ` (${d.video.vramMiB} MiB)` : ''}`);
+    for (const i of d.inputs) lines.push(`Input ${i.id}: ${i.type} on ${i.bus}`);
+    if (d.usb) lines.push(`USB:         ${d.usb.model}`);
+    if (d.sound) lines.push(`Sound:       ${d.sound.model}`);
+    if (d.watchdog) lines.push(`Watchdog:    ${d.watchdog.model}, action ${d.watchdog.action}`);
+    if (d.rng) lines.push(`RNG:         virtio-rng from /dev/${d.rng.source}`);
+    if (d.balloon) lines.push(`Balloon:     virtio-balloon${d.balloon.freePageReporting ? ', free page reporting' : ''}${d.balloon.deflateOnOom ? ', deflate on OOM' : ''}`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
   return lines.join('\n');

@@ -11,6 +11,13 @@ import { firmwareParts } from './devices/firmware.ts';
 import { nicParts } from './devices/nic.ts';
 import { serialParts } from './devices/serial.ts';
 import { tpmParts } from './devices/tpm.ts';
+import { balloonParts } from './devices/balloon.ts';
+import { inputParts } from './devices/input.ts';
+import { rngParts } from './devices/rng.ts';
+import { soundParts } from './devices/sound.ts';
+import { usbParts } from './devices/usb.ts';
+import { videoParts } from './devices/video.ts';
+import { watchdogParts } from './devices/watchdog.ts';
 import { emptyParts, mergeParts } from './devices/types.ts';
 import type { BuildContext } from './devices/types.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
@@ -50,6 +57,12 @@ function passtSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> 
     map.set(n.id, ctx.paths.passtSocket(i));
   });
   return map;
+}
+
+/** The VM's USB controller: the one it names, or qemu-xhci when a USB device needs one. */
+export function usbControllerOf(def: VmDefinition): VmDefinition['usb'] {
+  if (def.usb) return def.usb;
+  return def.inputs.some((i) => i.bus === 'usb') ? { model: 'qemu-xhci' } : undefined;
 }
 
 export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] {
@@ -98,10 +111,20 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
     if (!ctx.swtpmSocket) throw new HangarError('internal', `VM "${def.name}" has a TPM but no swtpm socket was given`);
     mergeParts(parts, tpmParts(def.tpm, ctx.swtpmSocket));
   }
+  const usb = usbControllerOf(def);
+  if (usb) mergeParts(parts, usbParts(usb));
+  for (const i of def.inputs) mergeParts(parts, inputParts(i, def.machine));
+  mergeParts(parts, videoParts(def.video));
+  if (def.sound) mergeParts(parts, soundParts(def.sound, def.machine));
+  if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
+  if (def.rng) mergeParts(parts, rngParts(def.rng, def.machine));
+  if (def.balloon) mergeParts(parts, balloonParts(def.balloon, def.machine));
 
   if (fw) o.push(...fw.globals);
   for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });
   o.push(...parts.chardevs);
+  o.push(...parts.options);
+  for (const ob of parts.objects) o.push({ opt: '-object', json: ob });
   for (const c of parts.controllers) o.push({ opt: '-device', json: c });
   for (const b of parts.blockdevs) o.push({ opt: '-blockdev', json: b });
   for (const n of parts.netdevs) o.push({ opt: '-netdev', json: n });

@@ -333,6 +333,12 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     qmp.onEvent('STOP', () => { void this.refreshRunState(session); });
     qmp.onEvent('RESUME', () => { if (this.state === 'paused' || this.state === 'guest-error') this.setState('running'); });
     qmp.onEvent('GUEST_PANICKED', () => { this.setState('guest-error', 'the guest kernel panicked; reset or force off the VM'); });
+    // The action itself (reset, pause ...) arrives as its own events; this says why it happened.
+    // poweroff is QEMU exiting at once (no SHUTDOWN event, -no-shutdown ignored): a clean stop, not a crash.
+    qmp.onEvent('WATCHDOG', (d) => {
+      if (d.action === 'poweroff') session.guestShutdown = true;
+      void this.logEvent(`the guest's watchdog expired; action: ${d.action}`);
+    });
     qmp.on('close', () => { void this.onQmpClosed(session); });
   }
 

@@ -9,11 +9,15 @@ export interface DeviceParts {
   blockdevs: PropObject[];
   netdevs: PropObject[];
   chardevs: QemuOption[];
+  /** -object back ends (rng-random ...), before the devices that use them. */
+  objects: PropObject[];
+  /** Other options a device needs (-audiodev, -action ...). */
+  options: QemuOption[];
   devices: PropObject[];
 }
 
 export function emptyParts(): DeviceParts {
-  return { controllers: [], blockdevs: [], netdevs: [], chardevs: [], devices: [] };
+  return { controllers: [], blockdevs: [], netdevs: [], chardevs: [], objects: [], options: [], devices: [] };
 }
 
 export function mergeParts(into: DeviceParts, from: DeviceParts): void {
@@ -21,6 +25,8 @@ export function mergeParts(into: DeviceParts, from: DeviceParts): void {
   into.blockdevs.push(...from.blockdevs);
   into.netdevs.push(...from.netdevs);
   into.chardevs.push(...from.chardevs);
+  into.objects.push(...from.objects);
+  into.options.push(...from.options);
   into.devices.push(...from.devices);
 }
 
