@@ -94,6 +94,16 @@ export function checkDefinition(def: VmDefinition): void {
     if (def.watchdog) problems.push('a microvm has no PCI bus for the i6300esb watchdog (use machine q35)');
     if (def.usb) problems.push('a microvm has no PCI bus for a USB controller (use machine q35)');
   }
+  for (const d of def.disks) {
+    if (d.aio === 'native' && d.cache !== 'none' && d.cache !== 'directsync') {
+      problems.push(`disk "${d.id}": aio native needs O_DIRECT: use cache none or directsync (or aio threads / io_uring)`);
+    }
+    if (d.iothread && d.bus !== 'virtio-blk') problems.push(`disk "${d.id}": an I/O thread applies to virtio-blk disks, not ${d.bus}`);
+    if (d.readOnly && (d.bus === 'ide' || d.bus === 'sata')) {
+      problems.push(`disk "${d.id}": QEMU's IDE/SATA hard disks cannot be read-only: put it on virtio-blk or scsi (or use it as a CD-ROM)`);
+    }
+    if (d.discard && d.readOnly) problems.push(`disk "${d.id}": discard on a read-only disk has nothing to free`);
+  }
   for (const i of def.inputs) if (i.bus === 'ps2' && i.type === 'tablet') problems.push(`input "${i.id}": PS/2 has no tablet (use bus usb or virtio for a tablet)`);
   const ps2 = def.inputs.filter((i) => i.bus === 'ps2');
   for (const t of ['keyboard', 'mouse'] as const) {

@@ -12,6 +12,7 @@ export const diskBuses = ['virtio-blk', 'ide', 'sata', 'scsi'] as const;
 export const cdromBuses = ['ide', 'sata', 'scsi'] as const;
 export const diskFormats = ['qcow2', 'raw', 'vmdk', 'vdi', 'vhdx', 'vpc', 'qed'] as const;
 export const cacheModes = ['none', 'writeback', 'writethrough', 'unsafe', 'directsync'] as const;
+export const diskAioModes = ['threads', 'native', 'io_uring'] as const;
 export const nicModels = ['virtio-net', 'e1000', 'rtl8139'] as const;
 export const bootDevices = ['disk', 'cdrom', 'network'] as const;
 /** bios = SeaBIOS; uefi = OVMF; uefi-secure = OVMF with Secure Boot on and Microsoft keys enrolled (q35 + SMM). */
@@ -58,6 +59,12 @@ export const diskSchema = z.looseObject({
   bus: z.enum(diskBuses).default('virtio-blk'),
   cache: z.enum(cacheModes).default('writeback'),
   readOnly: z.boolean().default(false),
+  /** How QEMU submits I/O: a thread pool (default), Linux native AIO (needs cache none/directsync), or io_uring. */
+  aio: z.enum(diskAioModes).optional(),
+  /** Pass the guest's TRIM/UNMAP down, so freed blocks shrink the image (and the host's storage). */
+  discard: z.boolean().default(false),
+  /** virtio-blk: run this disk's I/O in its own thread, off QEMU's main loop. */
+  iothread: z.boolean().default(false),
   /** True only for images Hangar created itself: the only ones it may ever delete. */
   owned: z.boolean().default(false),
 });

@@ -40,7 +40,55 @@ function find(pci: PciDevice[], id: string): PciDevice {
   return d;
 }
 
+/** Raw images of distinct sizes, so the guest can tell its disks apart by size alone. */
+function rawDisk(name: string, mib: number): string {
+  const file = join(h.home, `${name}.raw`);
+  writeFileSync(file, Buffer.alloc(mib * 1024 * 1024));
+  return file;
+}
+
+/** In the guest: find the disk of `sectors` 512-byte sectors, write `marker` at sector 1, read it back. */
+function writeReadScript(sectors: number, marker: string): string {
+  return `d=; for b in /sys/block/*; do [ "$(cat $b/size)" = ${sectors} ] && d=\${b##*/}; done; echo "dev=$d"; `
+    + `echo ${marker} | dd of=/dev/$d bs=512 seek=1 conv=notrunc 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches; `
+    + `dd if=/dev/$d bs=512 skip=1 count=1 2>/dev/null | head -c ${marker.length}; echo`;
+}
+
+function markerInImage(file: string, marker: string): boolean {
+  return readFileSync(file).subarray(512, 512 + marker.length).toString() === marker;
+}
+
 describe('device kinds in the guest', () => {
+  test('data through AHCI, virtio-blk (native AIO, I/O thread, discard) and virtio-scsi (io_uring) lands in the images', { timeout: 240_000 }, async () => {
+    const disks = { sata: rawDisk('d-sata', 1), virtio: rawDisk('d-virtio', 2), scsi: rawDisk('d-scsi', 3) };
+    await boot('blkq35', {
+      machine: 'q35',
+      disks: [
+        { id: 'dsata', file: disks.sata, format: 'raw', bus: 'sata' },
+        { id: 'dvirtio', file: disks.virtio, format: 'raw', bus: 'virtio-blk', cache: 'none', aio: 'native', iothread: true, discard: true },
+        { id: 'dscsi', file: disks.scsi, format: 'raw', bus: 'scsi', aio: 'io_uring' },
+      ],
+    });
+    for (const [bus, mib] of [['sata', 1], ['virtio', 2], ['scsi', 3]] as const) {
+      const marker = `HANGAR-DATA-${bus}`;
+      const out = await h.consoleCommand('blkq35', writeReadScript(mib * 2048, marker), 4);
+      assert.match(out, bus === 'virtio' ? /dev=vd[a-z]/ : /dev=sd[a-z]/, `${bus}: the guest found the disk:\n${out}`);
+      assert.match(out, new RegExp(`^${marker}\\s*$`, 'm'), `${bus}: read back in the guest:\n${out}`);
+    }
+    await h.ok(['destroy', 'blkq35']);
+    for (const [bus, file] of Object.entries(disks)) assert.ok(markerInImage(file, `HANGAR-DATA-${bus}`), `${bus}: the data is in ${file}`);
+  });
+
+  test('data through IDE (pc, PIIX) lands in the image', { timeout: 240_000 }, async () => {
+    const ide = rawDisk('d-ide', 1);
+    await boot('blkpc', { machine: 'pc', disks: [{ id: 'dide', file: ide, format: 'raw', bus: 'ide' }] });
+    const out = await h.consoleCommand('blkpc', writeReadScript(2048, 'HANGAR-DATA-ide'), 4);
+    assert.match(out, /^HANGAR-DATA-ide\s*$/m, out);
+    await h.ok(['destroy', 'blkpc']);
+    assert.ok(markerInImage(ide, 'HANGAR-DATA-ide'));
+  });
+
+
   test('q35: virtio RNG, balloon, input and GPU, USB 3 with HID devices, ICH9 HD audio, i6300esb', { timeout: 240_000 }, async () => {
     const vm = await boot('devq35', {
       machine: 'q35',

@@ -21,9 +21,11 @@ export function diskBlockdevs(disk: DiskDefinition): PropObject[] {
   const c = cacheModeProps[disk.cache];
   const cache = { direct: c.direct, 'no-flush': c.noFlush };
   const nodes = diskNodeNames(disk.id);
+  // discard on both nodes: the format layer frees its clusters, the file layer punches holes.
+  const discard = disk.discard ? 'unmap' : undefined;
   return [
-    { driver: 'file', 'node-name': nodes.file, filename: disk.file, cache, 'read-only': disk.readOnly },
-    { driver: disk.format, 'node-name': nodes.format, file: nodes.file, cache, 'read-only': disk.readOnly },
+    { driver: 'file', 'node-name': nodes.file, filename: disk.file, cache, 'read-only': disk.readOnly, aio: disk.aio, discard },
+    { driver: disk.format, 'node-name': nodes.format, file: nodes.file, cache, 'read-only': disk.readOnly, discard },
   ];
 }
 
@@ -37,7 +39,7 @@ export function diskFrontend(disk: DiskDefinition, ctx: BuildContext): { control
   };
   if (disk.bus === 'virtio-blk') {
     const driver = ctx.machine === 'microvm' ? 'virtio-blk-device' : 'virtio-blk-pci';
-    return { controllers: [], device: { driver, ...common } };
+    return { controllers: [], device: { driver, ...common, iothread: disk.iothread ? diskIothreadId(disk.id) : undefined } };
   }
   const before = ctx.buses.controllers.length;
   const slot = ctx.buses.allocate(disk.bus, disk.id);
@@ -46,8 +48,13 @@ export function diskFrontend(disk: DiskDefinition, ctx: BuildContext): { control
   return { controllers, device: { driver: 'ide-hd', bus: slot.bus, unit: slot.unit, ...common } };
 }
 
+export function diskIothreadId(id: string): string {
+  return `${id}-iothread`;
+}
+
 export function diskParts(disk: DiskDefinition, ctx: BuildContext): DeviceParts {
   const parts = emptyParts();
+  if (disk.iothread) parts.objects.push({ 'qom-type': 'iothread', id: diskIothreadId(disk.id) });
   const fe = diskFrontend(disk, ctx);
   parts.controllers.push(...fe.controllers);
   parts.blockdevs.push(...diskBlockdevs(disk));
