@@ -60,7 +60,7 @@ export function validateVmName(name: string): string {
 export function checkDefinition(def: VmDefinition): void {
   const problems: string[] = [];
   const ids = new Set<string>();
-  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs]) {
+  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs, ...def.shares]) {
     if (ids.has(dev.id)) problems.push(`device id "${dev.id}" is used twice`);
     ids.add(dev.id);
   }
@@ -103,6 +103,11 @@ export function checkDefinition(def: VmDefinition): void {
       problems.push(`disk "${d.id}": QEMU's IDE/SATA hard disks cannot be read-only: put it on virtio-blk or scsi (or use it as a CD-ROM)`);
     }
     if (d.discard && d.readOnly) problems.push(`disk "${d.id}": discard on a read-only disk has nothing to free`);
+  }
+  const tags = new Set<string>();
+  for (const sh of def.shares) {
+    if (tags.has(sh.tag)) problems.push(`mount tag "${sh.tag}" is used by two shared folders`);
+    tags.add(sh.tag);
   }
   for (const i of def.inputs) if (i.bus === 'ps2' && i.type === 'tablet') problems.push(`input "${i.id}": PS/2 has no tablet (use bus usb or virtio for a tablet)`);
   const ps2 = def.inputs.filter((i) => i.bus === 'ps2');

@@ -200,6 +200,20 @@ export const watchdogSchema = z.looseObject({
   action: z.enum(watchdogActions).default('reset'),
 });
 
+/**
+ * A host folder shared with the guest over virtio-9p (mount -t 9p -o trans=virtio TAG /mnt).
+ * mapped-xattr keeps guest owners and modes in extended attributes (works for any host user);
+ * passthrough uses them for real (needs root); none is passthrough that ignores failures.
+ */
+export const shareSecurityModels = ['mapped-xattr', 'passthrough', 'none'] as const;
+export const shareSchema = z.looseObject({
+  id: deviceId,
+  source: absPath,
+  tag: z.string().regex(/^[A-Za-z0-9_.-]{1,31}$/, 'a mount tag is 1-31 letters, digits, "_", "." or "-"'),
+  readOnly: z.boolean().default(false),
+  securityModel: z.enum(shareSecurityModels).default('mapped-xattr'),
+});
+
 /** USB host controllers: qemu-xhci (USB 3, any modern OS), ich9 EHCI+UHCI (USB 2, old guests). */
 export const usbModels = ['qemu-xhci', 'ich9-ehci'] as const;
 export const usbSchema = z.looseObject({
@@ -241,6 +255,7 @@ export const vmDefinitionSchema = z.looseObject({
   watchdog: watchdogSchema.optional(),
   /** Added on its own when a USB device needs one. */
   usb: usbSchema.optional(),
+  shares: z.array(shareSchema).default([]),
   cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
@@ -259,6 +274,7 @@ export type VideoDefinition = z.infer<typeof videoSchema>;
 export type SoundDefinition = z.infer<typeof soundSchema>;
 export type WatchdogDefinition = z.infer<typeof watchdogSchema>;
 export type UsbDefinition = z.infer<typeof usbSchema>;
+export type ShareDefinition = z.infer<typeof shareSchema>;
 export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;
 export type NetworkDefinition = z.infer<typeof networkSchema>;

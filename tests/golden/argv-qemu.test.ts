@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -90,6 +90,13 @@ async function createReferencedFiles(argv: readonly string[]): Promise<void> {
     const r = spawnSync('qemu-img', ['create', '-q', '-f', format, path, '16M'], { encoding: 'utf8' });
     assert.ok(!r.error && r.status === 0, `qemu-img create ${path} failed: ${r.error?.message ?? r.stderr}`);
   }
+  // Shared folders (-fsdev local,path=DIR with QEMU's doubled commas): the folders must exist.
+  argv.forEach((a, i) => {
+    if (a !== '-fsdev') return;
+    const m = /(?:^|,)path=((?:[^,]|,,)*)/.exec(argv[i + 1] ?? '');
+    assert.ok(m, `-fsdev without a path: ${argv[i + 1]}`);
+    mkdirSync(m[1]!.replaceAll(',,', ','), { recursive: true });
+  });
   for (const [opt, source] of [['-kernel', 'vmlinuz'], ['-initrd', 'initrd.img']] as const) {
     const dest = valueArg(argv, opt);
     if (dest === undefined) continue;

@@ -4,7 +4,7 @@
 // powers the VM off when the guest stops petting it).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, parsePciBlock, PCI_END, READY_MARKER } from '../guest/guest.ts';
 import type { PciDevice } from '../guest/guest.ts';
@@ -133,6 +133,33 @@ describe('device kinds in the guest', () => {
     const bochs = await boot('devbochs', { machine: 'q35', video: { model: 'bochs' } });
     assert.equal(find(bochs.pci, '1234:1111').cls.slice(0, 4), '0380', 'a display controller without VGA');
     await h.ok(['destroy', 'devbochs']);
+  });
+
+  test('virtio-9p shares a host folder both ways; a read-only share refuses writes; a missing folder is refused before start', { timeout: 240_000 }, async () => {
+    const shared = join(h.home, 'shared, folder');
+    const ro = join(h.home, 'readonly');
+    mkdirSync(shared);
+    mkdirSync(ro);
+    writeFileSync(join(shared, 'from-host.txt'), 'hello from the host\n');
+    writeFileSync(join(ro, 'ro.txt'), 'read me\n');
+    await boot('share', {
+      machine: 'q35',
+      shares: [{ id: 'share0', source: shared, tag: 'hostshare' }, { id: 'share1', source: ro, tag: 'ro', readOnly: true }],
+    });
+    const out = await h.consoleCommand('share', 'mkdir -p /mnt/s /mnt/r; mount -t 9p -o trans=virtio,version=9p2000.L hostshare /mnt/s && '
+      + 'mount -t 9p -o trans=virtio,version=9p2000.L ro /mnt/r && cat /mnt/s/from-host.txt /mnt/r/ro.txt; '
+      + 'echo written by the guest > /mnt/s/from-guest.txt; sync; echo x > /mnt/r/nope.txt || echo RO-REFUSED', 5);
+    assert.match(out, /hello from the host/, out);
+    assert.match(out, /read me/, out);
+    assert.match(out, /RO-REFUSED/, 'the read-only share refuses writes');
+    assert.equal(readFileSync(join(shared, 'from-guest.txt'), 'utf8'), 'written by the guest\n', 'the guest wrote into the host folder');
+    assert.ok(!existsSync(join(ro, 'nope.txt')));
+    await h.ok(['destroy', 'share']);
+
+    rmSync(ro, { recursive: true });
+    const r = await h.run(['start', 'share']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /shared folder "share1" \(.*readonly\) does not exist/);
   });
 
   test('a watchdog the guest stops petting powers the VM off; the VM log says why', { timeout: 240_000 }, async () => {

@@ -161,6 +161,7 @@ function showText(v: VmInfo): string {
     if (d.watchdog) lines.push(`Watchdog:    ${d.watchdog.model}, action ${d.watchdog.action}`);
     if (d.rng) lines.push(`RNG:         virtio-rng from /dev/${d.rng.source}`);
     if (d.balloon) lines.push(`Balloon:     virtio-balloon${d.balloon.freePageReporting ? ', free page reporting' : ''}${d.balloon.deflateOnOom ? ', deflate on OOM' : ''}`);
+    for (const sh of d.shares) lines.push(`Share ${sh.id}: ${sh.source} as "${sh.tag}" (virtio-9p, ${sh.securityModel}${sh.readOnly ? ', read-only' : ''})`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
   return lines.join('\n');

@@ -14,6 +14,7 @@ import { tpmParts } from './devices/tpm.ts';
 import { balloonParts } from './devices/balloon.ts';
 import { inputParts } from './devices/input.ts';
 import { rngParts } from './devices/rng.ts';
+import { shareParts } from './devices/share.ts';
 import { soundParts } from './devices/sound.ts';
 import { usbParts } from './devices/usb.ts';
 import { videoParts } from './devices/video.ts';
@@ -119,6 +120,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
   if (def.rng) mergeParts(parts, rngParts(def.rng, def.machine));
   if (def.balloon) mergeParts(parts, balloonParts(def.balloon, def.machine));
+  for (const sh of def.shares) mergeParts(parts, shareParts(sh, def.machine));
 
   if (fw) o.push(...fw.globals);
   for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });

@@ -1,7 +1,7 @@
 // One VM under supervision: its state machine, its QEMU process (spawned or re-attached), QMP
 // events, and its serial console. All lifecycle actions for a VM go through here.
 import { EventEmitter } from 'node:events';
-import { access, appendFile, constants, copyFile, mkdir, readFile, rm, unlink } from 'node:fs/promises';
+import { access, appendFile, constants, copyFile, mkdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
@@ -269,6 +269,13 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (def.boot.kernel) {
       need.push(['kernel', def.boot.kernel.kernel, false]);
       if (def.boot.kernel.initrd) need.push(['initrd', def.boot.kernel.initrd, false]);
+    }
+    for (const sh of def.shares) {
+      const st = await stat(sh.source).catch(() => null);
+      if (!st?.isDirectory()) {
+        throw new HangarError('invalid-input', `cannot start VM "${def.name}": the shared folder "${sh.id}" (${sh.source}) ${st ? 'is not a folder' : 'does not exist'}`,
+          'create the folder, or remove the share from the VM\'s definition');
+      }
     }
     for (const [what, file, write] of need) {
       try {
