@@ -134,8 +134,19 @@ export const bridgeNetworkSchema = z.looseObject({
   bridge: z.string().regex(BRIDGE_NAME_RE, 'a bridge name is 1-15 letters, digits, "_", "." and "-" (a Linux interface name), e.g. br0'),
 });
 
+/**
+ * An isolated VM-to-VM network, no root needed: every NIC on the same network name joins one
+ * UDP multicast group bound to the loopback interface (QEMU's socket netdev), so those VMs see
+ * one another and nothing else: no host, no outside.
+ */
+export const ISOLATED_NETWORK_RE = /^[A-Za-z0-9_.-]{1,32}$/;
+export const isolatedNetworkSchema = z.looseObject({
+  type: z.literal('isolated'),
+  network: z.string().regex(ISOLATED_NETWORK_RE, 'an isolated network name is 1-32 letters, digits, "_", "." and "-"'),
+});
+
 /** A NIC's back end, told apart by `type`. */
-export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema, bridgeNetworkSchema]);
+export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema, bridgeNetworkSchema, isolatedNetworkSchema]);
 
 export const macSchema = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'MAC addresses look like 52:54:00:12:34:56 (lower case)')
   .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'a NIC MAC must be unicast (first byte even)');
@@ -285,5 +296,5 @@ export type NetworkType = NetworkDefinition['type'];
 
 /** A NIC back end's port forwards (a bridged NIC has none: the guest is on the bridge's LAN). */
 export function portForwardsOf(net: NetworkDefinition): PortForward[] {
-  return net.type === 'bridge' ? [] : net.portForwards;
+  return net.type === 'bridge' || net.type === 'isolated' ? [] : net.portForwards;
 }

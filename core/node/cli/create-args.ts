@@ -85,15 +85,17 @@ const NIC_BACKENDS: Readonly<Record<string, string>> = {
   user: 'user-mode NAT inside QEMU (slirp)',
   passt: 'rootless user-mode networking by a passt process (package passt)',
   bridge: 'a tap device on a host bridge (bridge,br=br0; qemu-bridge-helper)',
+  isolated: 'a VM-to-VM network on this host, no root needed (isolated,network=NAME)',
 };
-const NIC_USAGE = 'use --nic user|passt[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::2222-:22], or --nic bridge,br=BRIDGE[,model=..][,mac=..]';
+const NIC_USAGE = 'use --nic user|passt[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::2222-:22], or --nic bridge,br=BRIDGE|isolated,network=NAME[,model=..][,mac=..]';
 
 export async function parseNic(spec: string, index: number): Promise<Record<string, unknown>> {
   const { head, opts } = splitSpec(spec);
   if (!(head in NIC_BACKENDS)) {
     throw new HangarError('invalid-input', `--nic "${head}": unknown network back end (known: ${Object.entries(NIC_BACKENDS).map(([k, v]) => `${k} = ${v}`).join('; ')})`, NIC_USAGE);
   }
-  if (head === 'bridge') return parseBridgeNic(opts, index, /(^|,)br=/.test(spec));
+  if (head === 'bridge') return parseLanNic('bridge', opts, index);
+  if (head === 'isolated') return parseLanNic('isolated', opts, index);
   // hostfwd may repeat: split on "hostfwd=" occurrences in the original spec.
   const fwds = [...spec.matchAll(/hostfwd=([^,]+)/g)].map((m) => parseHostfwd(m[1]!));
   if (head === 'passt') {
@@ -115,19 +117,26 @@ export async function parseNic(spec: string, index: number): Promise<Record<stri
   return nic;
 }
 
-/** --nic bridge,br=NAME[,model=..][,mac=..][,id=..]: no port forwards, TFTP or boot file (the guest is on the bridge's LAN). */
-function parseBridgeNic(opts: Record<string, string>, index: number, brGiven: boolean): Record<string, unknown> {
+/**
+ * --nic bridge,br=NAME / --nic isolated,network=NAME [,model=..][,mac=..][,id=..]: NICs on a LAN
+ * (a host bridge, or a VM-only network): no port forwards, TFTP or boot file.
+ */
+function parseLanNic(kind: 'bridge' | 'isolated', opts: Record<string, string>, index: number): Record<string, unknown> {
+  const where = kind === 'bridge' ? "a bridged guest is on the bridge's LAN and reachable at its own address" : 'an isolated network joins VMs to each other only';
   for (const k of ['hostfwd', 'tftp', 'bootfile']) {
     if (opts[k] !== undefined) {
-      throw new HangarError('invalid-input', `--nic bridge: ${k}= is only for user-mode NICs; a bridged guest is on the bridge's LAN and reachable at its own address (no port forwards, no built-in TFTP/DHCP server)`,
-        k === 'hostfwd' ? 'drop hostfwd=, or use --nic user|passt,hostfwd=tcp::2222-:22' : 'drop tftp=/bootfile= (serve them from a TFTP/DHCP server on the bridge\'s LAN), or network-boot with --nic user,tftp=DIR,bootfile=FILE');
+      throw new HangarError('invalid-input', `--nic ${kind}: ${k}= is only for user-mode NICs; ${where} (no port forwards, no built-in TFTP/DHCP server)`,
+        k === 'hostfwd' ? 'drop hostfwd=, or use --nic user|passt,hostfwd=tcp::2222-:22' : `drop tftp=/bootfile=${kind === 'bridge' ? " (serve them from a TFTP/DHCP server on the bridge's LAN)" : ''}, or network-boot with --nic user,tftp=DIR,bootfile=FILE`);
     }
   }
-  unknownKeys('nic', opts, ['br', 'model', 'mac', 'id']);
-  if (!brGiven || !opts.br) {
-    throw new HangarError('invalid-input', '--nic bridge needs the host bridge: br=NAME', 'e.g. --nic bridge,br=br0 (`ip link show type bridge` lists the bridges)');
+  const key = kind === 'bridge' ? 'br' : 'network';
+  unknownKeys('nic', opts, [key, 'model', 'mac', 'id']);
+  if (!opts[key] || opts[key] === 'on') {
+    throw new HangarError('invalid-input', kind === 'bridge' ? '--nic bridge needs the host bridge: br=NAME' : '--nic isolated needs the network name: network=NAME',
+      kind === 'bridge' ? 'e.g. --nic bridge,br=br0 (`ip link show type bridge` lists the bridges)' : 'e.g. --nic isolated,network=lab on each VM that should share the network');
   }
-  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network: { type: 'bridge', bridge: opts.br } };
+  const network = kind === 'bridge' ? { type: 'bridge', bridge: opts.br } : { type: 'isolated', network: opts.network };
+  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network };
   if (opts.model) nic.model = opts.model;
   if (opts.mac) nic.mac = opts.mac.toLowerCase();
   return nic;

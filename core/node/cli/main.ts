@@ -77,6 +77,9 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      on a host bridge (e.g. br0) like another machine on its LAN: QEMU's
                                      qemu-bridge-helper adds a tap device to it. Needs root or a setuid
                                      helper, and "allow BRIDGE" in /etc/qemu/bridge.conf; no port forwards
+  --nic isolated,network=NAME[,model=..][,mac=..]
+                                     a VM-to-VM network, no root needed: VMs with the same NAME see each
+                                     other and nothing else (multicast on 127.0.0.1); give them addresses
   --os ID|auto                       defaults from the OS (osinfo-db: memory, vCPUs, firmware, TPM, disk
                                      bus, NIC model); auto = detect from --cdrom; explicit flags win
   --tpm[=crb|tis]                    a TPM 2.0 (swtpm; state kept in the VM folder), CRB (default,
@@ -171,6 +174,7 @@ function networkLabel(net: NetworkDefinition): string {
   switch (net.type) {
     case 'passt': return 'passt (user-mode)';
     case 'bridge': return `bridge ${net.bridge}`;
+    case 'isolated': return `isolated network ${net.network}`;
     default: return 'user-mode NAT';
   }
 }

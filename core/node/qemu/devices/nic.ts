@@ -38,6 +38,16 @@ export function nicBootRom(model: NicModel): string {
   return `efi-${romBase[model]}.rom`;
 }
 
+/**
+ * The multicast group of an isolated network: a stable hash of its name into the
+ * organization-local scope 239.255.0.0/16 and a port in 20000-59999.
+ */
+export function isolatedGroup(network: string): string {
+  let h = 2166136261; // FNV-1a, 32 bits
+  for (const ch of Buffer.from(network, 'utf8')) h = Math.imul(h ^ ch, 16777619) >>> 0;
+  return `239.255.${(h >>> 8) & 0xff}.${h & 0xff}:${20000 + ((h >>> 16) % 40000)}`;
+}
+
 /** The -netdev object of a NIC's back end. */
 export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
   const net = nic.network;
@@ -47,6 +57,10 @@ export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
     const path = ctx.passtSockets?.get(nic.id);
     if (!path) throw new HangarError('internal', `NIC "${nic.id}" uses passt but no passt socket was given`);
     return { type: 'stream', id: netdevId(nic), server: false, addr: { type: 'unix', path } };
+  }
+  if (net.type === 'isolated') {
+    // Multicast on 127.0.0.1 (IP_MULTICAST_IF): frames loop back to the group's members on this host and never leave it.
+    return { type: 'socket', id: netdevId(nic), mcast: isolatedGroup(net.network), localaddr: '127.0.0.1' };
   }
   if (net.type === 'bridge') {
     // QEMU runs the helper, which creates a tap device, adds it to the bridge (if its ACL allows)
