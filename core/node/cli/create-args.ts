@@ -94,8 +94,9 @@ export async function parseNic(spec: string, index: number): Promise<Record<stri
   if (!(head in NIC_BACKENDS)) {
     throw new HangarError('invalid-input', `--nic "${head}": unknown network back end (known: ${Object.entries(NIC_BACKENDS).map(([k, v]) => `${k} = ${v}`).join('; ')})`, NIC_USAGE);
   }
-  if (head === 'bridge') return parseLanNic('bridge', opts, index);
-  if (head === 'isolated') return parseLanNic('isolated', opts, index);
+  // "br=on" names a bridge called on; a bare "br" (which splitSpec reads as on) names none.
+  if (head === 'bridge') return parseLanNic('bridge', opts, index, /(^|,)br=/.test(spec));
+  if (head === 'isolated') return parseLanNic('isolated', opts, index, /(^|,)network=/.test(spec));
   // hostfwd may repeat: split on "hostfwd=" occurrences in the original spec.
   const fwds = [...spec.matchAll(/hostfwd=([^,]+)/g)].map((m) => parseHostfwd(m[1]!));
   if (head === 'passt') {
@@ -121,7 +122,7 @@ export async function parseNic(spec: string, index: number): Promise<Record<stri
  * --nic bridge,br=NAME / --nic isolated,network=NAME [,model=..][,mac=..][,id=..]: NICs on a LAN
  * (a host bridge, or a VM-only network): no port forwards, TFTP or boot file.
  */
-function parseLanNic(kind: 'bridge' | 'isolated', opts: Record<string, string>, index: number): Record<string, unknown> {
+function parseLanNic(kind: 'bridge' | 'isolated', opts: Record<string, string>, index: number, valueGiven: boolean): Record<string, unknown> {
   const where = kind === 'bridge' ? "a bridged guest is on the bridge's LAN and reachable at its own address" : 'an isolated network joins VMs to each other only';
   for (const k of ['hostfwd', 'tftp', 'bootfile']) {
     if (opts[k] !== undefined) {
@@ -131,7 +132,7 @@ function parseLanNic(kind: 'bridge' | 'isolated', opts: Record<string, string>, 
   }
   const key = kind === 'bridge' ? 'br' : 'network';
   unknownKeys('nic', opts, [key, 'model', 'mac', 'id']);
-  if (!opts[key] || opts[key] === 'on') {
+  if (!valueGiven || !opts[key]) {
     throw new HangarError('invalid-input', kind === 'bridge' ? '--nic bridge needs the host bridge: br=NAME' : '--nic isolated needs the network name: network=NAME',
       kind === 'bridge' ? 'e.g. --nic bridge,br=br0 (`ip link show type bridge` lists the bridges)' : 'e.g. --nic isolated,network=lab on each VM that should share the network');
   }
