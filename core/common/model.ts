@@ -8,7 +8,8 @@ export const NAME_MAX_LENGTH = 64;
 
 export const machineTypes = ['q35', 'pc', 'microvm'] as const;
 export const accelerators = ['auto', 'kvm', 'tcg'] as const;
-export const diskBuses = ['virtio-blk', 'ide', 'sata', 'scsi'] as const;
+/** vhost-user-blk: the disk served by a qemu-storage-daemon process Hangar runs (shared guest memory). */
+export const diskBuses = ['virtio-blk', 'ide', 'sata', 'scsi', 'vhost-user-blk'] as const;
 export const cdromBuses = ['ide', 'sata', 'scsi'] as const;
 export const diskFormats = ['qcow2', 'raw', 'vmdk', 'vdi', 'vhdx', 'vpc', 'qed'] as const;
 export const cacheModes = ['none', 'writeback', 'writethrough', 'unsafe', 'directsync'] as const;

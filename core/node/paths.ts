@@ -61,6 +61,9 @@ export interface VmRuntimePaths {
   passtSocket(nicIndex: number): string;
   /** passt's pidfile for the NIC at position `nicIndex`. */
   passtPidfile(nicIndex: number): string;
+  /** The vhost-user socket qemu-storage-daemon serves the disk at position `diskIndex` on. */
+  qsdSocket(diskIndex: number): string;
+  qsdPidfile(diskIndex: number): string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
 }
@@ -83,6 +86,9 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     swtpmPidfile: join(dir, 'swtpm.pid'),
     passtSocket: (i) => join(dir, `passt${passtIndex(i)}.sock`),
     passtPidfile: (i) => join(dir, `passt${passtIndex(i)}.pid`),
+    // "qsdNN.sock" is no longer than "serial0.sock", the longest name the runtime dir allows for.
+    qsdSocket: (i) => join(dir, `qsd${passtIndex(i)}.sock`),
+    qsdPidfile: (i) => join(dir, `qsd${passtIndex(i)}.pid`),
     statusFile: join(dir, 'status.json'),
   };
 }

@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
+import { parseDefinition } from '../../core/common/definition.ts';
+import { startQsd, stopQsd } from '../../core/node/service/storage-daemon.ts';
+import type { QsdPaths } from '../../core/node/service/storage-daemon.ts';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -144,6 +147,8 @@ async function runFixture(name: string): Promise<void> {
   let stderr = '';
   let swtpm: SwtpmPaths | undefined;
   const passts: PasstPaths[] = [];
+  const vhostUser: Array<{ id: string; socket: string }> = [];
+  const qsds: QsdPaths[] = [];
   let bridge: TestBridge | undefined;
   let restoreAcl: (() => void) | undefined;
   try {
@@ -168,6 +173,20 @@ async function runFixture(name: string): Promise<void> {
       const p: PasstPaths = { vmDir: fixtureDir, nicId: String(n.id), socket, pidfile: socket.replace(/\.sock$/, '.pid') };
       passts.push(p);
       await startPasst(p, []);
+    }
+    // vhost-user-blk disks: a real qemu-storage-daemon on each vhost-user chardev's socket, serving a fresh image.
+    argv.forEach((a, i) => {
+      if (a !== '-chardev') return;
+      const m = /^socket,id=([a-z0-9-]+)-vhost-user,path=(.+)$/.exec(argv[i + 1] ?? '');
+      if (m) vhostUser.push({ id: m[1]!, socket: m[2]!.replaceAll(',,', ',') });
+    });
+    for (const v of vhostUser) {
+      const file = join(fixtureDir, `${v.id}-qsd.qcow2`);
+      const r = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const disk = parseDefinition({ version: 1, id: '00000000-0000-4000-8000-0000000000ff', name: 'qsd', disks: [{ id: v.id, file, bus: 'vhost-user-blk' }] }).disks[0]!;
+      qsds.push({ vmDir: fixtureDir, socket: v.socket, pidfile: v.socket.replace(/\.sock$/, '.pid') });
+      await startQsd(disk, qsds.at(-1)!);
     }
 
     const p = spawn(QEMU, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -235,6 +254,7 @@ async function runFixture(name: string): Promise<void> {
     await exited;
     if (swtpm) await stopSwtpm(swtpm);
     for (const p of passts) await stopPasst(p);
+    for (const q of qsds) await stopQsd(q);
     restoreAcl?.();
     bridge?.remove();
     await rm(fixtureDir, { recursive: true, force: true });

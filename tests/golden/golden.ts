@@ -27,6 +27,7 @@ export const RUN_PATHS = {
   pidfile: `${RUN_PREFIX}qemu.pid`,
   swtpmSocket: `${RUN_PREFIX}swtpm.sock`,
   passtSocket: (nicIndex: number) => `${RUN_PREFIX}passt${nicIndex}.sock`,
+  qsdSocket: (diskIndex: number) => `${RUN_PREFIX}qsd${diskIndex}.sock`,
 };
 
 export function fixtureNames(): string[] {

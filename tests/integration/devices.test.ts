@@ -4,11 +4,11 @@
 // powers the VM off when the guest stops petting it).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, parsePciBlock, PCI_END, READY_MARKER } from '../guest/guest.ts';
 import type { PciDevice } from '../guest/guest.ts';
-import { HangarHarness } from '../helpers/hangar.ts';
+import { HangarHarness, sleep } from '../helpers/hangar.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -54,6 +54,24 @@ function writeReadScript(sectors: number, marker: string): string {
     + `dd if=/dev/$d bs=512 skip=1 count=1 2>/dev/null | head -c ${marker.length}; echo`;
 }
 
+/** qemu-storage-daemon processes whose command line names the image. */
+function qsdPids(image: string): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
+    try {
+      const a = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return /(^|\/)qemu-storage-daemon$/.test(a[0] ?? '') && a.some((x) => x.includes(image));
+    } catch { return false; }
+  });
+}
+
+async function waitFor(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
 function markerInImage(file: string, marker: string): boolean {
   return readFileSync(file).subarray(512, 512 + marker.length).toString() === marker;
 }
@@ -77,6 +95,30 @@ describe('device kinds in the guest', () => {
     }
     await h.ok(['destroy', 'blkq35']);
     for (const [bus, file] of Object.entries(disks)) assert.ok(markerInImage(file, `HANGAR-DATA-${bus}`), `${bus}: the data is in ${file}`);
+  });
+
+  test('vhost-user-blk: a supervised qemu-storage-daemon serves the disk, data lands in the image; the daemon is gone after a stop and after SIGKILL of QEMU', { timeout: 300_000 }, async () => {
+    const img = rawDisk('d-vu', 4);
+    const vm = await boot('vublk', { machine: 'q35', disks: [{ id: 'dvu', file: img, format: 'raw', bus: 'vhost-user-blk' }] });
+    const daemons = qsdPids(img);
+    assert.equal(daemons.length, 1, 'one qemu-storage-daemon serves the disk');
+    const cmd = (await h.ok(['cmdline', 'vublk'])).replace(/\\\n\s*/g, ' ');
+    assert.match(cmd, /memory-backend-memfd.*"share":true/, 'guest memory is shared with the daemon');
+    find(vm.pci, '1af4:1001'); // virtio-blk as the guest sees it: the daemon is invisible
+    const out = await h.consoleCommand('vublk', writeReadScript(4 * 2048, 'HANGAR-DATA-vhost-user'), 4);
+    assert.match(out, /dev=vd[a-z]/, out);
+    assert.match(out, /^HANGAR-DATA-vhost-user\s*$/m, out);
+    await h.ok(['destroy', 'vublk']);
+    assert.ok(markerInImage(img, 'HANGAR-DATA-vhost-user'), 'the data is in the image');
+    await waitFor(() => qsdPids(img).length === 0, 'the daemon stopped with the VM');
+
+    await h.ok(['start', 'vublk']);
+    await h.waitForSerial(vm.id, READY_MARKER, 2, 120_000);
+    assert.equal(qsdPids(img).length, 1);
+    const pid = (await h.json<{ pid: number }>(['show', 'vublk'])).pid;
+    process.kill(pid, 'SIGKILL');
+    await h.waitForState('vublk', 'crashed', 30_000);
+    await waitFor(() => qsdPids(img).length === 0, 'the daemon stopped after QEMU was killed');
   });
 
   test('data through IDE (pc, PIIX) lands in the image', { timeout: 240_000 }, async () => {

@@ -28,7 +28,7 @@ export const QMP_CHARDEV_ID = 'ch_qmp';
 export interface ArgvContext {
   accel: 'kvm' | 'tcg';
   /** passtSocket is required when the VM has a passt NIC. */
-  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket'>>;
+  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket' | 'qsdSocket'>>;
   /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
   firmware?: ResolvedFirmware | null;
   /** The VM's swtpm control socket; required when the VM has a TPM. */
@@ -66,6 +66,24 @@ export function usbControllerOf(def: VmDefinition): VmDefinition['usb'] {
   return def.inputs.some((i) => i.bus === 'usb') ? { model: 'qemu-xhci' } : undefined;
 }
 
+/** Each vhost-user-blk disk's storage daemon socket, by disk id (named by the disk's position). */
+function qsdSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> {
+  const map = new Map<string, string>();
+  def.disks.forEach((d, i) => {
+    if (d.bus !== 'vhost-user-blk') return;
+    if (!ctx.paths.qsdSocket) throw new HangarError('internal', `VM "${def.name}" has a vhost-user-blk disk but no storage daemon socket paths were given`);
+    map.set(d.id, ctx.paths.qsdSocket(i));
+  });
+  return map;
+}
+
+/** vhost-user back ends read and write guest memory themselves: it must be shareable (memfd). */
+export function needsSharedMemory(def: VmDefinition): boolean {
+  return def.disks.some((d) => d.bus === 'vhost-user-blk');
+}
+
+export const SHARED_MEMORY_ID = 'mem0';
+
 export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] {
   const o: QemuOption[] = [];
   o.push({ opt: '-name', keyval: { guest: def.name, 'debug-threads': true } });
@@ -74,12 +92,14 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
     throw new HangarError('internal', `VM "${def.name}" uses ${def.firmware} firmware but no firmware was resolved for it`);
   }
   const fw = def.firmware !== 'bios' && ctx.firmware ? firmwareParts(ctx.firmware) : null;
-  o.push({ opt: '-machine', implied: def.machine, keyval: { ...fw?.machine } });
+  const shared = needsSharedMemory(def);
+  o.push({ opt: '-machine', implied: def.machine, keyval: { ...fw?.machine, 'memory-backend': shared ? SHARED_MEMORY_ID : undefined } });
   o.push({ opt: '-accel', implied: ctx.accel, keyval: {} });
   o.push({ opt: '-cpu', value: def.cpu.model });
   const { vcpus, sockets, cores, threads } = def.cpu;
   o.push({ opt: '-smp', keyval: { cpus: vcpus, sockets, cores, threads } });
   o.push({ opt: '-m', keyval: { size: `${def.memoryMiB}M` } });
+  if (shared) o.push({ opt: '-object', json: { 'qom-type': 'memory-backend-memfd', id: SHARED_MEMORY_ID, size: def.memoryMiB * 1024 * 1024, share: true } });
   // Start paused with no implicit devices and no host config; -no-shutdown keeps QEMU alive
   // after a guest poweroff so the core sees it (and can turn it into a reboot).
   o.push({ opt: '-nodefaults' }, { opt: '-no-user-config' }, { opt: '-no-shutdown' }, { opt: '-S' });
@@ -100,7 +120,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
 
   const bctx: BuildContext = {
     machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
-    passtSockets: passtSockets(def, ctx),
+    passtSockets: passtSockets(def, ctx), qsdSockets: qsdSockets(def, ctx),
   };
   if (ctx.bridgeHelper) bctx.bridgeHelper = ctx.bridgeHelper;
   const parts = emptyParts();

@@ -10,14 +10,14 @@
 // its --pid file, which then cannot be created in Hangar's private (0700) runtime dir ("PID file
 // open: Permission denied"). As root Hangar therefore passes --runas 0: passt still confines
 // itself (own user, PID and mount namespaces, every capability dropped, seccomp).
-import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { PortForward } from '../../common/model.ts';
 import { requireBinary } from '../host/binaries.ts';
-import { isAlive, readPidfile, sleep, waitForExit } from './qemu-process.ts';
+import { killBackend, procArgs, runDaemonizing } from './backend-process.ts';
+import { isAlive, readPidfile, sleep } from './qemu-process.ts';
 
 export interface PasstPaths {
   /** The VM folder: passt logs to <vmDir>/logs/passt-<nicId>.log. */
@@ -65,31 +65,8 @@ export function isOurPasst(pid: number, socket: string): boolean {
 
 /** PID's argv when it is a passt process (passt re-executes itself as passt.avx2 with the same argv). */
 function passtCmdline(pid: number): string[] | null {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return /(^|\/)passt(\.avx2)?$/.test(args[0] ?? '') ? args : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Runs passt until its parent exits (it daemonizes); rejects with its message when it fails. */
-function runDaemonizing(binary: string, args: string[], timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const t = setTimeout(() => { child.kill('SIGKILL'); }, timeoutMs);
-    child.once('error', (e) => { clearTimeout(t); reject(e); });
-    child.once('exit', (code, signal) => {
-      clearTimeout(t);
-      // The daemon closes its standard streams; do not wait for them beyond the parent's exit.
-      child.stderr.destroy();
-      const msg = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^Failed to send \d+ bytes to syslog$/.test(l)).join('; ');
-      if (code === 0) resolve();
-      else reject(new Error(msg || (signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (no answer within ${timeoutMs / 1000} s)` : ''}` : `exit code ${code}`)));
-    });
-  });
+  const args = procArgs(pid);
+  return args && /(^|\/)passt(\.avx2)?$/.test(args[0] ?? '') ? args : null;
 }
 
 /** Starts passt for one NIC and waits for its socket. Throws a clear error (with the fix) otherwise. */
@@ -119,18 +96,10 @@ export async function startPasst(p: PasstPaths, forwards: readonly PortForward[]
   }
 }
 
-async function killPasst(pid: number, stillOurs: () => boolean): Promise<void> {
-  try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
-  if (!(await waitForExit(pid, 3000)) && stillOurs()) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    await waitForExit(pid, 2000);
-  }
-}
-
 /** Stops this NIC's passt if one runs (TERM, then KILL), and removes its socket and pidfile. */
 export async function stopPasst(p: Pick<PasstPaths, 'socket' | 'pidfile'>): Promise<void> {
   const pid = await readPidfile(p.pidfile);
-  if (pid !== null && isOurPasst(pid, p.socket)) await killPasst(pid, () => isOurPasst(pid, p.socket));
+  if (pid !== null && isOurPasst(pid, p.socket)) await killBackend(pid, () => isOurPasst(pid, p.socket));
   for (const f of [p.socket, p.pidfile]) await unlink(f).catch(() => {});
 }
 
@@ -157,7 +126,7 @@ export async function stopAllPasst(vmRuntimeDir: string): Promise<void> {
     const i = args?.indexOf('--socket') ?? -1;
     const socket = i >= 0 ? args![i + 1] : undefined;
     if (pid !== null && socket !== undefined && dirname(socket) === vmRuntimeDir) {
-      await killPasst(pid, () => isOurPasst(pid, socket));
+      await killBackend(pid, () => isOurPasst(pid, socket));
       await unlink(socket).catch(() => {});
     }
     await unlink(pidfile).catch(() => {});

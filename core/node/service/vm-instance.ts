@@ -28,6 +28,7 @@ import {
 import type { SpawnedQemu } from './qemu-process.ts';
 import { startSwtpm, stopSwtpm } from './swtpm.ts';
 import { startPasst, stopAllPasst } from './passt.ts';
+import { startQsd, stopAllQsd } from './storage-daemon.ts';
 import type { PasstPaths } from './passt.ts';
 import { ensureSeedIso } from '../cloud-init/seed.ts';
 import { checkNicRoms } from '../host/nic-roms.ts';
@@ -202,6 +203,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         // Missing back-end programs: host-missing with the apt fix, before anything runs.
         if (def.tpm) requireBinary('swtpm');
         if (def.nics.some((n) => n.network.type === 'passt')) requireBinary('passt');
+        if (def.disks.some((d) => d.bus === 'vhost-user-blk')) requireBinary('qemu-storage-daemon');
         // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
         let bridgeHelper: string | undefined;
         for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
@@ -210,6 +212,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         if (def.tpm) await startSwtpm(this.swtpmPaths);
         for (const [i, nic] of def.nics.entries()) {
           if (nic.network.type === 'passt') await startPasst(this.passtPaths(i, nic.id), nic.network.portForwards);
+        }
+        for (const [i, disk] of def.disks.entries()) {
+          if (disk.bus === 'vhost-user-blk') await startQsd(disk, { vmDir: this.stored.dir, socket: this.paths.qsdSocket(i), pidfile: this.paths.qsdPidfile(i) });
         }
         const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket, bridgeHelper });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
@@ -449,6 +454,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async removeRuntimeFiles(): Promise<void> {
     await stopSwtpm(this.swtpmPaths).catch(() => {});
     await stopAllPasst(this.paths.dir).catch(() => {});
+    await stopAllQsd(this.paths.dir).catch(() => {});
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }

@@ -1,4 +1,5 @@
 // Disks: a file node, a format node, and a front end on the chosen bus.
+import { HangarError } from '../../../common/errors.ts';
 import type { CacheMode, DiskDefinition } from '../../../common/model.ts';
 import type { PropObject } from '../qemu-option.ts';
 import { emptyParts } from './types.ts';
@@ -41,6 +42,7 @@ export function diskFrontend(disk: DiskDefinition, ctx: BuildContext): { control
     const driver = ctx.machine === 'microvm' ? 'virtio-blk-device' : 'virtio-blk-pci';
     return { controllers: [], device: { driver, ...common, iothread: disk.iothread ? diskIothreadId(disk.id) : undefined } };
   }
+  if (disk.bus === 'vhost-user-blk') throw new HangarError('internal', `disk "${disk.id}": vhost-user-blk has no QEMU block node`);
   const before = ctx.buses.controllers.length;
   const slot = ctx.buses.allocate(disk.bus, disk.id);
   const controllers = ctx.buses.controllers.slice(before);
@@ -52,7 +54,22 @@ export function diskIothreadId(id: string): string {
   return `${id}-iothread`;
 }
 
+export function vhostUserChardevId(id: string): string {
+  return `${id}-vhost-user`;
+}
+
+/** A vhost-user-blk disk: QEMU only connects to the storage daemon's socket (the daemon owns the image). */
+function vhostUserBlkParts(disk: DiskDefinition, ctx: BuildContext): DeviceParts {
+  const parts = emptyParts();
+  const socket = ctx.qsdSockets?.get(disk.id);
+  if (!socket) throw new HangarError('internal', `disk "${disk.id}" is vhost-user-blk but no storage daemon socket was given`);
+  parts.chardevs.push({ opt: '-chardev', implied: 'socket', keyval: { id: vhostUserChardevId(disk.id), path: socket } });
+  parts.devices.push({ driver: 'vhost-user-blk-pci', id: disk.id, chardev: vhostUserChardevId(disk.id), bootindex: ctx.bootIndex.get(disk.id) });
+  return parts;
+}
+
 export function diskParts(disk: DiskDefinition, ctx: BuildContext): DeviceParts {
+  if (disk.bus === 'vhost-user-blk') return vhostUserBlkParts(disk, ctx);
   const parts = emptyParts();
   if (disk.iothread) parts.objects.push({ 'qom-type': 'iothread', id: diskIothreadId(disk.id) });
   const fe = diskFrontend(disk, ctx);

@@ -37,6 +37,8 @@ export interface BuildContext {
   bootIndex: Map<string, number>;
   /** The unix socket of each passt NIC's passt process, by NIC id. */
   passtSockets?: Map<string, string>;
+  /** The vhost-user socket of each vhost-user-blk disk's storage daemon, by disk id. */
+  qsdSockets?: Map<string, string>;
   /** The qemu-bridge-helper QEMU runs for bridge NICs. */
   bridgeHelper?: string;
 }
