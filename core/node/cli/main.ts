@@ -371,7 +371,10 @@ export async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, {});
       const checks = await withCore((api) => api.doctor());
       if (values.json) printJson(checks);
-      else print((await import('../host/doctor.ts')).formatDoctorReport({ checks }));
+      else {
+        print((await import('../host/doctor.ts')).formatDoctorReport({ checks }));
+        print(`\n${(await import('../../common/device-advice.ts')).adviceText(checks)}`);
+      }
       return checks.some((c) => c.status === 'error') ? 1 : 0;
     }
     case 'os': {

@@ -3,7 +3,7 @@
 // Every filesystem root is injectable so tests run against fixture trees.
 
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, readFile, readdir, statfs } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describeError } from '../../common/errors.ts';
@@ -231,6 +231,18 @@ async function checkVhostNet(devRoot: string): Promise<DoctorCheck> {
   return { ...base, status: 'ok', detail: `${node} present and usable` };
 }
 
+async function checkVhostVsock(devRoot: string): Promise<DoctorCheck> {
+  const node = join(devRoot, 'vhost-vsock');
+  const base = { id: 'vhost-vsock', label: '/dev/vhost-vsock' };
+  if (!(await exists(node))) {
+    return { ...base, status: 'missing', detail: `${node} does not exist: no host-guest vsock sockets`, fix: 'modprobe vhost_vsock' };
+  }
+  if (!(await canReadWrite(node))) {
+    return { ...base, status: 'warn', detail: `${node} exists but this user cannot open it`, fix: `sudo chmod 666 ${node} (or a udev rule for your group)` };
+  }
+  return { ...base, status: 'ok', detail: `${node} present and usable` };
+}
+
 async function checkTun(devRoot: string): Promise<DoctorCheck> {
   const node = join(devRoot, 'net', 'tun');
   const base = { id: 'tun', label: '/dev/net/tun' };
@@ -380,12 +392,13 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   })();
 
   const kvmNode = join(devRoot, 'kvm');
-  const [qemu, qemuImg, accel, devKvm, vhost, tun, iommu, huge, seabios, ovmf, disk] = await Promise.all([
+  const [qemu, qemuImg, accel, devKvm, vhost, vsock, tun, iommu, huge, seabios, ovmf, disk] = await Promise.all([
     checkQemu(find),
     checkQemuImg(find),
     probeResult.then(async (r) => accelChecks(r.probe, r.error, kvmNode, await exists(kvmNode))),
     checkDevKvm(devRoot),
     checkVhostNet(devRoot),
+    checkVhostVsock(devRoot),
     checkTun(devRoot),
     checkIommu(sysRoot),
     checkHugepages(procRoot),
@@ -396,9 +409,14 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   const qsd = checkTool(find, 'qemu-storage-daemon', 'qemu-storage-daemon', 'needed for disk operations on running VMs');
   const swtpm = checkTool(find, 'swtpm', 'swtpm (TPM emulator)', 'needed for virtual TPM 2.0, e.g. Windows 11 guests');
   const passt = checkTool(find, 'passt', 'passt (user-mode networking)', 'needed for unprivileged guest networking');
+  // virtiofsd lives outside PATH where it is packaged (Debian 12 has no package for it).
+  const virtiofsdPath = find('virtiofsd') ?? ['/usr/libexec/virtiofsd', '/usr/lib/qemu/virtiofsd'].find((p) => existsSync(p)) ?? null;
+  const virtiofsd: DoctorCheck = virtiofsdPath
+    ? { id: 'virtiofsd', label: 'virtiofsd (virtiofs shared folders)', status: 'ok', detail: virtiofsdPath }
+    : { id: 'virtiofsd', label: 'virtiofsd (virtiofs shared folders)', status: 'missing', detail: 'virtiofsd not found: shared folders use virtio-9p', fix: 'install virtiofsd where your distribution packages it (Debian 13+: apt-get install virtiofsd)' };
 
   return {
-    checks: [qemu, qemuImg, ...accel, devKvm, vhost, tun, iommu, huge, seabios, ovmf, qsd, swtpm, passt, disk],
+    checks: [qemu, qemuImg, ...accel, devKvm, vhost, vsock, tun, iommu, huge, seabios, ovmf, qsd, swtpm, passt, virtiofsd, disk],
   };
 }
 

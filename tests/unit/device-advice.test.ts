@@ -1,0 +1,50 @@
+// The one table of I/O virtualization modes: every choice is well formed, availability follows the
+// doctor's checks (with the host's own reason and fix first), and the text lists every kind.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DoctorCheckInfo } from '../../core/common/api.ts';
+import { adviceText, choiceAvailability, deviceChoices, ioModeInfo, ioModes } from '../../core/common/device-advice.ts';
+import { diskBuses, inputBuses, nicModels, soundModels, usbModels, videoModels } from '../../core/common/model.ts';
+
+const ok = (id: string): DoctorCheckInfo => ({ id, label: id, status: 'ok', detail: `${id} ok` });
+const missing = (id: string, fix: string): DoctorCheckInfo => ({ id, label: id, status: 'missing', detail: `${id} is missing`, fix });
+
+test('every mode is explained; every choice names a mode; ids are unique per kind', () => {
+  for (const m of ioModes) assert.ok(ioModeInfo[m].summary && ioModeInfo[m].tradeoffs, m);
+  const seen = new Set<string>();
+  for (const c of deviceChoices) {
+    assert.ok((ioModes as readonly string[]).includes(c.mode), c.id);
+    assert.ok(c.advice.length > 10, c.id);
+    assert.ok(!seen.has(`${c.kind}/${c.id}`), `${c.kind}/${c.id} twice`);
+    seen.add(`${c.kind}/${c.id}`);
+  }
+});
+
+test('every bus, model and back end the definition knows has advice', () => {
+  const ids = (kind: string) => deviceChoices.filter((c) => c.kind === kind).map((c) => c.id);
+  for (const b of diskBuses) assert.ok(ids('disk').includes(b), `disk bus ${b}`);
+  for (const m of nicModels) assert.ok(ids('nic').includes(m), `NIC model ${m}`);
+  for (const v of videoModels.filter((v) => v !== 'none')) assert.ok(ids('video').includes(v), `video ${v}`);
+  for (const b of inputBuses) assert.ok(ids('input').includes(b), `input bus ${b}`);
+  for (const s of soundModels) assert.ok(ids('sound').includes(s), `sound ${s}`);
+  for (const u of usbModels) assert.ok(ids('usb').includes(u), `usb ${u}`);
+});
+
+test('availability follows the doctor: the host\'s reason and fix first, then what Hangar cannot do yet', () => {
+  const vu = deviceChoices.find((c) => c.id === 'vhost-user-blk')!;
+  assert.deepEqual(choiceAvailability(vu, [ok('qemu-storage-daemon')]), { available: true });
+  assert.deepEqual(choiceAvailability(vu, [missing('qemu-storage-daemon', 'apt-get install qemu-system-common')]),
+    { available: false, reason: 'qemu-storage-daemon is missing', fix: 'apt-get install qemu-system-common' });
+  assert.match(choiceAvailability(vu, []).reason!, /did not run/);
+  const vhostNet = deviceChoices.find((c) => c.id === 'vhost-net')!;
+  assert.equal(choiceAvailability(vhostNet, [missing('vhost-net', 'modprobe vhost_net'), ok('tun')]).fix, 'modprobe vhost_net');
+  assert.match(choiceAvailability(vhostNet, [ok('vhost-net'), ok('tun')]).reason!, /cannot configure it yet/);
+  assert.deepEqual(choiceAvailability(deviceChoices.find((c) => c.id === 'virtio-blk')!, []), { available: true });
+});
+
+test('the doctor text lists each kind, marks what runs here, and gives the fix for what does not', () => {
+  const text = adviceText([ok('qemu-storage-daemon'), missing('vhost-vsock', 'modprobe vhost_vsock'), ok('passt')]);
+  for (const kind of ['Disks:', 'Network:', 'Video:', 'Shared folders:', 'vsock:']) assert.match(text, new RegExp(`^  ${kind}`, 'm'));
+  assert.match(text, /\[yes\] virtio-blk \(Paravirtual\)/);
+  assert.match(text, /\[no \] vhost-vsock[^\n]*\n\s+not here: vhost-vsock is missing — fix: modprobe vhost_vsock/);
+});
