@@ -46,6 +46,7 @@ export const apiArgSchemas = {
   listDir: z.union([z.tuple([z.string().min(1, 'a path is required').max(4096)]), z.tuple([z.string().min(1, 'a path is required').max(4096), z.strictObject({ showHidden: z.boolean().optional() }).optional()])]),
   cancelCreate: z.tuple([requestId]),
   edit: z.tuple([ref, plainObject]),
+  resizeDisk: z.tuple([ref, z.string().min(1, 'a disk id is required').max(64), z.number().int().positive().max(2 ** 53 - 1)]),
   start: refOnly,
   shutdown: z.union([refOnly, z.tuple([ref, z.strictObject({
     timeoutSec: z.number().int().positive().max(86_400).optional(),

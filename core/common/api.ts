@@ -161,6 +161,8 @@ export interface CoreApi {
   /** Cancels a create still running (or queued) by its requestId; true if one was cancelled. */
   cancelCreate(requestId: string): Promise<boolean>;
   edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo>;
+  /** Grows a disk: offline with qemu-img, online (running or paused VM) with QMP block_resize. Never shrinks. */
+  resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }>;
   start(ref: string): Promise<VmInfo>;
   shutdown(ref: string, opts?: ShutdownOptions): Promise<VmInfo>;
   destroy(ref: string): Promise<VmInfo>;
@@ -195,6 +197,6 @@ export interface CoreEvents {
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'cancelCreate', 'edit', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

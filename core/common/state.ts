@@ -7,7 +7,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -20,6 +20,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   resume: ['paused'],
   delete: ['stopped', 'crashed', 'broken'],
   edit: ['stopped', 'crashed'],
+  // Offline with qemu-img, online with QMP block_resize.
+  'resize-disk': ['stopped', 'crashed', 'running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

@@ -4,6 +4,7 @@
 // powers the VM off when the guest stops petting it).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, parsePciBlock, PCI_END, READY_MARKER } from '../guest/guest.ts';
@@ -119,6 +120,31 @@ describe('device kinds in the guest', () => {
     process.kill(pid, 'SIGKILL');
     await h.waitForState('vublk', 'crashed', 30_000);
     await waitFor(() => qsdPids(img).length === 0, 'the daemon stopped after QEMU was killed');
+  });
+
+  test('disk resize: offline with qemu-img, online with block_resize (the guest sees it at once); never shrinks; device list shows the modes', { timeout: 240_000 }, async () => {
+    const info = await h.json<{ id: string; definition: { disks: Array<{ file: string }> } }>(['create', '--name', 'grow', '--memory', '256', '--accel', 'tcg',
+      '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE, '--new-disk', '64M', '--nic', 'user,model=e1000']);
+    const file = info.definition.disks[0]!.file;
+    const size = (): number => (JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', file], { encoding: 'utf8' })) as { 'virtual-size': number })['virtual-size'];
+    assert.match(await h.ok(['device', 'resize', 'grow', 'disk0', '128M']), /64\.0 MiB -> 128\.0 MiB$/m);
+    assert.equal(size(), 128 * 1024 * 1024);
+    const shrink = await h.run(['device', 'resize', 'grow', 'disk0', '100M']);
+    assert.notEqual(shrink.code, 0);
+    assert.match(shrink.stderr, /shrink it and cut off the end of its data/);
+    const none = await h.run(['device', 'resize', 'grow', 'disk9', '1G']);
+    assert.match(none.stderr, /has no disk "disk9"[\s\S]*disk0/);
+    const list = await h.ok(['device', 'list', 'grow']);
+    assert.match(list, /^disk +disk0 +virtio-blk +Paravirtual /m);
+    assert.match(list, /^nic +net0 +e1000 +Emulated /m);
+
+    await h.ok(['start', 'grow']);
+    await h.waitForSerial(info.id, READY_MARKER, 1, 120_000);
+    assert.match(await h.consoleCommand('grow', 'cat /sys/block/vda/size', 3), /^262144\s*$/m);
+    assert.match(await h.ok(['device', 'resize', 'grow', 'disk0', '256M']), /online: the guest sees the new size now/);
+    assert.match(await h.consoleCommand('grow', 'cat /sys/block/vda/size', 3), /^524288\s*$/m, 'the running guest sees 256 MiB');
+    assert.equal(size(), 256 * 1024 * 1024);
+    await h.ok(['destroy', 'grow']);
   });
 
   test('data through IDE (pc, PIIX) lands in the image', { timeout: 240_000 }, async () => {

@@ -29,6 +29,9 @@ VMs:
   pause NAME | resume NAME           freeze | continue the VM's CPUs
   delete NAME [--delete-disks]       remove a stopped VM (disks kept unless asked)
   cmdline NAME                       print the QEMU command line
+Devices:
+  device list NAME [--json]          every device with its I/O virtualization mode
+  device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
@@ -376,6 +379,11 @@ export async function main(argv: string[]): Promise<number> {
         print(`\n${(await import('../../common/device-advice.ts')).adviceText(checks)}`);
       }
       return checks.some((c) => c.status === 'error') ? 1 : 0;
+    }
+    case 'device': {
+      const [sub, ...args] = rest;
+      const { values, positionals } = parse(args, {});
+      return (await import('./device.ts')).deviceCommand(sub, positionals, values, withCore, print);
     }
     case 'os': {
       const [sub, ...args] = rest;

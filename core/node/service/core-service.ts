@@ -349,6 +349,13 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     });
   }
 
+  async resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }> {
+    const vm = await this.findFresh(ref);
+    const r = await vm.resizeDisk(diskId, sizeBytes);
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+    return r;
+  }
+
   /** Runs one lifecycle action on a VM and answers with its fresh info. */
   private async act(ref: string, action: (vm: VmInstance) => Promise<void>): Promise<VmInfo> {
     const vm = this.find(ref);

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { assertCan, isActive } from '../../common/state.ts';
+import { imageInfo, resizeImage } from '../store/qemu-img.ts';
+import { diskNodeNames } from '../qemu/devices/disk.ts';
 import type { VmAction, VmState } from '../../common/state.ts';
 import type { VmInfo, VmSummary } from '../../common/api.ts';
 import { SerialConsole } from '../console/serial-console.ts';
@@ -292,6 +294,38 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
           `restore the file, or change the VM's definition (hangar edit / remove the device)`);
       }
     }
+  }
+
+  /**
+   * Grows a disk: qemu-img resize while the VM is off, QMP block_resize while it runs (the guest
+   * sees the new size at once; growing its partitions and file systems is the guest's job).
+   * Never shrinks: that would cut off the end of the guest's data.
+   */
+  async resizeDisk(diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }> {
+    return this.exclusive('resize-disk', async () => {
+      const def = this.definition;
+      const disk = def.disks.find((d) => d.id === diskId);
+      if (!disk) throw new HangarError('not-found', `VM "${def.name}" has no disk "${diskId}"`, `its disks: ${def.disks.map((d) => d.id).join(', ') || 'none'}`);
+      if (disk.readOnly) throw new HangarError('invalid-input', `disk "${diskId}" is read-only`, 'make it writable first (edit the definition)');
+      const newBytes = Math.ceil(sizeBytes / 512) * 512;
+      const oldBytes = (await imageInfo(disk.file)).virtualSize;
+      if (newBytes <= oldBytes) {
+        throw new HangarError('invalid-input', `disk "${diskId}" is already ${oldBytes} bytes; ${newBytes} would ${newBytes === oldBytes ? 'change nothing' : 'shrink it and cut off the end of its data'}`,
+          'give a larger size (shrink a disk from inside the guest first, then with qemu-img resize --shrink by hand)');
+      }
+      const qmp = this.session?.qmp;
+      if (!isActive(this.state)) {
+        await resizeImage(disk.file, disk.format, newBytes);
+        return { oldBytes, newBytes, online: false };
+      }
+      if (disk.bus === 'vhost-user-blk') {
+        throw new HangarError('invalid-state', `disk "${diskId}" is served by qemu-storage-daemon while the VM runs`, 'shut the VM down, then resize it');
+      }
+      if (!qmp) throw new HangarError('invalid-state', `VM "${def.name}" has no QMP connection right now`, 'try again in a moment');
+      await qmp.execute('block_resize', { 'node-name': diskNodeNames(disk.id).format, size: newBytes });
+      await this.logEvent(`disk ${diskId} grown online from ${oldBytes} to ${newBytes} bytes`);
+      return { oldBytes, newBytes, online: true };
+    });
   }
 
   // ---- attach to a running QEMU ------------------------------------------------------------

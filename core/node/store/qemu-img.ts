@@ -32,6 +32,11 @@ export async function createImage(path: string, format: 'qcow2' | 'raw', sizeByt
   await qemuImg(['create', '-q', '-f', format, path, String(sizeBytes)]);
 }
 
+/** Grows an image to sizeBytes (qemu-img resize; the caller refuses shrinking). */
+export async function resizeImage(path: string, format: string, sizeBytes: number): Promise<void> {
+  await qemuImg(['resize', '-q', '-f', format, path, String(sizeBytes)]);
+}
+
 export async function imageInfo(path: string): Promise<ImageInfo> {
   // -U: read even while a running VM holds the image's lock.
   const out = await qemuImg(['info', '-U', '--output=json', path], 30_000);
