@@ -21,6 +21,7 @@ test('every API method has a schema', () => {
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
     if (m === 'edit') return ['vm', {}];
     if (m === 'inspectPath') return ['/x.iso', 'iso'];
+    if (m === 'resizeDisk') return ['vm', 'disk0', 1 << 30];
     return ['vm'];
   };
   for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);
