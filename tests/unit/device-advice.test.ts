@@ -48,3 +48,22 @@ test('the doctor text lists each kind, marks what runs here, and gives the fix f
   assert.match(text, /\[yes\] virtio-blk \(Paravirtual\)/);
   assert.match(text, /\[no \] vhost-vsock[^\n]*\n\s+not here: vhost-vsock is missing — fix: modprobe vhost_vsock/);
 });
+
+test('device rows: every device of a definition with its mode', async () => {
+  const { deviceRows } = await import('../../core/common/device-rows.ts');
+  const { parseDefinition } = await import('../../core/common/definition.ts');
+  const def = parseDefinition({
+    version: 1, id: '0b6c1c2e-8f0a-4c59-9d3e-8a6f1d1e2a3b', name: 'vm',
+    disks: [{ id: 'disk0', file: '/d.qcow2', bus: 'sata' }, { id: 'disk1', file: '/e.raw', format: 'raw', bus: 'vhost-user-blk', discard: true }],
+    nics: [{ id: 'net0', mac: '52:54:00:00:00:01', network: { type: 'passt' } }, { id: 'net1', model: 'e1000', mac: '52:54:00:00:00:02', network: { type: 'isolated', network: 'lab' } }],
+    inputs: [{ id: 'tab', type: 'tablet' }], video: { model: 'qxl' }, rng: {}, shares: [{ id: 'sh', source: '/srv', tag: 'srv' }],
+  });
+  const rows = deviceRows(def).map((r) => `${r.kind}/${r.id}/${r.type}/${r.mode}`);
+  assert.deepEqual(rows, [
+    'disk/disk0/sata/Emulated', 'disk/disk1/vhost-user-blk/vhost-user (user-space back end)',
+    'nic/net0/virtio-net/Paravirtual', 'nic/net1/e1000/Emulated',
+    'video/video0/qxl/Paravirtual', 'input/tab/tablet (usb)/Emulated', 'rng/rng0/virtio-rng/Paravirtual',
+    'usb/usb0/qemu-xhci/Emulated', 'share/sh/virtio-9p/Paravirtual', 'serial/serial0/isa-serial/Emulated',
+  ]);
+  assert.match(deviceRows(def).find((r) => r.id === 'net1')!.detail, /isolated network lab/);
+});
