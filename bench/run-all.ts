@@ -1,9 +1,10 @@
 // Prints the benchmark figures (not a test: these machines are noisy).
-// npm run bench [scale|start|console|list]
+// npm run bench [scale|start|console|list|io-modes]
 const which = process.argv.slice(2);
 const want = (name: string): boolean => !which.length || which.includes(name);
 if (want('scale')) await (await import('./scale.ts')).benchScale();
 if (want('start')) await (await import('./start-overhead.ts')).benchStartOverhead();
 if (want('console')) await (await import('./console-pipeline.ts')).benchConsolePipeline();
 if (want('list')) await (await import('./list-render.ts')).benchListRender();
+if (want('io-modes')) await (await import('./io-modes.ts')).benchIoModes();
 export {};

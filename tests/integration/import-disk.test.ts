@@ -82,8 +82,8 @@ describe('import an existing disk image', () => {
     const vm = await h.json<{ id: string; definition: { disks: Array<{ file: string; format: string; owned: boolean }> } }>(
       ['create', '--name', 'inplace', ...BOOT, '--import-disk', overlay]);
     assert.equal(vm.definition.disks.length, 1);
-    assert.deepEqual({ ...vm.definition.disks[0], bus: undefined, id: undefined, cache: undefined, readOnly: undefined },
-      { file: overlay, format: 'qcow2', owned: false, bus: undefined, id: undefined, cache: undefined, readOnly: undefined });
+    const { file, format, owned } = vm.definition.disks[0]!;
+    assert.deepEqual({ file, format, owned }, { file: overlay, format: 'qcow2', owned: false });
     await bootToReady('inplace', vm.id);
     await h.ok(['delete', 'inplace', '--delete-disks']);
     assert.deepEqual(vmFolders(), [], 'the VM folder is gone');
