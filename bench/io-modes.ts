@@ -12,9 +12,7 @@ import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../tests/guest/gue
 import { HangarHarness } from '../tests/helpers/hangar.ts';
 
 const DISK_MIB = 256;
-const IO_MIB = Number(process.env.BENCH_IO_MIB ?? 32);
-/** Seconds the console waits for one measurement (the harness allows 90 s per CLI call). */
-const GRACE = 80;
+const IO_MIB = Number(process.env.BENCH_IO_MIB ?? 192);
 const NET_MIB = Number(process.env.BENCH_NET_MIB ?? 32);
 
 /** MB/s from busybox time's "real 0m 1.23s" for `mib` MiB moved (this busybox dd prints no rate). */
@@ -25,12 +23,29 @@ function timedRate(out: string, mib: number): number | null {
   return secs > 0 ? (mib * 1024 * 1024) / 1e6 / secs : null;
 }
 
-async function boot(h: HangarHarness, guest: Awaited<ReturnType<typeof ensureTestGuest>>, name: string, extra: Record<string, unknown>): Promise<void> {
+let seq = 0;
+
+/**
+ * Runs a command in the guest's shell and returns what it printed: typed through the console
+ * (which detaches at once), finished when its end marker shows in the serial log. The marker is
+ * typed split in two, so the echo of the typed line never matches it.
+ */
+async function guestRun(h: HangarHarness, id: string, name: string, cmd: string, timeoutMs = 300_000): Promise<string> {
+  const mark = `BENCH-END-${++seq}`;
+  const before = h.serialLog(id).length;
+  await h.consoleCommand(name, `${cmd}; echo "BENCH-END""-${seq}"`, 1);
+  await h.waitForSerial(id, mark, 1, timeoutMs);
+  const log = h.serialLog(id);
+  return log.slice(before, log.indexOf(mark, before));
+}
+
+async function boot(h: HangarHarness, guest: Awaited<ReturnType<typeof ensureTestGuest>>, name: string, extra: Record<string, unknown>): Promise<string> {
   const file = join(h.home, `${name}.json`);
   writeFileSync(file, JSON.stringify({ memoryMiB: 512, accel: 'tcg', boot: { kernel: { kernel: guest.kernel, initrd: guest.initrd, append: GUEST_CMDLINE } }, ...extra }));
   const info = await h.json<{ id: string }>(['create', '--name', name, '--file', file]);
   await h.ok(['start', name]);
   await h.waitForSerial(info.id, READY_MARKER, 1, 180_000);
+  return info.id;
 }
 
 async function diskBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensureTestGuest>>): Promise<string[]> {
@@ -41,10 +56,10 @@ async function diskBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensu
   const rows: Array<{ label: string; write: number | null; read: number | null }> = [];
   for (const [label, machine, bus] of modes) {
     const name = `disk-${bus}`;
-    await boot(h, guest, name, { machine, disks: [{ id: 'bench', file: img, format: 'raw', bus, cache: 'none' }] });
+    const id = await boot(h, guest, name, { machine, disks: [{ id: 'bench', file: img, format: 'raw', bus, cache: 'none' }] });
     const find = `d=; for b in /sys/block/*; do [ "$(cat $b/size)" = ${DISK_MIB * 2048} ] && d=\${b##*/}; done`;
-    const w = await h.consoleCommand(name, `${find}; time dd if=/dev/zero of=/dev/$d bs=1M count=${IO_MIB} oflag=direct`, GRACE);
-    const r = await h.consoleCommand(name, `${find}; time dd if=/dev/$d of=/dev/null bs=1M count=${IO_MIB} iflag=direct`, GRACE);
+    const w = await guestRun(h, id, name, `${find}; time dd if=/dev/zero of=/dev/$d bs=1M count=${IO_MIB} oflag=direct`);
+    const r = await guestRun(h, id, name, `${find}; time dd if=/dev/$d of=/dev/null bs=1M count=${IO_MIB} iflag=direct`);
     rows.push({ label, write: timedRate(w, IO_MIB), read: timedRate(r, IO_MIB) });
     await h.ok(['destroy', name]);
   }
@@ -55,7 +70,7 @@ async function diskBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensu
     '  4k random IOPS: not measured (the test guest has no fio)'];
 }
 
-/** A TCP sink on the host: resolves with MB/s from the first byte to the end of the connection. */
+/** A TCP sink on the host: MB/s from the first byte to the last (nc may linger before it closes). */
 function sink(): Promise<{ port: number; result: Promise<number> }> {
   return new Promise((resolveListen) => {
     let done!: (v: number) => void;
@@ -63,8 +78,9 @@ function sink(): Promise<{ port: number; result: Promise<number> }> {
     const server = createServer((sock) => {
       let bytes = 0;
       let t0 = 0;
-      sock.on('data', (d: Buffer) => { if (!t0) t0 = performance.now(); bytes += d.length; });
-      sock.on('close', () => { server.close(); done(bytes / 1e6 / ((performance.now() - t0) / 1000)); });
+      let t1 = 0;
+      sock.on('data', (d: Buffer) => { t1 = performance.now(); if (!t0) t0 = t1; bytes += d.length; });
+      sock.on('close', () => { server.close(); done(t1 > t0 ? bytes / 1e6 / ((t1 - t0) / 1000) : 0); });
     });
     server.listen(0, '127.0.0.1', () => resolveListen({ port: (server.address() as AddressInfo).port, result }));
   });
@@ -76,12 +92,12 @@ async function netBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensur
     const rates: Array<[string, number | null]> = [];
     for (const model of ['e1000', 'rtl8139', 'virtio-net'] as const) {
       const name = `net-${backend}-${model}`;
-      await boot(h, guest, name, { machine: 'q35', nics: [{ id: 'net0', model, network: { type: backend } }] });
-      await h.consoleCommand(name, 'udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; ip route', 15);
+      const id = await boot(h, guest, name, { machine: 'q35', nics: [{ id: 'net0', model, network: { type: backend } }] });
+      await guestRun(h, id, name, 'udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; ip route');
       const { port, result } = await sink();
       // user-mode: 10.0.2.2 is the host; passt maps the gateway address to the host.
       const host = backend === 'user' ? '10.0.2.2' : '$(ip route | awk \'/default/ {print $3}\')';
-      await h.consoleCommand(name, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} 2>/dev/null | nc -w 5 ${host} ${port}`, GRACE);
+      await guestRun(h, id, name, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} 2>/dev/null | nc -w 5 ${host} ${port}`);
       const rate = await Promise.race([result, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
       rates.push([model, rate]);
       await h.ok(['destroy', name]);
