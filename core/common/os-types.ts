@@ -131,3 +131,14 @@ export function genericFor(family: string | undefined): OsEntry {
   const id = f === 'linux' ? 'generic-linux' : f.startsWith('win') ? 'generic-windows' : f.endsWith('bsd') || f === 'bsd' ? 'generic-bsd' : 'other';
   return GENERIC_OSES.find((o) => o.id === id)!;
 }
+
+/** The OSes matching every word of `search` (case-insensitive) in id, aliases, name, vendor,
+ * family, distro or version; all of them for an empty search. Used by `hangar os list` and the wizard. */
+export function searchOses<T extends OsListEntry>(oses: readonly T[], search: string): T[] {
+  const words = search.trim().toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return [...oses];
+  return oses.filter((o) => {
+    const hay = [o.id, ...(o.aliases ?? []), o.name, o.vendor, o.family, o.distro, o.version].filter(Boolean).join(' ').toLowerCase();
+    return words.every((w) => hay.includes(w));
+  });
+}

@@ -3,6 +3,7 @@
 import type { CoreApi } from '../../common/api.ts';
 import { deviceRows } from '../../common/device-rows.ts';
 import { HangarError } from '../../common/errors.ts';
+import { table } from './table.ts';
 import { formatBytes } from '../store/import-disk.ts';
 import { parseSize } from '../store/qemu-img.ts';
 
@@ -11,11 +12,6 @@ export const DEVICE_USAGE = `Usage:
   hangar device resize NAME DISK SIZE       grow a disk (e.g. 20G): offline with qemu-img, online with
                                             block_resize while the VM runs; never shrinks
 `;
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
-}
 
 export async function deviceCommand(sub: string | undefined, positionals: string[], values: Record<string, unknown>,
   withCore: <T>(fn: (api: CoreApi) => Promise<T>) => Promise<T>, print: (s: string) => void): Promise<number> {

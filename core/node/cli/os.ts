@@ -1,6 +1,7 @@
 // `hangar os list|detect`: the guest OS catalogue (osinfo-db + generic fallbacks) and ISO
 // detection. Runs in the CLI process; no daemon needed.
 import { HangarError } from '../../common/errors.ts';
+import { table } from './table.ts';
 import { presetFor } from '../../common/os-presets.ts';
 import type { OsPreset } from '../../common/os-presets.ts';
 import type { OsDetection, OsEntry } from '../../common/os-types.ts';
@@ -11,11 +12,6 @@ export const OS_USAGE = `Usage:
   hangar os list [--search TEXT] [--json]   guest OSes Hangar knows (generic entries first)
   hangar os detect ISO [--json]             identify an install ISO and show the VM defaults
 `;
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
-}
 
 function size(bytes: number): string {
   const gib = bytes / 1024 ** 3;

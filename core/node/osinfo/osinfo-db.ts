@@ -7,7 +7,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { HangarError } from '../../common/errors.ts';
-import { GENERIC_OSES } from '../../common/os-types.ts';
+import { GENERIC_OSES, searchOses } from '../../common/os-types.ts';
 import type { IsoPvd, OsDetection, OsEntry, OsFirmwareSupport, OsMediaMatcher, OsVirtioSupport } from '../../common/os-types.ts';
 import { readIsoPvd } from './iso9660.ts';
 
@@ -339,14 +339,7 @@ export async function listOses(opts: ListOptions = {}): Promise<OsEntry[]> {
     if (!opts.tolerateMissingDb) throw e;
     oses = [];
   }
-  const all = [...GENERIC_OSES, ...oses];
-  const q = opts.search?.trim().toLowerCase();
-  if (!q) return all;
-  const words = q.split(/\s+/);
-  return all.filter((o) => {
-    const hay = [o.id, ...(o.aliases ?? []), o.name, o.vendor, o.family, o.distro, o.version].filter(Boolean).join(' ').toLowerCase();
-    return words.every((w) => hay.includes(w));
-  });
+  return searchOses([...GENERIC_OSES, ...oses], opts.search ?? '');
 }
 
 /** An OS by short-id (or alias, or generic id); undefined if unknown. */
