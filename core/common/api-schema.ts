@@ -3,11 +3,13 @@
 // are validated deeper (parseDefinition / checkDefinition); this layer rejects wrong shapes.
 import { z } from 'zod';
 import type { CoreApi } from './api.ts';
+import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
 import { diskBuses } from './model.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
 const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
+const deviceId = z.string().min(1, 'a device id is required').max(64, 'a device id is at most 64 characters');
 const plainObject = z.record(z.string(), z.unknown());
 
 const none = z.tuple([]);
@@ -47,6 +49,22 @@ export const apiArgSchemas = {
   cancelCreate: z.tuple([requestId]),
   edit: z.tuple([ref, plainObject]),
   resizeDisk: z.tuple([ref, z.string().min(1, 'a disk id is required').max(64), z.number().int().positive().max(2 ** 53 - 1)]),
+  addDevice: z.union([
+    z.tuple([ref, z.enum(deviceKinds), plainObject]),
+    z.tuple([ref, z.enum(deviceKinds), plainObject, z.strictObject({
+      newDiskBytes: z.number().int().positive().max(2 ** 53 - 1).optional(),
+      newDiskFormat: z.enum(['qcow2', 'raw']).optional(),
+    }).optional()]),
+  ]),
+  editDevice: z.tuple([ref, z.enum(deviceKinds), deviceId, plainObject]),
+  removeDevice: z.union([
+    z.tuple([ref, z.enum(deviceKinds), deviceId]),
+    z.tuple([ref, z.enum(deviceKinds), deviceId, z.strictObject({
+      timeoutSec: z.number().int().positive().max(3600).optional(),
+      deleteFile: z.boolean().optional(),
+    }).optional()]),
+  ]),
+  setBalloon: z.tuple([ref, z.number().int().min(16).max(4 * 1024 * 1024)]),
   start: refOnly,
   shutdown: z.union([refOnly, z.tuple([ref, z.strictObject({
     timeoutSec: z.number().int().positive().max(86_400).optional(),

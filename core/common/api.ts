@@ -26,6 +26,53 @@ export interface VmInfo extends VmSummary {
   /** Things worth knowing about the current run's start (e.g. the UEFI NVRAM was recreated). */
   startNotes?: string[];
   qemuStatus?: string;
+  /**
+   * Running VM only: device changes saved in the definition that the running QEMU does not have
+   * yet (or still has): they apply at the next start. Empty when the two agree.
+   */
+  pending?: PendingChange[];
+}
+
+/**
+ * Device kinds as the device operations name them. List kinds (disk, cdrom, nic, input, share,
+ * channel, serial) hold many devices, each with its id; the others are one per VM, with the fixed
+ * id device-rows shows (rng0, balloon0, video0, sound0, watchdog0, usb0, vsock0, tpm0).
+ */
+export const deviceKinds = ['disk', 'cdrom', 'nic', 'input', 'share', 'channel', 'serial', 'rng', 'balloon', 'video', 'sound', 'watchdog', 'usb', 'vsock', 'tpm'] as const;
+export type DeviceKindName = (typeof deviceKinds)[number];
+
+export interface PendingChange {
+  kind: DeviceKindName;
+  id: string;
+  change: 'add' | 'remove' | 'edit';
+  /** In words, e.g. "disk disk1 (virtio-blk) will be added". */
+  summary: string;
+}
+
+/**
+ * What a device change did: `now` = the running VM has it already (hotplug, unplug, media change);
+ * `next-boot` = saved in the definition, the running VM keeps its old hardware until it restarts
+ * (the reason is in `note`); `saved` = the VM is off, the definition is changed.
+ */
+export interface DeviceChange {
+  info: VmInfo;
+  applied: 'now' | 'next-boot' | 'saved';
+  /** The device id (chosen by the core when the request had none). */
+  id: string;
+  note?: string;
+}
+
+export interface AddDeviceOptions {
+  /** A disk without a `file`: make a new image of this size in the VM folder (owned by the VM). */
+  newDiskBytes?: number;
+  newDiskFormat?: 'qcow2' | 'raw';
+}
+
+export interface RemoveDeviceOptions {
+  /** Seconds to wait for the guest to release a device being unplugged (default 20). */
+  timeoutSec?: number;
+  /** Also delete a removed disk's image: only one the VM created (owned), and only once no QEMU uses it. */
+  deleteFile?: boolean;
 }
 
 export interface NewDiskRequest {
@@ -163,6 +210,17 @@ export interface CoreApi {
   edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo>;
   /** Grows a disk: offline with qemu-img, online (running or paused VM) with QMP block_resize. Never shrinks. */
   resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }>;
+  /**
+   * Adds a device. Stopped VM: saved. Running VM: hotplugged where QEMU can (virtio-blk/scsi
+   * disks, NICs on user/isolated/bridge/tap back ends, USB inputs), else saved as pending.
+   */
+  addDevice(ref: string, kind: DeviceKindName, device: Record<string, unknown>, opts?: AddDeviceOptions): Promise<DeviceChange>;
+  /** Changes a device's fields (merged). Running VM: a CD-ROM's medium changes now; other edits are pending. */
+  editDevice(ref: string, kind: DeviceKindName, id: string, patch: Record<string, unknown>): Promise<DeviceChange>;
+  /** Removes a device. Running VM: unplugged with the guest's cooperation (timeout) where possible, else pending. */
+  removeDevice(ref: string, kind: DeviceKindName, id: string, opts?: RemoveDeviceOptions): Promise<DeviceChange>;
+  /** Running VM with a balloon: asks the guest to shrink to (or grow back to) targetMiB. */
+  setBalloon(ref: string, targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }>;
   start(ref: string): Promise<VmInfo>;
   shutdown(ref: string, opts?: ShutdownOptions): Promise<VmInfo>;
   destroy(ref: string): Promise<VmInfo>;
@@ -197,6 +255,6 @@ export interface CoreEvents {
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

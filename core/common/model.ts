@@ -133,6 +133,30 @@ export const BRIDGE_NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 export const bridgeNetworkSchema = z.looseObject({
   type: z.literal('bridge'),
   bridge: z.string().regex(BRIDGE_NAME_RE, 'a bridge name is 1-15 letters, digits, "_", "." and "-" (a Linux interface name), e.g. br0'),
+  /** virtio-net only: the data path in the host kernel (vhost-net); needs /dev/vhost-net. */
+  vhost: z.boolean().default(false),
+});
+
+/**
+ * A tap device that already exists (made once by root, e.g. `ip tuntap add dev tap0 mode tap
+ * user $USER`), so the VM needs no privileges at run time. Optionally with vhost-net.
+ */
+export const tapNetworkSchema = z.looseObject({
+  type: z.literal('tap'),
+  ifname: z.string().regex(BRIDGE_NAME_RE, 'a tap name is 1-15 letters, digits, "_", "." and "-" (a Linux interface name), e.g. tap0'),
+  /** virtio-net only: the data path in the host kernel (vhost-net); needs /dev/vhost-net. */
+  vhost: z.boolean().default(false),
+});
+
+/**
+ * vhost-user-net: a user-space switch (OVS-DPDK, DPDK testpmd, snabb ...) serves the virtio
+ * rings on a unix socket the user names. QEMU connects to it (server: false) or listens on it
+ * for the back end to connect (server: true). Guest memory is shared (memfd) on its own.
+ */
+export const vhostUserNetworkSchema = z.looseObject({
+  type: z.literal('vhost-user'),
+  socket: absPath,
+  server: z.boolean().default(false),
 });
 
 /**
@@ -147,7 +171,7 @@ export const isolatedNetworkSchema = z.looseObject({
 });
 
 /** A NIC's back end, told apart by `type`. */
-export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema, bridgeNetworkSchema, isolatedNetworkSchema]);
+export const networkSchema = z.discriminatedUnion('type', [userNetworkSchema, passtNetworkSchema, bridgeNetworkSchema, isolatedNetworkSchema, tapNetworkSchema, vhostUserNetworkSchema]);
 
 export const macSchema = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'MAC addresses look like 52:54:00:12:34:56 (lower case)')
   .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'a NIC MAC must be unicast (first byte even)');
@@ -218,8 +242,11 @@ export const watchdogSchema = z.looseObject({
  * passthrough uses them for real (needs root); none is passthrough that ignores failures.
  */
 export const shareSecurityModels = ['mapped-xattr', 'passthrough', 'none'] as const;
+/** virtio-9p is served by QEMU itself; virtiofs by a virtiofsd process Hangar runs (vhost-user, shared memory). */
+export const shareDrivers = ['virtio-9p', 'virtiofs'] as const;
 export const shareSchema = z.looseObject({
   id: deviceId,
+  driver: z.enum(shareDrivers).default('virtio-9p'),
   source: absPath,
   tag: z.string().regex(/^[A-Za-z0-9_.-]{1,31}$/, 'a mount tag is 1-31 letters, digits, "_", "." or "-"'),
   readOnly: z.boolean().default(false),
@@ -230,6 +257,26 @@ export const shareSchema = z.looseObject({
 export const usbModels = ['qemu-xhci', 'ich9-ehci'] as const;
 export const usbSchema = z.looseObject({
   model: z.enum(usbModels).default('qemu-xhci'),
+});
+
+/** A virtio-serial port (guest: /dev/virtio-ports/NAME) on a unix socket in the VM's runtime dir. */
+export const channelSchema = z.looseObject({
+  id: deviceId,
+  /** The port name the guest sees, e.g. org.qemu.guest_agent.0. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a channel name is 1-64 letters, digits, "_", "." and "-", e.g. org.qemu.guest_agent.0'),
+});
+
+/** A further 16550 UART (ttyS1 ...), beside the console: its output goes to a log file in the VM folder or to a unix socket. */
+export const serialOutputs = ['log', 'socket'] as const;
+export const serialPortSchema = z.looseObject({
+  id: deviceId,
+  output: z.enum(serialOutputs).default('log'),
+});
+
+/** AF_VSOCK host<->guest sockets over vhost-vsock (kernel back end; needs /dev/vhost-vsock). */
+export const vsockSchema = z.looseObject({
+  /** The guest's context id: 3 and up (0-2 are reserved for the hypervisor, local and host). */
+  cid: z.number().int().min(3).max(0xfffffffe),
 });
 
 export const vmNameSchema = z.string()
@@ -268,6 +315,12 @@ export const vmDefinitionSchema = z.looseObject({
   /** Added on its own when a USB device needs one. */
   usb: usbSchema.optional(),
   shares: z.array(shareSchema).default([]),
+  channels: z.array(channelSchema).default([]),
+  /** Serial ports beside the console (serial). */
+  serialPorts: z.array(serialPortSchema).default([]),
+  vsock: vsockSchema.optional(),
+  /** q35: spare PCIe root ports, each one slot a PCI device can be hotplugged into while the VM runs. */
+  hotplugSlots: z.number().int().min(0).max(16).default(4),
   cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
@@ -287,6 +340,9 @@ export type SoundDefinition = z.infer<typeof soundSchema>;
 export type WatchdogDefinition = z.infer<typeof watchdogSchema>;
 export type UsbDefinition = z.infer<typeof usbSchema>;
 export type ShareDefinition = z.infer<typeof shareSchema>;
+export type ChannelDefinition = z.infer<typeof channelSchema>;
+export type SerialPortDefinition = z.infer<typeof serialPortSchema>;
+export type VsockDefinition = z.infer<typeof vsockSchema>;
 export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;
 export type NetworkDefinition = z.infer<typeof networkSchema>;
@@ -297,5 +353,5 @@ export type NetworkType = NetworkDefinition['type'];
 
 /** A NIC back end's port forwards (a bridged NIC has none: the guest is on the bridge's LAN). */
 export function portForwardsOf(net: NetworkDefinition): PortForward[] {
-  return net.type === 'bridge' || net.type === 'isolated' ? [] : net.portForwards;
+  return net.type === 'user' || net.type === 'passt' ? net.portForwards : [];
 }
