@@ -83,15 +83,18 @@ export const apiArgSchemas = {
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;
 
-/** Throws invalid-input naming the method and the first problem when args do not fit. */
-export function checkApiArgs(method: string, args: unknown[]): void {
+/**
+ * Throws invalid-input naming the method and the first problem when args do not fit; returns
+ * the args without absent trailing ones (what the method is then called with).
+ */
+export function checkApiArgs(method: string, args: unknown[]): unknown[] {
   const schema = Object.hasOwn(apiArgSchemas, method) ? (apiArgSchemas as Record<string, z.ZodType>)[method] : undefined;
   if (!schema) throw new HangarError('invalid-input', `unknown core method "${method}"`, 'update the client: it does not match this core');
-  // Optional trailing arguments arrive as undefined (or are dropped) depending on the transport.
+  // Optional trailing arguments arrive as undefined, null (JSON turns undefined in an array into null) or not at all.
   let trimmed = args;
-  while (trimmed.length > 0 && trimmed[trimmed.length - 1] === undefined) trimmed = trimmed.slice(0, -1);
+  while (trimmed.length > 0 && (trimmed[trimmed.length - 1] === undefined || trimmed[trimmed.length - 1] === null)) trimmed = trimmed.slice(0, -1);
   const r = schema.safeParse(trimmed);
-  if (r.success) return;
+  if (r.success) return trimmed;
   const issue = r.error.issues[0]!;
   const where = issue.path.length ? ` (argument ${issue.path.join('.')})` : '';
   throw new HangarError('invalid-input', `bad request to ${method}${where}: ${issue.message}`,

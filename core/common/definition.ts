@@ -60,7 +60,7 @@ export function validateVmName(name: string): string {
 export function checkDefinition(def: VmDefinition): void {
   const problems: string[] = [];
   const ids = new Set<string>();
-  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs, ...def.shares]) {
+  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs, ...def.shares, ...def.channels, ...def.serialPorts]) {
     if (ids.has(dev.id)) problems.push(`device id "${dev.id}" is used twice`);
     ids.add(dev.id);
   }
@@ -94,6 +94,36 @@ export function checkDefinition(def: VmDefinition): void {
     if (def.watchdog) problems.push('a microvm has no PCI bus for the i6300esb watchdog (use machine q35)');
     if (def.usb) problems.push('a microvm has no PCI bus for a USB controller (use machine q35)');
   }
+  for (const n of def.nics) {
+    const net = n.network;
+    if ((net.type === 'bridge' || net.type === 'tap') && net.vhost && n.model !== 'virtio-net') {
+      problems.push(`NIC "${n.id}": vhost-net serves virtio-net only, not ${n.model} (use model virtio-net, or turn vhost off)`);
+    }
+    if (net.type === 'vhost-user' && n.model !== 'virtio-net') problems.push(`NIC "${n.id}": a vhost-user back end serves virtio-net only, not ${n.model} (use model virtio-net)`);
+  }
+  const vhostUserSockets = new Set<string>();
+  for (const n of def.nics) {
+    if (n.network.type !== 'vhost-user') continue;
+    if (vhostUserSockets.has(n.network.socket)) problems.push(`vhost-user socket ${n.network.socket} is used by two NICs`);
+    vhostUserSockets.add(n.network.socket);
+  }
+  const taps = new Set<string>();
+  for (const n of def.nics) {
+    if (n.network.type !== 'tap') continue;
+    if (taps.has(n.network.ifname)) problems.push(`tap device ${n.network.ifname} is used by two NICs (a tap carries one NIC)`);
+    taps.add(n.network.ifname);
+  }
+  const channelNames = new Set<string>();
+  for (const ch of def.channels) {
+    if (channelNames.has(ch.name)) problems.push(`channel name "${ch.name}" is used twice (the guest tells ports apart by name)`);
+    channelNames.add(ch.name);
+  }
+  // ttyS0 is the console's; the PC's other three COM addresses are ttyS1-ttyS3 (microvm has the same ISA UARTs).
+  if (def.serialPorts.length > 3) problems.push(`at most 3 extra serial ports (ttyS1-ttyS3) fit beside the console; ${def.serialPorts.length} are defined`);
+  for (const sh of def.shares) {
+    // QEMU 7.2's virtiofsd has no read-only mode: say so rather than share it writable.
+    if (sh.driver === 'virtiofs' && sh.readOnly) problems.push(`shared folder "${sh.id}": virtiofs shares cannot be read-only here (QEMU 7.2's virtiofsd has no read-only mode): use driver virtio-9p for a read-only share`);
+  }
   for (const d of def.disks) {
     if (d.aio === 'native' && d.cache !== 'none' && d.cache !== 'directsync') {
       problems.push(`disk "${d.id}": aio native needs O_DIRECT: use cache none or directsync (or aio threads / io_uring)`);
@@ -106,6 +136,7 @@ export function checkDefinition(def: VmDefinition): void {
   }
   const tags = new Set<string>();
   for (const sh of def.shares) {
+    // virtio-9p and virtiofs tags share one name space in the guest's mount commands.
     if (tags.has(sh.tag)) problems.push(`mount tag "${sh.tag}" is used by two shared folders`);
     tags.add(sh.tag);
   }

@@ -42,7 +42,7 @@ export const ioModeInfo: Record<IoMode, { label: string; summary: string; tradeo
 /** What a choice needs from the host, by the doctor check that tells whether it is there. */
 export type Requirement = 'vhost-net' | 'vhost-vsock' | 'tun' | 'qemu-storage-daemon' | 'passt' | 'iommu' | 'virtiofsd';
 
-export type DeviceKind = 'disk' | 'nic' | 'video' | 'input' | 'sound' | 'rng' | 'balloon' | 'watchdog' | 'share' | 'vsock' | 'usb';
+export type DeviceKind = 'disk' | 'nic' | 'video' | 'input' | 'sound' | 'rng' | 'balloon' | 'watchdog' | 'share' | 'vsock' | 'usb' | 'channel' | 'serial';
 
 export interface DeviceChoice {
   kind: DeviceKind;
@@ -70,8 +70,9 @@ export const deviceChoices: readonly DeviceChoice[] = [
   c('nic', 'e1000', 'Intel e1000', 'emulated', 'guests without virtio drivers: every OS has an e1000 driver'),
   c('nic', 'virtio-net', 'virtio-net', 'paravirtual', 'the default for Linux and BSD guests: about twice the bandwidth of e1000 at a fraction of the latency'),
   c('nic', 'passt', 'virtio-net on passt', 'paravirtual', 'rootless networking with the host\'s own addresses', ['passt']),
-  c('nic', 'vhost-net', 'virtio-net with vhost-net on a tap', 'vhost', 'highest throughput without hardware, on a bridge the host manages', ['vhost-net', 'tun'], false),
-  c('nic', 'vhost-user-net', 'vhost-user-net (DPDK/OVS socket)', 'vhost-user', 'a software switch (OVS-DPDK) owns the data path', [], false),
+  c('nic', 'tap', 'virtio-net on a tap device', 'paravirtual', 'a tap made once by root (ip tuntap add ... user $USER): the VM needs no privileges to run', ['tun']),
+  c('nic', 'vhost-net', 'virtio-net with vhost-net on a tap', 'vhost', 'highest throughput without hardware, on a bridge the host manages', ['vhost-net', 'tun']),
+  c('nic', 'vhost-user-net', 'vhost-user-net (DPDK/OVS socket)', 'vhost-user', 'a software switch (OVS-DPDK) owns the data path'),
   c('video', 'vga', 'Standard VGA', 'emulated', 'any guest, including firmware and boot loaders'),
   c('video', 'bochs', 'Bochs display', 'emulated', 'UEFI guests that need no legacy VGA'),
   c('video', 'qxl', 'QXL', 'paravirtual', 'older guests with QXL drivers (SPICE era)'),
@@ -85,8 +86,10 @@ export const deviceChoices: readonly DeviceChoice[] = [
   c('balloon', 'virtio-balloon', 'virtio-balloon', 'paravirtual', 'give memory back to the host from idle guests; free page reporting does it on its own'),
   c('watchdog', 'i6300esb', 'Intel 6300ESB watchdog', 'emulated', 'reset or power off a guest that hangs'),
   c('share', 'virtio-9p', 'virtio-9p shared folder', 'paravirtual', 'share a host folder without a network file server'),
-  c('share', 'virtiofs', 'virtiofs shared folder', 'vhost-user', 'faster shared folders with local file semantics', ['virtiofsd'], false),
-  c('vsock', 'vhost-vsock', 'vhost-vsock', 'vhost', 'host-guest sockets without networking (guest agents, SSH over vsock)', ['vhost-vsock'], false),
+  c('share', 'virtiofs', 'virtiofs shared folder', 'vhost-user', 'faster shared folders with local file semantics', ['virtiofsd']),
+  c('vsock', 'vhost-vsock', 'vhost-vsock', 'vhost', 'host-guest sockets without networking (guest agents, SSH over vsock)', ['vhost-vsock']),
+  c('channel', 'virtio-serial', 'virtio-serial port', 'paravirtual', 'a named byte stream between a host program and the guest (guest agents)'),
+  c('serial', 'isa-serial', '16550 UART (ttyS1-ttyS3)', 'emulated', 'a further serial line any OS drives: a kernel log, a debug shell, a legacy program'),
   c('usb', 'qemu-xhci', 'USB 3 (qemu-xhci)', 'emulated', 'any current guest'),
   c('usb', 'ich9-ehci', 'USB 2 (ICH9 EHCI + UHCI)', 'emulated', 'guests older than USB 3 drivers'),
 ];
@@ -105,7 +108,7 @@ export function choiceAvailability(choice: DeviceChoice, checks: readonly Doctor
 
 const kindLabel: Record<DeviceKind, string> = {
   disk: 'Disks', nic: 'Network', video: 'Video', input: 'Input', sound: 'Sound', rng: 'RNG', balloon: 'Memory balloon',
-  watchdog: 'Watchdog', share: 'Shared folders', vsock: 'vsock', usb: 'USB',
+  watchdog: 'Watchdog', share: 'Shared folders', vsock: 'vsock', usb: 'USB', channel: 'Channels', serial: 'Serial ports',
 };
 
 /** The advice as text (hangar doctor): per device kind, each choice with its mode and whether it runs here. */

@@ -2,7 +2,7 @@
 // `hangar device list` prints and the Devices tab shows. Pure TS.
 import { deviceChoices, ioModeInfo } from './device-advice.ts';
 import type { DeviceKind } from './device-advice.ts';
-import type { VmDefinition } from './model.ts';
+import type { NicDefinition, VmDefinition } from './model.ts';
 
 export interface DeviceRow {
   kind: string;
@@ -18,15 +18,33 @@ function modeOf(kind: DeviceKind, choice: string): string {
   return c ? ioModeInfo[c.mode].label : '—';
 }
 
+/** The advice table's choice a NIC is: its model, or the back end when that sets the mode. */
+function nicChoice(n: NicDefinition): string {
+  const net = n.network;
+  if (net.type === 'passt') return 'passt';
+  if (net.type === 'vhost-user') return 'vhost-user-net';
+  if ((net.type === 'bridge' || net.type === 'tap') && net.vhost) return 'vhost-net';
+  if (net.type === 'tap' && n.model === 'virtio-net') return 'tap';
+  return n.model;
+}
+
+function nicWhere(n: NicDefinition): string {
+  const net = n.network;
+  switch (net.type) {
+    case 'user': return 'user-mode NAT';
+    case 'passt': return 'passt';
+    case 'bridge': return `bridge ${net.bridge}${net.vhost ? ', vhost-net' : ''}`;
+    case 'isolated': return `isolated network ${net.network}`;
+    case 'tap': return `tap ${net.ifname}${net.vhost ? ', vhost-net' : ''}`;
+    case 'vhost-user': return `vhost-user socket ${net.socket}${net.server ? ' (QEMU listens)' : ''}`;
+  }
+}
+
 export function deviceRows(d: VmDefinition): DeviceRow[] {
   const rows: DeviceRow[] = [];
   for (const k of d.disks) rows.push({ kind: 'disk', id: k.id, type: k.bus, mode: modeOf('disk', k.bus), detail: `${k.file} (${k.format}, cache ${k.cache}${k.aio ? `, aio ${k.aio}` : ''}${k.discard ? ', discard' : ''}${k.iothread ? ', iothread' : ''}${k.readOnly ? ', read-only' : ''})` });
   for (const c of d.cdroms) rows.push({ kind: 'cdrom', id: c.id, type: c.bus, mode: modeOf('disk', c.bus), detail: c.file ?? '(empty)' });
-  for (const n of d.nics) {
-    const back = n.network.type === 'passt' ? 'passt' : n.model;
-    const where = n.network.type === 'user' ? 'user-mode NAT' : n.network.type === 'bridge' ? `bridge ${n.network.bridge}` : n.network.type === 'isolated' ? `isolated network ${n.network.network}` : 'passt';
-    rows.push({ kind: 'nic', id: n.id, type: n.model, mode: modeOf('nic', back), detail: `${n.mac}, ${where}` });
-  }
+  for (const n of d.nics) rows.push({ kind: 'nic', id: n.id, type: n.model, mode: modeOf('nic', nicChoice(n)), detail: `${n.mac}, ${nicWhere(n)}` });
   if (d.video.model !== 'none') rows.push({ kind: 'video', id: 'video0', type: d.video.model, mode: modeOf('video', d.video.model), detail: d.video.vramMiB ? `${d.video.vramMiB} MiB` : '' });
   for (const i of d.inputs) rows.push({ kind: 'input', id: i.id, type: `${i.type} (${i.bus})`, mode: modeOf('input', i.bus), detail: '' });
   if (d.sound) rows.push({ kind: 'sound', id: 'sound0', type: d.sound.model, mode: modeOf('sound', d.sound.model), detail: '' });
@@ -35,8 +53,11 @@ export function deviceRows(d: VmDefinition): DeviceRow[] {
   if (d.balloon) rows.push({ kind: 'balloon', id: 'balloon0', type: 'virtio-balloon', mode: modeOf('balloon', 'virtio-balloon'), detail: d.balloon.freePageReporting ? 'free page reporting' : '' });
   const usb = d.usb?.model ?? (d.inputs.some((i) => i.bus === 'usb') ? 'qemu-xhci' : undefined);
   if (usb) rows.push({ kind: 'usb', id: 'usb0', type: usb, mode: modeOf('usb', usb), detail: d.usb ? '' : 'added for the USB devices' });
-  for (const s of d.shares) rows.push({ kind: 'share', id: s.id, type: 'virtio-9p', mode: modeOf('share', 'virtio-9p'), detail: `${s.source} as "${s.tag}"${s.readOnly ? ', read-only' : ''}` });
+  for (const s of d.shares) rows.push({ kind: 'share', id: s.id, type: s.driver, mode: modeOf('share', s.driver), detail: `${s.source} as "${s.tag}"${s.readOnly ? ', read-only' : ''}${s.driver === 'virtiofs' ? ', served by virtiofsd' : ''}` });
+  for (const c of d.channels) rows.push({ kind: 'channel', id: c.id, type: 'virtio-serial', mode: modeOf('channel', 'virtio-serial'), detail: `port "${c.name}" on a unix socket` });
+  if (d.vsock) rows.push({ kind: 'vsock', id: 'vsock0', type: 'vhost-vsock', mode: modeOf('vsock', 'vhost-vsock'), detail: `guest CID ${d.vsock.cid}` });
   if (d.tpm) rows.push({ kind: 'tpm', id: 'tpm0', type: d.tpm.model, mode: 'Emulated', detail: 'swtpm' });
   if (d.serial.enabled) rows.push({ kind: 'serial', id: 'serial0', type: 'isa-serial', mode: 'Emulated', detail: 'the console' });
+  d.serialPorts.forEach((p, i) => rows.push({ kind: 'serial', id: p.id, type: 'isa-serial', mode: modeOf('serial', 'isa-serial'), detail: `ttyS${i + 1}, ${p.output === 'log' ? `logs/${p.id}.log` : 'a unix socket'}` }));
   return rows;
 }

@@ -7,7 +7,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -22,6 +22,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   edit: ['stopped', 'crashed'],
   // Offline with qemu-img, online with QMP block_resize.
   'resize-disk': ['stopped', 'crashed', 'running', 'paused'],
+  // Saved while stopped; hotplugged (or saved as pending) while running or paused.
+  'change-device': ['stopped', 'crashed', 'running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

@@ -64,6 +64,13 @@ export interface VmRuntimePaths {
   /** The vhost-user socket qemu-storage-daemon serves the disk at position `diskIndex` on. */
   qsdSocket(diskIndex: number): string;
   qsdPidfile(diskIndex: number): string;
+  /** The unix socket of the virtio-serial channel at position `index` (QEMU serves it). */
+  channelSocket(index: number): string;
+  /** The unix socket of the extra serial port at position `index` in serialPorts (the guest's ttyS<index+1>). */
+  serialPortSocket(index: number): string;
+  /** The vhost-user socket virtiofsd serves the share at position `shareIndex` on, and its pidfile. */
+  virtiofsdSocket(shareIndex: number): string;
+  virtiofsdPidfile(shareIndex: number): string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
 }
@@ -89,9 +96,17 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     // "qsdNN.sock" is no longer than "serial0.sock", the longest name the runtime dir allows for.
     qsdSocket: (i) => join(dir, `qsd${passtIndex(i)}.sock`),
     qsdPidfile: (i) => join(dir, `qsd${passtIndex(i)}.pid`),
+    // "chanNN.sock", "ttySNN.sock", "vfsNN.sock": within the 12 bytes of "serial0.sock" too.
+    channelSocket: (i) => join(dir, `chan${passtIndex(i)}.sock`),
+    serialPortSocket: (i) => join(dir, `ttyS${passtIndex(i) + 1}.sock`),
+    virtiofsdSocket: (i) => join(dir, `vfs${passtIndex(i)}.sock`),
+    virtiofsdPidfile: (i) => join(dir, `vfs${passtIndex(i)}.pid`),
     statusFile: join(dir, 'status.json'),
   };
 }
+
+/** Sockets QEMU itself serves in a VM's runtime dir for channels and extra serial ports (left behind when QEMU is killed). */
+export const QEMU_SERVED_SOCKET_RE = /^(chan\d+|ttyS\d+)\.sock$/;
 
 export function daemonSocketPath(runtime: string): string {
   return join(runtime, 'hangar.sock');

@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { parseDefinition } from '../../core/common/definition.ts';
 import { startQsd, stopQsd } from '../../core/node/service/storage-daemon.ts';
 import type { QsdPaths } from '../../core/node/service/storage-daemon.ts';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
 import { listFirmwareDescriptors } from '../../core/node/host/firmware.ts';
@@ -25,10 +25,16 @@ import { BRIDGE_HELPER_PLACEHOLDER, FIXTURE_BRIDGE, FIXTURE_PREFIX, RUN_PATHS, R
 import { withTimeout } from '../helpers/with-timeout.ts';
 import { addAclLines, createBridge, requireRoot, testBridgeName } from '../helpers/bridge-host.ts';
 import type { TestBridge } from '../helpers/bridge-host.ts';
+import { createTap } from '../helpers/tap-host.ts';
+import type { TestTap } from '../helpers/tap-host.ts';
+import { connectVhostUserStub, listenVhostUserStub } from '../helpers/vhost-user-net-stub.ts';
+import type { VhostUserStub } from '../helpers/vhost-user-net-stub.ts';
+import { startVirtiofsd, stopVirtiofsd } from '../../core/node/service/virtiofsd.ts';
+import type { VirtiofsdPaths } from '../../core/node/service/virtiofsd.ts';
 
 const QEMU = 'qemu-system-x86_64';
 const GUEST_DIR = join(homedir(), '.cache', 'hangar-test-guest');
-const PCI_DRIVERS = new Set(['virtio-blk-pci', 'virtio-net-pci', 'virtio-scsi-pci', 'e1000', 'rtl8139', 'ahci']);
+const PCI_DRIVERS = new Set(['virtio-blk-pci', 'virtio-net-pci', 'virtio-scsi-pci', 'e1000', 'rtl8139', 'ahci', 'virtio-serial-pci', 'vhost-user-fs-pci']);
 
 type Json = Record<string, unknown>;
 
@@ -46,6 +52,29 @@ function valueArg(argv: readonly string[], opt: string): string | undefined {
 
 /** The real bridge this run puts the fixtures' bridge NICs on (created per fixture, see runFixture). */
 const TEST_BRIDGE = testBridgeName('hgtbr');
+/** Fixtures name this tap; the run makes a real one (TEST_TAP) per fixture. */
+const FIXTURE_TAP = 'hgttap-fixture';
+const TEST_TAP = testBridgeName('hgttap');
+
+/**
+ * What a host without a device node makes QEMU refuse: the argv must parse up to that device,
+ * and QEMU's first complaint must be exactly the missing node. (QEMU 7.2 then aborts on an
+ * assertion after the vhost-net warning; the exit status is all that is checked past the line.)
+ */
+const HOST_REFUSALS = [
+  { node: '/dev/vhost-net', applies: (argv: readonly string[]) => jsonArgs(argv, '-netdev').some((n) => n.vhost === true),
+    firstLine: /^qemu-system-x86_64: -netdev \{.*\}: warning: tap: open vhost char device failed: No such file or directory$/ },
+  { node: '/dev/vhost-vsock', applies: (argv: readonly string[]) => jsonArgs(argv, '-device').some((d) => String(d.driver).startsWith('vhost-vsock')),
+    firstLine: /^qemu-system-x86_64: -device \{.*\}: vhost-vsock: failed to open vhost device: No such file or directory$/ },
+];
+
+/** The refusal this host makes QEMU give for a fixture's golden argv, if any (decided when tests are listed, for the title). */
+function hostRefusal(name: string): (typeof HOST_REFUSALS)[number] | undefined {
+  const file = expectedPath(name);
+  if (!existsSync(file)) return undefined;
+  const argv = parseArgv(readFileSync(file, 'utf8'));
+  return HOST_REFUSALS.find((r) => r.applies(argv) && !existsSync(r.node));
+}
 
 function substitute(argv: readonly string[], fixtureDir: string, runDir: string): string[] {
   const out = argv.map((a) => a.replaceAll(FIXTURE_PREFIX, `${fixtureDir}/`).replaceAll(RUN_PREFIX, `${runDir}/`));
@@ -53,7 +82,13 @@ function substitute(argv: readonly string[], fixtureDir: string, runDir: string)
   for (let i = 0; i < out.length - 1; i++) {
     if (out[i] !== '-netdev') continue;
     const n = JSON.parse(out[i + 1]!) as Json;
-    if (n.type !== 'bridge') continue;
+    if (n.type === 'tap' && n.ifname !== undefined) {
+      assert.equal(n.ifname, FIXTURE_TAP, `tap netdev ${String(n.id)}: fixtures use tap ${FIXTURE_TAP}`);
+      out[i + 1] = JSON.stringify({ ...n, ifname: TEST_TAP });
+      continue;
+    }
+    // A bridge NIC with vhost-net is a tap netdev running the helper.
+    if (n.type !== 'bridge' && !(n.type === 'tap' && n.helper !== undefined)) continue;
     assert.equal(n.br, FIXTURE_BRIDGE, `bridge netdev ${String(n.id)}: fixtures use bridge ${FIXTURE_BRIDGE}`);
     assert.equal(n.helper, BRIDGE_HELPER_PLACEHOLDER, `bridge netdev ${String(n.id)}: the golden argv names the helper placeholder`);
     const helper = findBridgeHelper();
@@ -100,6 +135,13 @@ async function createReferencedFiles(argv: readonly string[]): Promise<void> {
     assert.ok(m, `-fsdev without a path: ${argv[i + 1]}`);
     mkdirSync(m[1]!.replaceAll(',,', ','), { recursive: true });
   });
+  // File chardevs (serial port logs): their folder must exist.
+  argv.forEach((a, i) => {
+    if (a !== '-chardev' || !argv[i + 1]?.startsWith('file,')) return;
+    const m = /(?:^|,)path=((?:[^,]|,,)*)/.exec(argv[i + 1]!);
+    assert.ok(m, `file chardev without a path: ${argv[i + 1]}`);
+    mkdirSync(dirname(m[1]!.replaceAll(',,', ',')), { recursive: true });
+  });
   for (const [opt, source] of [['-kernel', 'vmlinuz'], ['-initrd', 'initrd.img']] as const) {
     const dest = valueArg(argv, opt);
     if (dest === undefined) continue;
@@ -134,6 +176,17 @@ function flattenPci(devices: readonly PciDeviceInfo[]): PciDeviceInfo[] {
   return devices.flatMap((d) => [d, ...flattenPci(d.pci_bridge?.devices ?? [])]);
 }
 
+/** socket chardevs whose id ends in `suffix`: id prefix, path, and whether QEMU is the server. */
+function socketChardevs(argv: readonly string[], suffix: string): Array<{ id: string; path: string; server: boolean }> {
+  const out: Array<{ id: string; path: string; server: boolean }> = [];
+  argv.forEach((a, i) => {
+    if (a !== '-chardev') return;
+    const m = new RegExp(`^socket,id=([a-z0-9-]+)${suffix},path=((?:[^,]|,,)+)(,server=on,wait=off)?$`).exec(argv[i + 1] ?? '');
+    if (m) out.push({ id: m[1]!, path: m[2]!.replaceAll(',,', ','), server: m[3] !== undefined });
+  });
+  return out;
+}
+
 async function runFixture(name: string): Promise<void> {
   const file = expectedPath(name);
   assert.ok(existsSync(file), `missing golden file ${file}: run UPDATE_GOLDEN=1 node --import tsx --test tests/golden/argv.test.ts`);
@@ -151,15 +204,25 @@ async function runFixture(name: string): Promise<void> {
   const qsds: QsdPaths[] = [];
   let bridge: TestBridge | undefined;
   let restoreAcl: (() => void) | undefined;
+  let tap: TestTap | undefined;
+  const stubs: VhostUserStub[] = [];
+  const virtiofsds: VirtiofsdPaths[] = [];
+  const refusal = hostRefusal(name);
   try {
     const argv = substitute(golden, fixtureDir, runDir);
     await createReferencedFiles(argv);
     // Bridge NICs: a real bridge, allowed in qemu-bridge-helper's ACL (both undone in finally).
-    const bridged = jsonArgs(argv, '-netdev').filter((n) => n.type === 'bridge');
+    const bridged = jsonArgs(argv, '-netdev').filter((n) => n.type === 'bridge' || (n.type === 'tap' && n.helper !== undefined));
     if (bridged.length) {
       requireRoot(`fixture ${name} (bridged NICs)`);
       bridge = createBridge(TEST_BRIDGE);
       restoreAcl = addAclLines([`allow ${TEST_BRIDGE}`]);
+    }
+    // tap NICs: a real tap device (deleted in finally).
+    const taps = jsonArgs(argv, '-netdev').filter((n) => n.type === 'tap' && n.ifname !== undefined);
+    if (taps.length) {
+      requireRoot(`fixture ${name} (tap NICs)`);
+      tap = createTap(TEST_TAP);
     }
     if (argv.includes('-tpmdev')) {
       // The TPM back end: a real swtpm on the socket the argv names (it ends when QEMU quits).
@@ -189,11 +252,33 @@ async function runFixture(name: string): Promise<void> {
       await startQsd(disk, qsds.at(-1)!);
     }
 
+    // virtiofs shares: a real virtiofsd on each vhost-user-fs chardev's socket, serving a fresh folder.
+    for (const v of socketChardevs(argv, '-virtiofs')) {
+      const source = join(fixtureDir, `${v.id}-virtiofs`);
+      mkdirSync(source);
+      const share = parseDefinition({ version: 1, id: '00000000-0000-4000-8000-0000000000fe', name: 'vfs', shares: [{ id: v.id, driver: 'virtiofs', source, tag: 'golden' }] }).shares[0]!;
+      virtiofsds.push({ vmDir: fixtureDir, socket: v.path, pidfile: v.path.replace(/\.sock$/, '.pid') });
+      await startVirtiofsd(share, virtiofsds.at(-1)!);
+    }
+    // vhost-user NICs: a control-plane-only back end, listening where QEMU connects (server off)...
+    const vhostUserNets = socketChardevs(argv, '-vhu');
+    for (const v of vhostUserNets.filter((x) => !x.server)) stubs.push(await listenVhostUserStub(v.path));
+
     const p = spawn(QEMU, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     proc = p;
     exited = new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
     p.once('error', (e) => { stderr += `spawn error: ${e.message}\n`; });
     p.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    if (refusal) {
+      const exit = await withTimeout(exited, 30_000, () => `QEMU did not refuse the argv although ${refusal.node} is missing:\n${stderr}`);
+      assert.notDeepEqual(exit, { code: 0, signal: null }, `QEMU exit without ${refusal.node}; stderr:\n${stderr}`);
+      const first = stderr.split('\n').find((l) => l.trim() !== '') ?? '';
+      assert.match(first.replace(/^\d{4}-\d\d-\d\dT\S+ /, ''), refusal.firstLine, `QEMU's first complaint should be the missing ${refusal.node}; stderr:\n${stderr}`);
+      if (bridged.length) assert.equal(bridge!.ports().length, 0, 'the refused tap was taken off the bridge again');
+      return;
+    }
+    // ... and connecting to QEMU's socket (server on: QEMU waits for its back end before it serves QMP).
+    for (const v of vhostUserNets.filter((x) => x.server)) stubs.push(await connectVhostUserStub(v.path));
     const client = await connectWhenReady(join(runDir, basename(RUN_PATHS.qmpSocket)), p, () => stderr);
     qmp = client;
 
@@ -220,10 +305,18 @@ async function runFixture(name: string): Promise<void> {
       }
     }
 
+    // Every tap and vhost-user netdev is there with its back end.
+    if (taps.length || vhostUserNets.length) {
+      const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+      for (const n of taps) assert.ok(info.includes(`${String(n.id)}: index=0,type=tap,ifname=${TEST_TAP},script=no,downscript=no`), `netdev ${String(n.id)} is not on tap ${TEST_TAP}:\n${info}`);
+      for (const v of vhostUserNets) assert.match(info, new RegExp(`${v.id}-net: index=0,type=vhost-user,vhost-user\\d+ to ${v.id}-vhu\\r?\\n`), `netdev ${v.id}-net is not a connected vhost-user netdev:\n${info}`);
+      for (const st of stubs) assert.ok(st.requests.includes(1), `the vhost-user back end was asked for its features (requests ${st.requests.join(',')})`);
+    }
+
     // Every bridge netdev is a tap QEMU got from the helper, and that tap is on the bridge.
     if (bridged.length) {
       const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info network' });
-      for (const n of bridged) {
+      for (const n of bridged.filter((b) => b.type === 'bridge')) {
         assert.ok(info.includes(`${String(n.id)}: index=0,type=tap,helper=${String(n.helper)},br=${TEST_BRIDGE}`), `netdev ${String(n.id)} is not a tap on ${TEST_BRIDGE}:\n${info}`);
       }
       assert.equal(bridge!.ports().length, bridged.length, `one tap per bridge NIC on ${TEST_BRIDGE}: ${bridge!.ports().join(' ')}`);
@@ -253,6 +346,9 @@ async function runFixture(name: string): Promise<void> {
     if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
     if (swtpm) await stopSwtpm(swtpm);
+    for (const st of stubs) await st.close();
+    for (const v of virtiofsds) await stopVirtiofsd(v);
+    tap?.remove();
     for (const p of passts) await stopPasst(p);
     for (const q of qsds) await stopQsd(q);
     restoreAcl?.();
@@ -277,6 +373,8 @@ describe('golden argv accepted by a real QEMU', { timeout: 600_000 }, () => {
 
   // Tests in a describe run one after another: one QEMU at a time.
   for (const name of fixtureNames()) {
-    it(name, { timeout: 90_000 }, () => runFixture(name));
+    const refusal = hostRefusal(name);
+    const title = refusal ? `${name} (host lacks ${refusal.node}: QEMU's refusal checked)` : name;
+    it(title, { timeout: 90_000 }, () => runFixture(name));
   }
 });

@@ -23,7 +23,7 @@ describe('golden argv', () => {
     it(name, async () => {
       const def = parseDefinition(JSON.parse(await readFile(fixturePath(name), 'utf8')));
       const firmware = resolveFirmware(def, FIXTURE_VM_DIR, { dirs: [FIRMWARE_DIR], checkFiles: false });
-      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS, firmware, swtpmSocket: RUN_PATHS.swtpmSocket, bridgeHelper: BRIDGE_HELPER_PLACEHOLDER }));
+      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS, vmDir: FIXTURE_VM_DIR, firmware, swtpmSocket: RUN_PATHS.swtpmSocket, bridgeHelper: BRIDGE_HELPER_PLACEHOLDER }));
       const file = expectedPath(name);
       if (update) {
         await mkdir(EXPECTED_DIR, { recursive: true });

@@ -28,6 +28,9 @@ export const RUN_PATHS = {
   swtpmSocket: `${RUN_PREFIX}swtpm.sock`,
   passtSocket: (nicIndex: number) => `${RUN_PREFIX}passt${nicIndex}.sock`,
   qsdSocket: (diskIndex: number) => `${RUN_PREFIX}qsd${diskIndex}.sock`,
+  channelSocket: (index: number) => `${RUN_PREFIX}chan${index}.sock`,
+  serialPortSocket: (index: number) => `${RUN_PREFIX}ttyS${index + 1}.sock`,
+  virtiofsdSocket: (shareIndex: number) => `${RUN_PREFIX}vfs${shareIndex}.sock`,
 };
 
 export function fixtureNames(): string[] {

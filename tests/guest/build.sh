@@ -171,7 +171,7 @@ CORE_MODULES=(
   button evdev
 )
 EXTRA_MODULES=(
-  virtio_input nvme isofs xhci_pci ehci_pci uhci_hcd usbhid hid_generic pvpanic_pci i6300esb
+  virtio_input nvme isofs xhci_pci ehci_pci uhci_hcd usbhid hid_generic pvpanic_pci i6300esb virtiofs
 )
 : > "$TMP/insmods"
 missing_mods=()

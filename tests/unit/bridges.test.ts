@@ -247,8 +247,8 @@ function def(network: Record<string, unknown>) {
 }
 
 test('model: a bridge network is { type: bridge, bridge: NAME } with an interface name', () => {
-  assert.deepEqual(def({ type: 'bridge', bridge: 'br0' }).nics[0]!.network, { type: 'bridge', bridge: 'br0' });
-  assert.deepEqual(def({ type: 'bridge', bridge: 'virbr0.10', future: 1 }).nics[0]!.network, { type: 'bridge', bridge: 'virbr0.10', future: 1 }, 'unknown fields kept');
+  assert.deepEqual(def({ type: 'bridge', bridge: 'br0' }).nics[0]!.network, { type: 'bridge', bridge: 'br0', vhost: false });
+  assert.deepEqual(def({ type: 'bridge', bridge: 'virbr0.10', future: 1 }).nics[0]!.network, { type: 'bridge', bridge: 'virbr0.10', vhost: false, future: 1 }, 'unknown fields kept');
   for (const bad of ['', 'a-name-of-16-chr', 'br/0', 'br 0', 'br:0']) {
     assert.throws(() => def({ type: 'bridge', bridge: bad }), (e: unknown) => e instanceof HangarError && /a bridge name is 1-15 letters, digits/.test(e.message), bad);
   }
@@ -271,8 +271,10 @@ test('--nic bridge,br=NAME[,model=..][,mac=..]; br= required; hostfwd/tftp/bootf
   await assert.rejects(parseNic('bridge,br=br0,hostfwd=tcp::2222-:22', 0), (e: unknown) => e instanceof HangarError && /--nic bridge: hostfwd= is only for user-mode NICs/.test(e.message) && /--nic user\|passt,hostfwd/.test(e.hint!));
   await assert.rejects(parseNic('bridge,br=br0,tftp=/srv', 0), /--nic bridge: tftp= is only for user-mode NICs/);
   await assert.rejects(parseNic('bridge,br=br0,bootfile=x', 0), /--nic bridge: bootfile= is only for user-mode NICs/);
-  await assert.rejects(parseNic('bridge,br=br0,vhost=on', 0), /unknown option "vhost"/);
-  await assert.rejects(parseNic('tap', 0), /unknown network back end .*bridge = /);
+  assert.deepEqual(await parseNic('bridge,br=br0,vhost=on', 0), { id: 'net0', network: { type: 'bridge', bridge: 'br0', vhost: true } });
+  await assert.rejects(parseNic('bridge,br=br0,vhost=maybe', 0), /vhost= is on or off/);
+  await assert.rejects(parseNic('bridge,br=br0,server=on', 0), /unknown option "server"/);
+  await assert.rejects(parseNic('vde', 0), /unknown network back end .*bridge = /);
 });
 
 test('netdev: a bridge NIC is QEMU\'s bridge netdev naming the bridge and the helper', () => {

@@ -45,7 +45,7 @@ test('--nic passt: model, mac, repeated hostfwd; tftp/bootfile refused; unknown 
   await assert.rejects(parseNic('passt,tftp=/srv', 0), /--nic passt: tftp= is only for --nic user/);
   await assert.rejects(parseNic('passt,bootfile=boot.ipxe', 0), /--nic passt: bootfile= is only for --nic user/);
   await assert.rejects(parseNic('passt,foo=1', 0), /--nic: unknown option "foo"/);
-  await assert.rejects(parseNic('tap', 0), (e: HangarError) => /--nic "tap": unknown network back end \(known: user = .*; passt = /.test(e.message) && /user\|passt/.test(e.hint ?? ''));
+  await assert.rejects(parseNic('vde', 0), (e: HangarError) => /--nic "vde": unknown network back end \(known: user = .*; passt = /.test(e.message) && /user\|passt/.test(e.hint ?? ''));
   assert.deepEqual((await parseNic('user,tftp=/srv,bootfile=b', 0)).network, { type: 'user', portForwards: [], tftp: '/srv', bootfile: 'b' });
 });
 

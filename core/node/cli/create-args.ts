@@ -84,10 +84,21 @@ export function parseHostfwd(text: string): { protocol: 'tcp' | 'udp'; hostAddre
 const NIC_BACKENDS: Readonly<Record<string, string>> = {
   user: 'user-mode NAT inside QEMU (slirp)',
   passt: 'rootless user-mode networking by a passt process (package passt)',
-  bridge: 'a tap device on a host bridge (bridge,br=br0; qemu-bridge-helper)',
+  bridge: 'a tap device on a host bridge (bridge,br=br0[,vhost=on]; qemu-bridge-helper)',
   isolated: 'a VM-to-VM network on this host, no root needed (isolated,network=NAME)',
+  tap: 'a tap device made beforehand (tap,ifname=tap0[,vhost=on])',
+  'vhost-user': 'virtio-net served by a vhost-user switch on a unix socket (vhost-user,socket=PATH[,server=on])',
 };
-const NIC_USAGE = 'use --nic user|passt[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::2222-:22], or --nic bridge,br=BRIDGE|isolated,network=NAME[,model=..][,mac=..]';
+const NIC_USAGE = 'use --nic user|passt[,model=virtio-net|e1000|rtl8139][,mac=..][,hostfwd=tcp::2222-:22], --nic bridge,br=BRIDGE[,vhost=on]|isolated,network=NAME[,model=..][,mac=..], '
+  + '--nic tap,ifname=TAP[,vhost=on][,model=..][,mac=..] or --nic vhost-user,socket=PATH[,server=on][,mac=..]';
+
+/** on/off switches (vhost=, server=): a bare key means on. */
+function onOff(flag: string, key: string, v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'on' || v === 'true' || v === 'yes') return true;
+  if (v === 'off' || v === 'false' || v === 'no') return false;
+  throw new HangarError('invalid-input', `--${flag}: ${key}= is on or off, got "${v}"`, `e.g. ${key}=on`);
+}
 
 export async function parseNic(spec: string, index: number): Promise<Record<string, unknown>> {
   const { head, opts } = splitSpec(spec);
@@ -97,6 +108,7 @@ export async function parseNic(spec: string, index: number): Promise<Record<stri
   // "br=on" names a bridge called on; a bare "br" (which splitSpec reads as on) names none.
   if (head === 'bridge') return parseLanNic('bridge', opts, index, /(^|,)br=/.test(spec));
   if (head === 'isolated') return parseLanNic('isolated', opts, index, /(^|,)network=/.test(spec));
+  if (head === 'tap' || head === 'vhost-user') return parseHostNic(head, opts, index, spec);
   // hostfwd may repeat: split on "hostfwd=" occurrences in the original spec.
   const fwds = [...spec.matchAll(/hostfwd=([^,]+)/g)].map((m) => parseHostfwd(m[1]!));
   if (head === 'passt') {
@@ -131,12 +143,43 @@ function parseLanNic(kind: 'bridge' | 'isolated', opts: Record<string, string>, 
     }
   }
   const key = kind === 'bridge' ? 'br' : 'network';
-  unknownKeys('nic', opts, [key, 'model', 'mac', 'id']);
+  unknownKeys('nic', opts, kind === 'bridge' ? [key, 'vhost', 'model', 'mac', 'id'] : [key, 'model', 'mac', 'id']);
   if (!valueGiven || !opts[key]) {
     throw new HangarError('invalid-input', kind === 'bridge' ? '--nic bridge needs the host bridge: br=NAME' : '--nic isolated needs the network name: network=NAME',
       kind === 'bridge' ? 'e.g. --nic bridge,br=br0 (`ip link show type bridge` lists the bridges)' : 'e.g. --nic isolated,network=lab on each VM that should share the network');
   }
-  const network = kind === 'bridge' ? { type: 'bridge', bridge: opts.br } : { type: 'isolated', network: opts.network };
+  const vhost = onOff('nic', 'vhost', opts.vhost);
+  const network = kind === 'bridge' ? { type: 'bridge', bridge: opts.br, ...(vhost !== undefined ? { vhost } : {}) } : { type: 'isolated', network: opts.network };
+  const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network };
+  if (opts.model) nic.model = opts.model;
+  if (opts.mac) nic.mac = opts.mac.toLowerCase();
+  return nic;
+}
+
+/**
+ * --nic tap,ifname=TAP[,vhost=on] / --nic vhost-user,socket=PATH[,server=on] [,model=..][,mac=..][,id=..]:
+ * NICs on a host interface or a host switch's socket that exist apart from Hangar.
+ */
+function parseHostNic(kind: 'tap' | 'vhost-user', opts: Record<string, string>, index: number, spec: string): Record<string, unknown> {
+  for (const k of ['hostfwd', 'tftp', 'bootfile']) {
+    if (opts[k] !== undefined) {
+      throw new HangarError('invalid-input', `--nic ${kind}: ${k}= is only for user-mode NICs (QEMU's slirp or passt)`, 'drop it, or use --nic user|passt');
+    }
+  }
+  const key = kind === 'tap' ? 'ifname' : 'socket';
+  unknownKeys('nic', opts, kind === 'tap' ? [key, 'vhost', 'model', 'mac', 'id'] : [key, 'server', 'model', 'mac', 'id']);
+  if (!new RegExp(`(^|,)${key}=.`).test(spec)) {
+    throw new HangarError('invalid-input', kind === 'tap' ? '--nic tap needs the tap device: ifname=NAME' : '--nic vhost-user needs the back end\'s socket: socket=PATH',
+      kind === 'tap' ? 'e.g. --nic tap,ifname=tap0 (made once by root: ip tuntap add dev tap0 mode tap user $USER)' : 'e.g. --nic vhost-user,socket=/run/openvswitch/vhu0.sock');
+  }
+  let network: Record<string, unknown>;
+  if (kind === 'tap') {
+    const vhost = onOff('nic', 'vhost', opts.vhost);
+    network = { type: 'tap', ifname: opts.ifname, ...(vhost !== undefined ? { vhost } : {}) };
+  } else {
+    const server = onOff('nic', 'server', opts.server);
+    network = { type: 'vhost-user', socket: resolve(opts.socket!), ...(server !== undefined ? { server } : {}) };
+  }
   const nic: Record<string, unknown> = { id: opts.id ?? `net${index}`, network };
   if (opts.model) nic.model = opts.model;
   if (opts.mac) nic.mac = opts.mac.toLowerCase();

@@ -30,8 +30,12 @@ VMs:
   delete NAME [--delete-disks]       remove a stopped VM (disks kept unless asked)
   cmdline NAME                       print the QEMU command line
 Devices:
-  device list NAME [--json]          every device with its I/O virtualization mode
+  device list NAME [--json]          every device with its I/O virtualization mode (and pending changes)
+  device add NAME KIND [SPEC]        add a disk, NIC, ... (hotplugged into a running VM where QEMU can)
+  device edit NAME KIND ID SPEC      change a device (a running VM's CD-ROM medium changes at once)
+  device remove NAME KIND ID         remove (unplugged from a running VM with the guest's consent)
   device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
+  device balloon NAME SIZE           set a running VM's balloon target
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
@@ -76,10 +80,19 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      rootless user-mode networking by a per-VM passt process (package
                                      passt): the guest gets the host's address by DHCP; port forwards
                                      are bound by passt (logs/passt-NIC.log in the VM folder)
-  --nic bridge,br=BRIDGE[,model=..][,mac=..]
+  --nic bridge,br=BRIDGE[,vhost=on][,model=..][,mac=..]
                                      on a host bridge (e.g. br0) like another machine on its LAN: QEMU's
                                      qemu-bridge-helper adds a tap device to it. Needs root or a setuid
-                                     helper, and "allow BRIDGE" in /etc/qemu/bridge.conf; no port forwards
+                                     helper, and "allow BRIDGE" in /etc/qemu/bridge.conf; no port forwards.
+                                     vhost=on (virtio-net): the data path in the host kernel, needs
+                                     /dev/vhost-net (modprobe vhost_net)
+  --nic tap,ifname=TAP[,vhost=on][,model=..][,mac=..]
+                                     a tap device made beforehand (ip tuntap add dev TAP mode tap user
+                                     $USER), so the VM needs no privileges; vhost=on as for bridge
+  --nic vhost-user,socket=PATH[,server=on][,mac=..]
+                                     virtio-net served by a vhost-user switch (OVS-DPDK, testpmd) on a
+                                     unix socket: QEMU connects to it, or with server=on listens and
+                                     waits at start for the switch; guest memory is shared on its own
   --nic isolated,network=NAME[,model=..][,mac=..]
                                      a VM-to-VM network, no root needed: VMs with the same NAME see each
                                      other and nothing else (multicast on 127.0.0.1); give them addresses
@@ -382,7 +395,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'device': {
       const [sub, ...args] = rest;
-      const { values, positionals } = parse(args, {});
+      const { values, positionals } = parse(args, { 'delete-file': { type: 'boolean' }, timeout: { type: 'string' } });
       return (await import('./device.ts')).deviceCommand(sub, positionals, values, withCore, print);
     }
     case 'os': {

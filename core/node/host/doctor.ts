@@ -217,7 +217,7 @@ async function checkDevKvm(devRoot: string): Promise<DoctorCheck> {
   return { ...base, status: 'ok', detail: `${node} present, readable and writable by this user` };
 }
 
-async function checkVhostNet(devRoot: string): Promise<DoctorCheck> {
+export async function checkVhostNet(devRoot: string): Promise<DoctorCheck> {
   const node = join(devRoot, 'vhost-net');
   const base = { id: 'vhost-net', label: '/dev/vhost-net' };
   if (!(await exists(node))) {
@@ -231,7 +231,7 @@ async function checkVhostNet(devRoot: string): Promise<DoctorCheck> {
   return { ...base, status: 'ok', detail: `${node} present and usable` };
 }
 
-async function checkVhostVsock(devRoot: string): Promise<DoctorCheck> {
+export async function checkVhostVsock(devRoot: string): Promise<DoctorCheck> {
   const node = join(devRoot, 'vhost-vsock');
   const base = { id: 'vhost-vsock', label: '/dev/vhost-vsock' };
   if (!(await exists(node))) {
@@ -243,7 +243,7 @@ async function checkVhostVsock(devRoot: string): Promise<DoctorCheck> {
   return { ...base, status: 'ok', detail: `${node} present and usable` };
 }
 
-async function checkTun(devRoot: string): Promise<DoctorCheck> {
+export async function checkTun(devRoot: string): Promise<DoctorCheck> {
   const node = join(devRoot, 'net', 'tun');
   const base = { id: 'tun', label: '/dev/net/tun' };
   if (!(await exists(node))) {

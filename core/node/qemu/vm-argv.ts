@@ -1,4 +1,5 @@
 // The one ordered command-line builder: VM definition -> structured options -> argv.
+import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import type { VmRuntimePaths } from '../paths.ts';
@@ -19,7 +20,11 @@ import { soundParts } from './devices/sound.ts';
 import { usbParts } from './devices/usb.ts';
 import { videoParts } from './devices/video.ts';
 import { watchdogParts } from './devices/watchdog.ts';
+import { channelParts } from './devices/channel.ts';
+import { serialPortParts } from './devices/serial-port.ts';
+import { vsockParts } from './devices/vsock.ts';
 import { emptyParts, mergeParts } from './devices/types.ts';
+import { hotplugSlotControllers } from './devices/hotplug-slots.ts';
 import type { BuildContext } from './devices/types.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
 
@@ -28,7 +33,9 @@ export const QMP_CHARDEV_ID = 'ch_qmp';
 export interface ArgvContext {
   accel: 'kvm' | 'tcg';
   /** passtSocket is required when the VM has a passt NIC. */
-  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket' | 'qsdSocket'>>;
+  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket' | 'qsdSocket' | 'channelSocket' | 'serialPortSocket' | 'virtiofsdSocket'>>;
+  /** The VM's folder: serial ports with output "log" write <vmDir>/logs/<id>.log. */
+  vmDir?: string;
   /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
   firmware?: ResolvedFirmware | null;
   /** The VM's swtpm control socket; required when the VM has a TPM. */
@@ -77,9 +84,33 @@ function qsdSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> {
   return map;
 }
 
+/** Each virtiofs share's virtiofsd socket, by share id (named by the share's position). */
+function virtiofsSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> {
+  const map = new Map<string, string>();
+  def.shares.forEach((s, i) => {
+    if (s.driver !== 'virtiofs') return;
+    if (!ctx.paths.virtiofsdSocket) throw new HangarError('internal', `VM "${def.name}" has a virtiofs share but no virtiofsd socket paths were given`);
+    map.set(s.id, ctx.paths.virtiofsdSocket(i));
+  });
+  return map;
+}
+
 /** vhost-user back ends read and write guest memory themselves: it must be shareable (memfd). */
 export function needsSharedMemory(def: VmDefinition): boolean {
-  return def.disks.some((d) => d.bus === 'vhost-user-blk');
+  return def.disks.some((d) => d.bus === 'vhost-user-blk')
+    || def.nics.some((n) => n.network.type === 'vhost-user')
+    || def.shares.some((s) => s.driver === 'virtiofs');
+}
+
+/** Where each extra serial port's output goes (a log in the VM folder, or a runtime socket). */
+function serialPortTarget(def: VmDefinition, ctx: ArgvContext, index: number): { logFile?: string; socket?: string } {
+  const port = def.serialPorts[index]!;
+  if (port.output === 'log') {
+    if (!ctx.vmDir) throw new HangarError('internal', `VM "${def.name}" has a serial port logging to a file but no VM folder was given`);
+    return { logFile: join(ctx.vmDir, 'logs', `${port.id}.log`) };
+  }
+  if (!ctx.paths.serialPortSocket) throw new HangarError('internal', `VM "${def.name}" has a serial port on a socket but no socket paths were given`);
+  return { socket: ctx.paths.serialPortSocket(index) };
 }
 
 export const SHARED_MEMORY_ID = 'mem0';
@@ -120,7 +151,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
 
   const bctx: BuildContext = {
     machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
-    passtSockets: passtSockets(def, ctx), qsdSockets: qsdSockets(def, ctx),
+    passtSockets: passtSockets(def, ctx), qsdSockets: qsdSockets(def, ctx), virtiofsSockets: virtiofsSockets(def, ctx),
   };
   if (ctx.bridgeHelper) bctx.bridgeHelper = ctx.bridgeHelper;
   const parts = emptyParts();
@@ -140,7 +171,14 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
   if (def.rng) mergeParts(parts, rngParts(def.rng, def.machine));
   if (def.balloon) mergeParts(parts, balloonParts(def.balloon, def.machine));
-  for (const sh of def.shares) mergeParts(parts, shareParts(sh, def.machine));
+  for (const sh of def.shares) mergeParts(parts, shareParts(sh, bctx));
+  def.serialPorts.forEach((p, i) => mergeParts(parts, serialPortParts(p, i, serialPortTarget(def, ctx, i))));
+  if (def.channels.length) {
+    const socketOf = ctx.paths.channelSocket;
+    if (!socketOf) throw new HangarError('internal', `VM "${def.name}" has channels but no channel socket paths were given`);
+    mergeParts(parts, channelParts(def.channels, def.machine, socketOf));
+  }
+  if (def.vsock) mergeParts(parts, vsockParts(def.vsock, def.machine));
 
   if (fw) o.push(...fw.globals);
   for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });
@@ -148,6 +186,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   o.push(...parts.options);
   for (const ob of parts.objects) o.push({ opt: '-object', json: ob });
   for (const c of parts.controllers) o.push({ opt: '-device', json: c });
+  for (const c of hotplugSlotControllers(def.machine, def.hotplugSlots)) o.push({ opt: '-device', json: c });
   for (const b of parts.blockdevs) o.push({ opt: '-blockdev', json: b });
   for (const n of parts.netdevs) o.push({ opt: '-netdev', json: n });
   for (const d of parts.devices) o.push({ opt: '-device', json: d });

@@ -39,8 +39,7 @@ export function coreFunctions(service: CoreService): CoreApi {
     const f = (service[m] as (...a: unknown[]) => Promise<unknown>).bind(service);
     fns[m] = async (...args: unknown[]) => {
       try {
-        checkApiArgs(m, args);
-        return await f(...args);
+        return await f(...checkApiArgs(m, args));
       } catch (e) {
         throw toPayload(e);
       }

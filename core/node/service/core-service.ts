@@ -7,7 +7,7 @@ import { constants, copyFile, stat } from 'node:fs/promises';
 import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
-  CloudInitRequest, CoreApi, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -29,6 +29,8 @@ import type { ImportSource } from '../store/import-disk.ts';
 import { cancelledError, convertImage, createImage } from '../store/qemu-img.ts';
 import { DEFINITION_FILE, VmStore } from '../store/vm-store.ts';
 import { VmInstance } from './vm-instance.ts';
+import { addDevice, editDevice, removeDevice } from './device-ops.ts';
+import type { DeviceOpsDeps, DeviceOutcome } from './device-ops.ts';
 import { buildSeedIso, resolveCloudInit, withSeedCdrom } from '../cloud-init/seed.ts';
 import { hostInfo } from '../host/host-info.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
@@ -257,12 +259,12 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   /** What create would make (validated the same way) and the command line it would run; writes nothing. */
   async previewCreate(req: CreateVmRequest): Promise<CreatePreview> {
-    const { def, firmware } = await this.planCreate(req);
+    const { def, dir, firmware } = await this.planCreate(req);
     const accel = def.accel === 'auto' ? (await this.probe()).best : def.accel;
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const paths = vmRuntimePaths(this.opts.runtimeDir, def.id);
-    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, firmware, swtpmSocket: paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })] };
+    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, vmDir: dir, firmware, swtpmSocket: paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })] };
   }
 
   hostInfo(): Promise<HostInfo> {
@@ -341,12 +343,41 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       }
       const def: VmDefinition = parseDefinition(merged);
       if (this.nameTaken(def.name, vm.id)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
-      await this.store.save(def);
-      vm.stored = { ...vm.stored, definition: def };
-      this.loadedMtime.set(vm.id, await stat(join(vm.stored.dir, DEFINITION_FILE)).then((s) => s.mtimeMs));
-      this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+      await this.saveDefinition(vm, def);
       return vm.info();
     });
+  }
+
+  private async saveDefinition(vm: VmInstance, def: VmDefinition): Promise<void> {
+    await this.store.save(def);
+    vm.stored = { ...vm.stored, definition: def };
+    this.loadedMtime.set(vm.id, await stat(join(vm.stored.dir, DEFINITION_FILE)).then((s) => s.mtimeMs));
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+  }
+
+  private readonly deviceDeps: DeviceOpsDeps = { save: (vm, def) => this.saveDefinition(vm, def), randomMac };
+
+  /** One device change under the VM's lock, answered with the VM's fresh info. */
+  private async deviceChange(ref: string, op: (vm: VmInstance) => Promise<DeviceOutcome>): Promise<DeviceChange> {
+    const vm = await this.findFresh(ref);
+    const outcome = await vm.exclusive('change-device', () => op(vm));
+    return { ...outcome, info: vm.info() };
+  }
+
+  async addDevice(ref: string, kind: DeviceKindName, device: Record<string, unknown>, opts?: AddDeviceOptions): Promise<DeviceChange> {
+    return this.deviceChange(ref, (vm) => addDevice(vm, this.deviceDeps, kind, device, opts));
+  }
+
+  async editDevice(ref: string, kind: DeviceKindName, id: string, patch: Record<string, unknown>): Promise<DeviceChange> {
+    return this.deviceChange(ref, (vm) => editDevice(vm, this.deviceDeps, kind, id, patch));
+  }
+
+  async removeDevice(ref: string, kind: DeviceKindName, id: string, opts?: RemoveDeviceOptions): Promise<DeviceChange> {
+    return this.deviceChange(ref, (vm) => removeDevice(vm, this.deviceDeps, kind, id, opts));
+  }
+
+  async setBalloon(ref: string, targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }> {
+    return (await this.findFresh(ref)).setBalloon(targetMiB);
   }
 
   async resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }> {
@@ -420,7 +451,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const firmware = resolveFirmware(def, vm.stored.dir, { checkFiles: false });
-    return [binary, ...buildArgv(def, { accel, paths: vm.paths, firmware, swtpmSocket: vm.paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })];
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths, vmDir: vm.stored.dir, firmware, swtpmSocket: vm.paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })];
   }
 
   async serialLog(ref: string, maxBytes?: number): Promise<string> {

@@ -1,7 +1,7 @@
 // One VM under supervision: its state machine, its QEMU process (spawned or re-attached), QMP
 // events, and its serial console. All lifecycle actions for a VM go through here.
 import { EventEmitter } from 'node:events';
-import { access, appendFile, constants, copyFile, mkdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { access, appendFile, constants, copyFile, mkdir, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
@@ -17,7 +17,7 @@ import type { AccelProbe } from '../host/accel.ts';
 import { resolveAccel } from '../host/accel.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
-import { ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
+import { QEMU_SERVED_SOCKET_RE, ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
 import type { VmRuntimePaths } from '../paths.ts';
 import { QmpClient } from '../qmp/client.ts';
 import type { RunState } from '../qmp/client.ts';
@@ -31,10 +31,17 @@ import type { SpawnedQemu } from './qemu-process.ts';
 import { startSwtpm, stopSwtpm } from './swtpm.ts';
 import { startPasst, stopAllPasst } from './passt.ts';
 import { startQsd, stopAllQsd } from './storage-daemon.ts';
+import { requireVirtiofsd, startVirtiofsd, stopAllVirtiofsd } from './virtiofsd.ts';
+import { checkDeviceBackends } from '../host/device-checks.ts';
 import type { PasstPaths } from './passt.ts';
 import { ensureSeedIso } from '../cloud-init/seed.ts';
 import { checkNicRoms } from '../host/nic-roms.ts';
 import type { SwtpmPaths } from './swtpm.ts';
+import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
+import type { LiveHardware } from './hotplug.ts';
+import { findDevice, isListKind, listKindFields, pendingChanges } from '../../common/device-edit.ts';
+import type { DeviceKindName } from '../../common/api.ts';
+import { parseDefinition } from '../../common/definition.ts';
 
 export interface InstanceDeps {
   runtimeDir: string;
@@ -92,6 +99,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private session: Session | null = null;
   private busy: VmAction | null = null;
   private consoleInstance: SerialConsole | null = null;
+  /** What the running QEMU has (its start definition plus hotplugs); null when no QEMU runs. */
+  private hardware: LiveHardware | null = null;
 
   constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
     super();
@@ -142,6 +151,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (this.session?.accel) i.accelInUse = this.session.accel;
     if (this.session?.accelNote) i.accelNote = this.session.accelNote;
     if (this.session?.startNotes?.length) i.startNotes = this.session.startNotes;
+    if (this.hardware && this.stored.definition && isActive(this.state)) i.pending = pendingChanges(this.hardware.definition, this.stored.definition);
     return i;
   }
 
@@ -206,6 +216,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         if (def.tpm) requireBinary('swtpm');
         if (def.nics.some((n) => n.network.type === 'passt')) requireBinary('passt');
         if (def.disks.some((d) => d.bus === 'vhost-user-blk')) requireBinary('qemu-storage-daemon');
+        if (def.shares.some((s) => s.driver === 'virtiofs')) requireVirtiofsd();
+        // Device nodes (vhost-net, vhost-vsock, tun), tap devices and vhost-user sockets the VM needs.
+        await checkDeviceBackends(def);
         // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
         let bridgeHelper: string | undefined;
         for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
@@ -218,7 +231,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         for (const [i, disk] of def.disks.entries()) {
           if (disk.bus === 'vhost-user-blk') await startQsd(disk, { vmDir: this.stored.dir, socket: this.paths.qsdSocket(i), pidfile: this.paths.qsdPidfile(i) });
         }
-        const argv = buildArgv(def, { accel, paths: this.paths, firmware, swtpmSocket: this.paths.swtpmSocket, bridgeHelper });
+        for (const [i, share] of def.shares.entries()) {
+          if (share.driver === 'virtiofs') await startVirtiofsd(share, { vmDir: this.stored.dir, socket: this.paths.virtiofsdSocket(i), pidfile: this.paths.virtiofsdPidfile(i) });
+        }
+        const argv = buildArgv(def, { accel, paths: this.paths, vmDir: this.stored.dir, firmware, swtpmSocket: this.paths.swtpmSocket, bridgeHelper });
         spawned = spawnQemu(qemu, argv, this.stored.dir);
         await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
         const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
@@ -226,6 +242,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         if (note) session.accelNote = note;
         if (notes.length) session.startNotes = notes;
         this.bindSession(session);
+        await this.saveHardware({ definition: def, slots: {} });
         if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
         await qmp.cont();
         this.setState('running');
@@ -303,7 +320,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
    */
   async resizeDisk(diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }> {
     return this.exclusive('resize-disk', async () => {
-      const def = this.definition;
+      // While QEMU runs, the disk must be one it has (not one pending for the next boot).
+      const def = isActive(this.state) ? this.runningDefinition : this.definition;
       const disk = def.disks.find((d) => d.id === diskId);
       if (!disk) throw new HangarError('not-found', `VM "${def.name}" has no disk "${diskId}"`, `its disks: ${def.disks.map((d) => d.id).join(', ') || 'none'}`);
       if (disk.readOnly) throw new HangarError('invalid-input', `disk "${diskId}" is read-only`, 'make it writable first (edit the definition)');
@@ -325,6 +343,159 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       await qmp.execute('block_resize', { 'node-name': diskNodeNames(disk.id).format, size: newBytes });
       await this.logEvent(`disk ${diskId} grown online from ${oldBytes} to ${newBytes} bytes`);
       return { oldBytes, newBytes, online: true };
+    });
+  }
+
+  // ---- hardware of the running QEMU: hotplug, unplug, media, balloon --------------------------
+
+  private get hardwareFile(): string {
+    return join(this.paths.dir, 'hardware.json');
+  }
+
+  /** The definition the running QEMU has (the saved one when no QEMU runs). */
+  get runningDefinition(): VmDefinition {
+    return this.hardware?.definition ?? this.definition;
+  }
+
+  /** Kept in the runtime dir, so a restarted core knows what was hotplugged. */
+  private async saveHardware(hw: LiveHardware): Promise<void> {
+    this.hardware = hw;
+    ensurePrivateDir(this.paths.dir);
+    await writeFileAtomic(this.hardwareFile, JSON.stringify(hw), 0o600);
+  }
+
+  private async loadHardware(): Promise<LiveHardware> {
+    try {
+      const raw = JSON.parse(await readFile(this.hardwareFile, 'utf8')) as { definition: unknown; slots?: Record<string, string> };
+      return { definition: parseDefinition(raw.definition), slots: raw.slots ?? {} };
+    } catch {
+      // Started by a Hangar without this file, or it was lost: assume what is saved.
+      return { definition: this.definition, slots: {} };
+    }
+  }
+
+  private liveHardware(): { qmp: QmpClient; hw: LiveHardware } {
+    const s = this.live();
+    if (!this.hardware) throw new HangarError('invalid-state', `VM "${this.name}" is not running`, 'start it first');
+    return { qmp: s.qmp, hw: this.hardware };
+  }
+
+  private withDevice(def: VmDefinition, kind: DeviceKindName, device: Record<string, unknown> | null, id: string): VmDefinition {
+    const raw = { ...def } as unknown as Record<string, unknown>;
+    if (isListKind(kind)) {
+      const field = listKindFields[kind];
+      const list = (raw[field] as Array<Record<string, unknown>>).filter((d) => d.id !== id);
+      raw[field] = device ? [...list, device] : list;
+    } else if (device) raw[kind] = device;
+    else if (kind === 'video') raw.video = { model: 'none' };
+    else delete raw[kind];
+    return raw as unknown as VmDefinition;
+  }
+
+  /** Plugs a device into the running QEMU (the caller holds the VM's lock); throws when QEMU refuses. */
+  async plug(kind: DeviceKindName, device: Record<string, unknown>, bridgeHelper?: string): Promise<void> {
+    const { qmp, hw } = this.liveHardware();
+    const slot = await plugDevice(qmp, kind, device, hw, bridgeHelper);
+    const id = device.id as string;
+    await this.saveHardware({ definition: this.withDevice(hw.definition, kind, device, id), slots: slot ? { ...hw.slots, [id]: slot } : hw.slots });
+    await this.logEvent(`hotplugged ${kind} ${id}`);
+  }
+
+  /** Why a device cannot be plugged into the running QEMU now, or null. */
+  plugBlocker(kind: DeviceKindName, device: Record<string, unknown>): string | null {
+    return this.hardware ? plugBlocker(kind, device, this.hardware) : 'the VM is not running';
+  }
+
+  /** Why a device of the running QEMU cannot be unplugged, or null (also null when QEMU does not have it). */
+  unplugBlocker(kind: DeviceKindName, id: string): string | null {
+    const hw = this.hardware;
+    const dev = hw ? findDevice(hw.definition, kind, id) : undefined;
+    return hw && dev ? unplugBlocker(kind, dev, hw) : null;
+  }
+
+  /** Whether the running QEMU has this device. */
+  hasLive(kind: DeviceKindName, id: string): boolean {
+    return Boolean(this.hardware && findDevice(this.hardware.definition, kind, id));
+  }
+
+  /**
+   * Asks the guest to release a device and waits up to timeoutMs for it (DEVICE_DELETED).
+   * true = gone; false = the guest has not let go yet (it is removed whenever it does).
+   */
+  async unplug(kind: DeviceKindName, id: string, timeoutMs: number): Promise<boolean> {
+    const { qmp } = this.liveHardware();
+    const gone = this.waitForRelease(kind, id, timeoutMs);
+    try {
+      await qmp.deviceDel(id);
+    } catch (e) {
+      if (!/is already in the process of unplug/i.test((e as Error).message)) {
+        throw new HangarError('qmp-error', `QEMU refused to unplug ${kind} "${id}": ${(e as Error).message}`, 'it is removed at next boot instead');
+      }
+    }
+    await this.logEvent(`asked the guest to release ${kind} ${id}`);
+    return gone;
+  }
+
+  private waitForRelease(kind: DeviceKindName, id: string, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.hasLive(kind, id)) return;
+        clearTimeout(t);
+        this.off('hardware', check);
+        resolve(true);
+      };
+      const t = setTimeout(() => { this.off('hardware', check); resolve(false); }, timeoutMs);
+      this.on('hardware', check);
+    });
+  }
+
+  private async onDeviceDeleted(session: LiveSession, deviceId: string): Promise<void> {
+    const hw = this.hardware;
+    if (this.session !== session || !hw) return;
+    for (const kind of Object.keys(listKindFields) as Array<keyof typeof listKindFields>) {
+      const dev = findDevice(hw.definition, kind, deviceId);
+      if (!dev) continue;
+      await releaseBackends(session.qmp, kind, dev);
+      const { [deviceId]: _freed, ...slots } = hw.slots;
+      await this.saveHardware({ definition: this.withDevice(hw.definition, kind, null, deviceId), slots }).catch(() => {});
+      await this.logEvent(`the guest released ${kind} ${deviceId}; it is unplugged`);
+      this.emit('hardware');
+      this.deps.onChange(this);
+      return;
+    }
+  }
+
+  /** Puts a medium in (or takes it out of) a CD-ROM drive of the running VM. */
+  async changeMedium(id: string, file: string | undefined): Promise<void> {
+    const { qmp, hw } = this.liveHardware();
+    const cd = hw.definition.cdroms.find((c) => c.id === id);
+    if (!cd) throw new HangarError('invalid-state', `the running VM has no CD-ROM "${id}" yet`, 'it is added at next boot');
+    try {
+      if (file) await qmp.execute('blockdev-change-medium', { id, filename: file, format: 'raw', 'read-only-mode': 'read-only' });
+      else await qmp.execute('eject', { id, force: true });
+    } catch (e) {
+      throw new HangarError('qmp-error', `QEMU could not ${file ? `insert ${file} into` : 'eject'} CD-ROM "${id}": ${(e as Error).message}`,
+        file ? 'check that the file is a readable ISO image' : 'the guest may have locked the tray; eject it from inside the guest');
+    }
+    const next = { ...cd, file };
+    if (!file) delete next.file;
+    await this.saveHardware({ ...hw, definition: this.withDevice(hw.definition, 'cdrom', next, id) });
+    await this.logEvent(file ? `CD-ROM ${id}: medium ${file} inserted` : `CD-ROM ${id}: medium ejected`);
+  }
+
+  /** Sets the balloon's target; answers with the target and what the guest has now. */
+  async setBalloon(targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }> {
+    return this.exclusive('change-device', async () => {
+      if (!isActive(this.state)) throw new HangarError('invalid-state', `VM "${this.name}" is not running`, 'the balloon target applies to a running VM: start it first');
+      const { qmp, hw } = this.liveHardware();
+      if (!hw.definition.balloon) throw new HangarError('invalid-state', `VM "${this.name}" runs without a memory balloon`, 'add a balloon device (hangar device add NAME balloon) and restart the VM');
+      if (targetMiB > hw.definition.memoryMiB) {
+        throw new HangarError('invalid-input', `a balloon target of ${targetMiB} MiB is more than the VM's ${hw.definition.memoryMiB} MiB`, `give at most ${hw.definition.memoryMiB} MiB (the balloon only gives memory back)`);
+      }
+      await qmp.execute('balloon', { value: targetMiB * 1024 * 1024 });
+      const q = await qmp.execute<{ actual: number }>('query-balloon');
+      await this.logEvent(`balloon target set to ${targetMiB} MiB`);
+      return { targetMiB, actualMiB: Math.round(q.actual / (1024 * 1024)) };
     });
   }
 
@@ -356,6 +527,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
     const session: LiveSession = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
     this.bindSession(session);
+    this.hardware = await this.loadHardware();
     const status = await qmp.queryStatus();
     if (this.stored.definition.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
     if (status.status === 'shutdown') {
@@ -385,6 +557,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       if (d.action === 'poweroff') session.guestShutdown = true;
       void this.logEvent(`the guest's watchdog expired; action: ${d.action}`);
     });
+    // A device the guest let go of (an unplug, maybe long after the request timed out): free its back ends.
+    qmp.onEvent('DEVICE_DELETED', (d) => { if (d.device) void this.onDeviceDeleted(session, d.device); });
     qmp.on('close', () => { void this.onQmpClosed(session); });
   }
 
@@ -486,9 +660,15 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm, passt). */
   private async removeRuntimeFiles(): Promise<void> {
+    this.hardware = null;
+    await unlink(this.hardwareFile).catch(() => {});
     await stopSwtpm(this.swtpmPaths).catch(() => {});
     await stopAllPasst(this.paths.dir).catch(() => {});
     await stopAllQsd(this.paths.dir).catch(() => {});
+    await stopAllVirtiofsd(this.paths.dir).catch(() => {});
+    for (const name of await readdir(this.paths.dir).catch(() => [] as string[])) {
+      if (QEMU_SERVED_SOCKET_RE.test(name)) await unlink(join(this.paths.dir, name)).catch(() => {});
+    }
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }

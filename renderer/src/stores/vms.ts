@@ -4,9 +4,10 @@
 // (replaced per fetch, never deep-reactive) plus a name index.
 import { defineStore } from 'pinia';
 import { computed, ref, shallowReactive, shallowRef } from 'vue';
-import type { VmInfo, VmSummary } from '../../../core/common/api.ts';
+import type { AddDeviceOptions, DeviceChange, DeviceKindName, RemoveDeviceOptions, VmInfo, VmSummary } from '../../../core/common/api.ts';
 import { canDo } from '../../../core/common/state.ts';
 import type { VmAction, VmState } from '../../../core/common/state.ts';
+import { changeStatus } from '../devices/device-forms.ts';
 import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
 import { useConnectionStore } from './connection.ts';
@@ -53,6 +54,9 @@ export function coalesce(fn: (key: string) => Promise<void>): (key: string) => P
   return run;
 }
 
+/** What a device operation did: the change and its status line, or the core's error (the editor keeps the input). */
+export type DeviceResult = { ok: true; change: DeviceChange; status: string } | { ok: false; error: UiError };
+
 export const useVmsStore = defineStore('vms', () => {
   const conn = useConnectionStore();
 
@@ -69,6 +73,10 @@ export const useVmsStore = defineStore('vms', () => {
   const busy = shallowReactive(new Map<string, LifecycleAction | 'delete'>());
   /** The last failed action, readable (message + hint). */
   const lastError = shallowRef<UiError | null>(null);
+  /** VM name -> a device operation is in flight (one at a time per VM, as the core allows). */
+  const deviceBusy = shallowReactive(new Set<string>());
+  /** VM name -> what the last device change did, in words ("Saved; applies at next boot"). */
+  const deviceStatus = shallowReactive(new Map<string, string>());
   /** Fetch counters (diagnostics and tests). */
   const fetches = { list: 0, details: 0, commandLine: 0 };
 
@@ -231,14 +239,63 @@ export const useVmsStore = defineStore('vms', () => {
     }
   }
 
+  /** Runs one device operation: the answer's VmInfo is shown at once, then details are re-fetched. */
+  async function changeDevice(name: string, action: 'add' | 'edit' | 'remove', run: () => Promise<DeviceChange>): Promise<DeviceResult> {
+    if (deviceBusy.has(name) || busy.has(name)) return { ok: false, error: { code: 'busy', message: `${name} is busy with another operation`, hint: 'try again when it finishes' } };
+    deviceBusy.add(name);
+    try {
+      const change = await run();
+      details.set(name, change.info);
+      const status = changeStatus(action, change);
+      deviceStatus.set(name, status);
+      return { ok: true, change, status };
+    } catch (e) {
+      return { ok: false, error: toUiError(e) };
+    } finally {
+      deviceBusy.delete(name);
+      void fetchDetails(name);
+      if (commandLines.has(name)) void fetchCommandLine(name);
+      void refreshList();
+    }
+  }
+
+  function addDevice(name: string, kind: DeviceKindName, device: Record<string, unknown>, opts?: AddDeviceOptions): Promise<DeviceResult> {
+    return changeDevice(name, 'add', () => conn.api.addDevice(name, kind, device, opts));
+  }
+
+  function editDevice(name: string, kind: DeviceKindName, id: string, patch: Record<string, unknown>): Promise<DeviceResult> {
+    return changeDevice(name, 'edit', () => conn.api.editDevice(name, kind, id, patch));
+  }
+
+  function removeDevice(name: string, kind: DeviceKindName, id: string, opts?: RemoveDeviceOptions): Promise<DeviceResult> {
+    return changeDevice(name, 'remove', () => conn.api.removeDevice(name, kind, id, opts));
+  }
+
+  /** Asks a running guest's balloon for a target size; the answer says where it got. */
+  async function setBalloon(name: string, targetMiB: number): Promise<{ ok: true; targetMiB: number; actualMiB: number } | { ok: false; error: UiError }> {
+    try {
+      const r = await conn.api.setBalloon(name, targetMiB);
+      deviceStatus.set(name, `Balloon target ${r.targetMiB} MiB; the guest has ${r.actualMiB} MiB now`);
+      return { ok: true, ...r };
+    } catch (e) {
+      return { ok: false, error: toUiError(e) };
+    } finally {
+      void fetchDetails(name);
+    }
+  }
+
+  function clearDeviceStatus(name: string): void {
+    deviceStatus.delete(name);
+  }
+
   function select(name: string | null): void {
     selected.value = name;
   }
 
   return {
-    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError,
+    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError, deviceBusy, deviceStatus,
     byName, count, fetches,
     refreshList, loadDetails, loadCommandLine, refreshAll, forget, stateOf, canAct, act, remove, select,
-    dismissError, fail,
+    dismissError, fail, addDevice, editDevice, removeDevice, setBalloon, clearDeviceStatus,
   };
 });

@@ -2,7 +2,10 @@
 // real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
 // events, go down and come back. Console channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
-import type { CoreApi, CoreEvents, CreateVmRequest, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import type { CoreApi, CoreEvents, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import { parseDefinition } from '../../../core/common/definition.ts';
+import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../../core/common/device-edit.ts';
+import { vmDefinitionSchema } from '../../../core/common/model.ts';
 import type { VmDefinition } from '../../../core/common/model.ts';
 import { GENERIC_OSES } from '../../../core/common/os-types.ts';
 import { HangarError } from '../../../core/common/errors.ts';
@@ -84,6 +87,21 @@ export function fakeVm(name: string, state: VmState = 'stopped', extra: Partial<
   };
 }
 
+/** A minimal valid definition (every device list empty) for a fake VM. */
+export function fakeDefinition(name: string, extra: Record<string, unknown> = {}): VmDefinition {
+  return vmDefinitionSchema.parse({ version: 1, id: '00000000-0000-4000-8000-000000000001', name, ...extra });
+}
+
+const raw = (d: VmDefinition): Record<string, unknown> => d as unknown as Record<string, unknown>;
+
+/** What the contract says QEMU can hotplug into a running VM (the rest applies at next boot). */
+function hotpluggable(kind: DeviceKindName, d: Record<string, unknown>): boolean {
+  if (kind === 'disk') return d.bus === 'virtio-blk' || d.bus === 'scsi';
+  if (kind === 'nic') return ['user', 'isolated', 'bridge', 'tap'].includes(String((d.network as { type?: string } | undefined)?.type));
+  if (kind === 'input') return d.bus === 'usb';
+  return false;
+}
+
 export class FakeCore implements CoreTransport {
   readonly kind = 'browser' as const;
   readonly vms = new Map<string, VmInfo>();
@@ -106,6 +124,20 @@ export class FakeCore implements CoreTransport {
     network: { user: { available: true }, passt: { available: true }, bridge: { available: false, reason: 'no bridge', fix: 'make one', bridges: [] } },
     pxe: { available: true }, cloudInit: { available: true },
   };
+  /** What doctor answers: this host lacks /dev/vhost-net and /dev/vhost-vsock, like our CI machines. */
+  checks: DoctorCheckInfo[] = [
+    { id: 'vhost-net', label: '/dev/vhost-net', status: 'missing', detail: '/dev/vhost-net missing: virtio-net cannot use the in-kernel back end', fix: 'load the vhost_net module (modprobe vhost_net)' },
+    { id: 'vhost-vsock', label: '/dev/vhost-vsock', status: 'missing', detail: '/dev/vhost-vsock missing', fix: 'load the vhost_vsock module (modprobe vhost_vsock)' },
+    { id: 'tun', label: '/dev/net/tun', status: 'ok', detail: 'present' },
+    { id: 'passt', label: 'passt', status: 'ok', detail: '/usr/bin/passt' },
+    { id: 'qemu-storage-daemon', label: 'qemu-storage-daemon', status: 'ok', detail: '/usr/bin/qemu-storage-daemon' },
+    { id: 'virtiofsd', label: 'virtiofsd', status: 'missing', detail: 'virtiofsd not found', fix: 'install virtiofsd' },
+    { id: 'iommu', label: 'IOMMU groups', status: 'missing', detail: 'no IOMMU groups', fix: 'enable the IOMMU' },
+  ];
+  /** Every device change the fake core made, as "add disk disk1 -> saved". */
+  readonly deviceLog: string[] = [];
+  /** Image files deleted by removeDevice(..., { deleteFile }). */
+  readonly deletedFiles: string[] = [];
   /** inspectPath answers by path (an Error is thrown); a missing path is "does not exist". */
   readonly paths = new Map<string, PathInspection | HangarError>();
   /** inspectPath of these paths waits for the promise (answers arriving out of order). */
@@ -224,6 +256,45 @@ export class FakeCore implements CoreTransport {
         this.emitListChanged();
         return vm;
       },
+      doctor: async () => this.checks,
+      addDevice: async (ref, kind, device, opts) => {
+        const vm = this.find(ref);
+        const before = this.definitionOf(vm);
+        let input: Record<string, unknown> = { ...device };
+        if (kind === 'nic' && input.mac === undefined) input.mac = '52:54:00:00:00:99';
+        const { id } = withDeviceAdded(raw(before), kind, input);
+        if (kind === 'disk' && input.file === undefined) {
+          if (!opts?.newDiskBytes) throw new HangarError('invalid-input', 'a new disk needs a file or a size', 'give file=PATH or size=SIZE');
+          const format = opts.newDiskFormat ?? 'qcow2';
+          input = { ...input, file: `${vm.dir}/${id}.${format}`, format, owned: true };
+        }
+        const def = parseDefinition(withDeviceAdded(raw(before), kind, { ...input, id }).definition);
+        return this.saveChange(vm, def, kind, id, hotpluggable(kind, findDevice(def, kind, id)!), 'hotplugged: the guest sees it now');
+      },
+      editDevice: async (ref, kind, id, patch) => {
+        const vm = this.find(ref);
+        const def = parseDefinition(withDeviceEdited(raw(this.definitionOf(vm)), kind, id, patch));
+        // A running VM changes a CD-ROM's medium at once; every other edit waits for the next boot.
+        const now = kind === 'cdrom' && Object.keys(patch).every((k) => k === 'file');
+        return this.saveChange(vm, def, kind, id, now, 'medium changed');
+      },
+      removeDevice: async (ref, kind, id, opts) => {
+        const vm = this.find(ref);
+        const { definition, removed } = withDeviceRemoved(raw(this.definitionOf(vm)), kind, id);
+        if (opts?.deleteFile) {
+          if (kind !== 'disk') throw new HangarError('invalid-input', `only a disk has a file to delete, not a ${kind}`, 'leave out the delete-file option');
+          if (removed.owned !== true) throw new HangarError('invalid-input', `disk "${id}" uses ${String(removed.file)}, which Hangar did not create, so Hangar never deletes it`, 'remove the disk without deleting its file');
+          if (vm.state !== 'stopped') throw new HangarError('invalid-state', 'the image is in use by the running VM', 'stop the VM first, or keep the file');
+          this.deletedFiles.push(String(removed.file));
+        }
+        return this.saveChange(vm, parseDefinition(definition), kind, id, hotpluggable(kind, removed), 'unplugged: the guest released it');
+      },
+      setBalloon: async (ref, targetMiB) => {
+        const vm = this.find(ref);
+        if (vm.state !== 'running') throw new HangarError('invalid-state', `${vm.name} is not running`, 'start it first');
+        if (!vm.definition?.balloon) throw new HangarError('invalid-input', `${vm.name} has no balloon`, 'add a memory balloon (applies at next boot)');
+        return { targetMiB, actualMiB: targetMiB };
+      },
       cancelCreate: async (requestId) => {
         const c = this.cancels.get(requestId);
         c?.();
@@ -249,6 +320,33 @@ export class FakeCore implements CoreTransport {
     }
     return wrapped as unknown as CoreApi;
   })();
+
+  /** What each running VM's QEMU has (the definition at start plus what was hotplugged). */
+  private readonly live = new Map<string, VmDefinition>();
+
+  private definitionOf(vm: VmInfo): VmDefinition {
+    return vm.definition ?? fakeDefinition(vm.name);
+  }
+
+  /** Stores the changed definition; a running VM gets it now (hotplug) or as a pending change. */
+  private saveChange(vm: VmInfo, def: VmDefinition, kind: DeviceKindName, id: string, hotplug: boolean, nowNote: string): DeviceChange {
+    const running = vm.state !== 'stopped';
+    const applied: DeviceChange['applied'] = !running ? 'saved' : hotplug ? 'now' : 'next-boot';
+    const liveBefore = this.live.get(vm.name) ?? this.definitionOf(vm);
+    let liveDef = liveBefore;
+    if (applied === 'now') {
+      // The live hardware takes this one device's change, nothing else pending.
+      const dev = findDevice(def, kind, id);
+      const r = raw(liveBefore);
+      liveDef = parseDefinition(dev ? (findDevice(liveBefore, kind, id) ? withDeviceEdited(r, kind, id, dev) : withDeviceAdded(r, kind, dev).definition) : withDeviceRemoved(r, kind, id).definition);
+    }
+    if (running) this.live.set(vm.name, liveDef);
+    const info: VmInfo = { ...vm, definition: def, ...(running ? { pending: pendingChanges(liveDef, def) } : { pending: [] }) };
+    this.vms.set(vm.name, info);
+    this.deviceLog.push(`${kind} ${id} -> ${applied}`);
+    this.emitVmChanged(info);
+    return { info, applied, id, note: applied === 'now' ? nowNote : applied === 'next-boot' ? 'saved; applies at next boot: QEMU cannot hotplug this device' : '' };
+  }
 
   emitVmChanged(vm: Pick<VmInfo, 'id' | 'name' | 'state'>): void {
     for (const s of this.sessions) void s.rpc.vmChanged.asEvent({ id: vm.id, name: vm.name, state: vm.state }).catch(() => {});

@@ -1,6 +1,7 @@
 // NICs: a network back end (user-mode slirp inside QEMU, a passt process reached through QEMU's
-// stream netdev, or a tap device on a host bridge made by qemu-bridge-helper) and an emulated or
-// virtio front end.
+// stream netdev, a tap device on a host bridge made by qemu-bridge-helper, a tap device that
+// already exists, optionally with vhost-net, or a vhost-user-net switch on a unix socket) and an
+// emulated or virtio front end.
 import { HangarError } from '../../../common/errors.ts';
 import type { NicDefinition, NicModel, MachineType } from '../../../common/model.ts';
 import type { PropObject } from '../qemu-option.ts';
@@ -19,6 +20,16 @@ export function nicDriver(model: NicModel, machine: MachineType): string {
 
 export function netdevId(nic: NicDefinition): string {
   return `${nic.id}-net`;
+}
+
+/** The chardev a vhost-user NIC's netdev speaks the vhost-user protocol over. */
+export function vhostUserNetChardevId(nic: NicDefinition): string {
+  return `${nic.id}-vhu`;
+}
+
+/** Whether the NIC's data path is in the host kernel (vhost-net). */
+export function usesVhostNet(nic: NicDefinition): boolean {
+  return (nic.network.type === 'bridge' || nic.network.type === 'tap') && nic.network.vhost;
 }
 
 /** iPXE option ROM names (from ipxe-qemu) per NIC model; QEMU finds them in its data dirs. */
@@ -67,8 +78,16 @@ export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
     // and passes the fd back; the tap goes away when QEMU closes it. The helper Hangar checked is
     // named explicitly rather than QEMU's compiled-in default.
     if (!ctx.bridgeHelper) throw new HangarError('internal', `NIC "${nic.id}" uses bridge ${net.bridge} but no bridge helper was given`);
+    // The bridge netdev has no vhost switch; a tap netdev running the same helper does (and
+    // passes it --use-vnet, as the bridge netdev would).
+    if (net.vhost) return { type: 'tap', id: netdevId(nic), helper: ctx.bridgeHelper, br: net.bridge, vhost: true };
     return { type: 'bridge', id: netdevId(nic), br: net.bridge, helper: ctx.bridgeHelper };
   }
+  if (net.type === 'tap') {
+    // A tap made beforehand: QEMU opens it by name and runs no ifup/ifdown scripts.
+    return { type: 'tap', id: netdevId(nic), ifname: net.ifname, script: 'no', downscript: 'no', vhost: net.vhost || undefined };
+  }
+  if (net.type === 'vhost-user') return { type: 'vhost-user', id: netdevId(nic), chardev: vhostUserNetChardevId(nic) };
   const hostfwd = net.portForwards.map((f) => ({
     str: `${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`,
   }));
@@ -80,6 +99,11 @@ export function netdevProps(nic: NicDefinition, ctx: BuildContext): PropObject {
 
 export function nicParts(nic: NicDefinition, ctx: BuildContext): DeviceParts {
   const parts = emptyParts();
+  if (nic.network.type === 'vhost-user') {
+    // server: QEMU listens and waits (at start) for the switch to connect; else QEMU connects.
+    const server = nic.network.server ? { server: true, wait: false } : {};
+    parts.chardevs.push({ opt: '-chardev', implied: 'socket', keyval: { id: vhostUserNetChardevId(nic), path: nic.network.socket, ...server } });
+  }
   parts.netdevs.push(netdevProps(nic, ctx));
   const bootindex = ctx.bootIndex.get(nic.id);
   const driver = nicDriver(nic.model, ctx.machine);

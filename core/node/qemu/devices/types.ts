@@ -41,4 +41,6 @@ export interface BuildContext {
   qsdSockets?: Map<string, string>;
   /** The qemu-bridge-helper QEMU runs for bridge NICs. */
   bridgeHelper?: string;
+  /** The vhost-user socket of each virtiofs share's virtiofsd, by share id. */
+  virtiofsSockets?: Map<string, string>;
 }

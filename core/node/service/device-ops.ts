@@ -1,0 +1,155 @@
+// Adding, editing and removing one device of a VM. A stopped VM's definition simply changes. A
+// running VM gets the change now where QEMU can (hotplug, unplug, a CD-ROM medium); otherwise the
+// definition changes and the running QEMU keeps its hardware until the next start ("pending").
+// Nothing is lost on a failure: the definition is saved only once the live part has worked.
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AddDeviceOptions, DeviceChange, DeviceKindName, RemoveDeviceOptions } from '../../common/api.ts';
+import { parseDefinition } from '../../common/definition.ts';
+import { findDevice, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../common/device-edit.ts';
+import { HangarError } from '../../common/errors.ts';
+import type { VmDefinition } from '../../common/model.ts';
+import { isActive } from '../../common/state.ts';
+import { checkBridge } from '../host/bridges.ts';
+import { createImage } from '../store/qemu-img.ts';
+import { inspectPath } from '../store/inspect-path.ts';
+import type { VmInstance } from './vm-instance.ts';
+
+export type DeviceOutcome = Omit<DeviceChange, 'info'>;
+
+export interface DeviceOpsDeps {
+  /** Writes the VM's definition (atomically) and tells clients it changed. */
+  save(vm: VmInstance, def: VmDefinition): Promise<void>;
+  randomMac(): string;
+}
+
+type Raw = Record<string, unknown>;
+
+const DEFAULT_UNPLUG_TIMEOUT_SEC = 20;
+
+function raw(def: VmDefinition): Raw {
+  return def as unknown as Raw;
+}
+
+/** Only the fields a bridge or tap NIC needs from the host, checked before QEMU is asked. */
+function nicHostCheck(nic: Raw): string | undefined {
+  const net = nic.network as Raw | undefined;
+  if (net?.type === 'bridge') return checkBridge(net.bridge as string);
+  if (net?.type === 'tap' && !existsSync(join('/sys/class/net', net.ifname as string))) {
+    throw new HangarError('invalid-input', `tap device ${String(net.ifname)} does not exist`, `create it once as root: ip tuntap add dev ${String(net.ifname)} mode tap user $USER`);
+  }
+  return undefined;
+}
+
+/**
+ * The files a device names must be there and be what it needs, before it is saved: a disk image
+ * qemu-img recognizes (its format filled in when not given), a CD-ROM file, a shared folder.
+ */
+async function checkFiles(kind: DeviceKindName, device: Raw): Promise<Raw> {
+  if (kind === 'disk' && typeof device.file === 'string') {
+    const seen = await inspectPath(device.file, 'disk');
+    return { ...device, file: seen.path, format: device.format ?? seen.disk?.format };
+  }
+  if (kind === 'cdrom' && typeof device.file === 'string') return { ...device, file: (await inspectPath(device.file, 'file')).path };
+  if (kind === 'share' && typeof device.source === 'string') return { ...device, source: (await inspectPath(device.source, 'directory')).path };
+  return device;
+}
+
+export async function addDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: DeviceKindName, device: Raw, opts: AddDeviceOptions = {}): Promise<DeviceOutcome> {
+  const before = vm.definition;
+  let input = { ...device };
+  if (kind === 'nic' && input.mac === undefined) input.mac = deps.randomMac();
+  // Picks the id (or refuses a taken one) before anything is made under it.
+  const { id } = withDeviceAdded(raw(before), kind, input);
+  let newImage: string | undefined;
+  if (kind === 'disk' && input.file === undefined) {
+    if (!opts.newDiskBytes) throw new HangarError('invalid-input', 'a new disk needs a file or a size', 'give file=PATH for an existing image, or size=SIZE (e.g. 8G) for a new one');
+    const format = opts.newDiskFormat ?? 'qcow2';
+    // An image left by a removed disk of the same id is kept, never overwritten: pick a free name.
+    newImage = join(vm.stored.dir, `${id}.${format}`);
+    for (let n = 1; existsSync(newImage); n++) newImage = join(vm.stored.dir, `${id}-${n}.${format}`);
+    input = { ...input, id, file: newImage, format, owned: true };
+  } else if (kind === 'disk' && opts.newDiskBytes) {
+    throw new HangarError('invalid-input', 'a disk is either an existing file or a new image of a size, not both', 'leave out file=, or size=');
+  } else {
+    input = await checkFiles(kind, input);
+  }
+  const def = parseDefinition(withDeviceAdded(raw(before), kind, { ...input, id }).definition);
+  const added = findDevice(def, kind, id)!;
+  if (newImage) await createImage(newImage, (added.format as 'qcow2' | 'raw'), opts.newDiskBytes!);
+  try {
+    if (!isActive(vm.state)) {
+      await deps.save(vm, def);
+      return { applied: 'saved', id };
+    }
+    const bridgeHelper = kind === 'nic' ? nicHostCheck(added) : undefined;
+    const blocker = vm.plugBlocker(kind, added);
+    if (blocker) {
+      await deps.save(vm, def);
+      return { applied: 'next-boot', id, note: `saved; applies at next boot: ${blocker}` };
+    }
+    await vm.plug(kind, added, bridgeHelper);
+    await deps.save(vm, def);
+    return { applied: 'now', id, note: 'hotplugged: the guest sees it now' };
+  } catch (e) {
+    // Nothing of this add may stay behind: not the image made for it.
+    if (newImage) await rm(newImage, { force: true });
+    throw e;
+  }
+}
+
+export async function editDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: DeviceKindName, id: string, patch: Raw): Promise<DeviceOutcome> {
+  const before = vm.definition;
+  const checked = await checkFiles(kind, patch);
+  const def = parseDefinition(withDeviceEdited(raw(before), kind, id, checked));
+  if (!isActive(vm.state)) {
+    await deps.save(vm, def);
+    return { applied: 'saved', id };
+  }
+  const keys = Object.keys(patch).filter((k) => k !== 'id');
+  if (kind === 'cdrom' && keys.every((k) => k === 'file') && vm.hasLive('cdrom', id)) {
+    // The one edit a running VM takes at once: a CD-ROM medium.
+    const cd = findDevice(def, 'cdrom', id)!;
+    await vm.changeMedium(id, cd.file as string | undefined);
+    await deps.save(vm, def);
+    return { applied: 'now', id, note: cd.file ? 'medium inserted' : 'medium ejected' };
+  }
+  await deps.save(vm, def);
+  const why = vm.hasLive(kind, id) ? `a running VM's ${kind} settings cannot change` : 'the running VM does not have this device yet';
+  return { applied: 'next-boot', id, note: `saved; applies at next boot: ${why}` };
+}
+
+export async function removeDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: DeviceKindName, id: string, opts: RemoveDeviceOptions = {}): Promise<DeviceOutcome> {
+  const before = vm.definition;
+  const { definition: next, removed } = withDeviceRemoved(raw(before), kind, id);
+  const def = parseDefinition(next);
+  const image = kind === 'disk' ? (removed.file as string) : undefined;
+  if (opts.deleteFile) {
+    if (kind !== 'disk') throw new HangarError('invalid-input', `only a disk has a file to delete, not a ${kind}`, 'leave out the delete-file option');
+    if (!removed.owned) throw new HangarError('invalid-input', `disk "${id}" uses ${image}, which Hangar did not create, so Hangar never deletes it`, 'remove the disk without deleting its file (delete it yourself if you mean to)');
+  }
+  if (!isActive(vm.state)) {
+    await deps.save(vm, def);
+    if (opts.deleteFile && image) await rm(image, { force: true });
+    return { applied: 'saved', id, ...(opts.deleteFile ? { note: `deleted ${image}` } : {}) };
+  }
+  if (!vm.hasLive(kind, id)) {
+    await deps.save(vm, def);
+    if (opts.deleteFile && image) await rm(image, { force: true });
+    return { applied: 'now', id, note: 'the running VM never had it (it was waiting for the next boot)' };
+  }
+  const blocker = vm.unplugBlocker(kind, id);
+  if (blocker) {
+    await deps.save(vm, def);
+    return { applied: 'next-boot', id, note: `saved; removed at next boot: ${blocker}${opts.deleteFile ? ' (the image is kept: QEMU still uses it)' : ''}` };
+  }
+  const timeoutSec = opts.timeoutSec ?? DEFAULT_UNPLUG_TIMEOUT_SEC;
+  const gone = await vm.unplug(kind, id, timeoutSec * 1000);
+  await deps.save(vm, def);
+  if (!gone) {
+    return { applied: 'next-boot', id, note: `the guest did not release it within ${timeoutSec} s (no hot-unplug support, or busy): it goes when the guest lets go, or at next boot${opts.deleteFile ? '; the image is kept' : ''}` };
+  }
+  if (opts.deleteFile && image) await rm(image, { force: true });
+  return { applied: 'now', id, note: `unplugged: the guest released it${opts.deleteFile ? `; deleted ${image}` : ''}` };
+}
