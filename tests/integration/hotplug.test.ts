@@ -54,7 +54,7 @@ function imageLocked(file: string): boolean {
   return r.status !== 0 && /lock/i.test(r.stderr);
 }
 
-describe('hotplug into a running q35 guest', { timeout: 900_000 }, () => {
+describe('hotplug into running guests', { timeout: 900_000 }, () => {
   test('a virtio-blk disk and a virtio-net NIC are plugged in, used by the guest, and unplugged', async () => {
     const vm = await boot('hot', { nics: [] });
     // 64 MiB = 131072 sectors: the guest tells the new disk apart by its size.
@@ -119,8 +119,8 @@ describe('hotplug into a running q35 guest', { timeout: 900_000 }, () => {
     // The running guest still has what it started with.
     const before = parsePciBlock(await h.consoleCommand('pend', 'hangar-lspci', 4));
     assert.ok(!before.some((p) => p.vendor === '8086' && p.device === '293e'), 'no HDA controller before the restart');
-    await h.ok(['destroy', 'pend']);
-    await h.ok(['start', 'pend']);
+    // A reboot from Hangar with changes pending restarts QEMU (shutdown + start) to apply them.
+    await h.ok(['reboot', 'pend'], { timeoutMs: 180_000 });
     await h.waitForSerial(vm.id, READY_MARKER, 2, 120_000);
     await h.waitForSerial(vm.id, PCI_END, 2);
     const pci = parsePciBlock(h.serialLog(vm.id));
@@ -152,6 +152,22 @@ describe('hotplug into a running q35 guest', { timeout: 900_000 }, () => {
     assert.deepEqual(pending, [], 'once resumed, the guest released the disk and nothing is pending');
     await untilGuest('late', 'cat /sys/block/vd*/size', (o) => !/^32768\s*$/m.test(o), 'the disk gone from the guest');
     await h.ok(['destroy', 'late']);
+  });
+
+  test('the pc machine: a disk present at boot is unplugged (ACPI on pci.0) and a NIC plugged in', async () => {
+    const image = join(h.home, 'pc-boot.raw');
+    writeFileSync(image, Buffer.alloc(12 * 1024 * 1024));
+    await boot('pchot', { machine: 'pc', nics: [], disks: [{ id: 'disk0', file: image, format: 'raw' }] });
+    await untilGuest('pchot', 'cat /sys/block/vd*/size', /^24576\s*$/m, 'the boot-time disk');
+    const rm = await h.json<Change>(['device', 'remove', 'pchot', 'disk', 'disk0']);
+    assert.equal(rm.applied, 'now', `remove: ${rm.note}`);
+    await untilGuest('pchot', 'cat /sys/block/vd*/size', (o) => !/^24576\s*$/m.test(o), 'the disk gone from the guest');
+    assert.ok(!imageLocked(image), 'QEMU let go of the image');
+    const nic = await h.json<Change>(['device', 'add', 'pchot', 'nic', 'isolated,network=hotlab,model=e1000']);
+    assert.equal(nic.applied, 'now', `nic add: ${nic.note}`);
+    const pci = await untilGuest('pchot', 'hangar-lspci', (o) => parsePciBlock(o).some((p) => p.vendor === '8086' && p.device === '100e'), 'the e1000 in the guest PCI list');
+    assert.ok(parsePciBlock(pci).some((p) => p.vendor === '8086' && p.device === '100e' && p.driver === 'e1000'), 'the e1000 driver bound');
+    await h.ok(['destroy', 'pchot']);
   });
 
   test('a CD-ROM medium is swapped in a running guest; the balloon target is set', async () => {

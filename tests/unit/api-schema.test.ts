@@ -22,6 +22,10 @@ test('every API method has a schema', () => {
     if (m === 'edit') return ['vm', {}];
     if (m === 'inspectPath') return ['/x.iso', 'iso'];
     if (m === 'resizeDisk') return ['vm', 'disk0', 1 << 30];
+    if (m === 'addDevice') return ['vm', 'disk', {}, { newDiskBytes: 1 << 30 }];
+    if (m === 'editDevice') return ['vm', 'disk', 'disk0', { cache: 'none' }];
+    if (m === 'removeDevice') return ['vm', 'disk', 'disk0', { deleteFile: true, timeoutSec: 5 }];
+    if (m === 'setBalloon') return ['vm', 256];
     return ['vm'];
   };
   for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);

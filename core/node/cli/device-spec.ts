@@ -79,9 +79,9 @@ export async function parseDeviceSpec(kind: DeviceKindName, spec: string, forEdi
   const split = splitSpec(spec);
   let { head } = split;
   const { opts } = split;
-  // "model=ac97" alone is a key, not a head value.
+  // "model=ac97" alone is a key, not a head value (a path with "=" in it is written file=PATH).
   const eq = head.indexOf('=');
-  if (eq > 0 && (head.slice(0, eq) in k.keys || (kind === 'disk' && head.startsWith('size=')))) {
+  if (/^[a-z-]+=/.test(head)) {
     opts[head.slice(0, eq)] = head.slice(eq + 1);
     head = '';
   }
@@ -106,7 +106,14 @@ export async function parseDeviceSpec(kind: DeviceKindName, spec: string, forEdi
 
 /** A NIC: the back end as --nic writes it (user, passt, bridge,br=.. ...), or, to edit, just model=/mac=. */
 async function parseNicSpec(spec: string, forEdit: boolean): Promise<Record<string, unknown>> {
-  const { head, opts } = splitSpec(spec);
+  const split = splitSpec(spec);
+  let { head } = split;
+  const { opts } = split;
+  if (/^(model|mac)=/.test(head)) {
+    const eq = head.indexOf('=');
+    opts[head.slice(0, eq)] = head.slice(eq + 1);
+    head = '';
+  }
   if (forEdit && !head) {
     const fields: Record<string, unknown> = {};
     for (const [key, text] of Object.entries(opts)) {

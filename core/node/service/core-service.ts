@@ -414,7 +414,15 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   }
 
   reboot(ref: string): Promise<VmInfo> {
-    return this.act(ref, (vm) => vm.reboot());
+    return this.act(ref, async (vm) => {
+      // Pending hardware changes need a new QEMU: the reboot becomes a clean shutdown and a start.
+      if (vm.state === 'running' && vm.info().pending?.length) {
+        await vm.shutdown(undefined, true);
+        await vm.start();
+        return;
+      }
+      await vm.reboot();
+    });
   }
 
   reset(ref: string): Promise<VmInfo> {

@@ -12,6 +12,7 @@ import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { isActive } from '../../common/state.ts';
 import { checkBridge } from '../host/bridges.ts';
+import { checkDeviceBackends } from '../host/device-checks.ts';
 import { createImage } from '../store/qemu-img.ts';
 import { inspectPath } from '../store/inspect-path.ts';
 import type { VmInstance } from './vm-instance.ts';
@@ -32,14 +33,30 @@ function raw(def: VmDefinition): Raw {
   return def as unknown as Raw;
 }
 
-/** Only the fields a bridge or tap NIC needs from the host, checked before QEMU is asked. */
-function nicHostCheck(nic: Raw): string | undefined {
-  const net = nic.network as Raw | undefined;
-  if (net?.type === 'bridge') return checkBridge(net.bridge as string);
-  if (net?.type === 'tap' && !existsSync(join('/sys/class/net', net.ifname as string))) {
-    throw new HangarError('invalid-input', `tap device ${String(net.ifname)} does not exist`, `create it once as root: ip tuntap add dev ${String(net.ifname)} mode tap user $USER`);
+/**
+ * What a NIC needs from the host before QEMU is asked to plug it (bridge, helper and ACL; the
+ * tap device; /dev/vhost-net): the start-time checks, for this NIC alone. Returns the bridge helper.
+ */
+async function nicHostCheck(def: VmDefinition, nic: Raw): Promise<string | undefined> {
+  const one = { ...def, nics: [nic], vsock: undefined } as unknown as VmDefinition;
+  try {
+    await checkDeviceBackends(one);
+  } catch (e) {
+    if (e instanceof HangarError) throw new HangarError(e.code, e.message.replace(/^cannot start VM/, 'cannot plug a NIC into VM'), e.hint, e.details);
+    throw e;
   }
-  return undefined;
+  const net = nic.network as Raw | undefined;
+  return net?.type === 'bridge' ? checkBridge(net.bridge as string) : undefined;
+}
+
+/** Whether this host could start the VM's device back ends now: a warning for a change saved to a stopped VM. */
+async function hostWarning(def: VmDefinition): Promise<string | undefined> {
+  try {
+    await checkDeviceBackends(def);
+    return undefined;
+  } catch (e) {
+    return e instanceof HangarError ? `but this host cannot start it now: ${e.message.replace(/^cannot start VM "[^"]*": /, '')}${e.hint ? `; fix: ${e.hint}` : ''}` : undefined;
+  }
 }
 
 /**
@@ -81,9 +98,10 @@ export async function addDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: Devic
   try {
     if (!isActive(vm.state)) {
       await deps.save(vm, def);
-      return { applied: 'saved', id };
+      const warning = await hostWarning(def);
+      return { applied: 'saved', id, ...(warning ? { note: warning } : {}) };
     }
-    const bridgeHelper = kind === 'nic' ? nicHostCheck(added) : undefined;
+    const bridgeHelper = kind === 'nic' ? await nicHostCheck(vm.runningDefinition, added) : undefined;
     const blocker = vm.plugBlocker(kind, added);
     if (blocker) {
       await deps.save(vm, def);
