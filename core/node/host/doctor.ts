@@ -12,6 +12,7 @@ import { dataDir as hangarDataDir } from '../paths.ts';
 import { probeAccelerators } from './accel.ts';
 import type { AccelProbe, ProbeAcceleratorsOptions } from './accel.ts';
 import { DEB_PACKAGES, findBinary as defaultFindBinary, formatQemuVersion, parseQemuVersion, qemuInfo } from './binaries.ts';
+import { usableBridges } from './bridges.ts';
 
 export type DoctorStatus = 'ok' | 'warn' | 'missing' | 'error';
 
@@ -415,8 +416,14 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     ? { id: 'virtiofsd', label: 'virtiofsd (virtiofs shared folders)', status: 'ok', detail: virtiofsdPath }
     : { id: 'virtiofsd', label: 'virtiofsd (virtiofs shared folders)', status: 'missing', detail: 'virtiofsd not found: shared folders use virtio-9p', fix: 'install virtiofsd where your distribution packages it (Debian 13+: apt-get install virtiofsd)' };
 
+  // Bridged NICs: the bridges this user may put a VM on (qemu-bridge-helper + its ACL), or why none.
+  const br = usableBridges({ sysRoot });
+  const bridge: DoctorCheck = br.available
+    ? { id: 'bridge', label: 'host bridges for bridged NICs', status: 'ok', detail: br.bridges.join(', ') }
+    : { id: 'bridge', label: 'host bridges for bridged NICs', status: 'warn', detail: br.reason ?? 'no usable bridge', ...(br.fix ? { fix: br.fix } : {}) };
+
   return {
-    checks: [qemu, qemuImg, ...accel, devKvm, vhost, vsock, tun, iommu, huge, seabios, ovmf, qsd, swtpm, passt, virtiofsd, disk],
+    checks: [qemu, qemuImg, ...accel, devKvm, vhost, vsock, tun, iommu, huge, seabios, ovmf, qsd, swtpm, passt, virtiofsd, bridge, disk],
   };
 }
 
