@@ -81,6 +81,8 @@ describe('hotplug into running guests', { timeout: 900_000 }, () => {
     const rmNic = await h.json<Change>(['device', 'remove', 'hot', 'nic', nic.id]);
     assert.equal(rmNic.applied, 'now', `nic remove: ${rmNic.note}`);
     await untilGuest('hot', 'cat /sys/class/net/*/address', (o) => !o.includes(mac), 'the NIC gone from the guest');
+    // A restarted core still knows the disk sits in a hotplug slot (hardware.json in the runtime dir).
+    await h.ok(['daemon', 'stop']);
     const rmDisk = await h.json<Change>(['device', 'remove', 'hot', 'disk', disk.id]);
     assert.equal(rmDisk.applied, 'now', `disk remove: ${rmDisk.note}`);
     await untilGuest('hot', 'ls /sys/block', (o) => !new RegExp(`\\b${dev}\\b`).test(o), 'the disk gone from the guest');
