@@ -1,7 +1,7 @@
 // I/O modes compared inside the real test guest (TCG here, so absolute figures are far below KVM;
 // the ratios between modes are the point): sequential direct-I/O write and read through IDE,
 // AHCI, virtio-blk, virtio-scsi and vhost-user-blk on the same host file, and guest -> host TCP
-// throughput for e1000, rtl8139 and virtio-net over user-mode NAT and passt. Times come from the
+// throughput for e1000, rtl8139 and virtio-net over user-mode NAT, passt and (as root) a tap. Times come from the
 // guest's busybox `time` (its dd prints no rate), throughput from the host's TCP sink. The guest has no
 // fio, so no 4k random IOPS. Prints a table with ratios against the emulated baseline.
 import { writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../tests/guest/guest.ts';
 import { HangarHarness } from '../tests/helpers/hangar.ts';
+import { createTap } from '../tests/helpers/tap-host.ts';
 
 const DISK_MIB = 256;
 const IO_MIB = Number(process.env.BENCH_IO_MIB ?? 192);
@@ -71,7 +72,7 @@ async function diskBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensu
 }
 
 /** A TCP sink on the host: MB/s from the first byte to the last (nc may linger before it closes). */
-function sink(): Promise<{ port: number; result: Promise<number> }> {
+function sink(address = '127.0.0.1'): Promise<{ port: number; result: Promise<number> }> {
   return new Promise((resolveListen) => {
     let done!: (v: number) => void;
     const result = new Promise<number>((r) => { done = r; });
@@ -82,29 +83,44 @@ function sink(): Promise<{ port: number; result: Promise<number> }> {
       sock.on('data', (d: Buffer) => { t1 = performance.now(); if (!t0) t0 = t1; bytes += d.length; });
       sock.on('close', () => { server.close(); done(t1 > t0 ? bytes / 1e6 / ((t1 - t0) / 1000) : 0); });
     });
-    server.listen(0, '127.0.0.1', () => resolveListen({ port: (server.address() as AddressInfo).port, result }));
+    server.listen(0, address, () => resolveListen({ port: (server.address() as AddressInfo).port, result }));
   });
 }
 
+/** The tap back end needs root (to make the tap); elsewhere its rows say so. */
+const TAP_HOST = '10.77.0.1';
+
 async function netBench(h: HangarHarness, guest: Awaited<ReturnType<typeof ensureTestGuest>>): Promise<string[]> {
   const rows: string[] = [`network, guest -> host TCP, ${NET_MIB} MiB (ratio vs e1000 on the same back end):`];
-  for (const backend of ['user', 'passt'] as const) {
-    const rates: Array<[string, number | null]> = [];
-    for (const model of ['e1000', 'rtl8139', 'virtio-net'] as const) {
-      const name = `net-${backend}-${model}`;
-      const id = await boot(h, guest, name, { machine: 'q35', nics: [{ id: 'net0', model, network: { type: backend } }] });
-      await guestRun(h, id, name, 'udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; ip route');
-      const { port, result } = await sink();
-      // user-mode: 10.0.2.2 is the host; passt maps the gateway address to the host.
-      const host = backend === 'user' ? '10.0.2.2' : '$(ip route | awk \'/default/ {print $3}\')';
-      await guestRun(h, id, name, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} 2>/dev/null | nc -w 5 ${host} ${port}`);
-      const rate = await Promise.race([result, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
-      rates.push([model, rate]);
-      await h.ok(['destroy', name]);
+  const root = process.getuid?.() === 0;
+  for (const backend of ['user', 'passt', 'tap'] as const) {
+    if (backend === 'tap' && !root) {
+      rows.push('  tap: not measured (making a tap device needs root)');
+      continue;
     }
-    const base = rates[0]![1];
-    for (const [model, r] of rates) rows.push(`  ${`${model} on ${backend}`.padEnd(22)} ${r === null ? 'n/a' : `${r.toFixed(1)} MB/s${base ? ` (${(r / base).toFixed(2)}x)` : ''}`}`);
+    const tap = backend === 'tap' ? createTap('hgbench0', `${TAP_HOST}/24`) : null;
+    try {
+      const rates: Array<[string, number | null]> = [];
+      for (const model of ['e1000', 'rtl8139', 'virtio-net'] as const) {
+        const name = `net-${backend}-${model}`;
+        const network = tap ? { type: 'tap', ifname: tap.name } : { type: backend };
+        const id = await boot(h, guest, name, { machine: 'q35', nics: [{ id: 'net0', model, network }] });
+        // user-mode: 10.0.2.2 is the host; passt maps the gateway address to the host; tap: a static address.
+        await guestRun(h, id, name, tap ? 'ip addr add 10.77.0.2/24 dev eth0; ip link set eth0 up; sleep 1' : 'udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; ip route');
+        const { port, result } = await sink(tap ? TAP_HOST : '127.0.0.1');
+        const host = backend === 'user' ? '10.0.2.2' : tap ? TAP_HOST : '$(ip route | awk \'/default/ {print $3}\')';
+        await guestRun(h, id, name, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} 2>/dev/null | nc -w 5 ${host} ${port}`);
+        const rate = await Promise.race([result, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+        rates.push([model, rate]);
+        await h.ok(['destroy', name]);
+      }
+      const base = rates[0]![1];
+      for (const [model, r] of rates) rows.push(`  ${`${model} on ${backend}`.padEnd(22)} ${r === null ? 'n/a' : `${r.toFixed(1)} MB/s${base ? ` (${(r / base).toFixed(2)}x)` : ''}`}`);
+    } finally {
+      tap?.remove();
+    }
   }
+  rows.push('  vhost-net: not measured here (/dev/vhost-net is missing on this host)');
   return rows;
 }
 

@@ -31,6 +31,8 @@ export interface VmInfo extends VmSummary {
    * yet (or still has): they apply at the next start. Empty when the two agree.
    */
   pending?: PendingChange[];
+  /** Running VM with a balloon: the target asked for and what the guest holds now (BALLOON_CHANGE). */
+  balloon?: { targetMiB: number; actualMiB: number };
 }
 
 /**
@@ -229,6 +231,7 @@ export interface CoreApi {
   pause(ref: string): Promise<VmInfo>;
   resume(ref: string): Promise<VmInfo>;
   delete(ref: string, opts?: DeleteOptions): Promise<{ deletedFiles: string[]; keptFiles: string[] }>;
+  /** The QEMU command line: what the running QEMU was started with, else what a start would run. */
   commandLine(ref: string): Promise<string[]>;
   /** Serial output captured so far (log files, oldest first), base64. */
   serialLog(ref: string, maxBytes?: number): Promise<string>;

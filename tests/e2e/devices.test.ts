@@ -2,13 +2,17 @@
 // real qemu-img and real QEMU (TCG): on a stopped VM add a new 1 GiB virtio-blk disk (seen in the
 // table and on disk), change its cache, remove it with its image; add a NIC with a port forward;
 // vhost-net shown disabled with this host's reason (no /dev/vhost-net); bad input shows field
-// errors and creates nothing; axe-core on the dialog; on a running VM a disk is hotplugged (the
-// guest sees it) and an edit that QEMU cannot apply live is badged "applies at next boot".
+// errors and creates nothing; axe-core on the dialog; a disk image and a shared folder picked with
+// the file chooser; on a running VM a disk is hotplugged (the guest sees it), an edit that QEMU
+// cannot apply live is badged "applies at next boot", and "Restart now to apply" gives the VM a new
+// QEMU that runs it; a balloon VM's guest memory target is set and the guest gets down to it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
+import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import type { HangarHarness } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
 import { axeViolations, openUiSession, screenshot } from './browser.ts';
@@ -26,11 +30,16 @@ let pageErrors: string[];
 let shots: string[];
 
 interface Shown {
-  id: string; dir: string; state: string;
-  definition: { disks: Array<{ id: string; file: string; cache: string; bus: string; owned: boolean }>; nics: Array<{ id: string; model: string; network: { type: string; portForwards?: Array<{ hostPort: number; guestPort: number }> } }> };
+  id: string; dir: string; state: string; pid?: number;
+  definition: { disks: Array<{ id: string; file: string; cache: string; bus: string; owned?: boolean }>; nics: Array<{ id: string; model: string; network: { type: string; portForwards?: Array<{ hostPort: number; guestPort: number }> } }> };
   pending?: Array<{ kind: string; id: string; change: string }>;
 }
-const show = (): Promise<Shown> => h.json<Shown>(['show', VM]);
+const show = (name = VM): Promise<Shown> => h.json<Shown>(['show', name]);
+
+/** The JSON objects (-device, -blockdev ...) of the command line a running QEMU really has. */
+function qemuObjects(pid: number): Array<Record<string, unknown>> {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('{')).map((a) => JSON.parse(a) as Record<string, unknown>);
+}
 
 before(async () => {
   guest = await ensureTestGuest();
@@ -47,8 +56,8 @@ async function shot(name: string): Promise<void> {
   shots.push(await screenshot(page, `devices-${name}`));
 }
 
-async function openDevices(): Promise<void> {
-  await page.goto(`${serve.url}#/vm/${VM}/devices`);
+async function openDevices(name = VM): Promise<void> {
+  await page.goto(`${serve.url}#/vm/${name}/devices`);
   await page.getByTestId('section-disk').waitFor();
 }
 
@@ -159,6 +168,58 @@ describe('Devices tab: editing a stopped VM', () => {
     assert.deepEqual(nic.network.portForwards?.map((f) => [f.hostPort, f.guestPort]), [[2222, 22]]);
     await shot('7-nic-added');
   });
+
+  test('file chooser: an existing image picked with Browse… fills the path, passes the core\'s check and is added in place', async () => {
+    const img = join(h.home, 'picked.qcow2');
+    const made = spawnSync('qemu-img', ['create', '-f', 'qcow2', img, '64M'], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    writeFileSync(join(h.home, 'notes.txt'), 'not a disk\n');
+    await page.getByRole('button', { name: 'Add disk…' }).click();
+    await page.getByTestId('disk-source-existing').check();
+    // The chooser opens in the folder of what is typed.
+    await page.getByTestId('disk-file').fill(`${h.home}/`);
+    await page.getByRole('button', { name: 'Browse for the disk image' }).click();
+    const chooser = page.getByTestId('file-chooser');
+    await chooser.getByRole('button', { name: /picked\.qcow2/ }).waitFor();
+    assert.equal(await chooser.getByTestId('chooser-path').innerText(), h.home);
+    assert.equal(await chooser.getByRole('button', { name: /notes\.txt/ }).count(), 0, 'only disk images are offered');
+    assert.deepEqual(await seriousViolations(), [], 'axe-core: no serious or critical violations with the chooser over the editor');
+    await shot('7a-chooser');
+    await chooser.getByRole('button', { name: /picked\.qcow2/ }).click();
+    await chooser.waitFor({ state: 'detached' });
+    assert.equal(await page.getByTestId('disk-file').inputValue(), img, 'the field shows the chosen path');
+    // Focus is back in the editor (its focus trap did not fight the chooser's).
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'disk-file-browse');
+    await page.getByTestId('editor-save').click();
+    await dialog().waitFor({ state: 'detached', timeout: 15_000 });
+    const disk = (await show()).definition.disks.find((d) => d.file === img);
+    assert.ok(disk && !disk.owned, `the picked image is used in place: ${JSON.stringify((await show()).definition.disks)}`);
+    await diskRow(disk.id).waitFor();
+    // Out again (keeping the file) so the running-VM tests start from one disk-less VM.
+    await diskRow(disk.id).getByRole('button', { name: `Remove disk ${disk.id}` }).click();
+    await page.getByTestId('remove-confirm').click();
+    await diskRow(disk.id).waitFor({ state: 'detached' });
+    assert.ok(existsSync(img), 'an image Hangar did not create stays');
+  });
+
+  test('file chooser: a shared folder is picked with "Choose this folder"', async () => {
+    const folder = join(h.home, 'shared');
+    mkdirSync(folder, { recursive: true });
+    await page.getByRole('button', { name: 'Add shared folder…' }).click();
+    await page.getByTestId('share-source').fill(folder);
+    await page.getByRole('button', { name: 'Browse for the host folder' }).click();
+    const chooser = page.getByTestId('file-chooser');
+    await chooser.getByTestId('chooser-path').filter({ hasText: folder }).waitFor();
+    await chooser.getByRole('button', { name: 'Up one folder' }).click();
+    await chooser.getByRole('button', { name: /shared\// }).click();
+    await chooser.getByTestId('chooser-path').filter({ hasText: folder }).waitFor();
+    // In the dialog's actions, beside the listing.
+    await page.getByTestId('chooser-this-folder').click();
+    await chooser.waitFor({ state: 'detached' });
+    assert.equal(await page.getByTestId('share-source').inputValue(), folder);
+    await page.getByTestId('editor-cancel').click();
+    await dialog().waitFor({ state: 'detached' });
+  });
 });
 
 describe('Devices tab: a running VM', () => {
@@ -193,7 +254,64 @@ describe('Devices tab: a running VM', () => {
     assert.ok(pending.some((p) => p.kind === 'disk' && p.id === disk.id && p.change === 'edit'), JSON.stringify(pending));
     await shot('9-pending');
     assert.deepEqual(await seriousViolations(), [], 'axe-core: no serious or critical violations with the banner and badges');
+  });
+
+  test('"Restart now to apply": a clean shutdown and a start; the banner goes, nothing is pending, the new QEMU has the new cache', { timeout: 300_000 }, async () => {
+    const before = await show();
+    const disk = before.definition.disks.at(-1)!;
+    assert.equal(disk.cache, 'writethrough');
+    const restart = page.getByRole('button', { name: 'Restart now to apply' });
+    await restart.click();
+    const busy = page.getByTestId('pending-restart').filter({ hasText: 'Restarting…' });
+    await busy.waitFor();
+    assert.ok(await busy.isDisabled(), 'disabled while restarting');
+    await shot('10-restarting');
+    // Resolves when the VM runs again: shutdown under TCG plus a start.
+    await page.getByTestId('pending-banner').waitFor({ state: 'detached', timeout: 240_000 });
+    const after = await show();
+    assert.equal(after.state, 'running');
+    assert.deepEqual(after.pending ?? [], []);
+    assert.ok(after.pid && after.pid !== before.pid, `a new QEMU (pid ${before.pid} -> ${after.pid})`);
+    assert.equal(await diskRow(disk.id).getByTestId('pending-badge').count(), 0);
+    // What the running QEMU was started with: writethrough = host page cache on, guest write cache off.
+    const objects = qemuObjects(after.pid);
+    const front = objects.find((o) => o.id === disk.id);
+    assert.equal(front?.['write-cache'], 'off', JSON.stringify(front));
+    const fileNode = objects.find((o) => o['node-name'] === `${disk.id}-file`);
+    assert.deepEqual(fileNode?.cache, { direct: false, 'no-flush': false }, JSON.stringify(fileNode));
+    assert.ok((await h.ok(['cmdline', VM])).includes('"write-cache":"off"'));
+    await shot('11-restarted');
     await h.run(['destroy', VM]);
+  });
+
+  test('balloon: the guest memory target is explained on a stopped VM, then set to 200 MiB and reached by the guest', { timeout: 300_000 }, async () => {
+    const BAL = 'dev-balloon';
+    const file = join(h.home, `${BAL}.json`);
+    writeFileSync(file, JSON.stringify({ memoryMiB: 256, accel: 'tcg', boot: { kernel: { kernel: guest.kernel, initrd: guest.initrd, append: GUEST_CMDLINE } }, balloon: {} }));
+    const { id } = await h.json<{ id: string }>(['create', '--name', BAL, '--file', file]);
+    await openDevices(BAL);
+    await page.getByTestId('balloon-target-hint').filter({ hasText: 'needs a running VM' }).waitFor();
+    await h.ok(['start', BAL]);
+    await h.waitForSerial(id, READY_MARKER, 1, 180_000);
+    // The state change arrives as a core event: the form replaces the hint.
+    const input = page.getByTestId('balloon-target-mib');
+    await input.waitFor();
+    assert.equal(await input.inputValue(), '256', 'starts at the VM\'s memory');
+    // Checked before it is sent.
+    await input.fill('300');
+    await page.getByRole('button', { name: 'Set target' }).click();
+    await page.getByTestId('balloon-target-mib-msg').filter({ hasText: /at most the VM's 256 MiB/ }).waitFor();
+    assert.equal(await input.getAttribute('aria-invalid'), 'true');
+    await input.fill('200');
+    await page.getByRole('button', { name: 'Set target' }).click();
+    const statusLine = page.getByTestId('balloon-target-status');
+    await statusLine.filter({ hasText: /target 200 MiB, the guest has \d+ MiB now/ }).waitFor({ timeout: 15_000 });
+    // The guest gives memory back over seconds (virtio_balloon): the UI follows it down.
+    await statusLine.filter({ hasText: 'target 200 MiB, the guest has 200 MiB now' }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByTestId('balloon-target').getByTestId('error').count(), 0);
+    assert.deepEqual(await seriousViolations(), [], 'axe-core: no serious or critical violations with the balloon form');
+    await shot('12-balloon');
+    await h.run(['destroy', BAL]);
   });
 
   test('no script errors in the page', () => {

@@ -70,7 +70,7 @@ describe('bridge', () => {
         const vm = await h.json<Info>(['create', '--name', 'bn', '--memory', '256', '--accel', 'tcg',
           '--nic', `bridge,br=${br.name},model=virtio-net`,
           '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE]);
-        assert.deepEqual(vm.definition.nics[0]!.network, { type: 'bridge', bridge: br.name });
+        assert.deepEqual(vm.definition.nics[0]!.network, { type: 'bridge', bridge: br.name, vhost: false });
         assert.match(await h.ok(['show', 'bn']), new RegExp(`^NIC net0: +virtio-net \\S+ bridge ${br.name}$`, 'm'));
         assert.deepEqual(br.ports(), [], 'nothing on the bridge before start');
 

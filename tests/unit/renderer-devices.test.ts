@@ -1,11 +1,14 @@
 // The Devices tab's logic in Node: which choices the host can run (from doctor checks and
 // hostInfo), forms -> the device or patch the core takes (field errors, nothing sent on bad
-// input), status lines, and the store's device actions against the in-memory core.
+// input), status lines, the balloon target (bounds, when it is offered, following the guest),
+// the file chooser's start folder, and the store's device actions (with "restart to apply")
+// against the in-memory core.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { createPinia, setActivePinia } from 'pinia';
 import type { DoctorCheckInfo } from '../../core/common/api.ts';
 import { HangarError } from '../../core/common/errors.ts';
+import { balloonAvailability, balloonStatusText, currentBalloon, parseBalloonTarget } from '../../renderer/src/devices/balloon.ts';
 import { addBlocked, nicBackendOptions, nicDataPathOptions, tableOptions } from '../../renderer/src/devices/choice-options.ts';
 import { blankForm, buildDeviceRequest, changeStatus, devicePatch, formFromDevice } from '../../renderer/src/devices/device-forms.ts';
 import { canAdd, devicesOf } from '../../renderer/src/devices/device-kinds.ts';
@@ -13,6 +16,7 @@ import { useConnectionStore } from '../../renderer/src/stores/connection.ts';
 import { useHostStore } from '../../renderer/src/stores/host.ts';
 import { useVmsStore } from '../../renderer/src/stores/vms.ts';
 import { FakeCore, ManualTimers, fakeDefinition, fakeVm, settle } from '../../renderer/src/testing/fake-core.ts';
+import { chooserStart } from '../../renderer/src/util/paths.ts';
 
 const checks = (): DoctorCheckInfo[] => new FakeCore().checks;
 
@@ -137,6 +141,52 @@ describe('device forms', () => {
   });
 });
 
+describe('balloon target', () => {
+  const withBalloon = fakeDefinition('b', { memoryMiB: 256, balloon: {} });
+
+  it('the target is a whole number of MiB from 16 to the VM\'s memory', () => {
+    assert.deepEqual(parseBalloonTarget('200', 256), { ok: true, targetMiB: 200 });
+    assert.deepEqual(parseBalloonTarget(' 256 ', 256), { ok: true, targetMiB: 256 });
+    // v-model on a number input hands back a number.
+    assert.deepEqual(parseBalloonTarget(16 as unknown as string, 256), { ok: true, targetMiB: 16 });
+    assert.match((parseBalloonTarget('15', 256) as { error: string }).error, /at least 16 MiB/);
+    assert.match((parseBalloonTarget('257', 256) as { error: string }).error, /at most the VM's 256 MiB/);
+    for (const bad of ['', '2.5', '-1', '1e3', 'lots']) assert.match((parseBalloonTarget(bad, 256) as { error: string }).error, /whole number of MiB, 16 to 256/, bad);
+  });
+
+  it('offered on a running or paused VM whose QEMU has the balloon; otherwise the reason', () => {
+    assert.deepEqual(balloonAvailability('running', withBalloon), { available: true });
+    assert.deepEqual(balloonAvailability('paused', withBalloon), { available: true });
+    assert.match((balloonAvailability('stopped', withBalloon) as { reason: string }).reason, /needs a running VM/);
+    assert.match((balloonAvailability('starting', withBalloon) as { reason: string }).reason, /needs a running VM/);
+    assert.match((balloonAvailability('running', fakeDefinition('n')) as { reason: string }).reason, /no memory balloon/);
+    const pendingAdd = [{ kind: 'balloon' as const, id: 'balloon0', change: 'add' as const, summary: 'balloon will be added' }];
+    assert.match((balloonAvailability('running', withBalloon, pendingAdd) as { reason: string }).reason, /added at next boot: restart/);
+    const pendingEdit = [{ ...pendingAdd[0]!, change: 'edit' as const }];
+    assert.deepEqual(balloonAvailability('running', withBalloon, pendingEdit), { available: true }, 'an edited balloon is still in QEMU');
+  });
+
+  it('the status line says the target and what the guest has', () => {
+    assert.equal(balloonStatusText({ targetMiB: 200, actualMiB: 256 }), 'target 200 MiB, the guest has 256 MiB now');
+  });
+
+  it('shows the core\'s live figure when there is one, else the last answer', () => {
+    assert.deepEqual(currentBalloon({ targetMiB: 200, actualMiB: 230 }, { targetMiB: 200, actualMiB: 256 }), { targetMiB: 200, actualMiB: 230 });
+    assert.deepEqual(currentBalloon(undefined, { targetMiB: 200, actualMiB: 256 }), { targetMiB: 200, actualMiB: 256 });
+    assert.equal(currentBalloon(undefined, undefined), undefined);
+  });
+});
+
+describe('file chooser start folder', () => {
+  it('a file field opens the typed file\'s folder; a folder field the folder; nothing typed: the fallback', () => {
+    assert.equal(chooserStart('/images/data.qcow2', 'file'), '/images');
+    assert.equal(chooserStart('/data.qcow2', 'file'), '/');
+    assert.equal(chooserStart('  /srv/share ', 'directory'), '/srv/share');
+    assert.equal(chooserStart('data.qcow2', 'file'), '');
+    assert.equal(chooserStart('', 'directory'), '');
+  });
+});
+
 describe('store device actions (against the in-memory core)', () => {
   let core: FakeCore;
   beforeEach(() => {
@@ -211,5 +261,52 @@ describe('store device actions (against the in-memory core)', () => {
     assert.equal(core.calls.filter((c) => c === 'doctor').length, 1);
     assert.equal(host.checks!.find((c) => c.id === 'vhost-net')!.status, 'missing');
     assert.equal(host.info!.cpus, 4);
+  });
+
+  it('balloon: the answer is kept per VM (the status reads from it); a refusal comes back readable; a stop drops it', async () => {
+    core.add(fakeVm('bal', 'running', { memoryMiB: 256, definition: fakeDefinition('bal', { memoryMiB: 256, balloon: {} }) }));
+    const vms = await store();
+    await vms.loadDetails('bal');
+    core.balloonActuals.push(256);
+    const r = await vms.setBalloon('bal', 200);
+    assert.deepEqual(r, { ok: true, targetMiB: 200, actualMiB: 256 });
+    assert.deepEqual(vms.balloons.get('bal'), { targetMiB: 200, actualMiB: 256 });
+    assert.equal((await vms.setBalloon('bal', 200)).ok, true);
+    assert.deepEqual(vms.balloons.get('bal'), { targetMiB: 200, actualMiB: 200 }, 'the follow-up answer replaces it');
+    const tooBig = await vms.setBalloon('bal', 512);
+    assert.ok(!tooBig.ok);
+    assert.match(tooBig.error.message, /more than the VM's 256 MiB/);
+    assert.match(tooBig.error.hint!, /at most 256 MiB/);
+    const noBalloon = await vms.setBalloon('on', 100);
+    assert.ok(!noBalloon.ok && /without a memory balloon/.test(noBalloon.error.message));
+    core.change('bal', 'stopped');
+    await settle();
+    assert.equal(vms.balloons.has('bal'), false, 'a new QEMU starts with a full balloon');
+  });
+
+  it('restart to apply: the reboot of a running VM with changes pending applies them; pending is empty after', async () => {
+    const vms = await store();
+    assert.ok((await vms.addDevice('on', 'disk', { bus: 'virtio-blk' }, { newDiskBytes: 1024 ** 3 })).ok);
+    assert.ok((await vms.editDevice('on', 'disk', 'disk0', { cache: 'writethrough' })).ok);
+    await settle();
+    assert.deepEqual(vms.details.get('on')!.pending!.map((p) => `${p.change} ${p.kind} ${p.id}`), ['edit disk disk0']);
+    core.hold('reboot');
+    const done = vms.act('on', 'reboot');
+    await settle();
+    assert.equal(vms.busy.get('on'), 'reboot', 'the banner shows "Restarting…" meanwhile');
+    core.release('reboot');
+    assert.equal(await done, true);
+    await settle();
+    assert.deepEqual(vms.details.get('on')!.pending, []);
+    assert.equal(vms.stateOf('on'), 'running');
+    assert.equal(vms.busy.has('on'), false);
+    // The restarted QEMU has the saved definition: a later edit is measured against it.
+    assert.ok((await vms.editDevice('on', 'disk', 'disk0', { cache: 'none' })).ok);
+    await settle();
+    assert.deepEqual(vms.details.get('on')!.pending!.map((p) => `${p.change} ${p.kind} ${p.id}`), ['edit disk disk0']);
+    // ... and back to what the restarted QEMU runs (writethrough): nothing pending.
+    assert.ok((await vms.editDevice('on', 'disk', 'disk0', { cache: 'writethrough' })).ok);
+    await settle();
+    assert.deepEqual(vms.details.get('on')!.pending, []);
   });
 });

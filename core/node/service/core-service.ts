@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { constants, copyFile, stat } from 'node:fs/promises';
+import { constants, copyFile, readFile, stat } from 'node:fs/promises';
 import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
@@ -452,6 +452,9 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async commandLine(ref: string): Promise<string[]> {
     const vm = await this.findFresh(ref);
+    // A running VM: the argv its QEMU really runs (the saved definition may hold pending changes).
+    const running = vm.pid && isActive(vm.state) ? await readFile(`/proc/${vm.pid}/cmdline`, 'utf8').catch(() => null) : null;
+    if (running) return running.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
     const def = vm.definition;
     let accel: 'kvm' | 'tcg' = 'tcg';
     if (def.accel === 'kvm') accel = 'kvm';

@@ -56,6 +56,8 @@ const INTERNAL_ERROR_REASON =
 
 type Intent = 'poweroff' | 'reboot' | null;
 
+const MIB = 1024 * 1024;
+
 interface Session {
   pid: number;
   /** null when QEMU lives but its monitor does not answer: only force-off remains. */
@@ -101,6 +103,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private consoleInstance: SerialConsole | null = null;
   /** What the running QEMU has (its start definition plus hotplugs); null when no QEMU runs. */
   private hardware: LiveHardware | null = null;
+  /** The balloon of the running QEMU, in bytes: the target asked for and what the guest holds. */
+  private balloonBytes: { target: number; actual: number } | null = null;
 
   constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
     super();
@@ -152,6 +156,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (this.session?.accelNote) i.accelNote = this.session.accelNote;
     if (this.session?.startNotes?.length) i.startNotes = this.session.startNotes;
     if (this.hardware && this.stored.definition && isActive(this.state)) i.pending = pendingChanges(this.hardware.definition, this.stored.definition);
+    if (this.hardware?.definition.balloon && this.balloonBytes && isActive(this.state)) {
+      i.balloon = { targetMiB: Math.round(this.balloonBytes.target / MIB), actualMiB: Math.round(this.balloonBytes.actual / MIB) };
+    }
     return i;
   }
 
@@ -243,6 +250,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         if (notes.length) session.startNotes = notes;
         this.bindSession(session);
         await this.saveHardware({ definition: def, slots: {} });
+        if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
         if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
         await qmp.cont();
         this.setState('running');
@@ -492,10 +500,13 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       if (targetMiB > hw.definition.memoryMiB) {
         throw new HangarError('invalid-input', `a balloon target of ${targetMiB} MiB is more than the VM's ${hw.definition.memoryMiB} MiB`, `give at most ${hw.definition.memoryMiB} MiB (the balloon only gives memory back)`);
       }
-      await qmp.execute('balloon', { value: targetMiB * 1024 * 1024 });
+      await qmp.execute('balloon', { value: targetMiB * MIB });
       const q = await qmp.execute<{ actual: number }>('query-balloon');
-      await this.logEvent(`balloon target set to ${targetMiB} MiB`);
-      return { targetMiB, actualMiB: Math.round(q.actual / (1024 * 1024)) };
+      // Asking again for the same target (a client following the guest) is not news for the log.
+      if (this.balloonBytes?.target !== targetMiB * MIB) await this.logEvent(`balloon target set to ${targetMiB} MiB`);
+      this.balloonBytes = { target: targetMiB * MIB, actual: q.actual };
+      this.deps.onChange(this);
+      return { targetMiB, actualMiB: Math.round(q.actual / MIB) };
     });
   }
 
@@ -528,6 +539,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const session: LiveSession = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
     this.bindSession(session);
     this.hardware = await this.loadHardware();
+    if (this.hardware.definition.balloon) {
+      const actual = await qmp.execute<{ actual: number }>('query-balloon').then((b) => b.actual, () => this.hardware!.definition.memoryMiB * MIB);
+      this.balloonBytes = { target: actual, actual };
+    }
     const status = await qmp.queryStatus();
     if (this.stored.definition.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
     if (status.status === 'shutdown') {
@@ -559,6 +574,12 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     });
     // A device the guest let go of (an unplug, maybe long after the request timed out): free its back ends.
     qmp.onEvent('DEVICE_DELETED', (d) => { if (d.device) void this.onDeviceDeleted(session, d.device); });
+    // The guest giving memory back (or taking it again): clients see the figure move.
+    qmp.onEvent('BALLOON_CHANGE', (d) => {
+      if (this.session !== session) return;
+      this.balloonBytes = { target: this.balloonBytes?.target ?? d.actual, actual: d.actual };
+      this.deps.onChange(this);
+    });
     qmp.on('close', () => { void this.onQmpClosed(session); });
   }
 
@@ -661,6 +682,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm, passt). */
   private async removeRuntimeFiles(): Promise<void> {
     this.hardware = null;
+    this.balloonBytes = null;
     await unlink(this.hardwareFile).catch(() => {});
     await stopSwtpm(this.swtpmPaths).catch(() => {});
     await stopAllPasst(this.paths.dir).catch(() => {});

@@ -5,7 +5,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref, shallowReactive, shallowRef } from 'vue';
 import type { AddDeviceOptions, DeviceChange, DeviceKindName, RemoveDeviceOptions, VmInfo, VmSummary } from '../../../core/common/api.ts';
-import { canDo } from '../../../core/common/state.ts';
+import { canDo, isActive } from '../../../core/common/state.ts';
 import type { VmAction, VmState } from '../../../core/common/state.ts';
 import { changeStatus } from '../devices/device-forms.ts';
 import { toUiError } from '../util/ui-error.ts';
@@ -77,6 +77,8 @@ export const useVmsStore = defineStore('vms', () => {
   const deviceBusy = shallowReactive(new Set<string>());
   /** VM name -> what the last device change did, in words ("Saved; applies at next boot"). */
   const deviceStatus = shallowReactive(new Map<string, string>());
+  /** VM name -> the balloon's last answer (target and what the guest had); dropped when QEMU stops. */
+  const balloons = shallowReactive(new Map<string, { targetMiB: number; actualMiB: number }>());
   /** Fetch counters (diagnostics and tests). */
   const fetches = { list: 0, details: 0, commandLine: 0 };
 
@@ -154,6 +156,8 @@ export const useVmsStore = defineStore('vms', () => {
 
   function onVmChanged(e: { id: string; name: string; state: VmState }): void {
     void refreshList();
+    // A new QEMU starts with a full balloon: the last answer no longer holds.
+    if (!isActive(e.state)) balloons.delete(e.name);
     for (const [name, info] of details) {
       if (name === e.name || info.id === e.id) {
         void fetchDetails(name);
@@ -271,16 +275,16 @@ export const useVmsStore = defineStore('vms', () => {
     return changeDevice(name, 'remove', () => conn.api.removeDevice(name, kind, id, opts));
   }
 
-  /** Asks a running guest's balloon for a target size; the answer says where it got. */
+  /** Asks a running guest's balloon for a target size; the answer (kept in balloons) says where it got. */
   async function setBalloon(name: string, targetMiB: number): Promise<{ ok: true; targetMiB: number; actualMiB: number } | { ok: false; error: UiError }> {
     try {
       const r = await conn.api.setBalloon(name, targetMiB);
-      deviceStatus.set(name, `Balloon target ${r.targetMiB} MiB; the guest has ${r.actualMiB} MiB now`);
+      balloons.set(name, r);
       return { ok: true, ...r };
     } catch (e) {
-      return { ok: false, error: toUiError(e) };
-    } finally {
+      // Refused: perhaps the VM stopped meanwhile; what is shown catches up.
       void fetchDetails(name);
+      return { ok: false, error: toUiError(e) };
     }
   }
 
@@ -293,7 +297,7 @@ export const useVmsStore = defineStore('vms', () => {
   }
 
   return {
-    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError, deviceBusy, deviceStatus,
+    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError, deviceBusy, deviceStatus, balloons,
     byName, count, fetches,
     refreshList, loadDetails, loadCommandLine, refreshAll, forget, stateOf, canAct, act, remove, select,
     dismissError, fail, addDevice, editDevice, removeDevice, setBalloon, clearDeviceStatus,

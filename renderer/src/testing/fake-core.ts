@@ -142,6 +142,8 @@ export class FakeCore implements CoreTransport {
   readonly paths = new Map<string, PathInspection | HangarError>();
   /** inspectPath of these paths waits for the promise (answers arriving out of order). */
   readonly pathGates = new Map<string, Promise<void>>();
+  /** What setBalloon answers as the guest's memory, one per call (then the target itself). */
+  readonly balloonActuals: number[] = [];
   /** Every create request received. */
   readonly creates: CreateVmRequest[] = [];
   private readonly cancels = new Map<string, () => void>();
@@ -212,7 +214,16 @@ export class FakeCore implements CoreTransport {
       start: lifecycle('start', 'running'),
       shutdown: lifecycle('shutdown', 'shutting-down'),
       destroy: lifecycle('destroy', 'stopped'),
-      reboot: lifecycle('reboot', 'running'),
+      reboot: async (ref) => {
+        const vm = this.find(ref);
+        assertCan('reboot', vm.state, vm.name);
+        // As the real core: with changes pending, a new QEMU (clean shutdown + start) takes the saved definition.
+        if (vm.pending?.length) this.live.delete(vm.name);
+        const next: VmInfo = { ...vm, state: 'running', pending: [] };
+        this.vms.set(vm.name, next);
+        this.emitVmChanged(next);
+        return next;
+      },
       reset: lifecycle('reset', 'running'),
       pause: lifecycle('pause', 'paused'),
       resume: lifecycle('resume', 'running'),
@@ -291,9 +302,11 @@ export class FakeCore implements CoreTransport {
       },
       setBalloon: async (ref, targetMiB) => {
         const vm = this.find(ref);
-        if (vm.state !== 'running') throw new HangarError('invalid-state', `${vm.name} is not running`, 'start it first');
-        if (!vm.definition?.balloon) throw new HangarError('invalid-input', `${vm.name} has no balloon`, 'add a memory balloon (applies at next boot)');
-        return { targetMiB, actualMiB: targetMiB };
+        if (vm.state !== 'running' && vm.state !== 'paused') throw new HangarError('invalid-state', `VM "${vm.name}" is not running`, 'the balloon target applies to a running VM: start it first');
+        if (!vm.definition?.balloon) throw new HangarError('invalid-state', `VM "${vm.name}" runs without a memory balloon`, 'add a balloon device (hangar device add NAME balloon) and restart the VM');
+        if (targetMiB > vm.definition.memoryMiB) throw new HangarError('invalid-input', `a balloon target of ${targetMiB} MiB is more than the VM's ${vm.definition.memoryMiB} MiB`, `give at most ${vm.definition.memoryMiB} MiB (the balloon only gives memory back)`);
+        // The guest gives memory back over a few answers when the test queues them.
+        return { targetMiB, actualMiB: this.balloonActuals.shift() ?? targetMiB };
       },
       cancelCreate: async (requestId) => {
         const c = this.cancels.get(requestId);
