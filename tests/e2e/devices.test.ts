@@ -8,7 +8,7 @@
 // QEMU that runs it; a balloon VM's guest memory target is set and the guest gets down to it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -103,6 +103,23 @@ describe('Devices tab: editing a stopped VM', () => {
     await dialog().waitFor({ state: 'detached' });
     await diskRow('disk0').getByTestId('disk-cache-cell').filter({ hasText: 'none' }).waitFor();
     assert.equal((await show()).definition.disks[0]!.cache, 'none');
+  });
+
+  test('grow the disk from its editor while the VM is off (qemu-img); a smaller size is refused beside the field', async () => {
+    await diskRow('disk0').getByRole('button', { name: 'Edit disk disk0' }).click();
+    await page.getByTestId('disk-grow').filter({ hasText: 'Now 1.0 GiB' }).waitFor();
+    await page.getByTestId('disk-grow-size').fill('0.5');
+    await page.getByTestId('disk-grow-button').click();
+    await page.getByTestId('disk-grow-size-msg').filter({ hasText: /a disk only grows/ }).waitFor();
+    await page.getByTestId('disk-grow-size').fill('2');
+    await page.getByTestId('disk-grow-button').click();
+    await page.getByTestId('disk-grow-status').filter({ hasText: 'Grown from 1.0 GiB to 2.0 GiB' }).waitFor();
+    assert.deepEqual(await seriousViolations(), [], 'axe-core: no serious or critical violations with the grow section');
+    await page.keyboard.press('Escape');
+    await dialog().waitFor({ state: 'detached' });
+    const file = (await show()).definition.disks[0]!.file;
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', file], { encoding: 'utf8' })) as { 'virtual-size': number };
+    assert.equal(info['virtual-size'], 2 * 1024 ** 3, 'the image is 2 GiB now');
   });
 
   test('bad input: a field error beside the field, the dialog keeps the input, nothing is created', async () => {
@@ -239,6 +256,20 @@ describe('Devices tab: a running VM', () => {
     const out = await h.consoleCommand(VM, 'cat /proc/partitions', 4);
     assert.match(out, /\bvd[a-z]\b/, `the guest sees a virtio disk:\n${out}`);
     await shot('8-hotplugged');
+  });
+
+  test('grow the hotplugged disk online (block_resize): the running guest sees the new size at once', async () => {
+    const disk = (await show()).definition.disks.at(-1)!;
+    await diskRow(disk.id).getByRole('button', { name: `Edit disk ${disk.id}` }).click();
+    await page.getByTestId('disk-grow').filter({ hasText: 'Now 1.0 GiB' }).waitFor();
+    await page.getByTestId('disk-grow-size').fill('1.5');
+    await page.getByTestId('disk-grow-button').click();
+    await page.getByTestId('disk-grow-status').filter({ hasText: 'Grown from 1.0 GiB to 1.5 GiB: the guest sees the new size now' }).waitFor();
+    await page.keyboard.press('Escape');
+    await dialog().waitFor({ state: 'detached' });
+    // 1.5 GiB = 3145728 sectors of 512 bytes.
+    const out = await h.consoleCommand(VM, 'cat /sys/block/vd*/size', 4);
+    assert.match(out, /^3145728\s*$/m, `the guest sees 1.5 GiB:\n${out}`);
   });
 
   test('an edit QEMU cannot apply live: "applies at next boot", the row is badged, the banner lists it', async () => {

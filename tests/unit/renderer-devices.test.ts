@@ -8,6 +8,7 @@ import { beforeEach, describe, it } from 'node:test';
 import { createPinia, setActivePinia } from 'pinia';
 import type { DoctorCheckInfo } from '../../core/common/api.ts';
 import { HangarError } from '../../core/common/errors.ts';
+import { growStatusText, parseGrowSize } from '../../renderer/src/devices/disk-grow.ts';
 import { balloonAvailability, balloonStatusText, currentBalloon, parseBalloonTarget } from '../../renderer/src/devices/balloon.ts';
 import { addBlocked, nicBackendOptions, nicDataPathOptions, tableOptions } from '../../renderer/src/devices/choice-options.ts';
 import { blankForm, buildDeviceRequest, changeStatus, devicePatch, formFromDevice } from '../../renderer/src/devices/device-forms.ts';
@@ -308,5 +309,23 @@ describe('store device actions (against the in-memory core)', () => {
     assert.ok((await vms.editDevice('on', 'disk', 'disk0', { cache: 'writethrough' })).ok);
     await settle();
     assert.deepEqual(vms.details.get('on')!.pending, []);
+  });
+});
+
+describe('growing a disk', () => {
+  it('takes GiB (decimals too) rounded up to whole sectors, only above the current size', () => {
+    assert.deepEqual(parseGrowSize('2', 1024 ** 3), { ok: true, bytes: 2 * 1024 ** 3 });
+    assert.deepEqual(parseGrowSize(' 1.5 ', undefined), { ok: true, bytes: 1.5 * 1024 ** 3 });
+    const r = parseGrowSize('0.0000001', 0);
+    assert.ok(r.ok && r.bytes % 512 === 0 && r.bytes > 0);
+    const smaller = parseGrowSize('1', 1024 ** 3);
+    assert.ok(!smaller.ok && /only grows/.test(smaller.error) && /1\.0 GiB/.test(smaller.error));
+    assert.ok(!parseGrowSize('big', 0).ok);
+    assert.ok(!parseGrowSize('-1', 0).ok);
+  });
+
+  it('says what happened, and what the guest must do after an online grow', () => {
+    assert.equal(growStatusText({ oldBytes: 1024 ** 3, newBytes: 2 * 1024 ** 3, online: false }), 'Grown from 1.0 GiB to 2.0 GiB');
+    assert.match(growStatusText({ oldBytes: 1024 ** 3, newBytes: 2 * 1024 ** 3, online: true }), /the guest sees the new size now; grow its partition/);
   });
 });

@@ -288,6 +288,16 @@ export const useVmsStore = defineStore('vms', () => {
     }
   }
 
+  /** Grows a disk (never shrinks); the answer says from what to what, and whether the running guest saw it. */
+  async function resizeDisk(name: string, diskId: string, sizeBytes: number): Promise<({ ok: true } & { oldBytes: number; newBytes: number; online: boolean }) | { ok: false; error: UiError }> {
+    try {
+      const r = await conn.api.resizeDisk(name, diskId, sizeBytes);
+      return { ok: true, ...r };
+    } catch (e) {
+      return { ok: false, error: toUiError(e) };
+    }
+  }
+
   function clearDeviceStatus(name: string): void {
     deviceStatus.delete(name);
   }
@@ -297,7 +307,7 @@ export const useVmsStore = defineStore('vms', () => {
   }
 
   return {
-    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError, deviceBusy, deviceStatus, balloons,
+    list, loaded, listError, selected, details, detailsErrors, commandLines, commandLineErrors, busy, lastError, deviceBusy, deviceStatus, balloons, resizeDisk,
     byName, count, fetches,
     refreshList, loadDetails, loadCommandLine, refreshAll, forget, stateOf, canAct, act, remove, select,
     dismissError, fail, addDevice, editDevice, removeDevice, setBalloon, clearDeviceStatus,
