@@ -33,6 +33,8 @@ declare -A test_pkgs=(
   [python3]=/usr/bin/python3
   [chromium]=/usr/bin/chromium
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf
+  # DPDK testpmd: a real vhost-user-net back end for the vhost-user NIC test.
+  [dpdk-dev]=/usr/bin/dpdk-testpmd
 )
 
 missing=()

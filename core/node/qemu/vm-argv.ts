@@ -150,7 +150,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   }
 
   const bctx: BuildContext = {
-    machine: def.machine, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
+    machine: def.machine, accel: ctx.accel, buses: new BusAllocator(def.machine), bootIndex: bootIndexes(def),
     passtSockets: passtSockets(def, ctx), qsdSockets: qsdSockets(def, ctx), virtiofsSockets: virtiofsSockets(def, ctx),
   };
   if (ctx.bridgeHelper) bctx.bridgeHelper = ctx.bridgeHelper;

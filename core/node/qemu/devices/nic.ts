@@ -107,12 +107,17 @@ export function nicParts(nic: NicDefinition, ctx: BuildContext): DeviceParts {
   parts.netdevs.push(netdevProps(nic, ctx));
   const bootindex = ctx.bootIndex.get(nic.id);
   const driver = nicDriver(nic.model, ctx.machine);
+  // QEMU 7.2 under TCG segfaults in vhost_net_start (msix_set_vector_notifiers) when a vhost or
+  // vhost-user NIC has MSI-X vectors; with none the guest uses INTx and the data path works.
+  const vhostPath = usesVhostNet(nic) || nic.network.type === 'vhost-user';
+  const vectors = vhostPath && ctx.accel === 'tcg' && driver === 'virtio-net-pci' ? 0 : undefined;
   parts.devices.push({
     driver,
     id: nic.id,
     netdev: netdevId(nic),
     mac: nic.mac,
     bootindex,
+    vectors,
   });
   return parts;
 }

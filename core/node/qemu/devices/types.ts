@@ -32,6 +32,8 @@ export function mergeParts(into: DeviceParts, from: DeviceParts): void {
 
 export interface BuildContext {
   machine: MachineType;
+  /** The accelerator QEMU runs with (some device properties depend on it). */
+  accel?: 'kvm' | 'tcg';
   buses: BusAllocator;
   /** Boot priority per device id (lower boots first); absent = not bootable. */
   bootIndex: Map<string, number>;
