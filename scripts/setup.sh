@@ -20,6 +20,8 @@ declare -A runtime_pkgs=(
   [xorriso]=/usr/bin/xorriso
   [openssl]=/usr/bin/openssl
   [ipxe-qemu]=/usr/lib/ipxe/qemu/efi-virtio.rom
+  [pci.ids]=/usr/share/misc/pci.ids
+  [usb.ids]=/usr/share/misc/usb.ids
 )
 declare -A test_pkgs=(
   [busybox-static]=/bin/busybox
