@@ -36,6 +36,9 @@ Devices:
   device remove NAME KIND ID         remove (unplugged from a running VM with the guest's consent)
   device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
   device balloon NAME SIZE           set a running VM's balloon target
+Host:
+  host devices | usb | readiness     PCI devices with IOMMU groups, SR-IOV and host use; USB devices;
+                                     what PCI passthrough still needs
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
@@ -397,6 +400,11 @@ export async function main(argv: string[]): Promise<number> {
       const [sub, ...args] = rest;
       const { values, positionals } = parse(args, { 'delete-file': { type: 'boolean' }, timeout: { type: 'string' } });
       return (await import('./device.ts')).deviceCommand(sub, positionals, values, withCore, print);
+    }
+    case 'host': {
+      const [sub, ...args] = rest;
+      const { values } = parse(args, {});
+      return (await import('./host.ts')).hostCommand(sub, values, print);
     }
     case 'os': {
       const [sub, ...args] = rest;
