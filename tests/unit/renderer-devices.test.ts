@@ -8,7 +8,9 @@ import { beforeEach, describe, it } from 'node:test';
 import { createPinia, setActivePinia } from 'pinia';
 import type { DoctorCheckInfo } from '../../core/common/api.ts';
 import { HangarError } from '../../core/common/errors.ts';
+import { parseDefinition } from '../../core/common/definition.ts';
 import { growStatusText, parseGrowSize } from '../../renderer/src/devices/disk-grow.ts';
+import { singletonKinds, tableRows } from '../../renderer/src/devices/device-table.ts';
 import { balloonAvailability, balloonStatusText, currentBalloon, parseBalloonTarget } from '../../renderer/src/devices/balloon.ts';
 import { addBlocked, nicBackendOptions, nicDataPathOptions, tableOptions } from '../../renderer/src/devices/choice-options.ts';
 import { blankForm, buildDeviceRequest, changeStatus, devicePatch, formFromDevice } from '../../renderer/src/devices/device-forms.ts';
@@ -327,5 +329,27 @@ describe('growing a disk', () => {
   it('says what happened, and what the guest must do after an online grow', () => {
     assert.equal(growStatusText({ oldBytes: 1024 ** 3, newBytes: 2 * 1024 ** 3, online: false }), 'Grown from 1.0 GiB to 2.0 GiB');
     assert.match(growStatusText({ oldBytes: 1024 ** 3, newBytes: 2 * 1024 ** 3, online: true }), /the guest sees the new size now; grow its partition/);
+  });
+});
+
+describe('device table rows', () => {
+  it('one row per device with its cells: disks, NICs with their forwards, and the singletons of "Other devices"', () => {
+    const def = parseDefinition({
+      version: 1, id: '0b6c1c2e-8f0a-4c59-9d3e-8a6f1d1e2a3b', name: 'vm',
+      disks: [{ id: 'disk0', file: '/img/a.qcow2', cache: 'none' }],
+      nics: [{ id: 'net0', mac: '52:54:00:00:00:01', network: { type: 'user', portForwards: [{ hostPort: 2222, guestPort: 22 }] } }],
+      channels: [{ id: 'channel0', name: 'org.qemu.guest_agent.0' }],
+      sound: { model: 'hda' }, vsock: { cid: 3 },
+    });
+    const [disk] = tableRows(def, ['disk']);
+    assert.deepEqual([disk!.noun, disk!.cells.file, disk!.cells.cache, disk!.cells.mode, disk!.cells.readOnly], ['disk', '/img/a.qcow2', 'none', 'Paravirtual', 'no']);
+    const [nic] = tableRows(def, ['nic']);
+    assert.equal(nic!.cells.network, 'user-mode (NAT)');
+    assert.equal(nic!.cells.forwards, 'tcp 127.0.0.1:2222 → guest 22');
+    assert.deepEqual(tableRows(def, ['channel']).map((r) => [r.cells.type, r.cells.detail]), [['virtio-serial', 'port "org.qemu.guest_agent.0" on a unix socket']]);
+    const others = tableRows(def, singletonKinds);
+    assert.deepEqual(others.map((r) => r.id), ['sound0', 'vsock0']);
+    assert.equal(others.find((r) => r.kind === 'vsock')!.cells.mode, 'vhost (host kernel)');
+    assert.deepEqual(tableRows(def, ['cdrom']), []);
   });
 });
