@@ -20,20 +20,23 @@ export interface LiveHardware {
   slots: Record<string, string>;
 }
 
+/** The first q35 root port no hotplugged device sits in; undefined when all are taken. */
+function firstFreeSlot(live: LiveHardware): string | undefined {
+  const used = new Set(Object.values(live.slots));
+  return hotplugSlotIds('q35', live.definition.hotplugSlots).find((s) => !used.has(s));
+}
+
 /** A free q35 root port, or null on pc (pci.0 takes the device itself). Throws when all are used. */
 function freeSlot(live: LiveHardware): string | null {
   const def = live.definition;
   if (def.machine !== 'q35') return null;
-  const used = new Set(Object.values(live.slots));
-  const free = hotplugSlotIds('q35', def.hotplugSlots).find((s) => !used.has(s));
+  const free = firstFreeSlot(live);
   if (!free) throw new HangarError('invalid-state', `all ${def.hotplugSlots} hotplug slots of the running VM are in use`, 'the device is added at next boot; raise hotplugSlots for more');
   return free;
 }
 
 function slotsLeft(live: LiveHardware): boolean {
-  const def = live.definition;
-  if (def.machine !== 'q35') return true;
-  return Object.keys(live.slots).length < def.hotplugSlots;
+  return live.definition.machine !== 'q35' || firstFreeSlot(live) !== undefined;
 }
 
 function hasScsiController(def: VmDefinition): boolean {
