@@ -5,11 +5,12 @@ import { z } from 'zod';
 import type { CoreApi } from './api.ts';
 import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
-import { diskBuses } from './model.ts';
+import { diskBuses, macSchema, PCI_ADDRESS_RE } from './model.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
 const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
 const deviceId = z.string().min(1, 'a device id is required').max(64, 'a device id is at most 64 characters');
+const pciAddress = z.string().regex(PCI_ADDRESS_RE, 'a PCI address looks like 0000:03:00.0');
 const plainObject = z.record(z.string(), z.unknown());
 
 const none = z.tuple([]);
@@ -79,6 +80,16 @@ export const apiArgSchemas = {
   commandLine: refOnly,
   serialLog: z.union([refOnly, z.tuple([ref, z.number().int().positive().max(256 * 1024 * 1024).optional()])]),
   doctor: none,
+  hostDevices: none,
+  bindVfio: z.tuple([pciAddress]),
+  releaseVfio: z.tuple([pciAddress]),
+  setSriovVfs: z.tuple([pciAddress, z.number().int().min(0).max(65535)]),
+  setVfConfig: z.tuple([pciAddress, z.number().int().min(0).max(65535), z.strictObject({
+    mac: macSchema.optional(),
+    vlan: z.number().int().min(0).max(4095).optional(),
+  })]),
+  createMdev: z.tuple([pciAddress, z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name, e.g. nvidia-222')]),
+  removeMdev: z.tuple([z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex')]),
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

@@ -1,5 +1,6 @@
 // The core's API contract, shared by the CLI, the desktop windows and browser mode.
 import type { FirmwareType, VmDefinition } from './model.ts';
+import type { HostChangeResult, HostDeviceReport } from './host-devices.ts';
 import type { OsListEntry, OsDetection } from './os-types.ts';
 import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
@@ -37,10 +38,10 @@ export interface VmInfo extends VmSummary {
 
 /**
  * Device kinds as the device operations name them. List kinds (disk, cdrom, nic, input, share,
- * channel, serial) hold many devices, each with its id; the others are one per VM, with the fixed
+ * channel, serial, hostpci, mdev, usbhost) hold many devices, each with its id; the others are one per VM, with the fixed
  * id device-rows shows (rng0, balloon0, video0, sound0, watchdog0, usb0, vsock0, tpm0).
  */
-export const deviceKinds = ['disk', 'cdrom', 'nic', 'input', 'share', 'channel', 'serial', 'rng', 'balloon', 'video', 'sound', 'watchdog', 'usb', 'vsock', 'tpm'] as const;
+export const deviceKinds = ['disk', 'cdrom', 'nic', 'input', 'share', 'channel', 'serial', 'hostpci', 'mdev', 'usbhost', 'rng', 'balloon', 'video', 'sound', 'watchdog', 'usb', 'vsock', 'tpm'] as const;
 export type DeviceKindName = (typeof deviceKinds)[number];
 
 export interface PendingChange {
@@ -245,6 +246,24 @@ export interface CoreApi {
   listDir(path: string, opts?: { showHidden?: boolean }): Promise<DirListing>;
   /** Validates a create request exactly as create does, and shows the command line; writes nothing. */
   previewCreate(req: CreateVmRequest): Promise<CreatePreview>;
+  /** PCI and USB devices, IOMMU groups and what assigning each takes, mdev instances, passthrough readiness. */
+  hostDevices(): Promise<HostDeviceReport>;
+  /**
+   * Privileged host changes, each through the narrow helper (as root, sudo -n or pkexec). Not
+   * permitted: a `permission` error whose details.commands are the exact commands to run as root.
+   */
+  /** Binds a PCI device (and the non-bridge members of its IOMMU group) to vfio-pci. */
+  bindVfio(address: string): Promise<HostChangeResult>;
+  /** Gives a device (and its group) back to the host drivers. Refused while a running VM has it. */
+  releaseVfio(address: string): Promise<HostChangeResult>;
+  /** Sets an SR-IOV PF's VF count (0..sriov_totalvfs). Refused while a running VM has one of its VFs. */
+  setSriovVfs(pf: string, count: number): Promise<HostChangeResult>;
+  /** Sets VF number vf of a PF's network interface: MAC and/or VLAN (0 = none), by ip link. */
+  setVfConfig(pf: string, vf: number, cfg: { mac?: string; vlan?: number }): Promise<HostChangeResult>;
+  /** Creates an mdev instance of a type on a parent device; the result holds its UUID. */
+  createMdev(parent: string, type: string): Promise<HostChangeResult>;
+  /** Removes an mdev instance. Refused while a running VM has it. */
+  removeMdev(uuid: string): Promise<HostChangeResult>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -259,5 +278,6 @@ export interface CoreEvents {
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
-  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate', 'daemonStatus', 'daemonStop',
+  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
+  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -56,14 +56,60 @@ export function validateVmName(name: string): string {
   return r.data;
 }
 
+/** Host devices given to the guest: each one at most once, and only where the machine has a bus for it. */
+function hostDeviceProblems(def: VmDefinition): string[] {
+  const problems: string[] = [];
+  const byAddress = new Map<string, string>();
+  for (const p of def.hostPci) {
+    const other = byAddress.get(p.address);
+    if (other !== undefined) problems.push(`PCI device ${p.address} is assigned twice (host PCI devices "${other}" and "${p.id}"): a device can be given to a guest once; remove one of them`);
+    else byAddress.set(p.address, p.id);
+  }
+  const byUuid = new Map<string, string>();
+  for (const m of def.mdevs) {
+    const other = byUuid.get(m.uuid);
+    if (other !== undefined) problems.push(`mediated device ${m.uuid} is assigned twice ("${other}" and "${m.id}"): an mdev instance can be given to a guest once; remove one, or create another instance for the second`);
+    else byUuid.set(m.uuid, m.id);
+    // The parent must stay on its host driver to serve mdevs: it cannot be bound to vfio-pci as a whole device as well.
+    const whole = m.parent !== undefined ? byAddress.get(m.parent) : undefined;
+    if (whole !== undefined) problems.push(`mediated device "${m.id}" is a slice of ${m.parent!}, which is also assigned whole (host PCI device "${whole}"): assign either the device or slices of it`);
+  }
+  // usb-host matches on every criterion given: two entries pick the same device when they share one
+  // (vendor:product, bus + port) and agree on every one they share. Distinct ports keep two identical devices apart.
+  const usbPicks = def.hostUsb.map((u) => ({
+    id: u.id,
+    ids: u.vendorId !== undefined && u.productId !== undefined ? `USB device ${u.vendorId}:${u.productId}` : undefined,
+    port: u.hostbus !== undefined && u.hostport !== undefined ? `USB bus ${u.hostbus} port ${u.hostport}` : undefined,
+  }));
+  usbPicks.forEach((a, i) => {
+    for (const b of usbPicks.slice(0, i)) {
+      const shared = [a.ids !== undefined && b.ids !== undefined, a.port !== undefined && b.port !== undefined];
+      if (!shared.some(Boolean)) continue;
+      if ((shared[0] && a.ids !== b.ids) || (shared[1] && a.port !== b.port)) continue;
+      problems.push(`${shared[0] ? a.ids! : a.port!} is assigned twice (USB host devices "${b.id}" and "${a.id}"): remove one; to pass two identical devices, pick each by bus and port`);
+    }
+  });
+  if (def.machine === 'microvm') {
+    for (const p of def.hostPci) problems.push(`host PCI device "${p.id}": a microvm has no PCI bus for VFIO devices (use machine q35)`);
+    for (const m of def.mdevs) problems.push(`mediated device "${m.id}": a microvm has no PCI bus for VFIO devices (use machine q35)`);
+    for (const u of def.hostUsb) problems.push(`USB host device "${u.id}": a microvm has no USB controller (use machine q35)`);
+  }
+  return problems;
+}
+
 /** Rules that span fields, which a per-field schema cannot express. */
 export function checkDefinition(def: VmDefinition): void {
   const problems: string[] = [];
   const ids = new Set<string>();
-  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs, ...def.shares, ...def.channels, ...def.serialPorts]) {
+  for (const dev of [...def.disks, ...def.cdroms, ...def.nics, ...def.inputs, ...def.shares, ...def.channels, ...def.serialPorts, ...def.hostPci, ...def.mdevs, ...def.hostUsb]) {
     if (ids.has(dev.id)) problems.push(`device id "${dev.id}" is used twice`);
     ids.add(dev.id);
   }
+  // On q35 each VFIO device gets a root port named rp-<id> (core/node/qemu/devices/host-pci.ts).
+  for (const dev of [...def.hostPci, ...def.mdevs]) {
+    if (ids.has(`rp-${dev.id}`)) problems.push(`device id "rp-${dev.id}" is taken by the root port of host device "${dev.id}": rename one of them`);
+  }
+  problems.push(...hostDeviceProblems(def));
   const macs = new Set<string>();
   for (const nic of def.nics) {
     if (macs.has(nic.mac)) problems.push(`MAC ${nic.mac} is used by two NICs`);

@@ -42,7 +42,8 @@ export const ioModeInfo: Record<IoMode, { label: string; summary: string; tradeo
 /** What a choice needs from the host, by the doctor check that tells whether it is there. */
 export type Requirement = 'vhost-net' | 'vhost-vsock' | 'tun' | 'qemu-storage-daemon' | 'passt' | 'iommu' | 'virtiofsd';
 
-export type DeviceKind = 'disk' | 'nic' | 'video' | 'input' | 'sound' | 'rng' | 'balloon' | 'watchdog' | 'share' | 'vsock' | 'usb' | 'channel' | 'serial';
+/** hostdev: host devices given to the guest (a PCI device or VF through VFIO, an mdev, a USB device). */
+export type DeviceKind = 'disk' | 'nic' | 'video' | 'input' | 'sound' | 'rng' | 'balloon' | 'watchdog' | 'share' | 'vsock' | 'usb' | 'channel' | 'serial' | 'hostdev';
 
 export interface DeviceChoice {
   kind: DeviceKind;
@@ -92,6 +93,10 @@ export const deviceChoices: readonly DeviceChoice[] = [
   c('serial', 'isa-serial', '16550 UART (ttyS1-ttyS3)', 'emulated', 'a further serial line any OS drives: a kernel log, a debug shell, a legacy program'),
   c('usb', 'qemu-xhci', 'USB 3 (qemu-xhci)', 'emulated', 'any current guest'),
   c('usb', 'ich9-ehci', 'USB 2 (ICH9 EHCI + UHCI)', 'emulated', 'guests older than USB 3 drivers'),
+  c('hostdev', 'vfio-pci', 'Host PCI device (VFIO)', 'passthrough', 'a GPU, NIC or NVMe drive for one guest alone at native speed; its whole IOMMU group leaves the host while the VM runs', ['iommu']),
+  c('hostdev', 'sr-iov-vf', 'SR-IOV virtual function (VFIO)', 'sr-iov', 'near-native NIC speed for several guests at once: each gets a VF, the host keeps the physical function', ['iommu']),
+  c('hostdev', 'mdev', 'Mediated device (vGPU slice)', 'passthrough', 'a slice of a GPU that supports mediation (NVIDIA vGPU, Intel GVT-g), shared by several guests', ['iommu']),
+  c('hostdev', 'usb-host', 'Host USB device (usb-host)', 'passthrough', 'a dongle, token or camera used by the guest; QEMU forwards it through libusb, no IOMMU needed (not VFIO)'),
 ];
 
 /** Whether the host can run a choice, from the doctor's checks (by requirement id). */
@@ -109,6 +114,7 @@ export function choiceAvailability(choice: DeviceChoice, checks: readonly Doctor
 const kindLabel: Record<DeviceKind, string> = {
   disk: 'Disks', nic: 'Network', video: 'Video', input: 'Input', sound: 'Sound', rng: 'RNG', balloon: 'Memory balloon',
   watchdog: 'Watchdog', share: 'Shared folders', vsock: 'vsock', usb: 'USB', channel: 'Channels', serial: 'Serial ports',
+  hostdev: 'Host devices',
 };
 
 /** The advice as text (hangar doctor): per device kind, each choice with its mode and whether it runs here. */

@@ -10,6 +10,7 @@ type Raw = Record<string, unknown>;
 /** Kinds holding many devices, each with an id, and the definition field holding them. */
 export const listKindFields = {
   disk: 'disks', cdrom: 'cdroms', nic: 'nics', input: 'inputs', share: 'shares', channel: 'channels', serial: 'serialPorts',
+  hostpci: 'hostPci', mdev: 'mdevs', usbhost: 'hostUsb',
 } as const satisfies Partial<Record<DeviceKindName, keyof VmDefinition>>;
 export type ListKind = keyof typeof listKindFields;
 
@@ -20,7 +21,7 @@ export const singletonIds = {
 export type SingletonKind = keyof typeof singletonIds;
 
 /** The prefix of ids the core picks, e.g. disk1, net2. Serial ports start at 1: serial0 is the console. */
-const idPrefix: Record<ListKind, string> = { disk: 'disk', cdrom: 'cd', nic: 'net', input: 'input', share: 'share', channel: 'channel', serial: 'serial' };
+const idPrefix: Record<ListKind, string> = { disk: 'disk', cdrom: 'cd', nic: 'net', input: 'input', share: 'share', channel: 'channel', serial: 'serial', hostpci: 'hostpci', mdev: 'mdev', usbhost: 'usbhost' };
 
 export function isListKind(kind: DeviceKindName): kind is ListKind {
   return Object.hasOwn(listKindFields, kind);
@@ -53,7 +54,8 @@ function singletonPresent(def: Raw, kind: SingletonKind): boolean {
 }
 
 function kindWord(kind: DeviceKindName): string {
-  return kind === 'nic' ? 'NIC' : kind === 'cdrom' ? 'CD-ROM' : kind === 'serial' ? 'serial port' : kind;
+  return kind === 'nic' ? 'NIC' : kind === 'cdrom' ? 'CD-ROM' : kind === 'serial' ? 'serial port' : kind === 'hostpci' ? 'PCI host device'
+    : kind === 'mdev' ? 'mediated device' : kind === 'usbhost' ? 'USB host device' : kind;
 }
 
 function notFound(def: Raw, kind: DeviceKindName, id: string): HangarError {

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'qmp-closed'
   | 'timeout'
   | 'host-missing'
+  /** A host change needs root; details.commands holds what to run by hand. */
+  | 'permission'
   | 'io-error'
   | 'daemon-unavailable'
   | 'cancelled'

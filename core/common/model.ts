@@ -279,6 +279,51 @@ export const vsockSchema = z.looseObject({
   cid: z.number().int().min(3).max(0xfffffffe),
 });
 
+// ---- host devices given to the guest (issue 6) ---------------------------------------------
+
+/** A PCI address as sysfs names it: domain:bus:device.function, lower case (0000:03:10.1). */
+export const PCI_ADDRESS_RE = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+const pciAddress = z.string().regex(PCI_ADDRESS_RE, 'a PCI address looks like 0000:03:00.0 (domain:bus:device.function, lower-case hex), as `hangar host devices` lists it');
+
+/**
+ * A host PCI device (or an SR-IOV virtual function) given to the guest through VFIO. managed:
+ * Hangar binds it and the rest of its IOMMU group to vfio-pci at start and gives them back to
+ * their host drivers at stop (libvirt's managed='yes'); unmanaged devices must already be on vfio-pci.
+ */
+export const hostPciSchema = z.looseObject({
+  id: deviceId,
+  address: pciAddress,
+  managed: z.boolean().default(true),
+  /** Show the guest the device's option ROM (the PCI ROM BAR). Off for GPUs whose ROM confuses the guest. */
+  rom: z.boolean().default(true),
+});
+
+/** A mediated device instance (a vGPU slice ...) given to the guest through VFIO. */
+export const mdevSchema = z.looseObject({
+  id: deviceId,
+  uuid: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex, as /sys/bus/mdev/devices lists it'),
+  /** The parent device and mdev type, so a missing instance can be created again at start. */
+  parent: pciAddress.optional(),
+  type: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name under mdev_supported_types, e.g. nvidia-222').optional(),
+});
+
+export const USB_ID_RE = /^[0-9a-f]{4}$/;
+/** A USB port path below a root hub as sysfs and QEMU's hostport= write it: 1, 1.4, 1.4.2 ... */
+export const USB_PORT_RE = /^[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,6}$/;
+
+/**
+ * A host USB device given to the guest (QEMU usb-host). Picked by vendor:product (follows the
+ * device to any port) or by bus + port (whatever is plugged into that port).
+ */
+export const usbHostSchema = z.looseObject({
+  id: deviceId,
+  vendorId: z.string().regex(USB_ID_RE, 'a USB vendor id is 4 lower-case hex digits, e.g. 046d').optional(),
+  productId: z.string().regex(USB_ID_RE, 'a USB product id is 4 lower-case hex digits, e.g. c52b').optional(),
+  hostbus: z.number().int().min(1).max(255).optional(),
+  hostport: z.string().regex(USB_PORT_RE, 'a USB port path looks like 1 or 1.4 (as `hangar host usb` lists it)').optional(),
+}).refine((u) => (u.vendorId !== undefined && u.productId !== undefined) || (u.hostbus !== undefined && u.hostport !== undefined),
+  'a USB host device needs vendorId + productId, or hostbus + hostport (see hangar host usb)');
+
 export const vmNameSchema = z.string()
   .min(1, 'a VM name cannot be empty')
   .max(NAME_MAX_LENGTH, `a VM name can be at most ${NAME_MAX_LENGTH} characters`)
@@ -319,6 +364,10 @@ export const vmDefinitionSchema = z.looseObject({
   /** Serial ports beside the console (serial). */
   serialPorts: z.array(serialPortSchema).default([]),
   vsock: vsockSchema.optional(),
+  /** Host PCI devices and SR-IOV VFs through VFIO. */
+  hostPci: z.array(hostPciSchema).default([]),
+  mdevs: z.array(mdevSchema).default([]),
+  hostUsb: z.array(usbHostSchema).default([]),
   /** q35: spare PCIe root ports, each one slot a PCI device can be hotplugged into while the VM runs. */
   hotplugSlots: z.number().int().min(0).max(16).default(4),
   cloudInit: cloudInitSchema.optional(),
@@ -343,6 +392,9 @@ export type ShareDefinition = z.infer<typeof shareSchema>;
 export type ChannelDefinition = z.infer<typeof channelSchema>;
 export type SerialPortDefinition = z.infer<typeof serialPortSchema>;
 export type VsockDefinition = z.infer<typeof vsockSchema>;
+export type HostPciDefinition = z.infer<typeof hostPciSchema>;
+export type MdevDefinition = z.infer<typeof mdevSchema>;
+export type UsbHostDefinition = z.infer<typeof usbHostSchema>;
 export type CloudInitDefinition = z.infer<typeof cloudInitSchema>;
 export type PortForward = z.infer<typeof portForwardSchema>;
 export type NetworkDefinition = z.infer<typeof networkSchema>;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { parseDefinition } from '../../core/common/definition.ts';
 import { startQsd, stopQsd } from '../../core/node/service/storage-daemon.ts';
 import type { QsdPaths } from '../../core/node/service/storage-daemon.ts';
@@ -56,24 +56,82 @@ const TEST_BRIDGE = testBridgeName('hgtbr');
 const FIXTURE_TAP = 'hgttap-fixture';
 const TEST_TAP = testBridgeName('hgttap');
 
+/** What the host lacks (a device node, a host device, its IOMMU group) and QEMU's first complaint about it. */
+interface HostRefusal { node: string; firstLine: RegExp }
+
+const reEscape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/**
+ * The first VFIO device (host PCI device or mdev) of the argv, if this host cannot give it to
+ * QEMU: the device is not there, it is in no IOMMU group (IOMMU off), or its group's /dev/vfio
+ * node is missing (not bound to vfio-pci). QEMU 7.2's words, from vfio_realize / vfio_get_group:
+ * the first two seen on this host (no IOMMU, no such devices), the third from QEMU's source.
+ */
+function vfioRefusal(argv: readonly string[]): HostRefusal | undefined {
+  const v = jsonArgs(argv, '-device').find((d) => d.driver === 'vfio-pci');
+  if (!v) return undefined;
+  const dev = typeof v.sysfsdev === 'string' ? v.sysfsdev : `/sys/bus/pci/devices/${String(v.host)}`;
+  const prefix = '^qemu-system-x86_64: -device \\{.*\\}: vfio ';
+  if (!existsSync(dev)) return { node: dev, firstLine: new RegExp(`${prefix}${reEscape(dev)}: no such host device: No such file or directory$`) };
+  const groupLink = join(dev, 'iommu_group');
+  if (!existsSync(groupLink)) return { node: groupLink, firstLine: new RegExp(`${prefix}${reEscape(basename(dev))}: no iommu_group found: No such file or directory$`) };
+  const groupNode = `/dev/vfio/${basename(realpathSync(groupLink))}`;
+  if (!existsSync(groupNode)) return { node: groupNode, firstLine: new RegExp(`${prefix}${reEscape(basename(dev))}: failed to open ${reEscape(groupNode)}: No such file or directory$`) };
+  return undefined;
+}
+
 /**
  * What a host without a device node makes QEMU refuse: the argv must parse up to that device,
  * and QEMU's first complaint must be exactly the missing node. (QEMU 7.2 then aborts on an
  * assertion after the vhost-net warning; the exit status is all that is checked past the line.)
  */
-const HOST_REFUSALS = [
-  { node: '/dev/vhost-net', applies: (argv: readonly string[]) => jsonArgs(argv, '-netdev').some((n) => n.vhost === true),
-    firstLine: /^qemu-system-x86_64: -netdev \{.*\}: warning: tap: open vhost char device failed: No such file or directory$/ },
-  { node: '/dev/vhost-vsock', applies: (argv: readonly string[]) => jsonArgs(argv, '-device').some((d) => String(d.driver).startsWith('vhost-vsock')),
-    firstLine: /^qemu-system-x86_64: -device \{.*\}: vhost-vsock: failed to open vhost device: No such file or directory$/ },
+const HOST_REFUSALS: Array<(argv: readonly string[]) => HostRefusal | undefined> = [
+  (argv) => (jsonArgs(argv, '-netdev').some((n) => n.vhost === true) && !existsSync('/dev/vhost-net')
+    ? { node: '/dev/vhost-net', firstLine: /^qemu-system-x86_64: -netdev \{.*\}: warning: tap: open vhost char device failed: No such file or directory$/ } : undefined),
+  (argv) => (jsonArgs(argv, '-device').some((d) => String(d.driver).startsWith('vhost-vsock')) && !existsSync('/dev/vhost-vsock')
+    ? { node: '/dev/vhost-vsock', firstLine: /^qemu-system-x86_64: -device \{.*\}: vhost-vsock: failed to open vhost device: No such file or directory$/ } : undefined),
+  vfioRefusal,
 ];
 
 /** The refusal this host makes QEMU give for a fixture's golden argv, if any (decided when tests are listed, for the title). */
-function hostRefusal(name: string): (typeof HOST_REFUSALS)[number] | undefined {
+function hostRefusal(name: string): HostRefusal | undefined {
   const file = expectedPath(name);
   if (!existsSync(file)) return undefined;
   const argv = parseArgv(readFileSync(file, 'utf8'));
-  return HOST_REFUSALS.find((r) => r.applies(argv) && !existsSync(r.node));
+  for (const r of HOST_REFUSALS) {
+    const found = r(argv);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** Host USB devices plugged in here, as vendor:product and bus-port (sysfs names like 1-1.4). */
+function hostUsbPresent(): { ids: Set<string>; ports: Set<string> } {
+  const root = '/sys/bus/usb/devices';
+  const ids = new Set<string>();
+  const ports = new Set<string>();
+  if (!existsSync(root)) return { ids, ports };
+  for (const name of readdirSync(root)) {
+    if (!/^\d+-[\d.]+$/.test(name)) continue;
+    ports.add(name);
+    try {
+      ids.add(`${readFileSync(join(root, name, 'idVendor'), 'utf8').trim()}:${readFileSync(join(root, name, 'idProduct'), 'utf8').trim()}`);
+    } catch { /* an interface or a device going away */ }
+  }
+  return { ids, ports };
+}
+
+/**
+ * usb-host fixtures name devices and ports no host has (pid.codes test ids, bus numbers above 200):
+ * QEMU waits for them. Were one plugged in here, QEMU would take it from the host: refuse to run.
+ */
+function assertUsbHostAbsent(argv: readonly string[]): void {
+  const present = hostUsbPresent();
+  const hex = (n: unknown): string => Number(n).toString(16).padStart(4, '0');
+  for (const d of jsonArgs(argv, '-device').filter((x) => x.driver === 'usb-host')) {
+    if (d.vendorid !== undefined) assert.ok(!present.ids.has(`${hex(d.vendorid)}:${hex(d.productid)}`), `usb-host ${String(d.id)}: ${hex(d.vendorid)}:${hex(d.productid)} is plugged into this host; QEMU would take it: unplug it to run this test`);
+    if (d.hostbus !== undefined) assert.ok(!present.ports.has(`${String(d.hostbus)}-${String(d.hostport)}`), `usb-host ${String(d.id)}: a device is in USB port ${String(d.hostbus)}-${String(d.hostport)} of this host; QEMU would take it`);
+  }
 }
 
 function substitute(argv: readonly string[], fixtureDir: string, runDir: string): string[] {
@@ -210,6 +268,7 @@ async function runFixture(name: string): Promise<void> {
   const refusal = hostRefusal(name);
   try {
     const argv = substitute(golden, fixtureDir, runDir);
+    assertUsbHostAbsent(argv);
     await createReferencedFiles(argv);
     // Bridge NICs: a real bridge, allowed in qemu-bridge-helper's ACL (both undone in finally).
     const bridged = jsonArgs(argv, '-netdev').filter((n) => n.type === 'bridge' || (n.type === 'tap' && n.helper !== undefined));
@@ -296,6 +355,15 @@ async function runFixture(name: string): Promise<void> {
       assert.ok(peripherals.has(id), `device ${id} (${String(d.driver)}) missing from /machine/peripheral: ${[...peripherals].join(' ')}`);
     }
 
+    // usb-host devices: there with the properties the argv set, waiting for a host device that is absent.
+    for (const d of devices.filter((x) => x.driver === 'usb-host')) {
+      const path = `/machine/peripheral/${String(d.id)}`;
+      for (const prop of ['vendorid', 'productid', 'hostbus', 'hostport'] as const) {
+        if (d[prop] !== undefined) assert.equal(await client.qomGet(path, prop), d[prop], `usb-host ${String(d.id)}: ${prop}`);
+      }
+      assert.equal(await client.qomGet(path, 'attached'), false, `usb-host ${String(d.id)} waits (no such device here)`);
+    }
+
     // Every stream netdev is connected to its passt (QEMU starts without the peer, so ask it).
     if (streams.length) {
       const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info network' });
@@ -358,6 +426,68 @@ async function runFixture(name: string): Promise<void> {
   }
 }
 
+/** QEMU's device aliases (qdev_alias_table) the argv uses: device-list-properties wants the type name. */
+const DEVICE_ALIASES: Record<string, string> = { ahci: 'ich9-ahci' };
+
+/** Keys of a -device object that qdev_device_add itself takes, not properties of the device. */
+const QDEV_KEYS = new Set(['driver', 'id', 'bus']);
+
+const INT_RANGES: Record<string, [number, number]> = {
+  uint4: [0, 15], uint8: [0, 0xff], uint16: [0, 0xffff], uint32: [0, 0xffffffff], uint64: [0, Number.MAX_SAFE_INTEGER], size: [0, Number.MAX_SAFE_INTEGER],
+  int8: [-0x80, 0x7f], int16: [-0x8000, 0x7fff], int32: [-0x80000000, 0x7fffffff], int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+/** Why a JSON value does not fit a QEMU property type (bool, integers, and strings for str, enums and links), or null. */
+function typeMismatch(type: string, v: unknown): string | null {
+  if (type === 'bool') return typeof v === 'boolean' ? null : 'a JSON boolean';
+  const range = INT_RANGES[type];
+  if (range) return Number.isInteger(v) && (v as number) >= range[0] && (v as number) <= range[1] ? null : `an integer in ${range[0]}..${range[1]}`;
+  return typeof v === 'string' ? null : 'a string';
+}
+
+/** Every -device object of every golden argv against device-list-properties of one QEMU. */
+async function checkDeviceProperties(): Promise<void> {
+  const runDir = await mkdtemp(join(tmpdir(), 'hg-'));
+  const sock = join(runDir, 'qmp.sock');
+  let stderr = '';
+  const p = spawn(QEMU, ['-machine', 'none', '-nodefaults', '-no-user-config', '-S', '-display', 'none', '-chardev', `socket,id=qmp,path=${sock},server=on,wait=off`, '-mon', 'chardev=qmp,mode=control'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<Exit>((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
+  p.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  let client: QmpClient | undefined;
+  try {
+    client = await connectWhenReady(sock, p, () => stderr);
+    const props = new Map<string, Map<string, string>>();
+    const problems: string[] = [];
+    const drivers = new Set<string>();
+    for (const name of fixtureNames()) {
+      const file = expectedPath(name);
+      if (!existsSync(file)) continue;
+      for (const d of jsonArgs(parseArgv(await readFile(file, 'utf8')), '-device')) {
+        const driver = String(d.driver);
+        drivers.add(driver);
+        if (!props.has(driver)) props.set(driver, new Map((await client.deviceListProperties(DEVICE_ALIASES[driver] ?? driver)).map((x) => [x.name, x.type])));
+        const known = props.get(driver)!;
+        for (const [key, v] of Object.entries(d)) {
+          if (QDEV_KEYS.has(key)) continue;
+          const type = known.get(key);
+          if (type === undefined) { problems.push(`${name}: ${driver} has no property "${key}"`); continue; }
+          const bad = typeMismatch(type, v);
+          if (bad) problems.push(`${name}: ${driver}.${key} is ${type}, which takes ${bad}, not ${JSON.stringify(v)}`);
+        }
+      }
+    }
+    assert.deepEqual(problems, [], 'every -device property is one QEMU knows, of its type');
+    for (const d of ['vfio-pci', 'usb-host', 'pcie-root-port']) assert.ok(drivers.has(d), `the golden argv files have a ${d} device`);
+    await client.quit({ timeoutMs: 20_000 });
+    await withTimeout(exited, 20_000, () => `QEMU still running after quit:\n${stderr}`);
+  } finally {
+    client?.close();
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await exited;
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
 describe('golden argv accepted by a real QEMU', { timeout: 600_000 }, () => {
   before(() => {
     const probe = spawnSync(QEMU, ['--version'], { encoding: 'utf8' });
@@ -370,6 +500,9 @@ describe('golden argv accepted by a real QEMU', { timeout: 600_000 }, () => {
       throw new Error(`qemu-img is required for this test and could not be run (${img.error?.message ?? img.stderr}). Install it: apt-get install qemu-utils`);
     }
   });
+
+  // Also for the argv QEMU refuses on this host (vfio-pci without the device): the JSON is still checked.
+  it('every -device property of every golden argv is one its driver has, of its type (device-list-properties)', { timeout: 60_000 }, () => checkDeviceProperties());
 
   // Tests in a describe run one after another: one QEMU at a time.
   for (const name of fixtureNames()) {

@@ -15,7 +15,7 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList']);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices']);
   const sample = (m: string): unknown[] => {
     if (noArgs.has(m)) return [];
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
@@ -26,6 +26,11 @@ test('every API method has a schema', () => {
     if (m === 'editDevice') return ['vm', 'disk', 'disk0', { cache: 'none' }];
     if (m === 'removeDevice') return ['vm', 'disk', 'disk0', { deleteFile: true, timeoutSec: 5 }];
     if (m === 'setBalloon') return ['vm', 256];
+    if (m === 'bindVfio' || m === 'releaseVfio') return ['0000:01:00.0'];
+    if (m === 'setSriovVfs') return ['0000:03:00.0', 4];
+    if (m === 'setVfConfig') return ['0000:03:00.0', 0, { mac: '52:54:00:12:34:56', vlan: 10 }];
+    if (m === 'createMdev') return ['0000:04:00.0', 'nvidia-222'];
+    if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     return ['vm'];
   };
   for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);
@@ -37,6 +42,17 @@ test('well-formed requests pass, trailing undefined options included', () => {
   checkApiArgs('delete', ['vm', { deleteDisks: true }]);
   checkApiArgs('create', [{ definition: { name: 'a' }, newDisks: [{ sizeBytes: 1024, bus: 'sata', format: 'raw' }] }]);
   checkApiArgs('serialLog', ['vm', 4096]);
+});
+
+test('host device changes: addresses, counts, MACs and UUIDs are checked at the boundary', () => {
+  refused('bindVfio', ['03:00.0'], /bindVfio \(argument 0\): a PCI address looks like 0000:03:00\.0/);
+  refused('bindVfio', ['../../etc'], /PCI address/);
+  refused('setSriovVfs', ['0000:03:00.0', -1], /setSriovVfs \(argument 1\)/);
+  refused('setVfConfig', ['0000:03:00.0', 0, { mac: '01:00:5e:00:00:01' }], /unicast/);
+  refused('setVfConfig', ['0000:03:00.0', 0, { vlan: 4096 }], /argument 2\.vlan/);
+  refused('setVfConfig', ['0000:03:00.0', 0, { mtu: 9000 }], /argument 2/);
+  refused('createMdev', ['0000:04:00.0', '../create'], /mdev type/);
+  refused('removeMdev', ['4B20D080-1B54-4048-85B3-A6A62D165C01'], /mdev UUID/);
 });
 
 test('wrong shapes are refused with the method and argument named', () => {

@@ -31,7 +31,7 @@ test('host usb and readiness read the same trees; this machine\'s own /sys does 
   assert.match(usb.out, /^BUS\s+PORT\s+ID\s+DEVICE/m);
   assert.match(usb.out, /\(hub\)/);
   const ready = JSON.parse((await run('readiness', { json: true })).out) as Array<{ id: string; status: string }>;
-  assert.deepEqual(ready.map((c) => c.id), ['passthrough-iommu', 'interrupt-remapping', 'vfio-pci', 'passthrough-hugepages']);
+  assert.deepEqual(ready.map((c) => c.id), ['iommu', 'interrupt-remapping', 'vfio-pci', 'passthrough-hugepages']);
   for (const sub of ['devices', 'usb', 'readiness']) assert.equal((await run(sub, {}, {})).code, 0, `hangar host ${sub} on the real /sys`);
   await assert.rejects(run('bogus'), /unknown subcommand "host bogus"/);
 });

@@ -45,6 +45,20 @@ test('availability follows the doctor: the host\'s reason and fix first, then wh
   assert.deepEqual(choiceAvailability(deviceChoices.find((c) => c.id === 'virtio-blk')!, []), { available: true });
 });
 
+test('host devices: VFIO choices (a PCI device, an SR-IOV VF, an mdev) need the doctor\'s IOMMU check; usb-host needs nothing', () => {
+  const hostdev = deviceChoices.filter((c) => c.kind === 'hostdev').map((c) => `${c.id}/${c.mode}/${c.needs.join('+')}`);
+  assert.deepEqual(hostdev, ['vfio-pci/passthrough/iommu', 'sr-iov-vf/sr-iov/iommu', 'mdev/passthrough/iommu', 'usb-host/passthrough/']);
+  const vfio = deviceChoices.find((c) => c.id === 'vfio-pci')!;
+  const noIommu = missing('iommu', 'enable VT-d/AMD-Vi and add intel_iommu=on');
+  assert.deepEqual(choiceAvailability(vfio, [noIommu]), { available: false, reason: 'iommu is missing', fix: 'enable VT-d/AMD-Vi and add intel_iommu=on' });
+  assert.deepEqual(choiceAvailability(vfio, [ok('iommu')]), { available: true });
+  assert.deepEqual(choiceAvailability(deviceChoices.find((c) => c.id === 'usb-host')!, [noIommu]), { available: true }, 'usb-host is not VFIO');
+  const text = adviceText([noIommu]);
+  assert.match(text, /^ {2}Host devices:$/m);
+  assert.match(text, /\[no \] SR-IOV virtual function \(VFIO\) \(SR-IOV virtual function\)[^\n]*\n\s+not here: iommu is missing/);
+  assert.match(text, /\[yes\] Host USB device \(usb-host\)/);
+});
+
 test('the doctor text lists each kind, marks what runs here, and gives the fix for what does not', () => {
   const text = adviceText([ok('qemu-storage-daemon'), missing('vhost-vsock', 'modprobe vhost_vsock'), ok('passt')]);
   for (const kind of ['Disks:', 'Network:', 'Video:', 'Shared folders:', 'vsock:']) assert.match(text, new RegExp(`^  ${kind}`, 'm'));

@@ -109,3 +109,27 @@ test('API args: a trailing null (JSON for undefined) counts as absent; bad kinds
   assert.throws(() => checkApiArgs('addDevice', ['vm', 'gpu', {}]), /bad request to addDevice/);
   assert.throws(() => checkApiArgs('removeDevice', ['vm', 'disk', 'disk0', { deleteFile: 'yes' }]), /bad request to removeDevice/);
 });
+
+test('device SPECs for host devices: hostpci ADDR[,managed=off][,rom=off], mdev UUID[,parent=,type=], usbhost VID:PID | BUS-PORT | bus=,port=', async () => {
+  const spec = async (kind: 'hostpci' | 'mdev' | 'usbhost', s: string, forEdit = false): Promise<Record<string, unknown>> => (await parseDeviceSpec(kind, s, forEdit)).fields;
+  assert.deepEqual(await spec('hostpci', '0000:03:10.0'), { address: '0000:03:10.0' });
+  assert.deepEqual(await spec('hostpci', '0000:01:00.0,managed=off,rom=off'), { address: '0000:01:00.0', managed: false, rom: false });
+  assert.deepEqual(await spec('hostpci', '03:10.1,id=vf1'), { address: '0000:03:10.1', id: 'vf1' }, 'lspci\'s short form is domain 0000');
+  assert.deepEqual(await spec('hostpci', '0000:0A:00.0'), { address: '0000:0a:00.0' }, 'hex is lower-cased');
+  assert.deepEqual(await spec('hostpci', 'rom=on', true), { rom: true });
+  const uuid = '8e2f3a1c-5b6d-4e7f-9a0b-1c2d3e4f5a6b';
+  assert.deepEqual(await spec('mdev', uuid), { uuid });
+  assert.deepEqual(await spec('mdev', `${uuid.toUpperCase()},parent=00:02.0,type=i915-GVTg_V5_4`), { uuid, parent: '0000:00:02.0', type: 'i915-GVTg_V5_4' });
+  assert.deepEqual(await spec('usbhost', '046d:c52b'), { vendorId: '046d', productId: 'c52b' });
+  assert.deepEqual(await spec('usbhost', '046D:C52B'), { vendorId: '046d', productId: 'c52b' });
+  assert.deepEqual(await spec('usbhost', 'bus=1,port=1.4'), { hostbus: 1, hostport: '1.4' });
+  assert.deepEqual(await spec('usbhost', '1-1.4'), { hostbus: 1, hostport: '1.4' }, 'the sysfs name hangar host usb lists');
+  assert.deepEqual(await spec('usbhost', 'vendor=1050,product=0407,id=yubikey'), { vendorId: '1050', productId: '0407', id: 'yubikey' });
+  await assert.rejects(spec('usbhost', 'logitech'), (e: HangarError) => /neither VENDOR:PRODUCT \(e\.g\. 046d:c52b\) nor BUS-PORT/.test(e.message) && /hangar host usb/.test(e.hint ?? ''));
+  await assert.rejects(spec('usbhost', 'bus=one,port=1'), /expected a whole number/);
+  await assert.rejects(spec('hostpci', '0000:03:10.0,rombar=0'), (e: HangarError) => /unknown option "rombar"/.test(e.message) && /managed, rom/.test(e.hint ?? ''));
+  await assert.rejects(spec('hostpci', '0000:03:10.0,managed=maybe'), /expected on or off/);
+  // What the CLI makes is a valid definition entry.
+  const d = parseDefinition({ ...base, hostPci: [await spec('hostpci', '03:10.0,rom=off')].map((f) => ({ id: 'p', ...f })), mdevs: [{ id: 'm', ...(await spec('mdev', uuid)) }], hostUsb: [{ id: 'u', ...(await spec('usbhost', '1-1.4')) }] });
+  assert.deepEqual([d.hostPci[0]!.address, d.hostPci[0]!.managed, d.hostPci[0]!.rom, d.mdevs[0]!.uuid, d.hostUsb[0]!.hostport], ['0000:03:10.0', true, false, uuid, '1.4']);
+});

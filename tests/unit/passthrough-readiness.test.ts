@@ -37,9 +37,9 @@ describe('passthroughReadiness', () => {
 
   it('is all ok on the workstation fixture, reading what the command line has', async () => {
     const c = byId(await passthroughReadiness({ sysRoot: join(FIXTURES, 'sysfs/workstation'), procRoot: join(FIXTURES, 'proc/workstation') }));
-    assert.deepEqual(Object.keys(c), ['passthrough-iommu', 'interrupt-remapping', 'vfio-pci', 'passthrough-hugepages']);
+    assert.deepEqual(Object.keys(c), ['iommu', 'interrupt-remapping', 'vfio-pci', 'passthrough-hugepages']);
     for (const check of Object.values(c)) assert.equal(check.status, 'ok', `${check.id}: ${check.detail}`);
-    assert.match(c['passthrough-iommu'].detail, /21 IOMMU groups; Intel VT-d \(dmar0\); kernel command line has intel_iommu=on iommu=pt/);
+    assert.match(c['iommu'].detail, /21 IOMMU groups; Intel VT-d \(dmar0\); kernel command line has intel_iommu=on iommu=pt/);
     assert.match(c['interrupt-remapping'].detail, /ECAP\.IR/);
     assert.match(c['interrupt-remapping'].detail, /cannot confirm/, 'honest about what sysfs does not show');
     assert.match(c['passthrough-hugepages'].detail, /1024 × 2 MiB reserved, 512 free/);
@@ -49,9 +49,9 @@ describe('passthroughReadiness', () => {
     const empty = join(tmp, 'empty');
     await mkdir(empty);
     const c = byId(await passthroughReadiness({ sysRoot: empty, procRoot: empty }));
-    assert.equal(c['passthrough-iommu'].status, 'missing');
-    assert.ok(c['passthrough-iommu'].fix?.startsWith(IOMMU_CMDLINE_FIX));
-    assert.match(c['passthrough-iommu'].detail, /cmdline could not be read/);
+    assert.equal(c['iommu'].status, 'missing');
+    assert.ok(c['iommu'].fix?.startsWith(IOMMU_CMDLINE_FIX));
+    assert.match(c['iommu'].detail, /cmdline could not be read/);
     assert.equal(c['interrupt-remapping'].status, 'missing');
     assert.equal(c['vfio-pci'].status, 'missing');
     assert.match(c['vfio-pci'].fix ?? '', /^modprobe vfio-pci/);
@@ -65,9 +65,9 @@ describe('passthroughReadiness', () => {
       'proc/cmdline': 'BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n',
     });
     const c = byId(await passthroughReadiness(r));
-    assert.equal(c['passthrough-iommu'].status, 'missing');
-    assert.match(c['passthrough-iommu'].detail, /Intel VT-d \(dmar0\); kernel command line has no IOMMU options/);
-    assert.match(c['passthrough-iommu'].fix ?? '', /^add intel_iommu=on iommu=pt to the kernel command line/);
+    assert.equal(c['iommu'].status, 'missing');
+    assert.match(c['iommu'].detail, /Intel VT-d \(dmar0\); kernel command line has no IOMMU options/);
+    assert.match(c['iommu'].fix ?? '', /^add intel_iommu=on iommu=pt to the kernel command line/);
   });
 
   it('interrupt remapping: turned off on the command line, or not supported by a VT-d unit', async () => {
@@ -102,8 +102,8 @@ describe('passthroughReadiness', () => {
     await mkdir(join(r.sysRoot, 'class/iommu'), { recursive: true });
     await symlink('../../devices/virtual/iommu/ivhd0', join(r.sysRoot, 'class/iommu/ivhd0'));
     const c = byId(await passthroughReadiness(r));
-    assert.equal(c['passthrough-iommu'].status, 'ok');
-    assert.match(c['passthrough-iommu'].detail, /2 IOMMU groups; AMD-Vi \(ivhd0\)/);
+    assert.equal(c['iommu'].status, 'ok');
+    assert.match(c['iommu'].detail, /2 IOMMU groups; AMD-Vi \(ivhd0\)/);
     assert.equal(c['interrupt-remapping'].status, 'warn');
     assert.match(c['interrupt-remapping'].detail, /cannot be read from sysfs/);
   });

@@ -8,12 +8,25 @@ import { HangarError } from '../../common/errors.ts';
 import { parseSize } from '../store/qemu-img.ts';
 import { parseNic, splitSpec } from './create-args.ts';
 
-type FieldType = 'string' | 'path' | 'bool' | 'int';
+/** lower: ids written in hex (USB ids, UUIDs), kept lower case as the definition wants; pci: a PCI address (0000: added when left out). */
+type FieldType = 'string' | 'path' | 'bool' | 'int' | 'lower' | 'pci';
 interface KindSpec {
   /** The field the bare first word fills (e.g. a disk's file), if any. */
   head?: string;
+  /** Fills fields from the bare first word when one word holds more than one field (usbhost 046d:c52b). */
+  parseHead?: (text: string) => Record<string, unknown>;
   keys: Record<string, [field: string, type: FieldType]>;
   example: string;
+}
+
+/** usbhost's first word: vendor:product (046d:c52b), or a sysfs port name BUS-PORT (1-1.4) as `hangar host usb` lists it. */
+function usbHostHead(text: string): Record<string, unknown> {
+  const ids = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$/.exec(text);
+  if (ids) return { vendorId: ids[1]!.toLowerCase(), productId: ids[2]!.toLowerCase() };
+  const port = /^(\d+)-([\d.]+)$/.exec(text);
+  if (port) return { hostbus: parseInt(port[1]!, 10), hostport: port[2]! };
+  throw new HangarError('invalid-input', `usbhost: "${text}" is neither VENDOR:PRODUCT (e.g. 046d:c52b) nor BUS-PORT (e.g. 1-1.4)`,
+    'see hangar host usb for the devices and ports; or give bus=N,port=P');
 }
 
 const kinds: Record<Exclude<DeviceKindName, 'nic'>, KindSpec> = {
@@ -42,6 +55,21 @@ const kinds: Record<Exclude<DeviceKindName, 'nic'>, KindSpec> = {
   usb: { head: 'model', keys: { model: ['model', 'string'] }, example: 'usb qemu-xhci' },
   vsock: { keys: { cid: ['cid', 'int'] }, example: 'vsock cid=3' },
   tpm: { head: 'model', keys: { model: ['model', 'string'] }, example: 'tpm tpm-crb' },
+  hostpci: {
+    head: 'address',
+    keys: { id: ['id', 'string'], address: ['address', 'pci'], managed: ['managed', 'bool'], rom: ['rom', 'bool'] },
+    example: 'hostpci 0000:03:10.0[,managed=off][,rom=off]',
+  },
+  mdev: {
+    head: 'uuid',
+    keys: { id: ['id', 'string'], uuid: ['uuid', 'lower'], parent: ['parent', 'pci'], type: ['type', 'string'] },
+    example: 'mdev 8e2f3a1c-5b6d-4e7f-9a0b-1c2d3e4f5a6b[,parent=0000:00:02.0,type=i915-GVTg_V5_4]',
+  },
+  usbhost: {
+    parseHead: usbHostHead,
+    keys: { id: ['id', 'string'], vendor: ['vendorId', 'lower'], product: ['productId', 'lower'], bus: ['hostbus', 'int'], port: ['hostport', 'string'] },
+    example: 'usbhost 046d:c52b  |  usbhost bus=1,port=1.4',
+  },
 };
 
 export function parseDeviceKind(word: string | undefined): DeviceKindName {
@@ -63,6 +91,9 @@ function value(kind: string, key: string, type: FieldType, text: string): unknow
     if (!/^\d+$/.test(text)) throw new HangarError('invalid-input', `${kind} ${key}=${text}: expected a whole number`);
     return parseInt(text, 10);
   }
+  if (type === 'lower') return text.toLowerCase();
+  // 03:10.0 is domain 0000's device, as lspci writes it.
+  if (type === 'pci') return /^[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/.test(text) ? `0000:${text.toLowerCase()}` : text.toLowerCase();
   return text;
 }
 
@@ -88,8 +119,9 @@ export async function parseDeviceSpec(kind: DeviceKindName, spec: string, forEdi
   const fields: Record<string, unknown> = {};
   const out: ParsedDevice = { fields };
   if (head) {
-    if (!k.head) throw new HangarError('invalid-input', `${kind}: "${head}" is not key=value`, `e.g. hangar device add NAME ${k.example}`);
-    fields[k.head] = value(kind, k.head, k.keys[k.head]?.[1] ?? 'string', head);
+    if (k.parseHead) Object.assign(fields, k.parseHead(head));
+    else if (!k.head) throw new HangarError('invalid-input', `${kind}: "${head}" is not key=value`, `e.g. hangar device add NAME ${k.example}`);
+    else fields[k.head] = value(kind, k.head, k.keys[k.head]?.[1] ?? 'string', head);
   }
   for (const [key, text] of Object.entries(opts)) {
     if (kind === 'disk' && key === 'size') {

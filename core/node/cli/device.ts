@@ -17,6 +17,11 @@ export const DEVICE_USAGE = `Usage:
       cdrom /path/x.iso   input tablet,bus=usb   share /srv,tag=data[,driver=virtiofs]
       channel org.qemu.guest_agent.0   serial log   rng   balloon   video virtio-gpu
       sound hda   watchdog action=poweroff   usb qemu-xhci   vsock cid=3   tpm
+      hostpci 0000:03:10.0[,managed=off][,rom=off]   a host PCI device or SR-IOV VF through VFIO
+                                                     (managed: bound to vfio-pci at start, given back at stop)
+      mdev UUID[,parent=ADDR,type=TYPE]              a mediated device instance (vGPU slice)
+      usbhost 046d:c52b  |  usbhost bus=1,port=1.4   a host USB device by vendor:product, or whatever is
+                                                     in that port (hangar host usb lists both)
   hangar device edit NAME KIND ID SPEC      change fields, e.g. disk disk1 cache=none; cdrom cd0 /path/y.iso
                                             swaps the medium of a running VM at once
   hangar device remove NAME KIND ID [--delete-file] [--timeout SEC]
@@ -26,8 +31,9 @@ export const DEVICE_USAGE = `Usage:
                                             block_resize while the VM runs; never shrinks
   hangar device balloon NAME SIZE           running VM with a balloon: ask the guest to shrink to SIZE (e.g. 256M)
 
-  A running VM takes virtio-blk/SCSI disks, NICs (user, isolated, bridge, tap) and USB inputs at once
-  (q35: up to hotplugSlots of them); anything else is saved and applies at its next boot (PENDING).
+  A running VM takes virtio-blk/SCSI disks, NICs (user, isolated, bridge, tap), USB inputs and host USB
+  devices at once (q35: up to hotplugSlots of the PCI ones); anything else (hostpci and mdev too: VFIO
+  groups are bound at start) is saved and applies at its next boot (PENDING).
 `;
 
 function changeText(kind: string, verb: string, c: DeviceChange): string {

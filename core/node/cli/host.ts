@@ -8,12 +8,51 @@ import { listPciDevices } from '../host/pci-devices.ts';
 import type { PciDevice } from '../host/pci-devices.ts';
 import { listUsbDevices } from '../host/usb-devices.ts';
 import { table } from './table.ts';
+import type { CoreApi } from '../../common/api.ts';
+import type { HostChangeResult } from '../../common/host-devices.ts';
+import { listMdevInstances } from '../host/mdev-instances.ts';
+
+type WithCore = <T>(fn: (api: CoreApi) => Promise<T>) => Promise<T>;
+
+const noCore: WithCore = () => Promise.reject(new HangarError('internal', 'host changes need the core'));
+
+function need(args: string[], n: number, usage: string): string[] {
+  if (args.length !== n) throw new HangarError('invalid-input', `expected ${usage}`, `see hangar host --help`);
+  return args;
+}
+
+function count(s: string, what: string): number {
+  if (!/^\d+$/.test(s)) throw new HangarError('invalid-input', `${what} must be a whole number, not "${s}"`, 'e.g. 4');
+  return Number(s);
+}
+
+/** Runs one privileged change; without permission, prints the commands to run as root instead. */
+async function change(print: (s: string) => void, fn: () => Promise<HostChangeResult>, done: string): Promise<number> {
+  try {
+    const r = await fn();
+    print(r.commands.length ? `${done} (${r.via}):\n${r.commands.map((c) => `  ${c}`).join('\n')}` : `${done}: nothing to change`);
+    return 0;
+  } catch (e) {
+    const commands = e instanceof HangarError && e.code === 'permission' ? (e.details as { commands?: string[] } | undefined)?.commands : undefined;
+    if (!commands) throw e;
+    print(`${(e as HangarError).message}\nRun these as root:\n${commands.map((c) => `  ${c}`).join('\n')}`);
+    return 1;
+  }
+}
 
 export const HOST_USAGE = `Usage:
   hangar host devices [--json]     PCI devices: class, names, driver, IOMMU group (and the group's other
                                    members), reset, SR-IOV VFs, and what the host itself uses them for
   hangar host usb [--json]         USB devices: bus, port, vendor:product, names
   hangar host readiness [--json]   what PCI passthrough needs: IOMMU, interrupt remapping, vfio-pci, hugepages
+  hangar host bind ADDR             bind a PCI device (and the rest of its IOMMU group) to vfio-pci
+  hangar host release ADDR          give it (and its group) back to the host drivers
+  hangar host sriov PF COUNT        set an SR-IOV physical function's number of VFs (0 removes them)
+  hangar host vf PF VF [mac=MAC] [vlan=ID]
+                                    set a VF's MAC address and VLAN (0 = none) on the PF's interface
+  hangar host mdev list             mediated device instances (vGPU slices ...)
+  hangar host mdev create PARENT TYPE | remove UUID
+  Changes need root: Hangar runs them as root, by sudo -n or pkexec, or prints the exact commands.
   (HANGAR_SYSFS_ROOT and HANGAR_PROCFS_ROOT read another sysfs/procfs tree, e.g. a test fixture)
 `;
 
@@ -30,7 +69,8 @@ function pciRow(d: PciDevice): string[] {
   return [d.address, d.class?.subclassName ?? d.class?.className ?? d.class?.code ?? '?', names, d.driver ?? '-', group, reset, sriov, notes];
 }
 
-export async function hostCommand(sub: string | undefined, values: Record<string, unknown>, print: (s: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function hostCommand(sub: string | undefined, values: Record<string, unknown>, print: (s: string) => void, env: NodeJS.ProcessEnv = process.env,
+  args: string[] = [], withCore: WithCore = noCore): Promise<number> {
   if (!sub || values.help || sub === 'help') {
     print(HOST_USAGE);
     return sub ? 0 : 2;
@@ -56,5 +96,54 @@ export async function hostCommand(sub: string | undefined, values: Record<string
     print(values.json ? JSON.stringify(checks, null, 2) : formatDoctorReport({ checks }).trimEnd());
     return 0;
   }
-  throw new HangarError('invalid-input', `unknown subcommand "host ${sub}"`, 'use hangar host devices|usb|readiness');
+  if (sub === 'bind') {
+    const [addr] = need(args, 1, 'hangar host bind ADDR');
+    return change(print, () => withCore((api) => api.bindVfio(addr!)), `${addr} bound to vfio-pci`);
+  }
+  if (sub === 'release') {
+    const [addr] = need(args, 1, 'hangar host release ADDR');
+    return change(print, () => withCore((api) => api.releaseVfio(addr!)), `${addr} given back to the host`);
+  }
+  if (sub === 'sriov') {
+    const [pf, n] = need(args, 2, 'hangar host sriov PF COUNT');
+    return change(print, () => withCore((api) => api.setSriovVfs(pf!, count(n!, 'the VF count'))), `${pf} set to ${n} VFs`);
+  }
+  if (sub === 'vf') {
+    if (args.length < 3) throw new HangarError('invalid-input', 'expected hangar host vf PF VF [mac=MAC] [vlan=ID]', 'e.g. hangar host vf 0000:03:00.0 0 mac=52:54:00:12:34:56 vlan=10');
+    const [pf, vf, ...kv] = args;
+    const cfg: { mac?: string; vlan?: number } = {};
+    for (const a of kv) {
+      const m = /^(mac|vlan)=(.*)$/.exec(a);
+      if (!m) throw new HangarError('invalid-input', `unknown VF setting "${a}"`, 'use mac=MAC and/or vlan=ID');
+      if (m[1] === 'mac') cfg.mac = m[2]!.toLowerCase();
+      else cfg.vlan = count(m[2]!, 'the VLAN id');
+    }
+    return change(print, () => withCore((api) => api.setVfConfig(pf!, count(vf!, 'the VF number'), cfg)), `VF ${vf} of ${pf} set`);
+  }
+  if (sub === 'mdev') {
+    const [verb, ...rest] = args;
+    if (verb === 'list' || verb === undefined) {
+      const ms = await listMdevInstances(r.sysRoot);
+      if (values.json) print(JSON.stringify(ms, null, 2));
+      else print(ms.length ? table([['UUID', 'PARENT', 'TYPE'], ...ms.map((m) => [m.uuid, m.parent, m.type ?? '?'])]) : 'no mdev instances');
+      return 0;
+    }
+    if (verb === 'create') {
+      const [parent, type] = need(rest, 2, 'hangar host mdev create PARENT TYPE');
+      let uuid = '';
+      const code = await change(print, async () => {
+        const res = await withCore((api) => api.createMdev(parent!, type!));
+        uuid = res.uuid ?? '';
+        return res;
+      }, `mdev of type ${type} created on ${parent}`);
+      if (uuid) print(`uuid: ${uuid}`);
+      return code;
+    }
+    if (verb === 'remove') {
+      const [uuid] = need(rest, 1, 'hangar host mdev remove UUID');
+      return change(print, () => withCore((api) => api.removeMdev(uuid!)), `mdev ${uuid} removed`);
+    }
+    throw new HangarError('invalid-input', `unknown subcommand "host mdev ${verb}"`, 'use hangar host mdev list|create|remove');
+  }
+  throw new HangarError('invalid-input', `unknown subcommand "host ${sub}"`, 'use hangar host devices|usb|readiness|bind|release|sriov|vf|mdev');
 }

@@ -39,6 +39,10 @@ Devices:
 Host:
   host devices | usb | readiness     PCI devices with IOMMU groups, SR-IOV and host use; USB devices;
                                      what PCI passthrough still needs
+  host bind | release ADDR           a PCI device (and its IOMMU group) to vfio-pci, or back to the host
+  host sriov PF COUNT                set an SR-IOV PF's number of VFs; host vf PF VF mac=.. vlan=..
+  host mdev list | create PARENT TYPE | remove UUID
+                                     mediated devices (vGPU slices); see hangar host --help
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
@@ -403,8 +407,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'host': {
       const [sub, ...args] = rest;
-      const { values } = parse(args, {});
-      return (await import('./host.ts')).hostCommand(sub, values, print);
+      const { values, positionals } = parse(args, {});
+      return (await import('./host.ts')).hostCommand(sub, values, print, process.env, positionals, withCore);
     }
     case 'os': {
       const [sub, ...args] = rest;

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
 import { access, readFile, readdir, statfs } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { passthroughReadiness } from './passthrough-readiness.ts';
 import { describeError } from '../../common/errors.ts';
 import { pathExists } from '../fs-util.ts';
 import { dataDir as hangarDataDir } from '../paths.ts';
@@ -253,18 +254,6 @@ export async function checkTun(devRoot: string): Promise<DoctorCheck> {
   return { ...base, status: 'ok', detail: `${node} present` };
 }
 
-async function checkIommu(sysRoot: string): Promise<DoctorCheck> {
-  const dir = join(sysRoot, 'kernel', 'iommu_groups');
-  const base = { id: 'iommu', label: 'IOMMU groups' };
-  const count = await readdir(dir).then((entries) => entries.length, () => 0);
-  if (count > 0) return { ...base, status: 'ok', detail: `${count} IOMMU group${count === 1 ? '' : 's'} in ${dir} (PCI passthrough possible)` };
-  return {
-    ...base, status: 'missing', detail: `no IOMMU groups in ${dir}: PCI device passthrough is unavailable`,
-    fix: 'enable VT-d/AMD-Vi in the firmware settings and add intel_iommu=on iommu=pt (Intel) or amd_iommu=on (AMD) ' +
-      'to GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot',
-  };
-}
-
 async function checkHugepages(procRoot: string): Promise<DoctorCheck> {
   const file = join(procRoot, 'meminfo');
   const base = { id: 'hugepages', label: 'Hugepages' };
@@ -401,7 +390,8 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     checkVhostNet(devRoot),
     checkVhostVsock(devRoot),
     checkTun(devRoot),
-    checkIommu(sysRoot),
+    // IOMMU, interrupt remapping and vfio-pci as `hangar host readiness` judges them (its hugepage check is the passthrough view of ours).
+    passthroughReadiness({ sysRoot, procRoot }).then((cs) => cs.filter((c) => c.id !== 'passthrough-hugepages')),
     checkHugepages(procRoot),
     checkSeabios(shareRoot),
     checkOvmf(shareRoot),
@@ -423,7 +413,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     : { id: 'bridge', label: 'host bridges for bridged NICs', status: 'warn', detail: br.reason ?? 'no usable bridge', ...(br.fix ? { fix: br.fix } : {}) };
 
   return {
-    checks: [qemu, qemuImg, ...accel, devKvm, vhost, vsock, tun, iommu, huge, seabios, ovmf, qsd, swtpm, passt, virtiofsd, bridge, disk],
+    checks: [qemu, qemuImg, ...accel, devKvm, vhost, vsock, tun, ...iommu, huge, seabios, ovmf, qsd, swtpm, passt, virtiofsd, bridge, disk],
   };
 }
 

@@ -78,7 +78,7 @@ function describeUnits(s: IommuState): string {
 }
 
 function iommuCheck(s: IommuState): DoctorCheck {
-  const base = { id: 'passthrough-iommu', label: 'IOMMU for device assignment' };
+  const base = { id: 'iommu', label: 'IOMMU for device assignment' };
   if (s.groups > 0) {
     return { ...base, status: 'ok', detail: `${s.groups} IOMMU group${s.groups === 1 ? '' : 's'}; ${describeUnits(s)}; ${describeCmdline(s)}` };
   }

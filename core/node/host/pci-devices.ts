@@ -8,77 +8,10 @@ import { readdir, readlink, realpath } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pciIdsAt } from './pci-ids.ts';
 import type { PciIds } from './pci-ids.ts';
+import type { MdevType, PciDevice, PciReset } from '../../common/host-devices.ts';
 import { listDir, listNames, readAttr, readHexIdAttr, readIntAttr, readLinkTarget, readQuiet } from './sysfs-read.ts';
 
-export interface PciClass {
-  /** 24-bit class code as 6 hex digits, e.g. "030000". */
-  code: string;
-  /** Base class, e.g. "03" (display controller). */
-  classId: string;
-  subclassId: string;
-  progIf: string;
-  className?: string;
-  subclassName?: string;
-  progIfName?: string;
-}
-
-export interface PciReset {
-  /** The kernel can reset this device on its own (needed to hand it between host and guests cleanly). */
-  supported: boolean;
-  /** From reset_method (kernel >= 5.15): "flr", "pm", "bus", "device_specific"...; [] when the kernel does not say. */
-  methods: string[];
-  /** Function-level reset available; undefined when the kernel does not list methods. */
-  flr?: boolean;
-}
-
-export interface PciSriov {
-  totalVfs?: number;
-  numVfs?: number;
-  /** Addresses of the current virtual functions, in VF index order. */
-  vfs: string[];
-}
-
-export interface MdevType {
-  /** Directory name, e.g. "nvidia-222" or "i915-GVTg_V5_4". */
-  id: string;
-  name?: string;
-  availableInstances?: number;
-  deviceApi?: string;
-  description?: string;
-}
-
-export interface PciDevice {
-  /** Domain:bus:device.function, e.g. "0000:03:00.0". */
-  address: string;
-  vendorId?: string;
-  deviceId?: string;
-  vendorName?: string;
-  deviceName?: string;
-  subsystemVendorId?: string;
-  subsystemDeviceId?: string;
-  subsystemName?: string;
-  class?: PciClass;
-  /** Bound driver (basename of the driver link); undefined when none is bound. */
-  driver?: string;
-  /** IOMMU group number; undefined when the IOMMU is off (or the link is broken: see problems). */
-  iommuGroup?: number;
-  /** The group's other members: assigning this device means handling all of them. */
-  iommuGroupPeers: string[];
-  /** NUMA node; -1 when the platform has none. */
-  numaNode?: number;
-  reset?: PciReset;
-  /** Present on SR-IOV physical functions. */
-  sriov?: PciSriov;
-  /** Present on SR-IOV virtual functions: the physical function's address. */
-  physfn?: string;
-  /** The firmware's boot display: the host console runs on it. */
-  bootVga: boolean;
-  mdevTypes: MdevType[];
-  /** Why handing this device to a guest would take something away from the host; [] when nothing is known. */
-  inUseByHost: string[];
-  /** What could not be read; the matching fields are undefined. */
-  problems: string[];
-}
+export type { MdevType, PciClass, PciDevice, PciReset, PciSriov } from '../../common/host-devices.ts';
 
 export interface ListPciDevicesOptions {
   /** Default /sys. */
@@ -149,6 +82,9 @@ async function readPciDevice(ctx: Context, address: string): Promise<PciDevice> 
   }
 
   dev.driver = (await readLinkTarget(attr('driver'), problems))?.name;
+  // The kernel shows an unset override as "(null)"; kernels without the attribute have none.
+  const override = await readAttr(attr('driver_override'), problems);
+  if (override && override !== '(null)') dev.driverOverride = override;
 
   const group = await readLinkTarget(attr('iommu_group'), problems);
   if (group) {

@@ -4,32 +4,10 @@
 import { join } from 'node:path';
 import { usbIdsAt } from './usb-ids.ts';
 import type { UsbIds } from './usb-ids.ts';
+import type { UsbDevice } from '../../common/host-devices.ts';
 import { listNames, readAttr, readHexIdAttr, readIntAttr } from './sysfs-read.ts';
 
-export interface UsbDevice {
-  /** sysfs name: "usb1" for a root hub, else bus-port path like "1-1.2". */
-  name: string;
-  busnum?: number;
-  devnum?: number;
-  /** Port path below the root hub, as QEMU's hostport= wants it ("1.2"); undefined for root hubs. */
-  portPath?: string;
-  vendorId?: string;
-  productId?: string;
-  /** Strings the device reports about itself. */
-  manufacturer?: string;
-  product?: string;
-  serial?: string;
-  /** Names from usb.ids (undefined when the database or the id is missing). */
-  vendorName?: string;
-  productName?: string;
-  /** Link speed in Mbit/s as the kernel reports it ("480", "5000", "1.5"). */
-  speed?: string;
-  /** USB device class (bDeviceClass), e.g. "09" for hubs, "00" when defined per interface. */
-  deviceClass?: string;
-  isHub: boolean;
-  isRootHub: boolean;
-  problems: string[];
-}
+export type { UsbDevice } from '../../common/host-devices.ts';
 
 export interface ListUsbDevicesOptions {
   /** Default /sys. */

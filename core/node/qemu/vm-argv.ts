@@ -23,6 +23,9 @@ import { watchdogParts } from './devices/watchdog.ts';
 import { channelParts } from './devices/channel.ts';
 import { serialPortParts } from './devices/serial-port.ts';
 import { vsockParts } from './devices/vsock.ts';
+import { hostPciParts } from './devices/host-pci.ts';
+import { mdevParts } from './devices/mdev.ts';
+import { usbHostParts } from './devices/usb-host.ts';
 import { emptyParts, mergeParts } from './devices/types.ts';
 import { hotplugSlotControllers } from './devices/hotplug-slots.ts';
 import type { BuildContext } from './devices/types.ts';
@@ -67,10 +70,15 @@ function passtSockets(def: VmDefinition, ctx: ArgvContext): Map<string, string> 
   return map;
 }
 
+/** Whether the VM has a device on USB: a USB input or a host USB device. */
+export function hasUsbDevices(def: Pick<VmDefinition, 'inputs' | 'hostUsb'>): boolean {
+  return def.inputs.some((i) => i.bus === 'usb') || def.hostUsb.length > 0;
+}
+
 /** The VM's USB controller: the one it names, or qemu-xhci when a USB device needs one. */
 export function usbControllerOf(def: VmDefinition): VmDefinition['usb'] {
   if (def.usb) return def.usb;
-  return def.inputs.some((i) => i.bus === 'usb') ? { model: 'qemu-xhci' } : undefined;
+  return hasUsbDevices(def) ? { model: 'qemu-xhci' } : undefined;
 }
 
 /** Each vhost-user-blk disk's storage daemon socket, by disk id (named by the disk's position). */
@@ -166,6 +174,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   const usb = usbControllerOf(def);
   if (usb) mergeParts(parts, usbParts(usb));
   for (const i of def.inputs) mergeParts(parts, inputParts(i, def.machine));
+  for (const u of def.hostUsb) mergeParts(parts, usbHostParts(u));
   mergeParts(parts, videoParts(def.video));
   if (def.sound) mergeParts(parts, soundParts(def.sound, def.machine));
   if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
@@ -179,6 +188,9 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
     mergeParts(parts, channelParts(def.channels, def.machine, socketOf));
   }
   if (def.vsock) mergeParts(parts, vsockParts(def.vsock, def.machine));
+  // VFIO devices last, each in its own root port on q35 (chassis numbers apart from the hotplug slots').
+  def.hostPci.forEach((p, i) => mergeParts(parts, hostPciParts(p, i, def.machine)));
+  def.mdevs.forEach((m, i) => mergeParts(parts, mdevParts(m, def.hostPci.length + i, def.machine)));
 
   if (fw) o.push(...fw.globals);
   for (const b of fw?.blockdevs ?? []) o.push({ opt: '-blockdev', json: b });

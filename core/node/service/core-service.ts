@@ -37,6 +37,9 @@ import type { ResolvedFirmware } from '../host/firmware.ts';
 import { listOses } from '../osinfo/osinfo-db.ts';
 import { vmRuntimePaths } from '../paths.ts';
 import { inspectPath, listDir } from '../store/inspect-path.ts';
+import type { HostChangeResult, HostDeviceReport } from '../../common/host-devices.ts';
+import * as hostOps from './host-device-ops.ts';
+import type { HostRoots, VmView } from './host-device-ops.ts';
 
 export const HANGAR_VERSION = '0.1.0';
 
@@ -95,6 +98,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       runtimeDir: this.opts.runtimeDir,
       probe: () => this.probe(),
       onChange: (v) => this.emit('vmChanged', { id: v.id, name: v.name, state: v.state }),
+      assignments: () => hostOps.hostAssignments(this.vmViews()),
     });
     this.vms.set(stored.id, vm);
     return vm;
@@ -481,6 +485,47 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const probe = await this.probe().catch(() => undefined);
     const report = await runDoctor({ dataDir: this.opts.dataDir, ...(probe ? { probe } : {}) });
     return report.checks;
+  }
+
+  // ---- host devices (VFIO, SR-IOV, mdev, USB) ------------------------------------------------
+
+  /** sysfs/procfs/devfs roots: the real ones, or fixture trees named by HANGAR_SYSFS_ROOT ... */
+  get hostRoots(): HostRoots {
+    return hostOps.hostRootsFromEnv();
+  }
+
+  /** Every VM as the host-device rules see it (a running VM's devices are the guest's). */
+  vmViews(): VmView[] {
+    return [...this.vms.values()].map((vm) => ({ id: vm.id, name: vm.name, definition: vm.stored.definition, active: isActive(vm.state) }));
+  }
+
+  async hostDevices(): Promise<HostDeviceReport> {
+    await this.refresh();
+    return hostOps.hostDeviceReport(this.hostRoots, this.vmViews());
+  }
+
+  bindVfio(address: string): Promise<HostChangeResult> {
+    return hostOps.bindVfio(this.hostRoots, this.vmViews(), address);
+  }
+
+  releaseVfio(address: string): Promise<HostChangeResult> {
+    return hostOps.releaseVfio(this.hostRoots, this.vmViews(), address);
+  }
+
+  setSriovVfs(pf: string, count: number): Promise<HostChangeResult> {
+    return hostOps.setSriovVfs(this.hostRoots, this.vmViews(), pf, count);
+  }
+
+  setVfConfig(pf: string, vf: number, cfg: { mac?: string; vlan?: number }): Promise<HostChangeResult> {
+    return hostOps.setVfConfig(this.hostRoots, pf, vf, cfg);
+  }
+
+  createMdev(parent: string, type: string): Promise<HostChangeResult> {
+    return hostOps.createMdev(this.hostRoots, parent, type);
+  }
+
+  removeMdev(uuid: string): Promise<HostChangeResult> {
+    return hostOps.removeMdev(this.hostRoots, this.vmViews(), uuid);
   }
 
   async daemonStatus(): Promise<DaemonStatus> {

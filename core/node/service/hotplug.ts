@@ -3,13 +3,14 @@
 // -device). What cannot be plugged live is told apart here, with the reason in words.
 import { HangarError } from '../../common/errors.ts';
 import type { DeviceKindName } from '../../common/api.ts';
-import type { DiskDefinition, InputDefinition, NicDefinition, VmDefinition } from '../../common/model.ts';
+import type { DiskDefinition, InputDefinition, NicDefinition, UsbHostDefinition, VmDefinition } from '../../common/model.ts';
 import type { QmpClient } from '../qmp/client.ts';
 import { BusAllocator, SCSI_CONTROLLER_ID } from '../qemu/devices/buses.ts';
 import { diskBlockdevs, diskFrontend, diskIothreadId, diskNodeNames } from '../qemu/devices/disk.ts';
 import { hotplugSlotIds } from '../qemu/devices/hotplug-slots.ts';
 import { inputParts } from '../qemu/devices/input.ts';
 import { netdevId, netdevProps, nicDriver } from '../qemu/devices/nic.ts';
+import { usbHostDevice } from '../qemu/devices/usb-host.ts';
 import { usbControllerOf } from '../qemu/vm-argv.ts';
 import type { PropObject } from '../qemu/qemu-option.ts';
 
@@ -39,6 +40,10 @@ function slotsLeft(live: LiveHardware): boolean {
   return live.definition.machine !== 'q35' || firstFreeSlot(live) !== undefined;
 }
 
+/** Why a VFIO device waits for the next start: the host side (binding its group) happens then. */
+export const VFIO_PLUG_REASON = 'VFIO devices are assigned at start (the group is bound to vfio-pci then)';
+export const VFIO_UNPLUG_REASON = 'VFIO devices are given back at stop (the group returns to its host drivers then)';
+
 function hasScsiController(def: VmDefinition): boolean {
   return def.disks.some((d) => d.bus === 'scsi') || def.cdroms.some((c) => c.bus === 'scsi');
 }
@@ -67,6 +72,8 @@ export function plugBlocker(kind: DeviceKindName, device: Record<string, unknown
     if (i.bus === 'usb') return usbControllerOf(def) ? null : 'the VM started without a USB controller';
     return needsSlot();
   }
+  if (kind === 'usbhost') return usbControllerOf(def) ? null : 'the VM started without a USB controller (one is added at next boot)';
+  if (kind === 'hostpci' || kind === 'mdev') return VFIO_PLUG_REASON;
   return `a ${kind === 'cdrom' ? 'CD-ROM drive' : `${kind} device`} cannot be added to a running VM`;
 }
 
@@ -95,6 +102,8 @@ export function unplugBlocker(kind: DeviceKindName, device: Record<string, unkno
     if (i.bus === 'ps2') return 'PS/2 devices are built into the machine';
     return i.bus === 'usb' ? null : pciOnQ35;
   }
+  if (kind === 'usbhost') return null;
+  if (kind === 'hostpci' || kind === 'mdev') return VFIO_UNPLUG_REASON;
   return `a ${kind === 'cdrom' ? 'CD-ROM drive' : `${kind} device`} cannot be removed from a running VM`;
 }
 
@@ -161,6 +170,10 @@ export async function plugDevice(qmp: QmpClient, kind: DeviceKindName, device: R
     for (const d of inputParts(input, def.machine).devices) {
       steps.push({ run: () => qmp.deviceAdd(clean({ ...d, bus: input.bus === 'usb' ? d.bus : slot ?? undefined })), undo: () => qmp.deviceDel(input.id) });
     }
+  } else if (kind === 'usbhost') {
+    // The same usb-host object as at boot, on the VM's USB controller (an absent device is fine: QEMU waits for it).
+    const usb = device as UsbHostDefinition;
+    steps.push({ run: () => qmp.deviceAdd(clean(usbHostDevice(usb))), undo: () => qmp.deviceDel(usb.id) });
   }
   try {
     await inOrder(steps);

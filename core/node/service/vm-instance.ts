@@ -33,6 +33,10 @@ import { startPasst, stopAllPasst } from './passt.ts';
 import { startQsd, stopAllQsd } from './storage-daemon.ts';
 import { requireVirtiofsd, startVirtiofsd, stopAllVirtiofsd } from './virtiofsd.ts';
 import { checkDeviceBackends } from '../host/device-checks.ts';
+import { checkHostDevices, readMemlock } from '../host/hostdev-checks.ts';
+import type { HostAssignment } from '../../common/host-devices.ts';
+import { hostRootsFromEnv } from './host-device-ops.ts';
+import { bindForStart, releaseAfterStop } from './vfio-session.ts';
 import type { PasstPaths } from './passt.ts';
 import { ensureSeedIso } from '../cloud-init/seed.ts';
 import { checkNicRoms } from '../host/nic-roms.ts';
@@ -48,6 +52,8 @@ export interface InstanceDeps {
   /** Memoized accelerator probe. */
   probe: () => Promise<AccelProbe>;
   onChange: (vm: VmInstance) => void;
+  /** Every host device the VM definitions name, and whether their VMs run (VFIO start checks). */
+  assignments?: () => HostAssignment[];
 }
 
 const INTERNAL_ERROR_REASON =
@@ -229,8 +235,17 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
         let bridgeHelper: string | undefined;
         for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
+        // Host PCI devices and mdevs: IOMMU first, then each device's group, locked memory; nothing is bound yet.
+        const roots = hostRootsFromEnv();
+        const vfio = def.hostPci.length || def.mdevs.length
+          ? await checkHostDevices(def, { ...roots, assignments: this.deps.assignments?.() ?? [], memlock: await readMemlock(roots.procRoot) })
+          : null;
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
+        if (vfio) {
+          for (const n of vfio.notes) await this.logEvent(n);
+          await bindForStart(vfio, roots, this.paths.dir);
+        }
         if (def.tpm) await startSwtpm(this.swtpmPaths);
         for (const [i, nic] of def.nics.entries()) {
           if (nic.network.type === 'passt') await startPasst(this.passtPaths(i, nic.id), nic.network.portForwards);
@@ -255,8 +270,14 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         await qmp.cont();
         this.setState('running');
       } catch (e) {
+        let error = e;
         if (spawned) {
           if (this.session) this.session.expectExit = true;
+          // QEMU opens its QMP socket before it sets up devices: one that dies then (a vfio-pci
+          // device it cannot open ...) breaks the QMP connection, but its log says why.
+          const died = e instanceof HangarError && e.code === 'qemu-failed' ? null
+            : await Promise.race([spawned.exited, sleep(1000).then(() => null)]);
+          if (died) error = new HangarError('qemu-failed', `QEMU exited during start-up: ${await qemuErrorTail(this.stored.dir)}`, 'fix the VM definition or host problem named above (see also `hangar doctor`)');
           killQemu(spawned.pid, this.id);
           await waitForExit(spawned.pid, 5000);
           this.session?.qmp?.close();
@@ -264,7 +285,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         }
         await this.removeRuntimeFiles();
         this.setState('stopped');
-        throw e;
+        throw error;
       }
     });
   }
@@ -688,6 +709,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await stopAllPasst(this.paths.dir).catch(() => {});
     await stopAllQsd(this.paths.dir).catch(() => {});
     await stopAllVirtiofsd(this.paths.dir).catch(() => {});
+    // Only once QEMU is gone: a device goes back to the host driver after the guest let go of it.
+    for (const note of await releaseAfterStop(this.paths.dir)) await this.logEvent(note);
     for (const name of await readdir(this.paths.dir).catch(() => [] as string[])) {
       if (QEMU_SERVED_SOCKET_RE.test(name)) await unlink(join(this.paths.dir, name)).catch(() => {});
     }
