@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { hostCommand } from '../../core/node/cli/host.ts';
+import type { CoreApi } from '../../core/common/api.ts';
+import { HangarError } from '../../core/common/errors.ts';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const env = { HANGAR_SYSFS_ROOT: join(fixtures, 'sysfs', 'workstation'), HANGAR_PROCFS_ROOT: join(fixtures, 'proc', 'workstation') };
@@ -34,4 +36,32 @@ test('host usb and readiness read the same trees; this machine\'s own /sys does 
   assert.deepEqual(ready.map((c) => c.id), ['iommu', 'interrupt-remapping', 'vfio-pci', 'passthrough-hugepages']);
   for (const sub of ['devices', 'usb', 'readiness']) assert.equal((await run(sub, {}, {})).code, 0, `hangar host ${sub} on the real /sys`);
   await assert.rejects(run('bogus'), /unknown subcommand "host bogus"/);
+});
+
+test('host changes go to the core; without permission the exact commands are printed', async () => {
+  const calls: unknown[][] = [];
+  const commands = ['echo 0 > /sys/bus/pci/devices/0000:03:00.0/sriov_numvfs', 'echo 4 > /sys/bus/pci/devices/0000:03:00.0/sriov_numvfs'];
+  const api = {
+    setSriovVfs: async (...a: unknown[]) => { calls.push(['setSriovVfs', ...a]); throw new HangarError('permission', 'setting 0000:03:00.0 to 4 virtual functions needs root', 'run these commands as root', { commands }); },
+    setVfConfig: async (...a: unknown[]) => { calls.push(['setVfConfig', ...a]); return { commands: ['ip link set dev enp3s0f0 vf 0 mac 52:54:00:12:34:56 vlan 10'], via: 'root' as const }; },
+    bindVfio: async (...a: unknown[]) => { calls.push(['bindVfio', ...a]); return { commands: [], via: 'root' as const }; },
+  } as unknown as CoreApi;
+  const withCore = <T>(fn: (a: CoreApi) => Promise<T>): Promise<T> => fn(api);
+  let out = '';
+  const print = (s: string): void => { out += `${s}\n`; };
+  assert.equal(await hostCommand('sriov', {}, print, env, ['0000:03:00.0', '4'], withCore), 1);
+  assert.match(out, /needs root\nRun these as root:\n {2}echo 0 > .*sriov_numvfs\n {2}echo 4 > /);
+  out = '';
+  assert.equal(await hostCommand('vf', {}, print, env, ['0000:03:00.0', '0', 'mac=52:54:00:12:34:56', 'vlan=10'], withCore), 0);
+  assert.deepEqual(calls.at(-1), ['setVfConfig', '0000:03:00.0', 0, { mac: '52:54:00:12:34:56', vlan: 10 }]);
+  assert.match(out, /VF 0 of 0000:03:00\.0 set \(root\):\n {2}ip link set dev enp3s0f0 vf 0/);
+  out = '';
+  assert.equal(await hostCommand('bind', {}, print, env, ['0000:02:00.0'], withCore), 0);
+  assert.match(out, /nothing to change/);
+  await assert.rejects(hostCommand('vf', {}, print, env, ['0000:03:00.0', '0', 'mtu=9000'], withCore), /unknown VF setting "mtu=9000"/);
+  await assert.rejects(hostCommand('sriov', {}, print, env, ['0000:03:00.0', 'four'], withCore), /whole number/);
+  await assert.rejects(hostCommand('bind', {}, print, env, [], withCore), /expected hangar host bind ADDR/);
+  out = '';
+  assert.equal(await hostCommand('mdev', {}, print, env, ['list'], withCore), 0);
+  assert.match(out, /4b20d080-1b54-4048-85b3-a6a62d165c01\s+0000:04:00\.0\s+nvidia-222/);
 });

@@ -132,7 +132,7 @@ describe('checkHostDevices', () => {
   it('refuses a locked-memory limit below guest memory + 64 MiB, with the numbers and the fix', async () => {
     const def = vm({ hostPci: [{ id: 'vf', address: '0000:03:10.0' }] });
     const e = await refusal(checkHostDevices(def, opts({ memlock: { limitBytes: 8 * 1024 * 1024, exempt: false } })), 'host-missing',
-      /all 2048 MiB of guest memory is locked \(pinned\) in RAM, but the locked-memory limit is 8 MiB; it needs at least 2112 MiB \(2048 MiB \+ 64 MiB\)/);
+      /all 2048 MiB of guest memory is locked \(pinned\) in RAM, but the locked-memory limit is 8 MiB; it needs at least 2112 MiB \(2048 MiB \+ 64 MiB for QEMU.s own mappings\)/);
     assert.match(e.hint ?? '', /ulimit -l 2162688 .*\/etc\/security\/limits\.conf.*LimitMEMLOCK=2214592512/);
     assert.deepEqual(e.details, { limitBytes: 8388608, neededBytes: 2214592512 });
     for (const memlock of [{ limitBytes: 8 * 1024 * 1024, exempt: true }, { limitBytes: 2112 * 1024 * 1024, exempt: false }, ENOUGH]) {

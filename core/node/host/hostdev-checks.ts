@@ -2,6 +2,7 @@
 // written: each refusal names the device and the fix. Returns what start must still do (bind
 // managed devices to vfio-pci, then check the /dev/vfio nodes of the groups).
 
+import { memlockFits, pinnedBytes } from '../../common/passthrough-consequences.ts';
 import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
@@ -36,7 +37,6 @@ export interface HostDevicePlan {
 
 const MiB = 1024 * 1024;
 /** Beyond guest RAM, VFIO also pins ROMs, MMIO-backed regions and QEMU's own DMA buffers. */
-const MEMLOCK_SLACK_MIB = 64;
 
 function mib(bytes: number): string {
   return bytes >= MiB ? `${Math.round((bytes / MiB) * 10) / 10} MiB` : `${Math.round(bytes / 1024)} KiB`;
@@ -110,12 +110,12 @@ export async function checkHostDevices(def: VmDefinition, opts: HostDeviceCheckO
   }
 
   const memlock = opts.memlock ?? (await readMemlock(opts.procRoot));
-  const needBytes = (def.memoryMiB + MEMLOCK_SLACK_MIB) * MiB;
-  if (!memlock.exempt && memlock.limitBytes !== null && memlock.limitBytes < needBytes) {
+  const needBytes = pinnedBytes(def.memoryMiB);
+  if (!memlockFits(def.memoryMiB, memlock) && memlock.limitBytes !== null) {
     const kib = needBytes / 1024;
     throw new HangarError('host-missing',
       `${cannot}: with host devices assigned all ${def.memoryMiB} MiB of guest memory is locked (pinned) in RAM, but the locked-memory limit is ` +
-      `${mib(memlock.limitBytes)}; it needs at least ${mib(needBytes)} (${def.memoryMiB} MiB + ${MEMLOCK_SLACK_MIB} MiB)`,
+      `${mib(memlock.limitBytes)}; it needs at least ${mib(needBytes)} (${def.memoryMiB} MiB + ${needBytes / MiB - def.memoryMiB} MiB for QEMU's own mappings)`,
       `raise the limit of the process that starts Hangar (QEMU inherits it): ulimit -l ${kib} (KiB, or unlimited) in its shell; for a login session add ` +
       `"USER soft memlock ${kib}" and "USER hard memlock ${kib}" to /etc/security/limits.conf and log in again; for a systemd service set LimitMEMLOCK=${needBytes} (or infinity)`,
       { limitBytes: memlock.limitBytes, neededBytes: needBytes });
