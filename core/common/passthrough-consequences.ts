@@ -5,9 +5,11 @@ import type { VmDefinition } from './model.ts';
 
 const MIB = 1024 * 1024;
 
-/** Guest memory VFIO pins, with the headroom the start check asks for (QEMU's own mappings). */
+/** What a VFIO guest may lock: its memory plus 1 GiB for QEMU's own mappings (libvirt's rule). */
+export const MEMLOCK_HEADROOM_MIB = 1024;
+
 export function pinnedBytes(memoryMiB: number): number {
-  return (memoryMiB + 64) * MIB;
+  return (memoryMiB + MEMLOCK_HEADROOM_MIB) * MIB;
 }
 
 /** Whether the locked-memory limit lets this much guest memory be pinned. */

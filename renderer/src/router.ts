@@ -18,6 +18,7 @@ export function createAppRouter(): Router {
         ],
       },
       { path: '/new', name: 'new', component: () => import('./views/NewVmView.vue') },
+      { path: '/host', name: 'host', component: () => import('./views/HostView.vue') },
       { path: '/about', name: 'about', component: () => import('./views/AboutView.vue') },
       { path: '/:rest(.*)*', redirect: '/' },
     ],

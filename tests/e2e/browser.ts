@@ -76,8 +76,9 @@ export interface UiSession {
   close(): Promise<void>;
 }
 
-export async function openUiSession(viewport = { width: 1280, height: 800 }): Promise<UiSession> {
-  const h = new HangarHarness();
+/** opts.env: extra environment for the harness's hangar processes (`hangar serve` and the CLI), e.g. HANGAR_SYSFS_ROOT. */
+export async function openUiSession(viewport = { width: 1280, height: 800 }, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<UiSession> {
+  const h = new HangarHarness(opts);
   const serve = await h.serve();
   const browser = await launchChromium();
   const page = await browser.newPage({ viewport });

@@ -15,14 +15,17 @@ export interface RunResult {
 
 export class HangarHarness {
   readonly home: string;
+  /** Extra environment for every hangar process (CLI, daemon, serve), e.g. HANGAR_SYSFS_ROOT. */
+  private readonly extraEnv: NodeJS.ProcessEnv;
 
-  constructor() {
+  constructor(opts: { env?: NodeJS.ProcessEnv } = {}) {
     // Short path: QEMU's sockets live under it and unix sockets are limited to 107 bytes.
     this.home = mkdtempSync(join(tmpdir(), 'hgt-'));
+    this.extraEnv = opts.env ?? {};
   }
 
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, HANGAR_HOME: this.home, HANGAR_ENTRY: '' };
+    return { ...process.env, ...this.extraEnv, HANGAR_HOME: this.home, HANGAR_ENTRY: '' };
   }
 
   run(args: string[], opts: { input?: string; inputDelayMs?: number; timeoutMs?: number } = {}): Promise<RunResult> {

@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
-import { executeOps, validateOp, writeAttribute } from '../../core/node/host/host-helper.ts';
+import { executeOps, handGroupNodeTo, validateOp, writeAttribute } from '../../core/node/host/host-helper.ts';
 import { planFor } from '../../core/node/host/host-verbs.ts';
 import { listPciDevices } from '../../core/node/host/pci-devices.ts';
 import { PciIds } from '../../core/node/host/pci-ids.ts';
@@ -392,4 +392,22 @@ describe('host helper', () => {
     assert.ok(existsSync(hostHelperPath()));
   });
 
+});
+
+describe('the group node for an escalated caller', () => {
+  let fx: FixtureCopy;
+  beforeEach(async () => { fx = await copyFixture(); });
+  afterEach(async () => { await fx.cleanup(); });
+
+  it('gives /dev/vfio/<group> of a bound device to the user sudo/pkexec ran for; refuses a symlink; says when the node never came', async () => {
+    const dev = join(fx.dir, 'dev');
+    await mkdir(join(dev, 'vfio'), { recursive: true });
+    await writeFile(join(dev, 'vfio', '17'), '');
+    assert.deepEqual(await handGroupNodeTo(fx.sysRoot, '0000:03:10.0', 4321, dev), [`chown 4321 ${join(dev, 'vfio', '17')}`]);
+    assert.equal((await stat(join(dev, 'vfio', '17'))).uid, 4321);
+    await symlink('/etc/shadow', join(dev, 'vfio', '18'));
+    await assert.rejects(handGroupNodeTo(fx.sysRoot, '0000:03:10.2', 4321, dev), /is a symlink: not changed/);
+    await assert.rejects(handGroupNodeTo(fx.sysRoot, '0000:03:10.4', 4321, dev), /did not appear after binding 0000:03:10\.4/);
+    await assert.rejects(handGroupNodeTo(fx.sysRoot, '../../x', 4321, dev), /not a PCI address/);
+  });
 });

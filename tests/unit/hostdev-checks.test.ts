@@ -129,13 +129,13 @@ describe('checkHostDevices', () => {
     assert.deepEqual(await checkHostDevices(def, opts()), { bind: [], groups: [31], notes: [] });
   });
 
-  it('refuses a locked-memory limit below guest memory + 64 MiB, with the numbers and the fix', async () => {
+  it('refuses a locked-memory limit below guest memory + 1 GiB, with the numbers and the fix', async () => {
     const def = vm({ hostPci: [{ id: 'vf', address: '0000:03:10.0' }] });
     const e = await refusal(checkHostDevices(def, opts({ memlock: { limitBytes: 8 * 1024 * 1024, exempt: false } })), 'host-missing',
-      /all 2048 MiB of guest memory is locked \(pinned\) in RAM, but the locked-memory limit is 8 MiB; it needs at least 2112 MiB \(2048 MiB \+ 64 MiB for QEMU.s own mappings\)/);
-    assert.match(e.hint ?? '', /ulimit -l 2162688 .*\/etc\/security\/limits\.conf.*LimitMEMLOCK=2214592512/);
-    assert.deepEqual(e.details, { limitBytes: 8388608, neededBytes: 2214592512 });
-    for (const memlock of [{ limitBytes: 8 * 1024 * 1024, exempt: true }, { limitBytes: 2112 * 1024 * 1024, exempt: false }, ENOUGH]) {
+      /all 2048 MiB of guest memory is locked \(pinned\) in RAM, but the locked-memory limit is 8 MiB; it needs at least 3072 MiB \(2048 MiB \+ 1024 MiB for QEMU.s own mappings\)/);
+    assert.match(e.hint ?? '', /ulimit -l 3145728 .*\/etc\/security\/limits\.conf.*LimitMEMLOCK=3221225472/);
+    assert.deepEqual(e.details, { limitBytes: 8388608, neededBytes: 3221225472 });
+    for (const memlock of [{ limitBytes: 8 * 1024 * 1024, exempt: true }, { limitBytes: 3072 * 1024 * 1024, exempt: false }, ENOUGH]) {
       assert.deepEqual((await checkHostDevices(def, opts({ memlock }))).bind, ['0000:03:10.0']);
     }
   });

@@ -18,7 +18,7 @@ test('a PCI device: migration blocked, memory pinned (and whether the limit allo
   assert.match(plain[0]!, /live migration and snapshots that save guest memory are blocked/);
   assert.match(plain[1]!, /all 1024 MiB of guest memory are pinned/);
   assert.match(plain[2]!, /IOMMU group\) leaves the host/);
-  assert.match(passthroughConsequences(pci, { limitBytes: 8 * MIB, exempt: false })[1]!, /limit \(8 MiB\) is too small: raise it to at least 1088 MiB/);
+  assert.match(passthroughConsequences(pci, { limitBytes: 8 * MIB, exempt: false })[1]!, /limit \(8 MiB\) is too small: raise it to at least 2048 MiB/);
   assert.match(passthroughConsequences(pci, { limitBytes: null, exempt: false })[1]!, /limit \(unlimited\) allows it/);
   assert.match(passthroughConsequences(pci, { limitBytes: 8 * MIB, exempt: true })[1]!, /does not apply \(root or CAP_IPC_LOCK\)/);
 });
@@ -30,8 +30,8 @@ test('USB only: no pinned memory, the device leaves the host', () => {
   assert.match(c[1]!, /USB device is detached from the host/);
 });
 
-test('the limit check has 64 MiB of headroom over guest memory', () => {
-  assert.equal(pinnedBytes(1024), 1088 * MIB);
-  assert.equal(memlockFits(1024, { limitBytes: 1088 * MIB, exempt: false }), true);
-  assert.equal(memlockFits(1024, { limitBytes: 1087 * MIB, exempt: false }), false);
+test('the limit check has 1 GiB of headroom over guest memory (libvirt\'s rule)', () => {
+  assert.equal(pinnedBytes(1024), 2048 * MIB);
+  assert.equal(memlockFits(1024, { limitBytes: 2048 * MIB, exempt: false }), true);
+  assert.equal(memlockFits(1024, { limitBytes: 2047 * MIB, exempt: false }), false);
 });

@@ -183,7 +183,7 @@ describe('Devices tab: the PCI host device picker', () => {
     assert.match(small.fix!, /at least 1\.5 GiB/);
     const tight = memlockConsequence(1024, { limitBytes: 1.5 * GiB, exempt: false });
     assert.equal(tight.tone, 'warn');
-    assert.match(tight.text, /less than 1 GiB above it/);
+    assert.match(tight.text, /limit is 1\.5 GiB, less than the VM's 1\.0 GiB plus 1 GiB for QEMU's own mappings: the VM will not start/);
     const ok = memlockConsequence(1024, { limitBytes: 4 * GiB, exempt: false });
     assert.deepEqual([ok.tone, ok.fix], ['info', undefined]);
     assert.match(ok.text, /covers it/);

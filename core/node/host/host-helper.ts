@@ -5,7 +5,8 @@
 
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { lstat, open, readFile, realpath, stat } from 'node:fs/promises';
+import { chown, lstat, open, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { join, sep } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import { PCI_ADDRESS_RE } from '../../common/model.ts';
@@ -214,7 +215,11 @@ export async function hostHelperMain(argv: string[], env: NodeJS.ProcessEnv = pr
     if (!verb) throw new HangarError('invalid-input', 'no host change given', `usage: hangar-host-helper [--sys-root DIR] ${HOST_VERB_USAGE}`);
     const plan = await planFor(verb, rest, sysRoot);
     const ran = await executeOps(plan.ops, { sysRoot });
-    const out = { commands: shellCommands(ran, sysRoot), ...(plan.uuid ? { uuid: plan.uuid } : {}) };
+    const commands = shellCommands(ran, sysRoot);
+    // Escalated for an ordinary user: the group's /dev/vfio node is root's; that user's QEMU must open it.
+    const caller = Number(env.SUDO_UID ?? env.PKEXEC_UID);
+    if (verb === 'bind-vfio' && Number.isInteger(caller) && caller > 0) commands.push(...(await handGroupNodeTo(sysRoot, rest[0]!, caller)));
+    const out = { commands, ...(plan.uuid ? { uuid: plan.uuid } : {}) };
     return { code: 0, stdout: `${JSON.stringify(out)}\n`, stderr: '' };
   } catch (e) {
     const err = e instanceof HangarError ? e : new HangarError('internal', e instanceof Error ? e.message : String(e));
@@ -222,4 +227,28 @@ export async function hostHelperMain(argv: string[], env: NodeJS.ProcessEnv = pr
     const text = err.hint ? `hangar-host-helper: ${err.message}\n  fix: ${err.hint}` : `hangar-host-helper: ${err.message}`;
     return { code: 1, stdout: '', stderr: `${text}\n${JSON.stringify(err.toPayload())}\n` };
   }
+}
+
+/**
+ * Gives the /dev/vfio node of a bound device's IOMMU group to one user (as libvirt gives it to
+ * its qemu user). The node appears when vfio-pci binds, a moment after the write: waits up to
+ * 2 s. Only <devRoot>/vfio/<group number>, never a symlink.
+ */
+export async function handGroupNodeTo(sysRoot: string, address: string, uid: number, devRoot = '/dev'): Promise<string[]> {
+  if (!PCI_ADDRESS_RE.test(address)) throw new HangarError('invalid-input', `"${address}" is not a PCI address`);
+  const group = basename(await readlink(join(sysRoot, 'bus/pci/devices', address, 'iommu_group')));
+  if (!/^\d{1,6}$/.test(group)) throw new HangarError('internal', `${address} has no IOMMU group number (${group})`);
+  const node = join(devRoot, 'vfio', group);
+  for (let waited = 0; ; waited += 50) {
+    const st = await lstat(node).catch(() => undefined);
+    if (st) {
+      if (!st.isCharacterDevice() && devRoot === '/dev') throw new HangarError('internal', `${node} is not a character device`);
+      if (st.isSymbolicLink()) throw new HangarError('invalid-input', `${node} is a symlink: not changed`);
+      break;
+    }
+    if (waited >= 2000) throw new HangarError('host-missing', `${node} did not appear after binding ${address} to vfio-pci`, 'check dmesg for vfio-pci errors');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await chown(node, uid, -1);
+  return [`chown ${uid} ${node}`];
 }

@@ -3,8 +3,8 @@
 // error per field. Checked with the model's own schemas, so the UI refuses what the core would.
 import type { AddDeviceOptions, DeviceChange, DeviceKindName } from '../../../core/common/api.ts';
 import {
-  balloonSchema, cdromSchema, channelSchema, diskSchema, inputSchema, nicSchema, rngSchema, serialPortSchema, shareSchema,
-  soundSchema, tpmSchema, usbSchema, videoSchema, vsockSchema, watchdogSchema,
+  balloonSchema, cdromSchema, channelSchema, diskSchema, hostPciSchema, inputSchema, mdevSchema, nicSchema, rngSchema, serialPortSchema, shareSchema,
+  soundSchema, tpmSchema, usbHostSchema, usbSchema, videoSchema, vsockSchema, watchdogSchema,
 } from '../../../core/common/model.ts';
 import type {
   CacheMode, CdromBus, DiskBus, NicModel, VmDefinition,
@@ -56,10 +56,32 @@ export interface WatchdogForm { action: Opts<typeof watchdogSchema.shape.action>
 export interface UsbForm { model: Opts<typeof usbSchema.shape.model> }
 export interface VsockForm { cid: string }
 export interface TpmForm { model: Opts<typeof tpmSchema.shape.model> }
+/** A host PCI device or SR-IOV VF (VFIO): its address, managed (Hangar binds it to vfio-pci at start), its option ROM shown. */
+export interface HostPciForm { address: string; managed: boolean; rom: boolean }
+/** An existing mdev instance (made on the Host page); parent and type are kept so the core can make it again. */
+export interface MdevForm { uuid: string; parent: string; type: string }
+/**
+ * A host USB device: picked from the host's list (matched by vendor:product, which follows the
+ * device to any port, or by bus + port, whatever is plugged in there), or vendor:product typed.
+ */
+export interface UsbHostForm {
+  source: 'host' | 'manual';
+  /** The picked device's sysfs name ("1-1.2"). */
+  device: string;
+  match: 'id' | 'port';
+  /** Filled from the picked device. */
+  vendorId: string;
+  productId: string;
+  hostbus: string;
+  hostport: string;
+  /** Typed "046d:c52b". */
+  manual: string;
+}
 
 export interface DeviceForms {
   disk: DiskForm; cdrom: CdromForm; nic: NicForm; input: InputForm; share: ShareForm; channel: ChannelForm; serial: SerialForm;
   video: VideoForm; sound: SoundForm; rng: RngForm; balloon: BalloonForm; watchdog: WatchdogForm; usb: UsbForm; vsock: VsockForm; tpm: TpmForm;
+  hostpci: HostPciForm; mdev: MdevForm; usbhost: UsbHostForm;
 }
 
 export type FieldErrors = Record<string, string>;
@@ -94,6 +116,9 @@ export function blankForm<K extends DeviceKindName>(kind: K, def?: VmDefinition)
     usb: () => ({ model: 'qemu-xhci' }),
     vsock: () => ({ cid: String(DEFAULT_CID) }),
     tpm: () => ({ model: 'tpm-crb' }),
+    hostpci: () => ({ address: '', managed: true, rom: true }),
+    mdev: () => ({ uuid: '', parent: '', type: '' }),
+    usbhost: () => ({ source: 'host', device: '', match: 'id', vendorId: '', productId: '', hostbus: '', hostport: '', manual: '' }),
   };
   return forms[kind]();
 }
@@ -126,6 +151,20 @@ export function formFromDevice<K extends DeviceKindName>(kind: K, device: Record
     f.vramMiB = str(device.vramMiB);
   } else if (kind === 'vsock') {
     f.cid = str(device.cid);
+  } else if (kind === 'mdev') {
+    f.parent = str(device.parent);
+    f.type = str(device.type);
+  } else if (kind === 'usbhost') {
+    // By bus + port: the device at that port on the host's list; by ids: typed (it may be unplugged now).
+    const byPort = device.hostbus !== undefined && device.hostport !== undefined;
+    f.source = byPort ? 'host' : 'manual';
+    f.match = byPort ? 'port' : 'id';
+    f.device = byPort ? `${str(device.hostbus)}-${str(device.hostport)}` : '';
+    f.vendorId = str(device.vendorId);
+    f.productId = str(device.productId);
+    f.hostbus = str(device.hostbus);
+    f.hostport = str(device.hostport);
+    f.manual = device.vendorId !== undefined && device.productId !== undefined ? `${str(device.vendorId)}:${str(device.productId)}` : '';
   }
   return f as unknown as DeviceForms[K];
 }
@@ -250,6 +289,36 @@ const builders: { [K in DeviceKindName]: Builder<K> } = {
     return { device, errors: schemaErrors(vsockSchema.safeParse(device)) };
   },
   tpm: (f) => ({ device: { model: f.model }, errors: schemaErrors(tpmSchema.safeParse({ model: f.model })) }),
+  hostpci(f) {
+    const device = { address: f.address.trim(), managed: f.managed, rom: f.rom };
+    if (!device.address) return { device, errors: { address: 'choose a host PCI device' } };
+    return { device, errors: check(hostPciSchema, device) };
+  },
+  mdev(f) {
+    const device: Record<string, unknown> = { uuid: f.uuid.trim() };
+    if (f.parent.trim()) device.parent = f.parent.trim();
+    if (f.type.trim()) device.type = f.type.trim();
+    if (!device.uuid) return { device, errors: { uuid: 'choose a mediated device instance (create one on the Host page first)' } };
+    return { device, errors: check(mdevSchema, device) };
+  },
+  usbhost(f): Checked {
+    if (f.source === 'manual') {
+      const m = /^\s*([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\s*$/.exec(f.manual);
+      if (!m) return { device: {}, errors: { manual: 'type the vendor and product ids as vendor:product, 4 hex digits each (e.g. 046d:c52b, as lsusb shows them)' } };
+      const device = { vendorId: m[1]!.toLowerCase(), productId: m[2]!.toLowerCase() };
+      return { device, errors: check(usbHostSchema, device) };
+    }
+    if (!f.device) return { device: {}, errors: { device: 'choose a USB device of this host' } };
+    if (f.match === 'id') {
+      if (!f.vendorId || !f.productId) return { device: {}, errors: { match: 'this device reports no vendor and product ids: match it by bus and port' } };
+      const device = { vendorId: f.vendorId, productId: f.productId };
+      return { device, errors: check(usbHostSchema, device) };
+    }
+    const bus = wholeNumber(f.hostbus);
+    if (bus === null || !f.hostport) return { device: {}, errors: { match: 'this device has no port path (a root hub?): match it by vendor:product' } };
+    const device = { hostbus: bus, hostport: f.hostport };
+    return { device, errors: check(usbHostSchema, device) };
+  },
 };
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
@@ -262,7 +331,11 @@ function stable(v: unknown): string {
 }
 
 /** Optional fields an editor may clear: a null in the patch removes them (the core's merge rule). */
-const clearable: Partial<Record<DeviceKindName, readonly string[]>> = { disk: ['aio'], cdrom: ['file'], video: ['vramMiB'] };
+const clearable: Partial<Record<DeviceKindName, readonly string[]>> = {
+  disk: ['aio'], cdrom: ['file'], video: ['vramMiB'], mdev: ['parent', 'type'],
+  // Switching how a USB device is matched drops the other way's fields.
+  usbhost: ['vendorId', 'productId', 'hostbus', 'hostport'],
+};
 
 /**
  * Only what the user changed, so a running VM takes what it can now (a CD-ROM medium alone) and

@@ -26,10 +26,18 @@ export const kindText: Record<DeviceKindName, { title: string; noun: string }> =
   usb: { title: 'USB controller', noun: 'USB controller' },
   vsock: { title: 'vsock', noun: 'vsock device' },
   tpm: { title: 'TPM', noun: 'TPM' },
+  hostpci: { title: 'PCI host devices', noun: 'PCI host device' },
+  mdev: { title: 'Mediated devices', noun: 'mediated device' },
+  usbhost: { title: 'USB host devices', noun: 'USB host device' },
 };
 
+/** The host device kinds (issue 6): assigned from the host, their editors pick from hostDevices(). */
+export const hostKinds = ['hostpci', 'mdev', 'usbhost'] as const satisfies readonly DeviceKindName[];
+export type HostKind = (typeof hostKinds)[number];
+export const isHostKind = (k: DeviceKindName): k is HostKind => (hostKinds as readonly string[]).includes(k);
+
 /** The order of the sections on the tab. */
-export const sectionOrder: readonly DeviceKindName[] = ['disk', 'cdrom', 'nic', 'input', 'video', 'sound', 'usb', 'share', 'channel', 'serial', 'rng', 'balloon', 'watchdog', 'vsock', 'tpm'];
+export const sectionOrder: readonly DeviceKindName[] = ['disk', 'cdrom', 'nic', 'input', 'video', 'sound', 'usb', 'share', 'channel', 'serial', 'hostpci', 'mdev', 'usbhost', 'rng', 'balloon', 'watchdog', 'vsock', 'tpm'];
 
 /** The devices of one kind in a definition, each with its id (a singleton that is absent: none). */
 export function devicesOf(def: VmDefinition, kind: DeviceKindName): Array<{ id: string; device: Record<string, unknown> }> {

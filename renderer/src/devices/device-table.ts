@@ -5,7 +5,7 @@ import { deviceRows } from '../../../core/common/device-rows.ts';
 import type { DeviceRow } from '../../../core/common/device-rows.ts';
 import type { NetworkDefinition, VmDefinition } from '../../../core/common/model.ts';
 import { portForwardsOf } from '../../../core/common/model.ts';
-import { devicesOf, kindText, singletonIds } from './device-kinds.ts';
+import { devicesOf, isHostKind, kindText, singletonIds } from './device-kinds.ts';
 import type { SingletonKind } from './device-kinds.ts';
 
 export interface DeviceTableRow {
@@ -35,6 +35,17 @@ export function portForwardLines(n: NetworkDefinition): string[] {
   return portForwardsOf(n).map((f) => `${f.protocol} ${f.hostAddress || '*'}:${f.hostPort} → guest ${f.guestPort}`);
 }
 
+/** What a host device row names on the host: a PCI address, an mdev UUID, vendor:product or bus-port. */
+export function hostDeviceName(kind: DeviceKindName, d: Record<string, unknown>): string {
+  if (kind === 'hostpci') return String(d.address ?? '');
+  if (kind === 'mdev') return String(d.uuid ?? '');
+  if (kind === 'usbhost') {
+    if (d.vendorId !== undefined && d.productId !== undefined) return `${String(d.vendorId)}:${String(d.productId)}`;
+    if (d.hostbus !== undefined && d.hostport !== undefined) return `bus ${String(d.hostbus)} port ${String(d.hostport)}`;
+  }
+  return '';
+}
+
 /** Type, mode and detail of a device: device-rows' row (the same as `hangar device list`). */
 function rowOf(rows: readonly DeviceRow[], kind: DeviceKindName, id: string, device: Record<string, unknown>): DeviceRow {
   return rows.find((x) => x.kind === kind && x.id === id) ?? { kind, id, type: String(device.model ?? kind), mode: '—', detail: '' };
@@ -50,6 +61,8 @@ export const nicColumns: DeviceColumn[] = [
   { key: 'network', label: 'Network' }, { key: 'forwards', label: 'Port forwards' },
 ];
 export const genericColumns: DeviceColumn[] = [{ key: 'id', label: 'ID' }, { key: 'type', label: 'Type' }, { key: 'mode', label: 'Mode' }, { key: 'detail', label: 'Detail' }];
+/** Host devices: what they are on the host comes first (the tab adds the host's name for it). */
+export const hostColumns: DeviceColumn[] = [{ key: 'id', label: 'ID' }, { key: 'hostDevice', label: 'Host device' }, { key: 'type', label: 'Type' }, { key: 'mode', label: 'Mode' }, { key: 'detail', label: 'Detail' }];
 export const singletonColumns: DeviceColumn[] = [{ key: 'kind', label: 'Kind' }, ...genericColumns.slice(1)];
 
 const nouns: Partial<Record<DeviceKindName, string>> = { disk: 'disk', cdrom: 'CD-ROM drive', nic: 'network interface' };
@@ -67,6 +80,7 @@ export function tableRows(def: VmDefinition, kinds: readonly DeviceKindName[]): 
       const net = d.network as NetworkDefinition;
       Object.assign(cells, { model: String(d.model), mac: String(d.mac), network: networkText(net), forwards: portForwardLines(net).join('\n') });
     }
+    if (isHostKind(kind)) cells.hostDevice = hostDeviceName(kind, d);
     return { kind, id, device, noun: nouns[kind] ?? kindText[kind].noun, cells };
   }));
 }

@@ -7,12 +7,14 @@ import { parseDefinition } from '../../../core/common/definition.ts';
 import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../../core/common/device-edit.ts';
 import { vmDefinitionSchema } from '../../../core/common/model.ts';
 import type { VmDefinition } from '../../../core/common/model.ts';
+import type { HostAssignment, HostChangeResult, HostDeviceReport, PciDevice } from '../../../core/common/host-devices.ts';
 import { GENERIC_OSES } from '../../../core/common/os-types.ts';
 import { HangarError } from '../../../core/common/errors.ts';
 import { assertCan } from '../../../core/common/state.ts';
 import type { VmState } from '../../../core/common/state.ts';
 import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
 import type { Timers } from '../stores/connection.ts';
+import { sampleHostReport, sampleVf, withViability } from './host-report.ts';
 
 /** One end of an in-memory channel; messages arrive asynchronously, as over a real socket. */
 export class MemoryEnd<T> {
@@ -134,6 +136,13 @@ export class FakeCore implements CoreTransport {
     { id: 'virtiofsd', label: 'virtiofsd', status: 'missing', detail: 'virtiofsd not found', fix: 'install virtiofsd' },
     { id: 'iommu', label: 'IOMMU groups', status: 'missing', detail: 'no IOMMU groups', fix: 'enable the IOMMU' },
   ];
+  /** What hostDevices answers (its assignments joined by those of the fake VMs' definitions); the host changes below edit it. */
+  hostReport: HostDeviceReport = sampleHostReport();
+  /** Every privileged host change made, as "bindVfio 0000:01:00.0". */
+  readonly hostLog: string[] = [];
+  /** Host drivers of devices bound to vfio-pci here, to give them back. */
+  private readonly hostDrivers = new Map<string, string | undefined>();
+  private mdevSeq = 0;
   /** Every device change the fake core made, as "add disk disk1 -> saved". */
   readonly deviceLog: string[] = [];
   /** Image files deleted by removeDevice(..., { deleteFile }). */
@@ -268,8 +277,95 @@ export class FakeCore implements CoreTransport {
         return vm;
       },
       doctor: async () => this.checks,
+      hostDevices: async () => this.currentHostReport(),
+      bindVfio: async (address) => {
+        const r = this.currentHostReport();
+        const d = this.pciDevice(address);
+        const v = r.viability[address];
+        if (!v?.assignable) throw new HangarError('invalid-state', `${address} cannot be bound to vfio-pci: ${v?.blockers.join('; ') ?? 'unknown device'}`, 'see its blockers on the Host page');
+        const members = v.group.filter((m) => m.action === 'vfio' || (m.address === address && d.driver !== 'vfio-pci'));
+        const commands = members.flatMap((m) => [
+          `echo vfio-pci > ${r.sysRoot}/bus/pci/devices/${m.address}/driver_override`,
+          ...(m.driver ? [`echo ${m.address} > ${r.sysRoot}/bus/pci/devices/${m.address}/driver/unbind`] : []),
+          `echo ${m.address} > ${r.sysRoot}/bus/pci/drivers_probe`,
+        ]);
+        return this.privileged(`bindVfio ${address}`, commands, () => {
+          for (const m of members) this.hostDrivers.set(m.address, m.driver);
+          this.editPci((p) => (members.some((m) => m.address === p.address) ? { ...p, driver: 'vfio-pci' } : p));
+        });
+      },
+      releaseVfio: async (address) => {
+        const r = this.currentHostReport();
+        const d = this.pciDevice(address);
+        const held = r.assignments.find((a) => a.kind === 'hostpci' && a.running && [address, ...d.iommuGroupPeers].includes(a.device));
+        if (held) throw new HangarError('invalid-state', `${held.device} is in use by the running VM "${held.vmName}"`, `shut down ${held.vmName} first`);
+        const members = [d, ...d.iommuGroupPeers.map((a) => this.pciDevice(a))].filter((p) => p.driver === 'vfio-pci');
+        const commands = members.flatMap((m) => [
+          `echo > ${r.sysRoot}/bus/pci/devices/${m.address}/driver_override`,
+          `echo ${m.address} > ${r.sysRoot}/bus/pci/drivers/vfio-pci/unbind`,
+          `echo ${m.address} > ${r.sysRoot}/bus/pci/drivers_probe`,
+        ]);
+        return this.privileged(`releaseVfio ${address}`, commands, () => {
+          this.editPci((p) => {
+            if (!members.some((m) => m.address === p.address)) return p;
+            const { driver: _old, ...rest } = p;
+            const host = this.hostDrivers.get(p.address);
+            return host ? { ...rest, driver: host } : rest;
+          });
+        });
+      },
+      setSriovVfs: async (pf, count) => {
+        const r = this.currentHostReport();
+        const d = this.pciDevice(pf);
+        if (!d.sriov) throw new HangarError('invalid-input', `${pf} is not an SR-IOV physical function`, 'choose a device with SR-IOV');
+        const total = d.sriov.totalVfs ?? 0;
+        if (count < 0 || count > total) throw new HangarError('invalid-input', `${pf} supports 0 to ${total} VFs, not ${count}`, `give a count from 0 to ${total}`);
+        const held = r.assignments.find((a) => a.kind === 'hostpci' && a.running && d.sriov!.vfs.includes(a.device));
+        if (held) throw new HangarError('invalid-state', `VF ${held.device} of ${pf} is in use by the running VM "${held.vmName}"`, `shut down ${held.vmName} before changing the VF count`);
+        const file = `${r.sysRoot}/bus/pci/devices/${pf}/sriov_numvfs`;
+        return this.privileged(`setSriovVfs ${pf} ${count}`, [`echo 0 > ${file}`, ...(count ? [`echo ${count} > ${file}`] : [])], () => {
+          const vfs = Array.from({ length: count }, (_, i) => sampleVf(pf, i, 100 + i));
+          const rest = this.hostReport.pci.filter((p) => p.physfn !== pf).map((p) => (p.address === pf ? { ...p, sriov: { ...p.sriov!, numVfs: count, vfs: vfs.map((v) => v.address) } } : p));
+          this.setPci([...rest, ...vfs].sort((a, b) => a.address.localeCompare(b.address)));
+        });
+      },
+      setVfConfig: async (pf, vf, cfg) => {
+        const d = this.pciDevice(pf);
+        const n = d.sriov?.numVfs ?? 0;
+        if (vf < 0 || vf >= n) throw new HangarError('invalid-input', `${pf} has no VF ${vf} (it has ${n})`, 'choose one of its VFs');
+        const words = [cfg.mac ? `mac ${cfg.mac}` : '', cfg.vlan !== undefined ? `vlan ${cfg.vlan}` : ''].filter(Boolean).join(' ');
+        return this.privileged(`setVfConfig ${pf} ${vf} ${words}`, [`ip link set dev enp3s0f0 vf ${vf} ${words}`], () => {});
+      },
+      createMdev: async (parent, type) => {
+        const r = this.currentHostReport();
+        const d = this.pciDevice(parent);
+        const t = d.mdevTypes.find((x) => x.id === type);
+        if (!t) throw new HangarError('not-found', `${parent} has no mdev type "${type}"`, `its types: ${d.mdevTypes.map((x) => x.id).join(', ') || 'none'}`);
+        if (t.availableInstances === 0) throw new HangarError('invalid-state', `no ${type} instances are left on ${parent}`, 'remove an instance, or choose a smaller type');
+        const uuid = `00000000-0000-4000-8000-${String(++this.mdevSeq).padStart(12, '0')}`;
+        const res = await this.privileged(`createMdev ${parent} ${type}`, [`echo ${uuid} > ${r.sysRoot}/bus/pci/devices/${parent}/mdev_supported_types/${type}/create`], () => {
+          this.hostReport = { ...this.hostReport, mdevs: [...this.hostReport.mdevs, { uuid, parent, type }] };
+          this.editMdevCount(parent, type, -1);
+        });
+        return { ...res, uuid };
+      },
+      removeMdev: async (uuid) => {
+        const r = this.currentHostReport();
+        const m = r.mdevs.find((x) => x.uuid === uuid);
+        if (!m) throw new HangarError('not-found', `no mediated device ${uuid}`, 'see the Host page');
+        const held = r.assignments.find((a) => a.kind === 'mdev' && a.running && a.device === uuid);
+        if (held) throw new HangarError('invalid-state', `mediated device ${uuid} is in use by the running VM "${held.vmName}"`, `shut down ${held.vmName} first`);
+        return this.privileged(`removeMdev ${uuid}`, [`echo 1 > ${r.sysRoot}/bus/mdev/devices/${uuid}/remove`], () => {
+          this.hostReport = { ...this.hostReport, mdevs: this.hostReport.mdevs.filter((x) => x.uuid !== uuid) };
+          if (m.type) this.editMdevCount(m.parent, m.type, +1);
+        });
+      },
       addDevice: async (ref, kind, device, opts) => {
         const vm = this.find(ref);
+        if (kind === 'hostpci') {
+          const v = this.hostReport.viability[String(device.address)];
+          if (v && !v.assignable) throw new HangarError('invalid-input', `${String(device.address)} cannot be assigned: ${v.blockers.join('; ')}`, 'choose another device');
+        }
         const before = this.definitionOf(vm);
         let input: Record<string, unknown> = { ...device };
         if (kind === 'nic' && input.mac === undefined) input.mac = '52:54:00:00:00:99';
@@ -333,6 +429,53 @@ export class FakeCore implements CoreTransport {
     }
     return wrapped as unknown as CoreApi;
   })();
+
+  /** The report as hostDevices answers: the fake VMs' host devices are assignments too. */
+  private currentHostReport(): HostDeviceReport {
+    const derived: HostAssignment[] = [];
+    for (const vm of this.vms.values()) {
+      const d = vm.definition;
+      if (!d) continue;
+      const running = vm.state === 'running' || vm.state === 'paused';
+      const base = { vmId: vm.id, vmName: vm.name, running };
+      for (const h of d.hostPci) derived.push({ ...base, kind: 'hostpci', device: h.address, deviceId: h.id });
+      for (const m of d.mdevs) derived.push({ ...base, kind: 'mdev', device: m.uuid, deviceId: m.id });
+      for (const u of d.hostUsb) derived.push({ ...base, kind: 'usbhost', device: u.vendorId ? `${u.vendorId}:${u.productId}` : `${u.hostbus}-${u.hostport}`, deviceId: u.id });
+    }
+    return { ...this.hostReport, assignments: [...this.hostReport.assignments, ...derived] };
+  }
+
+  private pciDevice(address: string): PciDevice {
+    const d = this.hostReport.pci.find((p) => p.address === address);
+    if (!d) throw new HangarError('not-found', `no PCI device ${address} on this host`, 'see the Host page for the devices');
+    return d;
+  }
+
+  private setPci(pci: PciDevice[]): void {
+    const { viability: _v, ...rest } = this.hostReport;
+    this.hostReport = withViability({ ...rest, pci });
+  }
+
+  private editPci(fn: (d: PciDevice) => PciDevice): void {
+    this.setPci(this.hostReport.pci.map(fn));
+  }
+
+  private editMdevCount(parent: string, type: string, by: number): void {
+    this.editPci((p) => (p.address !== parent ? p : {
+      ...p, mdevTypes: p.mdevTypes.map((t) => (t.id === type && t.availableInstances !== undefined ? { ...t, availableInstances: t.availableInstances + by } : t)),
+    }));
+  }
+
+  /** A host change as the core makes it: refused with the commands when it may not (privilege none), else done. */
+  private async privileged(what: string, commands: string[], change: () => void): Promise<HostChangeResult> {
+    const via = this.hostReport.privilege;
+    if (via === 'none') {
+      throw new HangarError('permission', 'Hangar may not change host devices here: it is not root and neither sudo -n nor pkexec is available', 'run these commands as root, then press Refresh', { commands });
+    }
+    change();
+    this.hostLog.push(what);
+    return { commands, via };
+  }
 
   /** What each running VM's QEMU has (the definition at start plus what was hotplugged). */
   private readonly live = new Map<string, VmDefinition>();
