@@ -3,7 +3,6 @@
 // answer depends on its peers, on the host's own use of them and on other VMs' definitions.
 
 import type { GroupMemberPlan, HostAssignment, PciDevice, PciViability } from '../../common/host-devices.ts';
-import { IOMMU_CMDLINE_FIX } from './passthrough-readiness.ts';
 
 export interface ViabilityOptions {
   /** Every VM definition's host devices (to see who else wants the device). */
@@ -74,7 +73,8 @@ export function pciViability(address: string, devices: PciDevice[], opts: Viabil
   }
   if (dev.problems.length) blockers.push(`parts of ${address} could not be read: ${dev.problems.join('; ')}`);
   if (dev.iommuGroup === undefined && !dev.problems.some((p) => p.includes('iommu_group'))) {
-    blockers.push(`${address} has no IOMMU group, so the IOMMU is off: ${IOMMU_CMDLINE_FIX}, reboot, and enable VT-d / AMD-Vi in the firmware setup`);
+    // Short: every device says it when the IOMMU is off; the readiness check carries the whole fix.
+    blockers.push(`${address} has no IOMMU group: the IOMMU is off (the fix is under passthrough readiness: hangar host readiness)`);
   }
   for (const r of hostUse(dev)) blockers.push(`the host uses ${address}: ${r}`);
 
@@ -108,7 +108,7 @@ export function pciViability(address: string, devices: PciDevice[], opts: Viabil
   }
 
   if (dev.reset?.supported === false) {
-    warnings.push(`${address} has no reset the kernel can use: the guest gets it in whatever state the last user left it, and some devices then fail until the host reboots`);
+    warnings.push(`no reset the kernel can use: the guest gets the device as the last user left it (some then fail until the host reboots)`);
   } else if (dev.reset?.flr === false) {
     warnings.push(`${address} has no function-level reset (FLR): the kernel resets it by ${dev.reset.methods.join(', ')}, which can also reset other functions on the same slot or bus`);
   }
