@@ -22,10 +22,13 @@ test('host devices: groups with their other members, VFs, reset, and what the ho
   assert.match(line('0000:01:00.0'), /Navi 21.*amdgpu\s+13 \(\+0000:00:01\.0, 0000:01:00\.1\)/, 'the GPU shares group 13 with its audio function');
   assert.match(line('0000:00:02.0'), /in use: boot VGA/);
   assert.match(line('0000:03:00.0'), /PF 8\/8 VFs.*in use: network interface enp3s0f0 is up/);
-  assert.match(line('0000:03:10.0'), /VF of 0000:03:00\.0/);
+  assert.match(line('0000:03:10.0'), /VF of 0000:03:00\.0\s+yes/);
+  assert.match(line('0000:01:00.0'), /yes, with its group/);
+  assert.match(line('0000:00:02.0'), /no: the host uses 0000:00:02\.0: boot VGA/);
   assert.match(line('0000:05:00.0'), /unreadable: .*class holds "garbage!"/, 'a broken file is reported, not fatal');
-  const json = JSON.parse((await run('devices', { json: true })).out) as Array<{ address: string; sriov?: { vfs: string[] } }>;
+  const json = JSON.parse((await run('devices', { json: true })).out) as Array<{ address: string; sriov?: { vfs: string[] }; viability: { assignable: boolean } }>;
   assert.equal(json.find((d) => d.address === '0000:03:00.0')?.sriov?.vfs.length, 8);
+  assert.equal(json.find((d) => d.address === '0000:03:10.0')?.viability.assignable, true);
 });
 
 test('host usb and readiness read the same trees; this machine\'s own /sys does not break them', async () => {

@@ -9,7 +9,8 @@ import type { PciDevice } from '../host/pci-devices.ts';
 import { listUsbDevices } from '../host/usb-devices.ts';
 import { table } from './table.ts';
 import type { CoreApi } from '../../common/api.ts';
-import type { HostChangeResult } from '../../common/host-devices.ts';
+import type { HostChangeResult, PciViability } from '../../common/host-devices.ts';
+import { viabilityMap } from '../host/passthrough-rules.ts';
 import { listMdevInstances } from '../host/mdev-instances.ts';
 
 type WithCore = <T>(fn: (api: CoreApi) => Promise<T>) => Promise<T>;
@@ -60,13 +61,20 @@ function roots(env: NodeJS.ProcessEnv): { sysRoot: string; procRoot: string } {
   return { sysRoot: env.HANGAR_SYSFS_ROOT || '/sys', procRoot: env.HANGAR_PROCFS_ROOT || '/proc' };
 }
 
-function pciRow(d: PciDevice): string[] {
+/** "yes", or "no: " and the first reason (the JSON has them all). */
+function assignableText(v: PciViability | undefined): string {
+  if (!v) return '?';
+  if (v.assignable) return v.group.some((g) => g.action === 'vfio' && g.address !== v.address) ? 'yes, with its group' : 'yes';
+  return `no: ${v.blockers[0] ?? '?'}`;
+}
+
+function pciRow(d: PciDevice, v: PciViability | undefined): string[] {
   const names = [d.vendorName ?? d.vendorId ?? '?', d.deviceName ?? d.deviceId ?? '?'].join(' ');
   const group = d.iommuGroup === undefined ? '-' : `${d.iommuGroup}${d.iommuGroupPeers.length ? ` (+${d.iommuGroupPeers.join(', ')})` : ''}`;
   const sriov = d.sriov ? `PF ${d.sriov.numVfs ?? '?'}/${d.sriov.totalVfs ?? '?'} VFs` : d.physfn ? `VF of ${d.physfn}` : '';
   const reset = d.reset ? (d.reset.flr ? 'flr' : d.reset.methods.join('/') || (d.reset.supported ? 'yes' : 'no')) : '?';
   const notes = [...d.inUseByHost.map((r) => `in use: ${r}`), ...d.problems.map((p) => `unreadable: ${p}`)].join('; ');
-  return [d.address, d.class?.subclassName ?? d.class?.className ?? d.class?.code ?? '?', names, d.driver ?? '-', group, reset, sriov, notes];
+  return [d.address, d.class?.subclassName ?? d.class?.className ?? d.class?.code ?? '?', names, d.driver ?? '-', group, reset, sriov, assignableText(v), notes];
 }
 
 export async function hostCommand(sub: string | undefined, values: Record<string, unknown>, print: (s: string) => void, env: NodeJS.ProcessEnv = process.env,
@@ -78,8 +86,13 @@ export async function hostCommand(sub: string | undefined, values: Record<string
   const r = roots(env);
   if (sub === 'devices') {
     const devs = await listPciDevices(r);
-    if (values.json) print(JSON.stringify(devs, null, 2));
-    else print(devs.length ? table([['ADDRESS', 'CLASS', 'DEVICE', 'DRIVER', 'IOMMU GROUP', 'RESET', 'SR-IOV', 'NOTES'], ...devs.map(pciRow)]) : `no PCI devices under ${r.sysRoot}/bus/pci/devices`);
+    // Read straight from sysfs: which VMs name a device is the core's to say (hostDevices, the Host page).
+    const viability = viabilityMap(devs);
+    if (values.json) print(JSON.stringify(devs.map((d) => ({ ...d, viability: viability[d.address] })), null, 2));
+    else {
+      print(devs.length ? table([['ADDRESS', 'CLASS', 'DEVICE', 'DRIVER', 'IOMMU GROUP', 'RESET', 'SR-IOV', 'ASSIGNABLE', 'NOTES'], ...devs.map((d) => pciRow(d, viability[d.address]))])
+        : `no PCI devices under ${r.sysRoot}/bus/pci/devices`);
+    }
     return 0;
   }
   if (sub === 'usb') {
