@@ -11,6 +11,8 @@ const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name
 const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
 const deviceId = z.string().min(1, 'a device id is required').max(64, 'a device id is at most 64 characters');
 const pciAddress = z.string().regex(PCI_ADDRESS_RE, 'a PCI address looks like 0000:03:00.0');
+const mdevType = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name, e.g. nvidia-222');
+const mdevUuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex');
 const plainObject = z.record(z.string(), z.unknown());
 
 const none = z.tuple([]);
@@ -88,8 +90,8 @@ export const apiArgSchemas = {
     mac: macSchema.optional(),
     vlan: z.number().int().min(0).max(4095).optional(),
   })]),
-  createMdev: z.tuple([pciAddress, z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name, e.g. nvidia-222')]),
-  removeMdev: z.tuple([z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex')]),
+  createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
+  removeMdev: z.tuple([mdevUuid]),
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

@@ -260,8 +260,8 @@ export interface CoreApi {
   setSriovVfs(pf: string, count: number): Promise<HostChangeResult>;
   /** Sets VF number vf of a PF's network interface: MAC and/or VLAN (0 = none), by ip link. */
   setVfConfig(pf: string, vf: number, cfg: { mac?: string; vlan?: number }): Promise<HostChangeResult>;
-  /** Creates an mdev instance of a type on a parent device; the result holds its UUID. */
-  createMdev(parent: string, type: string): Promise<HostChangeResult>;
+  /** Creates an mdev instance of a type on a parent device (with the UUID a VM names, else a new one); the result holds its UUID. */
+  createMdev(parent: string, type: string, uuid?: string): Promise<HostChangeResult>;
   /** Removes an mdev instance. Refused while a running VM has it. */
   removeMdev(uuid: string): Promise<HostChangeResult>;
   daemonStatus(): Promise<DaemonStatus>;

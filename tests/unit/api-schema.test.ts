@@ -52,6 +52,8 @@ test('host device changes: addresses, counts, MACs and UUIDs are checked at the 
   refused('setVfConfig', ['0000:03:00.0', 0, { vlan: 4096 }], /argument 2\.vlan/);
   refused('setVfConfig', ['0000:03:00.0', 0, { mtu: 9000 }], /argument 2/);
   refused('createMdev', ['0000:04:00.0', '../create'], /mdev type/);
+  checkApiArgs('createMdev', ['0000:04:00.0', 'nvidia-222', '4b20d080-1b54-4048-85b3-a6a62d165c01']);
+  refused('createMdev', ['0000:04:00.0', 'nvidia-222', 'not-a-uuid'], /mdev UUID/);
   refused('removeMdev', ['4B20D080-1B54-4048-85B3-A6A62D165C01'], /mdev UUID/);
 });
 

@@ -105,6 +105,10 @@ describe('changes that would take a device from a running guest are refused', ()
     const r = await ops.createMdev(roots, '0000:04:00.0', 'nvidia-223');
     assert.match(r.uuid ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     assert.equal(readFileSync(join(fx.sysRoot, 'bus/pci/devices/0000:04:00.0/mdev_supported_types/nvidia-223/create'), 'utf8').trim(), r.uuid);
+    // The UUID a VM definition names (so `hangar host mdev create PARENT TYPE UUID` makes it again); not one that exists.
+    const named = '11111111-2222-4333-8444-555555555555';
+    assert.equal((await ops.createMdev(roots, '0000:04:00.0', 'nvidia-222', named)).uuid, named);
+    await assert.rejects(ops.createMdev(roots, '0000:04:00.0', 'nvidia-222', MDEV), refusedWith(/mdev 4b20d080.* exists already/, 'already-exists'));
   });
 
   test('VF MAC/VLAN: a VF that does not exist is refused; ip link\'s own failure is reported', async () => {

@@ -52,7 +52,7 @@ export const HOST_USAGE = `Usage:
   hangar host vf PF VF [mac=MAC] [vlan=ID]
                                     set a VF's MAC address and VLAN (0 = none) on the PF's interface
   hangar host mdev list             mediated device instances (vGPU slices ...)
-  hangar host mdev create PARENT TYPE | remove UUID
+  hangar host mdev create PARENT TYPE [UUID] | remove UUID
   Changes need root: Hangar runs them as root, by sudo -n or pkexec, or prints the exact commands.
   (HANGAR_SYSFS_ROOT and HANGAR_PROCFS_ROOT read another sysfs/procfs tree, e.g. a test fixture)
 `;
@@ -142,10 +142,10 @@ export async function hostCommand(sub: string | undefined, values: Record<string
       return 0;
     }
     if (verb === 'create') {
-      const [parent, type] = need(rest, 2, 'hangar host mdev create PARENT TYPE');
+      const [parent, type, wanted] = need(rest, rest.length === 3 ? 3 : 2, 'hangar host mdev create PARENT TYPE [UUID]');
       let uuid = '';
       const code = await change(print, async () => {
-        const res = await withCore((api) => api.createMdev(parent!, type!));
+        const res = await withCore((api) => (wanted ? api.createMdev(parent!, type!, wanted) : api.createMdev(parent!, type!)));
         uuid = res.uuid ?? '';
         return res;
       }, `mdev of type ${type} created on ${parent}`);

@@ -42,7 +42,7 @@ Host:
                                      what PCI passthrough still needs
   host bind | release ADDR           a PCI device (and its IOMMU group) to vfio-pci, or back to the host
   host sriov PF COUNT                set an SR-IOV PF's number of VFs; host vf PF VF mac=.. vlan=..
-  host mdev list | create PARENT TYPE | remove UUID
+  host mdev list | create PARENT TYPE [UUID] | remove UUID
                                      mediated devices (vGPU slices); see hangar host --help
 Console:
   console NAME [--grace S] [--no-replay]

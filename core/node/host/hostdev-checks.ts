@@ -36,7 +36,6 @@ export interface HostDevicePlan {
 }
 
 const MiB = 1024 * 1024;
-/** Beyond guest RAM, VFIO also pins ROMs, MMIO-backed regions and QEMU's own DMA buffers. */
 
 function mib(bytes: number): string {
   return bytes >= MiB ? `${Math.round((bytes / MiB) * 10) / 10} MiB` : `${Math.round(bytes / 1024)} KiB`;

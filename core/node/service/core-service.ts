@@ -520,8 +520,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return hostOps.setVfConfig(this.hostRoots, pf, vf, cfg);
   }
 
-  createMdev(parent: string, type: string): Promise<HostChangeResult> {
-    return hostOps.createMdev(this.hostRoots, parent, type);
+  createMdev(parent: string, type: string, uuid?: string): Promise<HostChangeResult> {
+    return hostOps.createMdev(this.hostRoots, parent, type, uuid);
   }
 
   removeMdev(uuid: string): Promise<HostChangeResult> {

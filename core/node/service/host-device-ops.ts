@@ -129,9 +129,12 @@ export async function setVfConfig(roots: HostRoots, pf: string, vf: number, cfg:
   return runHostChange('vf-config', args, { sysRoot: roots.sysRoot });
 }
 
-export async function createMdev(roots: HostRoots, parent: string, type: string): Promise<HostChangeResult> {
+export async function createMdev(roots: HostRoots, parent: string, type: string, wanted?: string): Promise<HostChangeResult> {
   findPci(await listPciDevices(roots), parent);
-  const uuid = randomUUID();
+  const uuid = wanted ?? randomUUID();
+  if ((await listMdevInstances(roots.sysRoot)).some((m) => m.uuid === uuid)) {
+    throw new HangarError('already-exists', `mdev ${uuid} exists already`, 'use it as it is, or remove it first (hangar host mdev remove UUID)');
+  }
   return { ...(await runHostChange('create-mdev', [parent, type, uuid], { sysRoot: roots.sysRoot })), uuid };
 }
 
