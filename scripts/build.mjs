@@ -1,5 +1,6 @@
 // Bundles the CLI + core into one file so `hangar` starts in tens of milliseconds, then builds
-// the renderer (Vite, into dist/renderer) and the Electron entry points (dist/electron).
+// the renderer (Vite, into dist/renderer), the Electron entry points (dist/electron) and the
+// privileged host helper (dist/hangar-host-helper.mjs).
 import { build } from 'esbuild';
 import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -23,6 +24,8 @@ await build({
   logLevel: 'warning',
   banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
 });
+
+await (await import('./build-helper.mjs')).buildHostHelper();
 
 for (const part of ['build-renderer.mjs', 'build-electron.mjs']) {
   const script = join(root, 'scripts', part);

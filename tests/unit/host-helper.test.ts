@@ -16,6 +16,8 @@ import { PciIds } from '../../core/node/host/pci-ids.ts';
 import { hostHelperPath, privilegeMode, runHostChange } from '../../core/node/host/privileged.ts';
 import type { ExecResult } from '../../core/node/host/privileged.ts';
 import { shellCommands } from '../../core/node/host/sysfs-plans.ts';
+// @ts-expect-error: a build script in plain JS, without type declarations
+import { buildHostHelper } from '../../scripts/build-helper.mjs';
 import type { HostOp } from '../../core/node/host/sysfs-plans.ts';
 import { FakeKernel, copyFixture, snapshotTree } from '../helpers/fake-sysfs-kernel.ts';
 import type { FixtureCopy } from '../helpers/fake-sysfs-kernel.ts';
@@ -379,6 +381,26 @@ describe('host helper', () => {
       await assert.rejects(runHostChange('set-numvfs', ['0000:03:00.0', '99'], opts), /sriov_totalvfs = 8/);
       await assert.rejects(runHostChange('bind-vfio', ['0000:00:02.0'], opts), /boot VGA/);
     });
+  });
+
+  it('the helper is found in a checkout (bin/) and in a packaged app (the bundle in dist/); the bundle runs', async () => {
+    const root = join(import.meta.dirname, '../..');
+    assert.equal(hostHelperPath({}, join(root, 'core/node/host')), join(root, 'bin/hangar-host-helper.mjs'));
+    assert.equal(hostHelperPath({ HANGAR_HOST_HELPER: '/opt/h.mjs' }), '/opt/h.mjs');
+    // A packaged app: app.asar holds dist/ only; the core host runs from dist/electron.
+    const app = join(fx.dir, 'app');
+    await mkdir(join(app, 'dist/electron'), { recursive: true });
+    assert.throws(() => hostHelperPath({}, join(app, 'dist/electron')), /host helper \(hangar-host-helper\.mjs\) is not installed/);
+    await buildHostHelper(join(app, 'dist/hangar-host-helper.mjs'));
+    assert.equal(hostHelperPath({}, join(app, 'dist/electron')), join(app, 'dist/hangar-host-helper.mjs'));
+    // The bundle is the same helper: plans, validates, writes, prints the commands.
+    const r = await run(process.execPath, [join(app, 'dist/hangar-host-helper.mjs'), '--sys-root', fx.sysRoot, 'set-numvfs', '0000:03:00.0', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { commands: string[] }).commands.map((c) => c.replace(fx.sysRoot, 'SYS')), [
+      'echo 0 > SYS/bus/pci/devices/0000:03:00.0/sriov_numvfs', 'echo 2 > SYS/bus/pci/devices/0000:03:00.0/sriov_numvfs']);
+    const bad = await run(process.execPath, [join(app, 'dist/hangar-host-helper.mjs'), '--sys-root', fx.sysRoot, 'set-numvfs', '0000:03:00.0', '9']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /sriov_totalvfs|at most 8/);
   });
 
   it('privilegeMode: root, then sudo -n, then pkexec only with a display', async () => {

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, join, sep } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { ErrorPayload } from '../../common/errors.ts';
 import type { HostChangeResult } from '../../common/host-devices.ts';
@@ -68,8 +68,9 @@ export async function privilegeMode(opts: PrivilegeProbe = {}): Promise<Privileg
   const env = opts.env ?? process.env;
   if ((opts.uid ?? process.getuid?.() ?? -1) === 0) return 'root';
   // Passwordless sudo for everything, or a sudoers rule for just the helper (sudo -l COMMAND).
+  const helper = (() => { try { return hostHelperPath(env); } catch { return undefined; } })();
   const sudoWorks = opts.sudoWorks ?? (async () => (await execCapture('sudo', ['-n', 'true'], 5_000)).code === 0 ||
-    (await execCapture('sudo', ['-n', '-l', ...nodeCommand(), hostHelperPath(env)], 5_000)).code === 0);
+    (helper !== undefined && (await execCapture('sudo', ['-n', '-l', ...nodeCommand(), helper], 5_000)).code === 0));
   if (await sudoWorks()) return 'sudo';
   const hasPkexec = opts.hasPkexec ?? (() => onPath('pkexec', env));
   if ((env.DISPLAY || env.WAYLAND_DISPLAY) && (await hasPkexec())) return 'pkexec';
@@ -81,16 +82,23 @@ function nodeCommand(): string[] {
   return process.versions.electron ? ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath] : [process.execPath];
 }
 
-/** bin/hangar-host-helper.mjs, found from the sources or from a bundle in dist/. */
-export function hostHelperPath(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * The helper to run, nearest first from `from` (where the calling code lives): a bundle in dist/
+ * (or dist/electron) finds dist/hangar-host-helper.mjs, built with it (a packaged app has only
+ * dist/); the sources find bin/hangar-host-helper.mjs (which picks the fresher of bundle and sources).
+ */
+export function hostHelperPath(env: NodeJS.ProcessEnv = process.env, from: string = import.meta.dirname): string {
   if (env.HANGAR_HOST_HELPER) return env.HANGAR_HOST_HELPER;
-  let dir = import.meta.dirname;
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, 'bin', 'hangar-host-helper.mjs');
-    if (existsSync(p)) return p;
+  const found: string[] = [];
+  let dir = from;
+  for (let i = 0; i < 6; i++) {
+    for (const p of [join(dir, 'bin', 'hangar-host-helper.mjs'), join(dir, 'dist', 'hangar-host-helper.mjs'), join(dir, 'hangar-host-helper.mjs')]) {
+      if (existsSync(p)) found.push(p);
+    }
+    if (found.length) return found.find((p) => p.includes(`${sep}bin${sep}`)) ?? found[0]!; // both in one folder: bin/
     dir = dirname(dir);
   }
-  return join(import.meta.dirname, '../../../bin/hangar-host-helper.mjs');
+  throw new HangarError('internal', `the host helper (hangar-host-helper.mjs) is not installed next to ${from}`, 'reinstall Hangar, or rebuild it (node scripts/build.mjs)');
 }
 
 function asError(r: ExecResult, what: string, commands: string[]): HangarError {
