@@ -34,6 +34,7 @@ import { startQsd, stopAllQsd } from './storage-daemon.ts';
 import { requireVirtiofsd, startVirtiofsd, stopAllVirtiofsd } from './virtiofsd.ts';
 import { checkDeviceBackends } from '../host/device-checks.ts';
 import { checkHostDevices, readMemlock } from '../host/hostdev-checks.ts';
+import { checkUsbHostDevices } from '../host/usb-host-checks.ts';
 import type { HostAssignment } from '../../common/host-devices.ts';
 import { hostRootsFromEnv } from './host-device-ops.ts';
 import { bindForStart, releaseAfterStop } from './vfio-session.ts';
@@ -240,6 +241,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         const vfio = def.hostPci.length || def.mdevs.length
           ? await checkHostDevices(def, { ...roots, assignments: this.deps.assignments?.() ?? [], memlock: await readMemlock(roots.procRoot) })
           : null;
+        // Host USB devices: one that is absent is a note (QEMU attaches it later); one this user cannot open is refused.
+        for (const n of await checkUsbHostDevices(def, { sysRoot: roots.sysRoot, devRoot: roots.devRoot })) {
+          notes.push(n);
+          await this.logEvent(n);
+        }
         ensurePrivateDir(this.paths.dir);
         await this.removeRuntimeFiles();
         if (vfio) {
