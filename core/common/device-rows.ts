@@ -48,7 +48,8 @@ function mdevDetail(m: MdevDefinition): string {
   return [m.uuid, m.parent ? `parent ${m.parent}` : '', m.type ? `type ${m.type}` : ''].filter(Boolean).join(', ');
 }
 
-function usbHostDetail(u: UsbHostDefinition): string {
+/** A host USB device as a definition picks it: "046d:c52b", "bus 1 port 1.4", or both ("... on ..."). */
+export function usbHostLabel(u: UsbHostDefinition): string {
   const byId = u.vendorId !== undefined && u.productId !== undefined ? `${u.vendorId}:${u.productId}` : '';
   const byPort = u.hostbus !== undefined && u.hostport !== undefined ? `bus ${u.hostbus} port ${u.hostport}` : '';
   return [byId, byPort].filter(Boolean).join(' on ');
@@ -70,7 +71,7 @@ export function deviceRows(d: VmDefinition): DeviceRow[] {
   if (d.watchdog) rows.push({ kind: 'watchdog', id: 'watchdog0', type: d.watchdog.model, mode: modeOf('watchdog', d.watchdog.model), detail: `on expiry: ${d.watchdog.action}` });
   if (d.rng) rows.push({ kind: 'rng', id: 'rng0', type: 'virtio-rng', mode: modeOf('rng', 'virtio-rng'), detail: `/dev/${d.rng.source}` });
   if (d.balloon) rows.push({ kind: 'balloon', id: 'balloon0', type: 'virtio-balloon', mode: modeOf('balloon', 'virtio-balloon'), detail: d.balloon.freePageReporting ? 'free page reporting' : '' });
-  for (const u of d.hostUsb) rows.push({ kind: 'usbhost', id: u.id, type: 'usb-host', mode: modeOf('hostdev', 'usb-host'), detail: usbHostDetail(u) });
+  for (const u of d.hostUsb) rows.push({ kind: 'usbhost', id: u.id, type: 'usb-host', mode: modeOf('hostdev', 'usb-host'), detail: usbHostLabel(u) });
   const usb = d.usb?.model ?? (usesUsb(d) ? 'qemu-xhci' : undefined);
   if (usb) rows.push({ kind: 'usb', id: 'usb0', type: usb, mode: modeOf('usb', usb), detail: d.usb ? '' : 'added for the USB devices' });
   for (const s of d.shares) rows.push({ kind: 'share', id: s.id, type: s.driver, mode: modeOf('share', s.driver), detail: `${s.source} as "${s.tag}"${s.readOnly ? ', read-only' : ''}${s.driver === 'virtiofs' ? ', served by virtiofsd' : ''}` });

@@ -101,6 +101,11 @@ export interface UsbDevice {
   problems: string[];
 }
 
+/** PCI bridges (class 06: host, PCI-PCI, root ports) stay with the host; VFIO lets them share a group. */
+export function isBridge(d: Pick<PciDevice, 'class'>): boolean {
+  return d.class?.classId === '06';
+}
+
 /** A mediated device instance (/sys/bus/mdev/devices/UUID): a slice of a parent device (vGPU ...). */
 export interface MdevInstance {
   uuid: string;

@@ -10,6 +10,7 @@ import { portForwardsOf } from '../../common/model.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
+import { usbHostLabel } from '../../common/device-rows.ts';
 import type { CreateFlags } from './create-args.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
 // so `hangar list` starts fast.
@@ -191,7 +192,7 @@ function showText(v: VmInfo): string {
     for (const sh of d.shares) lines.push(`Share ${sh.id}: ${sh.source} as "${sh.tag}" (virtio-9p, ${sh.securityModel}${sh.readOnly ? ', read-only' : ''})`);
     for (const p of d.hostPci) lines.push(`Host PCI ${p.id}: ${p.address} (vfio-pci${p.managed ? ', bound at start' : ', must already be on vfio-pci'}${p.rom ? '' : ', ROM hidden'})`);
     for (const m of d.mdevs) lines.push(`Mdev ${m.id}:  ${m.uuid}${m.parent ? ` on ${m.parent}` : ''}${m.type ? ` (${m.type})` : ''}`);
-    for (const u of d.hostUsb) lines.push(`Host USB ${u.id}: ${u.vendorId && u.productId ? `${u.vendorId}:${u.productId}` : ''}${u.hostbus !== undefined ? `${u.vendorId ? ' ' : ''}bus ${u.hostbus} port ${u.hostport}` : ''}`);
+    for (const u of d.hostUsb) lines.push(`Host USB ${u.id}: ${usbHostLabel(u)}`);
     for (const c of passthroughConsequences(d)) lines.push(`Consequence: ${c}`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }

@@ -2,6 +2,7 @@
 // Pure rules over what pci-devices.ts read: VFIO hands out whole IOMMU groups, so one device's
 // answer depends on its peers, on the host's own use of them and on other VMs' definitions.
 
+import { isBridge } from '../../common/host-devices.ts';
 import type { GroupMemberPlan, HostAssignment, PciDevice, PciViability } from '../../common/host-devices.ts';
 
 export interface ViabilityOptions {
@@ -15,10 +16,6 @@ export interface ViabilityOptions {
 
 /** Drivers that may keep a bridge in a group VFIO owns (they declare driver_managed_dma). */
 const BRIDGE_DRIVERS = new Set(['pcieport', 'shpchp']);
-
-export function isBridge(d: PciDevice): boolean {
-  return d.class?.classId === '06';
-}
 
 export function deviceLabel(d: PciDevice): string {
   const vendor = d.vendorName ?? (d.vendorId ? `vendor ${d.vendorId}` : undefined);

@@ -6,7 +6,8 @@ import { HangarError } from '../../common/errors.ts';
 import type { PciDevice } from '../../common/host-devices.ts';
 import { PCI_ADDRESS_RE } from '../../common/model.ts';
 import { shellQuote } from '../../common/shell.ts';
-import { isBridge, pciViability } from './passthrough-rules.ts';
+import { isBridge } from '../../common/host-devices.ts';
+import { pciViability } from './passthrough-rules.ts';
 
 export type HostOp =
   | { op: 'write'; /** Relative to the sysfs root, e.g. bus/pci/devices/0000:01:00.0/driver_override. */ path: string; value: string }

@@ -7,6 +7,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { UsbDevice } from '../../common/host-devices.ts';
+import { usbHostLabel } from '../../common/device-rows.ts';
 import type { UsbHostDefinition, VmDefinition } from '../../common/model.ts';
 import { listUsbDevices } from './usb-devices.ts';
 
@@ -30,12 +31,6 @@ export function matchingUsbDevices(u: UsbHostDefinition, devices: readonly UsbDe
     && (u.hostbus === undefined || d.busnum === u.hostbus) && (u.hostport === undefined || d.portPath === u.hostport));
 }
 
-function describe(u: UsbHostDefinition): string {
-  const ids = u.vendorId && u.productId ? `${u.vendorId}:${u.productId}` : '';
-  const port = u.hostbus !== undefined ? `bus ${u.hostbus} port ${u.hostport}` : '';
-  return [ids, port].filter(Boolean).join(' on ');
-}
-
 /** Returns notes for the VM's log (devices not plugged in); throws for a device QEMU could not open. */
 export async function checkUsbHostDevices(def: VmDefinition, opts: UsbHostCheckOptions = {}): Promise<string[]> {
   if (def.hostUsb.length === 0) return [];
@@ -45,7 +40,7 @@ export async function checkUsbHostDevices(def: VmDefinition, opts: UsbHostCheckO
   for (const u of def.hostUsb) {
     const found = matchingUsbDevices(u, devices);
     if (found.length === 0) {
-      notes.push(`USB host device ${u.id} (${describe(u)}) is not plugged in: the guest gets it when it appears`);
+      notes.push(`USB host device ${u.id} (${usbHostLabel(u)}) is not plugged in: the guest gets it when it appears`);
       continue;
     }
     if (uid === 0) continue;
@@ -54,7 +49,7 @@ export async function checkUsbHostDevices(def: VmDefinition, opts: UsbHostCheckO
       const node = join(opts.devRoot ?? '/dev', 'bus/usb', String(d.busnum).padStart(3, '0'), String(d.devnum).padStart(3, '0'));
       if (!(await (opts.canOpen ?? accessRw)(node))) {
         const rule = `SUBSYSTEM=="usb", ATTRS{idVendor}=="${d.vendorId}", ATTRS{idProduct}=="${d.productId}", MODE="0660", TAG+="uaccess"`;
-        throw new HangarError('permission', `cannot start VM "${def.name}": USB host device ${u.id} (${describe(u)}) is ${node}, which this user cannot open, so QEMU would leave it out`,
+        throw new HangarError('permission', `cannot start VM "${def.name}": USB host device ${u.id} (${usbHostLabel(u)}) is ${node}, which this user cannot open, so QEMU would leave it out`,
           `as root, add a udev rule: echo '${rule}' > /etc/udev/rules.d/70-hangar-usb.rules && udevadm control --reload && udevadm trigger (then replug the device)`,
           { commands: [`echo '${rule}' > /etc/udev/rules.d/70-hangar-usb.rules`, 'udevadm control --reload', 'udevadm trigger'] });
       }

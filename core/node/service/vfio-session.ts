@@ -5,6 +5,7 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../../common/errors.ts';
+import { isBridge } from '../../common/host-devices.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { checkVfioGroupNodes } from '../host/hostdev-checks.ts';
 import { listPciDevices } from '../host/pci-devices.ts';
@@ -29,7 +30,7 @@ export async function bindForStart(plan: { bind: string[]; groups: number[] }, r
       const dev = devices.find((d) => d.address === addr);
       for (const m of [addr, ...(dev?.iommuGroupPeers ?? [])]) {
         const member = devices.find((d) => d.address === m);
-        if (member && member.driver !== 'vfio-pci' && member.class?.classId !== '06') moved.add(m);
+        if (member && member.driver !== 'vfio-pci' && !isBridge(member)) moved.add(m);
       }
     }
     const record: BoundRecord = { sysRoot: roots.sysRoot, addresses: [...moved] };

@@ -1,9 +1,9 @@
 // What each section of the Devices tab shows: its columns and, per device, the cells as text.
 // Pure TS (the table component only renders it), built from the definition and device-rows.
 import type { DeviceKindName } from '../../../core/common/api.ts';
-import { deviceRows } from '../../../core/common/device-rows.ts';
+import { deviceRows, usbHostLabel } from '../../../core/common/device-rows.ts';
 import type { DeviceRow } from '../../../core/common/device-rows.ts';
-import type { NetworkDefinition, VmDefinition } from '../../../core/common/model.ts';
+import type { NetworkDefinition, UsbHostDefinition, VmDefinition } from '../../../core/common/model.ts';
 import { portForwardsOf } from '../../../core/common/model.ts';
 import { devicesOf, isHostKind, kindText, singletonIds } from './device-kinds.ts';
 import type { SingletonKind } from './device-kinds.ts';
@@ -39,10 +39,7 @@ export function portForwardLines(n: NetworkDefinition): string[] {
 export function hostDeviceName(kind: DeviceKindName, d: Record<string, unknown>): string {
   if (kind === 'hostpci') return String(d.address ?? '');
   if (kind === 'mdev') return String(d.uuid ?? '');
-  if (kind === 'usbhost') {
-    if (d.vendorId !== undefined && d.productId !== undefined) return `${String(d.vendorId)}:${String(d.productId)}`;
-    if (d.hostbus !== undefined && d.hostport !== undefined) return `bus ${String(d.hostbus)} port ${String(d.hostport)}`;
-  }
+  if (kind === 'usbhost') return usbHostLabel(d as UsbHostDefinition);
   return '';
 }
 

@@ -6,7 +6,8 @@
 import type { GroupMemberPlan, HostDeviceReport, MemlockInfo, PciDevice, PciViability, UsbDevice } from '../../../core/common/host-devices.ts';
 import type { VmDefinition } from '../../../core/common/model.ts';
 import { MEMLOCK_HEADROOM_MIB, memlockFits, pinnedBytes } from '../../../core/common/passthrough-consequences.ts';
-import { assignmentsOf, classText, driverText, isBridge, pciName, usbNames, vfLabel } from '../host/host-report.ts';
+import { isBridge } from '../../../core/common/host-devices.ts';
+import { assignmentsOf, classText, driverText, pciName, usbNames, vfLabel } from '../host/host-report.ts';
 import { formatBytes } from '../util/format.ts';
 
 export interface PciPickerOption {

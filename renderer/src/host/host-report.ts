@@ -65,11 +65,6 @@ export function classText(d: Pick<PciDevice, 'class'>): string {
   return c.subclassName ?? c.className ?? `class ${c.code}`;
 }
 
-/** Bridges and root ports: they stay with the host, never assigned. */
-export function isBridge(d: Pick<PciDevice, 'class'>): boolean {
-  return d.class?.classId === '06';
-}
-
 export function resetText(d: Pick<PciDevice, 'reset'>): string {
   const r = d.reset;
   if (!r) return 'unknown';

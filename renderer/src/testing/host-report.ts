@@ -5,6 +5,7 @@
 // mdev types and one instance, a device whose group link is broken, and USB devices. The
 // viability is computed here the way the core does it (simplified), so the fake core can change
 // drivers and VFs and answer consistently. Not bundled.
+import { isBridge } from '../../../core/common/host-devices.ts';
 import type { GroupMemberPlan, HostDeviceReport, PciDevice, PciViability } from '../../../core/common/host-devices.ts';
 
 const MiB = 1024 ** 2;
@@ -68,7 +69,6 @@ function samplePci(numVfs: number): PciDevice[] {
   ];
 }
 
-const isBridge = (d: PciDevice): boolean => d.class?.classId === '06';
 
 function memberPlan(d: PciDevice): GroupMemberPlan {
   const name = `${d.vendorName ?? 'unknown vendor'} ${d.deviceName ?? 'unknown device'}`;
