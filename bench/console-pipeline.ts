@@ -74,7 +74,7 @@ export async function benchConsolePipeline(): Promise<void> {
     await con.attach();
     const web = await startWebServer({
       staticDir: page, port: 0,
-      endpoint: { serveRpc: (l) => l.close(), serveConsole: (link, _vm, opts) => serveConsoleOn(link, con, 'bench', opts) },
+      endpoint: { serveRpc: (l) => l.close(), serveConsole: (link, _vm, opts) => serveConsoleOn(link, con, 'bench', opts), serveDisplay: (l) => l.close() },
     });
     const browser = await launchChromium();
     try {

@@ -20,6 +20,9 @@ export function parseHostMessage(data: unknown): CoreHostMessage | null {
     case 'console':
       if (typeof d.vm !== 'string' || d.vm.length === 0 || d.vm.length > 200 || typeof d.replay !== 'boolean') return null;
       return { kind: 'console', vm: d.vm, replay: d.replay };
+    case 'display':
+      if (typeof d.vm !== 'string' || d.vm.length === 0 || d.vm.length > 200) return null;
+      return { kind: 'display', vm: d.vm };
     default: return null;
   }
 }
@@ -45,6 +48,7 @@ export function serveParentPort(parent: ParentPortLike, endpoint: CoreEndpoint, 
     }
     try {
       if (msg.kind === 'rpc') endpoint.serveRpc(rpcLinkFromPort(port));
+      else if (msg.kind === 'display') endpoint.serveDisplay(consoleLinkFromPort(port), msg.vm);
       else endpoint.serveConsole(consoleLinkFromPort(port), msg.vm, { replay: msg.replay });
     } catch (err) {
       opts.log(`serving a ${msg.kind} channel failed: ${String(err)}`);

@@ -5,7 +5,7 @@
 import type { ChannelLike, MessagePortLike, UtilityProcessLike } from './electron-api.ts';
 
 /** What a window (or main) asks for. */
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean };
+export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
 
 /**
  * Main -> core host messages (process.parentPort in the utility process). Port requests carry
@@ -123,9 +123,10 @@ export class CoreHostSupervisor {
    */
   open(request: PortRequest): MessagePortLike {
     const { port1, port2 } = this.deps.createChannel();
-    const message: PortRequest = request.kind === 'rpc'
-      ? { kind: 'rpc' }
-      : { kind: 'console', vm: request.vm, replay: request.replay };
+    // A clean copy: only the fields each kind has cross to the core host.
+    const message: PortRequest = request.kind === 'rpc' ? { kind: 'rpc' }
+      : request.kind === 'display' ? { kind: 'display', vm: request.vm }
+        : { kind: 'console', vm: request.vm, replay: request.replay };
     if (this.stopping) {
       port1.close();
     } else if (this.child && this.alive) {

@@ -19,6 +19,7 @@ const requestId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
 export const openPortSchema = z.discriminatedUnion('kind', [
   z.strictObject({ id: requestId, kind: z.literal('rpc') }),
   z.strictObject({ id: requestId, kind: z.literal('console'), vm: z.string().min(1).max(200), replay: z.boolean() }),
+  z.strictObject({ id: requestId, kind: z.literal('display'), vm: z.string().min(1).max(200) }),
 ]);
 export type OpenPortPayload = z.infer<typeof openPortSchema>;
 

@@ -4,7 +4,7 @@
 // Everything is validated here before it reaches main (which validates again).
 // Runs in the sandboxed preload: no Node APIs, no imports beyond Electron's renderer modules.
 
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean };
+export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
 
 export interface HangarBridge {
   /**
@@ -48,6 +48,12 @@ export function checkPortRequest(request: unknown): PortRequest {
   if (!request || typeof request !== 'object') throw new TypeError('requestPort: expected an object');
   const r = request as Record<string, unknown>;
   if (r.kind === 'rpc') return { kind: 'rpc' };
+  if (r.kind === 'display') {
+    if (typeof r.vm !== 'string' || r.vm.length === 0 || r.vm.length > MAX_VM_LENGTH) {
+      throw new TypeError(`requestPort: vm must be a non-empty string of at most ${MAX_VM_LENGTH} characters`);
+    }
+    return { kind: 'display', vm: r.vm };
+  }
   if (r.kind === 'console') {
     if (typeof r.vm !== 'string' || r.vm.length === 0 || r.vm.length > MAX_VM_LENGTH) {
       throw new TypeError(`requestPort: vm must be a non-empty string of at most ${MAX_VM_LENGTH} characters`);
@@ -55,7 +61,7 @@ export function checkPortRequest(request: unknown): PortRequest {
     if (typeof r.replay !== 'boolean') throw new TypeError('requestPort: replay must be a boolean');
     return { kind: 'console', vm: r.vm, replay: r.replay };
   }
-  throw new TypeError('requestPort: kind must be "rpc" or "console"');
+  throw new TypeError('requestPort: kind must be "rpc", "console" or "display"');
 }
 
 export function checkExternalUrl(url: unknown): string {

@@ -80,6 +80,8 @@ export const apiArgSchemas = {
   resume: refOnly,
   delete: z.union([refOnly, z.tuple([ref, z.strictObject({ deleteDisks: z.boolean().optional() }).optional()])]),
   commandLine: refOnly,
+  screenshot: refOnly,
+  sendKeys: z.tuple([ref, z.array(z.string().regex(/^[a-z0-9_]{1,20}$/, 'a QEMU key name (qcode) such as ctrl, alt, delete, f1')).min(1).max(8)]),
   serialLog: z.union([refOnly, z.tuple([ref, z.number().int().positive().max(256 * 1024 * 1024).optional()])]),
   doctor: none,
   hostDevices: none,

@@ -203,6 +203,14 @@ export interface DaemonStatus {
   rssBytes: number;
 }
 
+export interface Screenshot {
+  pngBase64: string;
+  width: number;
+  height: number;
+  /** ISO time the screen was taken. */
+  takenAt: string;
+}
+
 /** Methods the core serves. `ref` is a VM name or id. */
 export interface CoreApi {
   list(): Promise<VmSummary[]>;
@@ -234,6 +242,10 @@ export interface CoreApi {
   delete(ref: string, opts?: DeleteOptions): Promise<{ deletedFiles: string[]; keptFiles: string[] }>;
   /** The QEMU command line: what the running QEMU was started with, else what a start would run. */
   commandLine(ref: string): Promise<string[]>;
+  /** The running VM's screen as a PNG (QMP screendump), base64, with its size in pixels. */
+  screenshot(ref: string): Promise<Screenshot>;
+  /** Presses keys together on the running VM's keyboard (QMP send-key, qcodes such as ctrl, alt, delete, f1). */
+  sendKeys(ref: string, keys: string[]): Promise<void>;
   /** Serial output captured so far (log files, oldest first), base64. */
   serialLog(ref: string, maxBytes?: number): Promise<string>;
   doctor(): Promise<DoctorCheckInfo[]>;
@@ -278,6 +290,6 @@ export interface CoreEvents {
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
-  'delete', 'commandLine', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
+  'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

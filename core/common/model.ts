@@ -215,12 +215,21 @@ export const inputSchema = z.looseObject({
   bus: z.enum(inputBuses).default('usb'),
 });
 
+export const displayTypes = ['vnc', 'none'] as const;
+
 /** vga = the standard VGA (Bochs VBE) any OS drives; virtio-gpu needs a guest driver; qxl for SPICE guests; bochs = display-only, no legacy VGA. */
 export const videoModels = ['none', 'vga', 'virtio-gpu', 'qxl', 'bochs'] as const;
 export const videoSchema = z.looseObject({
   model: z.enum(videoModels).default('none'),
   /** Video memory in MiB (vga, qxl, bochs). */
   vramMiB: z.number().int().min(1).max(512).optional(),
+  /**
+   * How the screen is shown: vnc = QEMU's VNC server on a unix socket in the VM's private runtime
+   * dir, carried to the app's Display tab (and `hangar display`) by the core; none = no viewer.
+   */
+  display: z.enum(displayTypes).default('vnc'),
+  /** Host <-> guest clipboard over QEMU's qemu-vdagent on com.redhat.spice.0 (the guest runs spice-vdagent). */
+  clipboard: z.boolean().default(false),
 });
 
 /** hda = Intel HD Audio (ICH6 on pc, ICH9 on q35) with a duplex codec; ac97 for old guests. */
@@ -354,7 +363,7 @@ export const vmDefinitionSchema = z.looseObject({
   rng: rngSchema.optional(),
   balloon: balloonSchema.optional(),
   inputs: z.array(inputSchema).default([]),
-  video: videoSchema.default({ model: 'none' }),
+  video: videoSchema.default({ model: 'none', display: 'vnc', clipboard: false }),
   sound: soundSchema.optional(),
   watchdog: watchdogSchema.optional(),
   /** Added on its own when a USB device needs one. */

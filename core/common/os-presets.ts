@@ -5,6 +5,7 @@ import type { OsEntry } from './os-types.ts';
 export type PresetDiskBus = 'virtio-blk' | 'sata';
 export type PresetNicModel = 'virtio-net' | 'e1000';
 export type PresetFirmware = 'bios' | 'uefi' | 'uefi-secure';
+export type PresetVideo = 'virtio-gpu' | 'vga';
 
 export interface OsPreset {
   osId: string;
@@ -15,6 +16,8 @@ export interface OsPreset {
   nicModel: PresetNicModel;
   firmware: PresetFirmware;
   tpm: boolean;
+  /** virtio-vga where the OS has a virtio-gpu driver (resizable screen), else the standard VGA every OS drives. */
+  video: PresetVideo;
   /** Why each non-obvious choice was made, for the wizard to show. */
   notes: string[];
 }
@@ -38,6 +41,11 @@ function prefersUefi(os: OsEntry): boolean {
   if (os.generic) return true;
   const v = Number.parseFloat(os.version ?? '');
   return os.firmware.efi === true || (Number.isFinite(v) && v >= 6.2);
+}
+
+/** osinfo-db lists virtio-gpu (1af4:1050) for the OSes that drive it. */
+export function videoFor(os: Pick<OsEntry, 'virtio'> | undefined): PresetVideo {
+  return os?.virtio.gpu ? 'virtio-gpu' : 'vga';
 }
 
 export function presetFor(os: OsEntry): OsPreset {
@@ -65,5 +73,5 @@ export function presetFor(os: OsEntry): OsPreset {
   } else {
     firmware = 'bios';
   }
-  return { osId: os.id, memoryMiB, vcpus, diskBytes, diskBus, nicModel, firmware, tpm, notes };
+  return { osId: os.id, memoryMiB, vcpus, diskBytes, diskBus, nicModel, firmware, tpm, video: videoFor(os), notes };
 }

@@ -76,6 +76,16 @@ export function decodeConsoleControl(text: string): ConsoleControl | null {
   }
 }
 
+/**
+ * A display channel carries RFB (VNC) bytes between one viewer and the VM's VNC server, each
+ * viewer on its own connection to QEMU (shared session: QEMU serves all of them). The messages
+ * are a console channel's: one ready/error control first, binary RFB both ways, acks from the
+ * viewer, an end control before the core closes (never a replay). The window is larger than a
+ * console's: one full 1280x800 update is several MiB before compression.
+ */
+export const DISPLAY_HIGH_WATER = 4 * 1024 * 1024;
+export const DISPLAY_LOW_WATER = 1024 * 1024;
+
 /** A console channel as the UI sees it (raw messages; see ConsoleControl for the protocol). */
 export interface ConsoleLink {
   send(message: string | Uint8Array): void;
@@ -90,8 +100,11 @@ export interface CoreTransport {
   readonly kind: 'electron' | 'browser';
   openRpc(): Promise<RpcLink>;
   openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink>;
+  /** The VM's screen: RFB bytes (see DISPLAY_HIGH_WATER for the protocol). */
+  openDisplay(vm: string): Promise<ConsoleLink>;
 }
 
 /** Browser-mode HTTP paths (WebSocket upgrades). The token travels as ?token=. */
 export const WS_RPC_PATH = '/api/rpc';
 export const WS_CONSOLE_PATH = '/api/console';
+export const WS_DISPLAY_PATH = '/api/display';

@@ -71,6 +71,8 @@ export interface VmRuntimePaths {
   /** The vhost-user socket virtiofsd serves the share at position `shareIndex` on, and its pidfile. */
   virtiofsdSocket(shareIndex: number): string;
   virtiofsdPidfile(shareIndex: number): string;
+  /** QEMU's VNC server (a VM with a display); only the core connects to it. */
+  vncSocket: string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
 }
@@ -101,12 +103,13 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     serialPortSocket: (i) => join(dir, `ttyS${passtIndex(i) + 1}.sock`),
     virtiofsdSocket: (i) => join(dir, `vfs${passtIndex(i)}.sock`),
     virtiofsdPidfile: (i) => join(dir, `vfs${passtIndex(i)}.pid`),
+    vncSocket: join(dir, 'vnc.sock'),
     statusFile: join(dir, 'status.json'),
   };
 }
 
 /** Sockets QEMU itself serves in a VM's runtime dir for channels and extra serial ports (left behind when QEMU is killed). */
-export const QEMU_SERVED_SOCKET_RE = /^(chan\d+|ttyS\d+)\.sock$/;
+export const QEMU_SERVED_SOCKET_RE = /^(chan\d+|ttyS\d+|vnc)\.sock$/;
 
 export function daemonSocketPath(runtime: string): string {
   return join(runtime, 'hangar.sock');

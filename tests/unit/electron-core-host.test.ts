@@ -170,6 +170,7 @@ describe('electron core host: serving ports from main', () => {
     const ep: CoreEndpoint = {
       serveRpc: (link) => { calls.push({ kind: 'rpc', link }); },
       serveConsole: (link, vm, opts) => { calls.push({ kind: 'console', link, vm, replay: opts.replay }); },
+      serveDisplay: (link, vm) => { calls.push({ kind: 'display', link, vm }); },
     };
     return { ep, calls };
   }

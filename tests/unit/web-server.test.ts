@@ -18,6 +18,7 @@ const calls: string[] = [];
 const endpoint: CoreEndpoint = {
   serveRpc: (link) => { calls.push('rpc'); link.onMessage((m) => link.send(`echo:${m}`)); },
   serveConsole: (link, vm, opts) => { calls.push(`console:${vm}:${opts.replay}`); link.send('{"type":"ready","vm":"x"}'); },
+  serveDisplay: (link, vm) => { calls.push(`display:${vm}`); link.send('{"type":"ready","vm":"x"}'); },
 };
 
 interface Res { status: number; body: string; headers: Record<string, string | string[] | undefined> }

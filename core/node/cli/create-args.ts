@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { CreateVmRequest, ImportDiskRequest, NewDiskRequest } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
-import { diskBuses, firmwareTypes } from '../../common/model.ts';
+import { diskBuses, displayTypes, firmwareTypes, videoModels } from '../../common/model.ts';
 import type { DiskBus } from '../../common/model.ts';
 import { imageInfo, parseSize } from '../store/qemu-img.ts';
 
@@ -31,6 +31,10 @@ export interface CreateFlags {
   boot?: string;
   'shutdown-timeout'?: string;
   'no-serial'?: boolean;
+  /** vnc | none: the screen (default: vnc for VMs that boot firmware, none for kernel boot). */
+  display?: string;
+  /** A video model (vga, virtio-gpu, bochs, qxl, none). */
+  video?: string;
   file?: string;
   /** An osinfo short id, a generic id (generic-linux ...), or `auto` (detect from the first --cdrom). */
   os?: string;
@@ -38,6 +42,30 @@ export interface CreateFlags {
   'cloud-init'?: string;
   /** Network boot: NICs first in the firmware boot order (each with its iPXE option ROM). */
   pxe?: boolean;
+}
+
+/**
+ * --display / --video: an explicit choice; without them the core picks (withDisplayDefaults).
+ * --display none alone means headless (no video device); --video MODEL alone shows it over VNC.
+ */
+function applyDisplayFlags(f: CreateFlags, def: Record<string, unknown>): void {
+  if (f.display === undefined && f.video === undefined) return;
+  if (f.display !== undefined && !(displayTypes as readonly string[]).includes(f.display)) {
+    throw new HangarError('invalid-input', `--display ${f.display} is not a display type`, `use one of: ${displayTypes.join(', ')}`);
+  }
+  if (f.video !== undefined && !(videoModels as readonly string[]).includes(f.video)) {
+    throw new HangarError('invalid-input', `--video ${f.video} is not a video model`, `use one of: ${videoModels.join(', ')}`);
+  }
+  // --display vnc alone on a firmware-booting VM is the default: the core picks the OS's video model.
+  if (f.video === undefined && f.display === 'vnc' && def.video === undefined && !(def.boot as { kernel?: unknown } | undefined)?.kernel) return;
+  const prev = (def.video as Record<string, unknown> | undefined) ?? {};
+  const model = f.video ?? (f.display === 'none' ? 'none' : (prev.model as string | undefined) ?? 'vga');
+  def.video = { clipboard: model !== 'none', ...prev, model, display: f.display ?? 'vnc' };
+  const inputs = [...((def.inputs as Array<Record<string, unknown>> | undefined) ?? [])];
+  if (model !== 'none' && f.display !== 'none' && !inputs.some((i) => i.type === 'tablet')) {
+    inputs.push({ id: `input${inputs.length}`, type: 'tablet', bus: 'usb' });
+    def.inputs = inputs;
+  }
 }
 
 /** "PATH,key=val,flag" -> { head: PATH, opts }. A doubled comma is a literal comma (QEMU style). */
@@ -308,6 +336,7 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   for (const n of f.nic ?? []) nics.push(await parseNic(n, nics.length));
   if (nics.length) def.nics = nics;
   if (f['no-serial']) def.serial = { enabled: false };
+  applyDisplayFlags(f, def);
   if (f['cloud-init'] !== undefined) def.cloudInit = await parseCloudInit(f['cloud-init']);
   const req: CreateVmRequest = { definition: def };
   if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);

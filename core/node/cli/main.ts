@@ -45,6 +45,12 @@ Host:
   host sriov PF COUNT                set an SR-IOV PF's number of VFs; host vf PF VF mac=.. vlan=..
   host mdev list | create PARENT TYPE [UUID] | remove UUID
                                      mediated devices (vGPU slices); see hangar host --help
+Display:
+  screenshot NAME FILE.png           save the running VM's screen as a PNG
+  send-key NAME KEYS...              press keys together, e.g. ctrl-alt-delete, ctrl-alt-f2, alt-sysrq
+  display NAME [--listen ADDR:PORT [--allow-remote]]
+                                     the VM's display; --listen serves it to VNC viewers (remote-viewer,
+                                     vncviewer) on a loopback port with a one-time password
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
@@ -112,6 +118,11 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
   --boot disk,cdrom,network          firmware boot order
   --shutdown-timeout SECONDS         ACPI shutdown grace before forcing off (default 60)
   --no-serial                        no serial console
+  --display vnc|none                 the screen: vnc (the Display tab, hangar display) or none
+                                     (headless). Default: vnc for VMs that boot from an ISO, disk or
+                                     network (with a USB tablet and the shared clipboard), none for --kernel
+  --video vga|virtio-gpu|bochs|qxl|none
+                                     the video device (default: virtio-gpu where the OS drives it, else vga)
   --cloud-init user=NAME,password=PW,ssh-key=FILE,hostname=HOST
                                      unattended first boot of a cloud image (each part optional):
                                      a NoCloud seed (user-data/meta-data on a "cidata" CD-ROM, made
@@ -305,7 +316,7 @@ export async function main(argv: string[]): Promise<number> {
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
         'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
-        'no-serial': { type: 'boolean' }, file: { type: 'string' }, os: { type: 'string' },
+        'no-serial': { type: 'boolean' }, display: { type: 'string' }, video: { type: 'string' }, file: { type: 'string' }, os: { type: 'string' },
         'cloud-init': { type: 'string' }, pxe: { type: 'boolean' },
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
@@ -395,6 +406,20 @@ export async function main(argv: string[]): Promise<number> {
         await new Promise((res) => socket.once('close', res));
       }
       return 0;
+    }
+    case 'screenshot': {
+      const { positionals } = parse(rest, {});
+      if (positionals.length !== 2) throw new HangarError('invalid-input', 'screenshot takes a VM and a file', 'hangar screenshot NAME FILE.png');
+      return (await import('./display.ts')).screenshotCommand(positionals[0]!, positionals[1], withCore, print);
+    }
+    case 'send-key': {
+      const { positionals } = parse(rest, {});
+      const [name, ...keys] = positionals;
+      return (await import('./display.ts')).sendKeyCommand(one(name ? [name] : []), keys, withCore, print);
+    }
+    case 'display': {
+      const { values, positionals } = parse(rest, { listen: { type: 'string' }, 'allow-remote': { type: 'boolean' } });
+      return (await import('./display.ts')).displayCommand(one(positionals), values, withCore, print, (m) => process.stderr.write(`${m}\n`));
     }
     case 'doctor': {
       const { values } = parse(rest, {});

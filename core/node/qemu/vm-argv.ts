@@ -20,7 +20,8 @@ import { soundParts } from './devices/sound.ts';
 import { usbParts } from './devices/usb.ts';
 import { videoParts } from './devices/video.ts';
 import { watchdogParts } from './devices/watchdog.ts';
-import { channelParts } from './devices/channel.ts';
+import { channelParts, virtioSerialParts } from './devices/channel.ts';
+import { displayNeedsVirtioSerial, displayParts } from './devices/display.ts';
 import { serialPortParts } from './devices/serial-port.ts';
 import { vsockParts } from './devices/vsock.ts';
 import { hostPciParts } from './devices/host-pci.ts';
@@ -36,7 +37,7 @@ export const QMP_CHARDEV_ID = 'ch_qmp';
 export interface ArgvContext {
   accel: 'kvm' | 'tcg';
   /** passtSocket is required when the VM has a passt NIC. */
-  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket' | 'qsdSocket' | 'channelSocket' | 'serialPortSocket' | 'virtiofsdSocket'>>;
+  paths: Pick<VmRuntimePaths, 'qmpSocket' | 'serialSocket' | 'pidfile'> & Partial<Pick<VmRuntimePaths, 'passtSocket' | 'qsdSocket' | 'channelSocket' | 'serialPortSocket' | 'virtiofsdSocket' | 'vncSocket'>>;
   /** The VM's folder: serial ports with output "log" write <vmDir>/logs/<id>.log. */
   vmDir?: string;
   /** Resolved from the host's firmware descriptors (resolveFirmware); required unless firmware is bios. */
@@ -176,16 +177,18 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   for (const i of def.inputs) mergeParts(parts, inputParts(i, def.machine));
   for (const u of def.hostUsb) mergeParts(parts, usbHostParts(u));
   mergeParts(parts, videoParts(def.video));
+  mergeParts(parts, displayParts(def.video, def.machine, ctx.paths.vncSocket));
   if (def.sound) mergeParts(parts, soundParts(def.sound, def.machine));
   if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
   if (def.rng) mergeParts(parts, rngParts(def.rng, def.machine));
   if (def.balloon) mergeParts(parts, balloonParts(def.balloon, def.machine));
   for (const sh of def.shares) mergeParts(parts, shareParts(sh, bctx));
   def.serialPorts.forEach((p, i) => mergeParts(parts, serialPortParts(p, i, serialPortTarget(def, ctx, i))));
+  if (def.channels.length || displayNeedsVirtioSerial(def.video, def.machine)) mergeParts(parts, virtioSerialParts(def.machine));
   if (def.channels.length) {
     const socketOf = ctx.paths.channelSocket;
     if (!socketOf) throw new HangarError('internal', `VM "${def.name}" has channels but no channel socket paths were given`);
-    mergeParts(parts, channelParts(def.channels, def.machine, socketOf));
+    mergeParts(parts, channelParts(def.channels, socketOf));
   }
   if (def.vsock) mergeParts(parts, vsockParts(def.vsock, def.machine));
   // VFIO devices last, each in its own root port on q35 (chassis numbers apart from the hotplug slots').

@@ -91,6 +91,19 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
 }
 
 /** Opens a VM's console stream: returns the socket after the daemon accepted it. */
+/** A raw RFB stream to a running VM's VNC server, through the core (one per viewer). */
+export async function openDisplayStream(vm: string): Promise<{ socket: Socket; rest: Buffer; vmName: string }> {
+  const sock = await openSocket({ autostart: true });
+  sock.write(JSON.stringify({ channel: 'display', vm }) + '\n');
+  const { line, rest } = await readFirstLine(sock, 10_000);
+  const reply = JSON.parse(line) as { ok?: boolean; vm?: string; error?: ErrorPayload };
+  if (reply.error) {
+    sock.destroy();
+    throw HangarError.fromPayload(reply.error);
+  }
+  return { socket: sock, rest, vmName: reply.vm ?? vm };
+}
+
 export async function openConsoleStream(vm: string, replay: boolean): Promise<{ socket: Socket; rest: Buffer; vmName: string; replayBytes: number }> {
   const sock = await openSocket({ autostart: true });
   sock.write(JSON.stringify({ channel: 'console', vm, replay }) + '\n');

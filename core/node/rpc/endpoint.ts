@@ -14,12 +14,16 @@ import { isActive } from '../../common/state.ts';
 import { ConsolePump } from '../console/console-pump.ts';
 import type { SerialConsole } from '../console/serial-console.ts';
 import type { CoreService } from '../service/core-service.ts';
-import { connectCore, openConsoleStream, openSocket } from './client.ts';
+import { connectCore, openConsoleStream, openDisplayStream, openSocket } from './client.ts';
+import { connectVnc } from '../display/display-ops.ts';
+import { DISPLAY_HIGH_WATER, DISPLAY_LOW_WATER } from '../../common/transport.ts';
 import { onLines } from './framing.ts';
 
 export interface CoreEndpoint {
   serveRpc(link: RpcLink): void;
   serveConsole(link: ConsoleLink, vm: string, opts: { replay: boolean }): void;
+  /** One viewer of the VM's screen: RFB bytes both ways on its own connection to QEMU's VNC server. */
+  serveDisplay(link: ConsoleLink, vm: string): void;
 }
 
 /** Errors cross the wire as plain payloads (an Error object would serialize to {}). */
@@ -115,7 +119,65 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       }
       serveConsoleOn(link, vm.console, vm.name, opts);
     },
+
+    serveDisplay(link, vmRef) {
+      let closed = false;
+      link.onClose(() => { closed = true; });
+      let name = vmRef;
+      Promise.resolve().then(() => {
+        const vm = service.consoleOf(vmRef);
+        name = vm.name;
+        return connectVnc(vm);
+      }).then((socket) => {
+        if (closed) { socket.destroy(); return; }
+        // QEMU closing the VNC connection means the VM went away (a guest reboot keeps it open).
+        serveStreamOn(link, socket, name, () => Promise.resolve('vm-stopped'));
+      }, (e: unknown) => {
+        sendControl(link, { type: 'error', error: toPayload(e) });
+        link.close();
+      });
+    },
   };
+}
+
+/**
+ * Carries one byte stream (a VNC connection, or the daemon's relayed stream) to one viewer of a
+ * display channel: ready, output with acks (the source is paused above the display window, so a
+ * stalled viewer holds at most that much in the core), input, and an end with its reason.
+ */
+export function serveStreamOn(link: ConsoleLink, socket: Socket, name: string, endReason: () => Promise<ConsoleEndReason>, rest?: Buffer): void {
+  let ended = false;
+  const end = (reason: ConsoleEndReason): void => {
+    if (ended) return;
+    ended = true;
+    pump.flush();
+    pump.close();
+    socket.destroy();
+    endConsole(link, reason);
+  };
+  const pump = new ConsolePump({
+    send: (chunk) => link.send(chunk),
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+    onStall: () => end('too-slow'),
+    highWater: DISPLAY_HIGH_WATER,
+    lowWater: DISPLAY_LOW_WATER,
+    // RFB updates arrive in bursts of large writes: batch briefly, send big messages.
+    batchBytes: 256 * 1024,
+  });
+  sendControl(link, { type: 'ready', vm: name });
+  socket.on('data', (d: Buffer) => pump.push(d));
+  socket.on('error', () => {});
+  socket.on('close', () => { if (!ended) void endReason().then(end); });
+  onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); });
+  link.onClose(() => {
+    if (ended) return;
+    ended = true;
+    pump.close();
+    socket.destroy();
+  });
+  if (rest?.length) pump.push(rest);
+  socket.resume();
 }
 
 /** Serves one viewer of a live serial console: ready, batched output with acks, input, end. */
@@ -225,7 +287,23 @@ export function daemonEndpoint(): CoreEndpoint {
         link.close();
       });
     },
+
+    serveDisplay(link, vmRef) {
+      relayDisplay(link, vmRef);
+    },
   };
+}
+
+function relayDisplay(link: ConsoleLink, vmRef: string): void {
+  let closed = false;
+  link.onClose(() => { closed = true; });
+  openDisplayStream(vmRef).then(({ socket, rest, vmName }) => {
+    if (closed) { socket.destroy(); return; }
+    serveStreamOn(link, socket, vmName, () => relayEndReason(vmName), rest);
+  }, (e: unknown) => {
+    sendControl(link, { type: 'error', error: toPayload(e) });
+    link.close();
+  });
 }
 
 async function relayEndReason(vm: string): Promise<ConsoleEndReason> {

@@ -4,7 +4,8 @@ import type { Socket } from 'node:net';
 
 export type Hello =
   | { channel: 'rpc' }
-  | { channel: 'console'; vm: string; replay?: boolean };
+  | { channel: 'console'; vm: string; replay?: boolean }
+  | { channel: 'display'; vm: string };
 
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 

@@ -8,6 +8,7 @@ import type { RpcLink } from '../../common/transport.ts';
 import { ConsolePump } from '../console/console-pump.ts';
 import type { CoreService } from '../service/core-service.ts';
 import { localEndpoint, toPayload } from './endpoint.ts';
+import { connectVnc } from '../display/display-ops.ts';
 import type { CoreEndpoint } from './endpoint.ts';
 import { onLines, readFirstLine } from './framing.ts';
 import type { Hello } from './framing.ts';
@@ -43,6 +44,7 @@ async function handleConnection(service: CoreService, endpoint: CoreEndpoint, so
   }
   if (hello.channel === 'rpc') endpoint.serveRpc(lineLink(sock, rest));
   else if (hello.channel === 'console') serveConsole(service, sock, hello, rest);
+  else if (hello.channel === 'display') void serveDisplay(service, sock, hello, rest);
   else sock.destroy();
 }
 
@@ -99,4 +101,26 @@ function serveConsole(service: CoreService, sock: Socket, hello: Extract<Hello, 
   });
   sock.resume();
   if (rest.length) forward(rest);
+}
+
+/** A raw RFB stream for a CLI or relay: a reply line, then the VNC connection's bytes both ways. */
+async function serveDisplay(service: CoreService, sock: Socket, hello: Extract<Hello, { channel: 'display' }>, rest: Buffer): Promise<void> {
+  let vnc: Socket;
+  let name: string;
+  try {
+    const vm = service.consoleOf(String(hello.vm));
+    name = vm.name;
+    vnc = await connectVnc(vm);
+  } catch (e) {
+    sock.end(JSON.stringify({ error: toPayload(e) }) + '\n');
+    return;
+  }
+  sock.write(JSON.stringify({ ok: true, vm: name }) + '\n');
+  if (rest.length) vnc.write(rest);
+  // pipe() carries backpressure both ways: a slow reader pauses the other side, nothing piles up.
+  vnc.pipe(sock);
+  sock.pipe(vnc);
+  vnc.on('error', () => sock.destroy());
+  vnc.on('close', () => sock.end());
+  sock.on('close', () => vnc.destroy());
 }

@@ -13,7 +13,7 @@ import { extname, join, normalize, sep } from 'node:path';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { HangarError } from '../../common/errors.ts';
-import { WS_CONSOLE_PATH, WS_RPC_PATH } from '../../common/transport.ts';
+import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH } from '../../common/transport.ts';
 import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
 import type { CoreEndpoint } from '../rpc/endpoint.ts';
 
@@ -142,7 +142,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const url = new URL(req.url ?? '/', 'http://x');
     const refusal = refuse(req, url, true);
     const path = url.pathname;
-    if (refusal || (path !== WS_RPC_PATH && path !== WS_CONSOLE_PATH)) {
+    if (refusal || (path !== WS_RPC_PATH && path !== WS_CONSOLE_PATH && path !== WS_DISPLAY_PATH)) {
       const r = refusal ?? { status: 404, message: `no WebSocket at ${path}` };
       socket.end(`HTTP/1.1 ${r.status} Refused\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${r.message}\n`);
       return;
@@ -150,6 +150,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (path === WS_RPC_PATH) {
         opts.endpoint.serveRpc(wsRpcLink(ws));
+      } else if (path === WS_DISPLAY_PATH) {
+        opts.endpoint.serveDisplay(wsConsoleLink(ws), url.searchParams.get('vm') ?? '');
       } else {
         const vm = url.searchParams.get('vm') ?? '';
         opts.endpoint.serveConsole(wsConsoleLink(ws), vm, { replay: url.searchParams.get('replay') !== '0' });

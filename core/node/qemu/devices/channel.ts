@@ -11,11 +11,16 @@ export function channelChardevId(ch: ChannelDefinition): string {
   return `${ch.id}-chardev`;
 }
 
-/** All channels of a VM on one controller; socketOf gives each channel's socket path. */
-export function channelParts(channels: readonly ChannelDefinition[], machine: MachineType, socketOf: (index: number) => string): DeviceParts {
+/** The one virtio-serial controller (channels and the display's vdagent port share it). */
+export function virtioSerialParts(machine: MachineType): DeviceParts {
   const parts = emptyParts();
-  if (!channels.length) return parts;
   parts.controllers.push({ driver: machine === 'microvm' ? 'virtio-serial-device' : 'virtio-serial-pci', id: VIRTIO_SERIAL_ID });
+  return parts;
+}
+
+/** All channels of a VM, on the controller of virtioSerialParts; socketOf gives each channel's socket path. */
+export function channelParts(channels: readonly ChannelDefinition[], socketOf: (index: number) => string): DeviceParts {
+  const parts = emptyParts();
   channels.forEach((ch, i) => {
     // Server without wait: the guest can run (and write, into the void) with nobody connected.
     parts.chardevs.push({ opt: '-chardev', implied: 'socket', keyval: { id: channelChardevId(ch), path: socketOf(i), server: true, wait: false } });
