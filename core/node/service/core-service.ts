@@ -6,8 +6,12 @@ import { statSync } from 'node:fs';
 import { constants, copyFile, readFile, stat } from 'node:fs/promises';
 import { homedir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
+import { withDisplayDefaults } from '../../common/display.ts';
+import { videoFor } from '../../common/os-presets.ts';
 import type {
   AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  Screenshot,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -34,7 +38,7 @@ import type { DeviceOpsDeps, DeviceOutcome } from './device-ops.ts';
 import { buildSeedIso, resolveCloudInit, withSeedCdrom } from '../cloud-init/seed.ts';
 import { hostInfo } from '../host/host-info.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
-import { listOses } from '../osinfo/osinfo-db.ts';
+import { findOs, listOses } from '../osinfo/osinfo-db.ts';
 import { vmRuntimePaths } from '../paths.ts';
 import { inspectPath, listDir } from '../store/inspect-path.ts';
 import type { HostChangeResult, HostDeviceReport } from '../../common/host-devices.ts';
@@ -206,7 +210,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const raw: Record<string, unknown> = { ...req.definition };
     if (req.cloudInit) raw.cloudInit = await resolveCloudInitRequest(req.cloudInit);
     // cloud-init: the seed ISO rides on an extra read-only CD-ROM in the VM folder.
-    const input = withSeedCdrom(raw, this.store.vmDir(id));
+    const os = typeof raw.osId === 'string' ? await findOs(raw.osId).catch(() => undefined) : undefined;
+    const input = withSeedCdrom(withDisplayDefaults(raw, videoFor(os)), this.store.vmDir(id));
     const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
     const newDisks = req.newDisks ?? [];
     const dir = this.store.vmDir(id);
@@ -477,6 +482,14 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   }
 
   /** The live console of a VM, for the daemon's console streams. */
+  screenshot(ref: string): Promise<Screenshot> {
+    return takeScreenshot(this.find(ref));
+  }
+
+  sendKeys(ref: string, keys: string[]): Promise<void> {
+    return sendKeys(this.find(ref), keys);
+  }
+
   consoleOf(ref: string): VmInstance {
     return this.find(ref);
   }
