@@ -31,6 +31,7 @@ export const RUN_PATHS = {
   channelSocket: (index: number) => `${RUN_PREFIX}chan${index}.sock`,
   serialPortSocket: (index: number) => `${RUN_PREFIX}ttyS${index + 1}.sock`,
   virtiofsdSocket: (shareIndex: number) => `${RUN_PREFIX}vfs${shareIndex}.sock`,
+  vncSocket: `${RUN_PREFIX}vnc.sock`,
 };
 
 export function fixtureNames(): string[] {
