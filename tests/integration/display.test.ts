@@ -8,6 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HANGAR_BIN, HangarHarness } from '../helpers/hangar.ts';
@@ -39,7 +40,7 @@ function vmRuntime(): string {
 }
 
 /** The core's display channel on its unix socket: a reply line, then QEMU's RFB bytes. */
-async function openChannel(vm: string): Promise<import('node:net').Socket> {
+async function openChannel(vm: string): Promise<Socket> {
   const sock = connect(daemonSocketPath(runtimeDir({ ...process.env, HANGAR_HOME: h.home })));
   await new Promise<void>((res, rej) => { sock.once('connect', () => res()); sock.once('error', rej); });
   sock.write(JSON.stringify({ channel: 'display', vm }) + '\n');
