@@ -49,7 +49,7 @@ const kinds: Record<Exclude<DeviceKindName, 'nic'>, KindSpec> = {
   serial: { head: 'output', keys: { id: ['id', 'string'], output: ['output', 'string'] }, example: 'serial log  |  serial socket' },
   rng: { head: 'source', keys: { source: ['source', 'string'] }, example: 'rng urandom' },
   balloon: { keys: { 'free-page-reporting': ['freePageReporting', 'bool'], 'deflate-on-oom': ['deflateOnOom', 'bool'] }, example: 'balloon free-page-reporting=on' },
-  video: { head: 'model', keys: { model: ['model', 'string'], vram: ['vramMiB', 'int'] }, example: 'video virtio-gpu  |  video vga,vram=16' },
+  video: { head: 'model', keys: { model: ['model', 'string'], vram: ['vramMiB', 'int'], display: ['display', 'string'], clipboard: ['clipboard', 'bool'] }, example: 'video virtio-gpu  |  video vga,vram=16,display=vnc,clipboard=on' },
   sound: { head: 'model', keys: { model: ['model', 'string'] }, example: 'sound hda' },
   watchdog: { head: 'action', keys: { model: ['model', 'string'], action: ['action', 'string'] }, example: 'watchdog action=poweroff' },
   usb: { head: 'model', keys: { model: ['model', 'string'] }, example: 'usb qemu-xhci' },
