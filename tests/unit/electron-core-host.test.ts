@@ -48,6 +48,9 @@ describe('electron core host supervisor: port broker', () => {
     assert.deepEqual(child.received[0]!.transfer, [ch.port1]);
     h.s.open({ kind: 'rpc' });
     assert.deepEqual(child.received[1]!.message, { kind: 'rpc' });
+    // Only a display request's own fields cross to the core host.
+    h.s.open({ kind: 'display', vm: 'win11', extra: 1 } as never);
+    assert.deepEqual(child.received[2]!.message, { kind: 'display', vm: 'win11' });
   });
 
   it('keeps requests made while the core host starts and hands them over once it is up', () => {
@@ -183,7 +186,9 @@ describe('electron core host: serving ports from main', () => {
     parent.deliver({ kind: 'rpc' }, [a.port1]);
     const b = new FakeChannel();
     parent.deliver({ kind: 'console', vm: 'debian', replay: false }, [b.port1]);
-    assert.deepEqual(calls.map((c) => [c.kind, c.vm, c.replay]), [['rpc', undefined, undefined], ['console', 'debian', false]]);
+    const d = new FakeChannel();
+    parent.deliver({ kind: 'display', vm: 'win11' }, [d.port1]);
+    assert.deepEqual(calls.map((c) => [c.kind, c.vm, c.replay]), [['rpc', undefined, undefined], ['console', 'debian', false], ['display', 'win11', undefined]]);
     // The link really is the port: what the core sends arrives at the window's end.
     const got: unknown[] = [];
     a.port2.on('message', (e: { data: unknown }) => got.push(e.data));
@@ -209,6 +214,8 @@ describe('electron core host: serving ports from main', () => {
     parent.deliver({ kind: 'stop' }, []);
     assert.equal(stops, 1);
     assert.equal(parseHostMessage({ kind: 'console', vm: 'a', replay: 'yes' }), null);
+    assert.equal(parseHostMessage({ kind: 'display', vm: '' }), null);
+    assert.equal(parseHostMessage({ kind: 'display', vm: 7 }), null);
   });
 });
 

@@ -25,8 +25,9 @@ describe('electron ipc: open-port', () => {
     const { ipc, ours, opened } = setup();
     ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'abc-1', kind: 'console', vm: 'debian', replay: true });
     ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'abc-2', kind: 'rpc' });
-    assert.deepEqual(opened, [{ kind: 'console', vm: 'debian', replay: true }, { kind: 'rpc' }]);
-    assert.equal(ours.posted.length, 2);
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'abc-3', kind: 'display', vm: 'win11' });
+    assert.deepEqual(opened, [{ kind: 'console', vm: 'debian', replay: true }, { kind: 'rpc' }, { kind: 'display', vm: 'win11' }]);
+    assert.equal(ours.posted.length, 3);
     assert.equal(ours.posted[0]!.channel, 'hangar:port');
     assert.deepEqual(ours.posted[0]!.message, { id: 'abc-1' });
     assert.equal(ours.posted[0]!.transfer.length, 1);
@@ -41,6 +42,9 @@ describe('electron ipc: open-port', () => {
       { id: 'a', kind: 'console', vm: '', replay: false },
       { id: 'a', kind: 'console', vm: 'x'.repeat(201), replay: false },
       { id: 'a', kind: 'console', vm: 42, replay: false },
+      { id: 'a', kind: 'display' },
+      { id: 'a', kind: 'display', vm: '' },
+      { id: 'a', kind: 'display', vm: 'x', replay: true },
       { id: 'a b', kind: 'rpc' },
       { id: 'x'.repeat(65), kind: 'rpc' },
       { kind: 'rpc' },

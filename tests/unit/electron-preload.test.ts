@@ -65,11 +65,13 @@ describe('electron preload bridge', () => {
   it('refuses bad requests before they reach main', () => {
     const { bridge, sent } = setup();
     for (const bad of [{ kind: 'shell' }, { kind: 'console', vm: 'x' }, { kind: 'console', vm: '', replay: true },
-      { kind: 'console', vm: 'x'.repeat(201), replay: true }, { kind: 'console', vm: 5, replay: true }, null, 'rpc']) {
+      { kind: 'console', vm: 'x'.repeat(201), replay: true }, { kind: 'console', vm: 5, replay: true }, null, 'rpc',
+      { kind: 'display' }, { kind: 'display', vm: '' }, { kind: 'display', vm: 'x'.repeat(201) }]) {
       assert.throws(() => bridge.requestPort(bad as never), TypeError, JSON.stringify(bad));
     }
     assert.deepEqual(sent, []);
     assert.deepEqual(checkPortRequest({ kind: 'console', vm: 'x'.repeat(200), replay: false }).kind, 'console');
+    assert.deepEqual(checkPortRequest({ kind: 'display', vm: 'w', replay: true }), { kind: 'display', vm: 'w' });
   });
 
   it('openExternal passes only http(s) URLs', () => {

@@ -120,6 +120,17 @@ describe('WebSocket', () => {
     ws.close();
   });
 
+  test('the display channel passes the vm; it needs the token like every channel', async () => {
+    const ws = await openWs(wsUrl(target(), '/api/display', { vm: 'win 11' }));
+    for (let i = 0; i < 100 && !calls.includes('display:win 11'); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(calls.includes('display:win 11'), JSON.stringify(calls));
+    ws.close();
+    const before = calls.length;
+    await assert.rejects(openWs(wsUrl({ ...target(), token: 'nope' }, '/api/display', { vm: 'win 11' })), { status: 401 });
+    await assert.rejects(openWs(wsUrl(target(), '/api/display', { vm: 'win 11' }), { origin: 'http://evil.example' }), { status: 403 });
+    assert.equal(calls.length, before);
+  });
+
   test('upgrades without token, with a foreign or missing Origin, or a foreign Host are refused', async () => {
     const before = calls.length;
     await assert.rejects(openWs(wsUrl({ ...target(), token: 'nope' }, '/api/rpc')), { status: 401 });
