@@ -16,6 +16,38 @@ import { rfbConnect, rfbHandshake } from '../helpers/rfb-client.ts';
 import { readFirstLine } from '../../core/node/rpc/framing.ts';
 import { daemonSocketPath, runtimeDir } from '../../core/node/paths.ts';
 import { pngSize } from '../../core/node/display/display-ops.ts';
+import { daemonEndpoint } from '../../core/node/rpc/endpoint.ts';
+import type { ConsoleLink } from '../../core/common/transport.ts';
+
+/** An in-memory display link, as a window's MessagePort or a WebSocket would be. */
+function memoryLink() {
+  const controls: string[] = [];
+  const chunks: Buffer[] = [];
+  let onMsg: ((m: string | Uint8Array) => void) | null = null;
+  const onClose: Array<(r: string) => void> = [];
+  let closed = false;
+  const link: ConsoleLink = {
+    send: (m) => { if (typeof m === 'string') controls.push(m); else chunks.push(Buffer.from(m)); },
+    onMessage: (cb) => { onMsg = cb; },
+    onClose: (cb) => { onClose.push(cb); },
+    close: () => { if (!closed) { closed = true; for (const c of onClose) c('closed'); } },
+  };
+  return {
+    link,
+    controls,
+    bytes: () => Buffer.concat(chunks),
+    closed: () => closed,
+    /** What the viewer sends to the core. */
+    viewer: (m: string | Uint8Array) => onMsg?.(m),
+    async wait(pred: () => boolean, ms = 20_000): Promise<void> {
+      const deadline = Date.now() + ms;
+      while (!pred()) {
+        if (Date.now() > deadline) throw new Error(`timed out; controls ${controls.join(' ')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -203,10 +235,41 @@ describe('display', () => {
     assert.match(none, /no display[\s\S]*Fix: add a display/);
   });
 
-  test('send-key ctrl-alt-delete reboots the guest', async () => {
+  test('a relay to the daemon (browser mode and the desktop app when a daemon runs) carries RFB both ways', async () => {
+    process.env.HANGAR_HOME = h.home;
+    const m = memoryLink();
+    daemonEndpoint().serveDisplay(m.link, VM);
+    await m.wait(() => m.bytes().length >= 12);
+    assert.deepEqual(JSON.parse(m.controls[0]!), { type: 'ready', vm: VM });
+    assert.equal(m.bytes().subarray(0, 12).toString('latin1'), 'RFB 003.008\n');
+    m.viewer(new TextEncoder().encode('RFB 003.008\n'));
+    m.viewer(JSON.stringify({ type: 'ack', bytes: 12 }));
+    await m.wait(() => m.bytes().length >= 14);
+    assert.deepEqual([...m.bytes().subarray(12, 14)], [1, 1], 'QEMU offers one security type, None');
+    m.link.close();
+    const bad = memoryLink();
+    daemonEndpoint().serveDisplay(bad.link, 'no-such-vm');
+    await bad.wait(() => bad.closed());
+    assert.match(bad.controls[0]!, /"type":"error"[\s\S]*no VM named/);
+  });
+
+  test('send-key ctrl-alt-delete reboots the guest; the display stays connected through the reboot', async () => {
+    const viewer = await rfbHandshake(await openChannel(VM));
+    assert.ok(viewer.ok);
     const before = h.serialLog(vmId).split(READY_MARKER).length - 1;
     await h.ok(['send-key', VM, 'ctrl-alt-delete']);
     await h.waitForSerial(vmId, READY_MARKER, before + 1);
     assert.equal(await h.state(VM), 'running');
+    assert.ok((await viewer.session.requestUpdate()).rects >= 1, 'the same connection still gets updates');
+    viewer.session.close();
+  });
+
+  test('a viewer is told the VM stopped when it goes away', async () => {
+    const m = memoryLink();
+    daemonEndpoint().serveDisplay(m.link, VM);
+    await m.wait(() => m.controls.length > 0);
+    await h.ok(['destroy', VM]);
+    await m.wait(() => m.closed());
+    assert.deepEqual(JSON.parse(m.controls.at(-1)!), { type: 'end', reason: 'vm-stopped' });
   });
 });
