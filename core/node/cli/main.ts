@@ -11,6 +11,7 @@ import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { connectCore, openConsoleStream } from '../rpc/client.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
 import { usbHostLabel } from '../../common/device-rows.ts';
+import { displayCapabilities } from '../../common/display.ts';
 import type { CreateFlags } from './create-args.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
 // so `hangar list` starts fast.
@@ -194,6 +195,7 @@ function showText(v: VmInfo): string {
     for (const n of d.nics) lines.push(`NIC ${n.id}:   ${n.model} ${n.mac} ${networkLabel(n.network)}${portForwardsOf(n.network).map((f) => ` ${f.protocol}/${f.hostAddress}:${f.hostPort}->${f.guestPort}`).join('')}`);
     if (d.tpm) lines.push(`TPM:         TPM 2.0 (${d.tpm.model}, swtpm, state in ${v.dir}/tpm)`);
     if (d.video.model !== 'none') lines.push(`Video:       ${d.video.model}${d.video.vramMiB ? ` (${d.video.vramMiB} MiB)` : ''}`);
+    lines.push(`Display:     ${displayLine(d)}`);
     for (const i of d.inputs) lines.push(`Input ${i.id}: ${i.type} on ${i.bus}`);
     if (d.usb) lines.push(`USB:         ${d.usb.model}`);
     if (d.sound) lines.push(`Sound:       ${d.sound.model}`);
@@ -208,6 +210,12 @@ function showText(v: VmInfo): string {
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
   return lines.join('\n');
+}
+
+function displayLine(d: VmDefinition): string {
+  const caps = displayCapabilities(d);
+  if (!caps.vnc) return `none (${caps.reason})`;
+  return `VNC (app Display tab, hangar display --listen)${caps.clipboard ? ', shared clipboard' : ', no shared clipboard'}${caps.resize ? ', resizes to the window' : ''}`;
 }
 
 function networkLabel(net: NetworkDefinition): string {
