@@ -234,7 +234,7 @@ describe('display', () => {
     const none = await h.ok(['display', 'plain']);
     assert.match(none, /no display[\s\S]*Fix: add a display/);
     assert.match(await h.ok(['show', 'plain']), /^Display: +none \(this VM has no video device/m);
-    assert.match(await h.ok(['show', VM]), /^Display: +VNC .*no shared clipboard/m);
+    assert.match(await h.ok(['show', VM]), /^Display: +VNC .*, shared clipboard/m);
   });
 
   test('a relay to the daemon (browser mode and the desktop app when a daemon runs) carries RFB both ways', async () => {
