@@ -18,6 +18,7 @@ import type { PortForward } from '../../common/model.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { killBackend, procArgs, runDaemonizing } from './backend-process.ts';
 import { isAlive, readPidfile, sleep } from './qemu-process.ts';
+import type { Sidecar } from './sidecar.ts';
 
 export interface PasstPaths {
   /** The VM folder: passt logs to <vmDir>/logs/passt-<nicId>.log. */
@@ -134,3 +135,17 @@ export async function stopAllPasst(vmRuntimeDir: string): Promise<void> {
   // Sockets whose passt is gone (it leaves its socket behind when it ends).
   for (const name of names) if (/^passt\d+\.sock$/.test(name)) await unlink(join(vmRuntimeDir, name)).catch(() => {});
 }
+
+/** One passt per passt NIC, numbered by the NIC's position (its socket is on QEMU's command line by that number). */
+export const passtSidecar: Sidecar = {
+  name: 'passt',
+  wanted: (def) => def.nics.some((n) => n.network.type === 'passt'),
+  check: async () => { requireBinary('passt'); },
+  async start(ctx) {
+    for (const [i, nic] of ctx.def.nics.entries()) {
+      if (nic.network.type !== 'passt') continue;
+      await startPasst({ vmDir: ctx.vmDir, nicId: nic.id, socket: ctx.paths.passtSocket(i), pidfile: ctx.paths.passtPidfile(i) }, nic.network.portForwards);
+    }
+  },
+  stop: (ctx) => stopAllPasst(ctx.paths.dir),
+};

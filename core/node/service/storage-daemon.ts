@@ -13,6 +13,7 @@ import { requireBinary } from '../host/binaries.ts';
 import { diskBlockdevs, diskNodeNames } from '../qemu/devices/disk.ts';
 import { killBackend, procArgs, runDaemonizing } from './backend-process.ts';
 import { isAlive, readPidfile, sleep } from './qemu-process.ts';
+import type { Sidecar } from './sidecar.ts';
 
 export interface QsdPaths {
   vmDir: string;
@@ -96,3 +97,16 @@ export async function stopAllQsd(vmRuntimeDir: string): Promise<void> {
   }
   for (const name of names) if (/^qsd\d+\.sock$/.test(name)) await unlink(join(vmRuntimeDir, name)).catch(() => {});
 }
+
+/** One qemu-storage-daemon per vhost-user-blk disk, numbered by the disk's position. */
+export const storageDaemonSidecar: Sidecar = {
+  name: 'qemu-storage-daemon',
+  wanted: (def) => def.disks.some((d) => d.bus === 'vhost-user-blk'),
+  check: async () => { requireBinary('qemu-storage-daemon'); },
+  async start(ctx) {
+    for (const [i, disk] of ctx.def.disks.entries()) {
+      if (disk.bus === 'vhost-user-blk') await startQsd(disk, { vmDir: ctx.vmDir, socket: ctx.paths.qsdSocket(i), pidfile: ctx.paths.qsdPidfile(i) });
+    }
+  },
+  stop: (ctx) => stopAllQsd(ctx.paths.dir),
+};

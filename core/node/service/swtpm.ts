@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { isAlive, readPidfile, sleep, waitForExit } from './qemu-process.ts';
+import type { Sidecar, SidecarContext } from './sidecar.ts';
 
 export interface SwtpmPaths {
   /** The VM folder: state in <vmDir>/tpm, log in <vmDir>/logs/swtpm.log. */
@@ -94,3 +95,17 @@ export async function runningSwtpm(p: SwtpmPaths): Promise<number | null> {
   const pid = await readPidfile(p.pidfile);
   return pid !== null && isAlive(pid) && isOurSwtpm(pid, p.vmDir) ? pid : null;
 }
+
+function swtpmPathsOf(ctx: SidecarContext): SwtpmPaths {
+  return { vmDir: ctx.vmDir, socket: ctx.paths.swtpmSocket, pidfile: ctx.paths.swtpmPidfile };
+}
+
+/** The VM's TPM: QEMU's tpm-crb/tis connects to swtpm's control socket. */
+export const swtpmSidecar: Sidecar = {
+  name: 'swtpm',
+  wanted: (def) => Boolean(def.tpm),
+  check: async () => { requireBinary('swtpm'); },
+  start: async (ctx) => { await startSwtpm(swtpmPathsOf(ctx)); },
+  stop: (ctx) => stopSwtpm(swtpmPathsOf(ctx)),
+  argv: (ctx) => ({ swtpmSocket: ctx.paths.swtpmSocket }),
+};

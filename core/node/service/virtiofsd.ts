@@ -14,6 +14,7 @@ import type { ShareDefinition } from '../../common/model.ts';
 import { findBinary } from '../host/binaries.ts';
 import { killBackend, procArgs } from './backend-process.ts';
 import { isAlive, readPidfile, sleep } from './qemu-process.ts';
+import type { Sidecar } from './sidecar.ts';
 
 export interface VirtiofsdPaths {
   /** The VM folder: virtiofsd logs to <vmDir>/logs/virtiofsd-<shareId>.log. */
@@ -21,7 +22,6 @@ export interface VirtiofsdPaths {
   socket: string;
   pidfile: string;
 }
-
 
 export const VIRTIOFSD_FIX = 'install it: apt-get install qemu-system-common (Debian 12 ships QEMU\'s virtiofsd in /usr/lib/qemu), or the virtiofsd package (Debian 13+); or use driver virtio-9p for the share';
 
@@ -115,3 +115,16 @@ export async function stopAllVirtiofsd(vmRuntimeDir: string): Promise<void> {
   }
   for (const name of names) if (/^vfs\d+\.sock$/.test(name)) await unlink(join(vmRuntimeDir, name)).catch(() => {});
 }
+
+/** One virtiofsd per virtiofs share, numbered by the share's position. */
+export const virtiofsdSidecar: Sidecar = {
+  name: 'virtiofsd',
+  wanted: (def) => def.shares.some((s) => s.driver === 'virtiofs'),
+  check: async () => { requireVirtiofsd(); },
+  async start(ctx) {
+    for (const [i, share] of ctx.def.shares.entries()) {
+      if (share.driver === 'virtiofs') await startVirtiofsd(share, { vmDir: ctx.vmDir, socket: ctx.paths.virtiofsdSocket(i), pidfile: ctx.paths.virtiofsdPidfile(i) });
+    }
+  },
+  stop: (ctx) => stopAllVirtiofsd(ctx.paths.dir),
+};

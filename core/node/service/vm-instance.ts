@@ -1,7 +1,9 @@
 // One VM under supervision: its state machine, its QEMU process (spawned or re-attached), QMP
-// events, and its serial console. All lifecycle actions for a VM go through here.
+// events, and its serial console. All lifecycle actions for a VM go through here. A start runs in
+// named phases (libvirt's qemu_process.c); the back ends beside QEMU are sidecars (sidecar.ts),
+// started from one list and stopped in reverse by endRun() on every path a run ends by.
 import { EventEmitter } from 'node:events';
-import { access, appendFile, constants, copyFile, mkdir, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
@@ -11,12 +13,7 @@ import { diskNodeNames } from '../qemu/devices/disk.ts';
 import type { VmAction, VmState } from '../../common/state.ts';
 import type { VmInfo, VmSummary } from '../../common/api.ts';
 import { SerialConsole } from '../console/serial-console.ts';
-import { requireBinary } from '../host/binaries.ts';
-import { checkBridge } from '../host/bridges.ts';
 import type { AccelProbe } from '../host/accel.ts';
-import { resolveAccel } from '../host/accel.ts';
-import { resolveFirmware } from '../host/firmware.ts';
-import type { ResolvedFirmware } from '../host/firmware.ts';
 import { QEMU_SERVED_SOCKET_RE, ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
 import type { VmRuntimePaths } from '../paths.ts';
 import { QmpClient } from '../qmp/client.ts';
@@ -25,23 +22,15 @@ import { buildArgv } from '../qemu/vm-argv.ts';
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import {
-  isAlive, isOurQemu, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
+  isOurQemu, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
-import { startSwtpm, stopSwtpm } from './swtpm.ts';
-import { startPasst, stopAllPasst } from './passt.ts';
-import { startQsd, stopAllQsd } from './storage-daemon.ts';
-import { requireVirtiofsd, startVirtiofsd, stopAllVirtiofsd } from './virtiofsd.ts';
-import { checkDeviceBackends } from '../host/device-checks.ts';
-import { checkHostDevices, readMemlock } from '../host/hostdev-checks.ts';
-import { checkUsbHostDevices } from '../host/usb-host-checks.ts';
 import type { HostAssignment } from '../../common/host-devices.ts';
-import { hostRootsFromEnv } from './host-device-ops.ts';
-import { bindForStart, releaseAfterStop } from './vfio-session.ts';
-import type { PasstPaths } from './passt.ts';
-import { ensureSeedIso } from '../cloud-init/seed.ts';
-import { checkNicRoms } from '../host/nic-roms.ts';
-import type { SwtpmPaths } from './swtpm.ts';
+import { checkSidecars, reattachSidecars, sidecarArgv, startSidecars, stopSidecars } from './sidecar.ts';
+import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
+import { SIDECARS } from './sidecar-list.ts';
+import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
+import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
 import type { LiveHardware } from './hotplug.ts';
 import { findDevice, isListKind, listKindFields, pendingChanges } from '../../common/device-edit.ts';
@@ -55,6 +44,8 @@ export interface InstanceDeps {
   onChange: (vm: VmInstance) => void;
   /** Every host device the VM definitions name, and whether their VMs run (VFIO start checks). */
   assignments?: () => HostAssignment[];
+  /** Everything that lives beside QEMU, in start order; default SIDECARS (tests add fakes). */
+  sidecars?: readonly Sidecar[];
 }
 
 const INTERNAL_ERROR_REASON =
@@ -82,23 +73,12 @@ interface Session {
   timer?: NodeJS.Timeout;
 }
 
-/**
- * QEMU creates its socket file a moment before it listens on it, so a refused connection right
- * after start is retried briefly (while the process lives).
- */
-async function connectQmp(path: string, pid: number, timeoutMs = 10_000): Promise<QmpClient> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await QmpClient.connect(path);
-    } catch (e) {
-      if (Date.now() > deadline || !isAlive(pid) || !/ECONNREFUSED|ENOENT/.test((e as Error).message)) throw e;
-      await sleep(10);
-    }
-  }
-}
-
 type LiveSession = Session & { qmp: QmpClient };
+
+/** One start in progress: what its phases share, and the QEMU it spawned (for the failure path). */
+interface StartRun extends SidecarStartContext {
+  spawned?: SpawnedQemu;
+}
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   state: VmState = 'stopped';
@@ -209,108 +189,84 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     });
   }
 
-  // ---- start ------------------------------------------------------------------------------
+  // ---- start: init -> prepare domain -> prepare host -> launch -> finish start-up -------------
 
   start(): Promise<void> {
     return this.exclusive('start', async () => {
-      const def = this.definition;
-      this.setState('starting');
-      let spawned: SpawnedQemu | undefined;
+      const run = this.initStart();
       try {
-        const seedNote = await ensureSeedIso(def, this.stored.dir);
-        if (seedNote) await this.logEvent(seedNote);
-        checkNicRoms(def);
-        await this.checkFiles(def);
-        const qemu = requireBinary('qemu-system-x86_64');
-        const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await this.deps.probe());
-        const notes: string[] = [];
-        const firmware = resolveFirmware(def, this.stored.dir);
-        if (firmware) await this.ensureNvram(firmware, notes);
-        // Missing back-end programs: host-missing with the apt fix, before anything runs.
-        if (def.tpm) requireBinary('swtpm');
-        if (def.nics.some((n) => n.network.type === 'passt')) requireBinary('passt');
-        if (def.disks.some((d) => d.bus === 'vhost-user-blk')) requireBinary('qemu-storage-daemon');
-        if (def.shares.some((s) => s.driver === 'virtiofs')) requireVirtiofsd();
-        // Device nodes (vhost-net, vhost-vsock, tun), tap devices and vhost-user sockets the VM needs.
-        await checkDeviceBackends(def);
-        // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
-        let bridgeHelper: string | undefined;
-        for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
-        // Host PCI devices and mdevs: IOMMU first, then each device's group, locked memory; nothing is bound yet.
-        const roots = hostRootsFromEnv();
-        const vfio = def.hostPci.length || def.mdevs.length
-          ? await checkHostDevices(def, { ...roots, assignments: this.deps.assignments?.() ?? [], memlock: await readMemlock(roots.procRoot) })
-          : null;
-        // Host USB devices: one that is absent is a note (QEMU attaches it later); one this user cannot open is refused.
-        for (const n of await checkUsbHostDevices(def, { sysRoot: roots.sysRoot, devRoot: roots.devRoot })) {
-          notes.push(n);
-          await this.logEvent(n);
-        }
-        ensurePrivateDir(this.paths.dir);
-        await this.removeRuntimeFiles();
-        if (vfio) {
-          for (const n of vfio.notes) await this.logEvent(n);
-          await bindForStart(vfio, roots, this.paths.dir);
-        }
-        if (def.tpm) await startSwtpm(this.swtpmPaths);
-        for (const [i, nic] of def.nics.entries()) {
-          if (nic.network.type === 'passt') await startPasst(this.passtPaths(i, nic.id), nic.network.portForwards);
-        }
-        for (const [i, disk] of def.disks.entries()) {
-          if (disk.bus === 'vhost-user-blk') await startQsd(disk, { vmDir: this.stored.dir, socket: this.paths.qsdSocket(i), pidfile: this.paths.qsdPidfile(i) });
-        }
-        for (const [i, share] of def.shares.entries()) {
-          if (share.driver === 'virtiofs') await startVirtiofsd(share, { vmDir: this.stored.dir, socket: this.paths.virtiofsdSocket(i), pidfile: this.paths.virtiofsdPidfile(i) });
-        }
-        const argv = buildArgv(def, { accel, paths: this.paths, vmDir: this.stored.dir, firmware, swtpmSocket: this.paths.swtpmSocket, bridgeHelper });
-        spawned = spawnQemu(qemu, argv, this.stored.dir);
-        await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
-        const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
-        const session: LiveSession = { pid: spawned.pid, qmp, spawned, accel, expectExit: false, guestShutdown: false, intent: null };
-        if (note) session.accelNote = note;
-        if (notes.length) session.startNotes = notes;
-        this.bindSession(session);
-        await this.saveHardware({ definition: def, slots: {} });
-        if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
-        if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
-        await qmp.cont();
-        this.setState('running');
+        const domain = await prepareDomain(run, this.deps.probe);
+        const bridgeHelper = await this.prepareHost(run);
+        const session = await this.launch(run, domain, bridgeHelper);
+        await this.finishStartup(run, session);
       } catch (e) {
-        let error = e;
-        if (spawned) {
-          if (this.session) this.session.expectExit = true;
-          // QEMU opens its QMP socket before it sets up devices: one that dies then (a vfio-pci
-          // device it cannot open ...) breaks the QMP connection, but its log says why.
-          const died = e instanceof HangarError && e.code === 'qemu-failed' ? null
-            : await Promise.race([spawned.exited, sleep(1000).then(() => null)]);
-          if (died) error = new HangarError('qemu-failed', `QEMU exited during start-up: ${await qemuErrorTail(this.stored.dir)}`, 'fix the VM definition or host problem named above (see also `hangar doctor`)');
-          killQemu(spawned.pid, this.id);
-          await waitForExit(spawned.pid, 5000);
-          this.session?.qmp?.close();
-          this.session = null;
-        }
-        await this.removeRuntimeFiles();
-        this.setState('stopped');
-        throw error;
+        throw await this.abortStart(run, e);
       }
     });
   }
 
-  /** The VM's own UEFI variable store; recreated from the template when it went missing. */
-  private async ensureNvram(fw: ResolvedFirmware, notes: string[]): Promise<void> {
-    try {
-      await access(fw.vars.filename, constants.R_OK | constants.W_OK);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new HangarError('io-error', `cannot start VM "${this.name}": its UEFI variable store ${fw.vars.filename} cannot be read and written (${(e as NodeJS.ErrnoException).code})`,
-          'fix the file\'s permissions, or delete it to start with fresh UEFI settings');
-      }
+  /** init: the definition this start uses (the saved one may change meanwhile) and the phases' shared context. */
+  private initStart(): StartRun {
+    const def = this.definition;
+    this.setState('starting');
+    return { ...this.sidecarContext(), def, notes: [], assignments: () => this.deps.assignments?.() ?? [] };
+  }
+
+  /** prepare host: refuse what the host cannot give while nothing runs, then clear leftovers and start the sidecars. */
+  private async prepareHost(run: StartRun): Promise<string | undefined> {
+    await checkSidecars(this.sidecars, run);
+    const bridgeHelper = await checkHost(run);
+    ensurePrivateDir(this.paths.dir);
+    await this.endRun();
+    await startSidecars(this.sidecars, run);
+    return bridgeHelper;
+  }
+
+  /** launch: QEMU stopped at -S, with its QMP connection and events bound. */
+  private async launch(run: StartRun, domain: Domain, bridgeHelper: string | undefined): Promise<LiveSession> {
+    const argv = buildArgv(run.def, {
+      accel: domain.accel, paths: this.paths, vmDir: this.stored.dir, firmware: domain.firmware, bridgeHelper, ...sidecarArgv(this.sidecars, run),
+    });
+    const spawned = spawnQemu(domain.qemu, argv, this.stored.dir);
+    run.spawned = spawned;
+    await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
+    const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
+    const session: LiveSession = { pid: spawned.pid, qmp, spawned, accel: domain.accel, expectExit: false, guestShutdown: false, intent: null };
+    if (domain.accelNote) session.accelNote = domain.accelNote;
+    if (run.notes.length) session.startNotes = run.notes;
+    this.bindSession(session);
+    return session;
+  }
+
+  /** finish start-up: what a restarted core must know, balloon and console, then the guest runs. */
+  private async finishStartup(run: StartRun, session: LiveSession): Promise<void> {
+    const { def } = run;
+    await this.saveHardware({ definition: def, slots: {} });
+    if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
+    if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
+    await session.qmp.cont();
+    this.setState('running');
+  }
+
+  /** The one failure path of start: QEMU (if spawned) and every sidecar stopped; returns the error to throw. */
+  private async abortStart(run: StartRun, e: unknown): Promise<unknown> {
+    let error = e;
+    const { spawned } = run;
+    if (spawned) {
+      if (this.session) this.session.expectExit = true;
+      // QEMU opens its QMP socket before it sets up devices: one that dies then (a vfio-pci
+      // device it cannot open ...) breaks the QMP connection, but its log says why.
+      const died = e instanceof HangarError && e.code === 'qemu-failed' ? null
+        : await Promise.race([spawned.exited, sleep(1000).then(() => null)]);
+      if (died) error = new HangarError('qemu-failed', `QEMU exited during start-up: ${await qemuErrorTail(this.stored.dir)}`, 'fix the VM definition or host problem named above (see also `hangar doctor`)');
+      killQemu(spawned.pid, this.id);
+      await waitForExit(spawned.pid, 5000);
+      this.session?.qmp?.close();
+      this.session = null;
     }
-    await copyFile(fw.varsTemplate.filename, fw.vars.filename);
-    const note = `the UEFI variable store ${fw.vars.filename} was missing; recreated from ${fw.varsTemplate.filename} (UEFI settings and boot entries are back to defaults)`;
-    notes.push(note);
-    await this.logEvent(note);
+    await this.endRun();
+    this.setState('stopped');
+    return error;
   }
 
   /** Appends a line to the VM's own event log (<vmdir>/logs/hangar.log). */
@@ -318,34 +274,6 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const dir = join(this.stored.dir, 'logs');
     await mkdir(dir, { recursive: true }).catch(() => {});
     await appendFile(join(dir, 'hangar.log'), `${new Date().toISOString()} ${text}\n`).catch(() => {});
-  }
-
-  /** Every file the VM needs must exist before QEMU runs: a clear error beats QEMU's. */
-  private async checkFiles(def: VmDefinition): Promise<void> {
-    const need: Array<[string, string, boolean]> = [];
-    for (const d of def.disks) need.push([`disk "${d.id}"`, d.file, !d.readOnly]);
-    for (const c of def.cdroms) if (c.file) need.push([`CD-ROM "${c.id}"`, c.file, false]);
-    if (def.boot.kernel) {
-      need.push(['kernel', def.boot.kernel.kernel, false]);
-      if (def.boot.kernel.initrd) need.push(['initrd', def.boot.kernel.initrd, false]);
-    }
-    for (const sh of def.shares) {
-      const st = await stat(sh.source).catch(() => null);
-      if (!st?.isDirectory()) {
-        throw new HangarError('invalid-input', `cannot start VM "${def.name}": the shared folder "${sh.id}" (${sh.source}) ${st ? 'is not a folder' : 'does not exist'}`,
-          'create the folder, or remove the share from the VM\'s definition');
-      }
-    }
-    for (const [what, file, write] of need) {
-      try {
-        await access(file, write ? constants.R_OK | constants.W_OK : constants.R_OK);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        const problem = code === 'ENOENT' ? 'does not exist' : `cannot be ${write ? 'read and written' : 'read'} (${code})`;
-        throw new HangarError('invalid-input', `cannot start VM "${def.name}": the ${what} file ${file} ${problem}`,
-          `restore the file, or change the VM's definition (hangar edit / remove the device)`);
-      }
-    }
   }
 
   /**
@@ -548,7 +476,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       if (pid !== null) {
         // A pidfile without its QEMU: it died while no core watched (guest poweroff keeps QEMU
         // alive under -no-shutdown, so this was not a clean stop).
-        await this.removeRuntimeFiles();
+        await this.endRun();
         await this.markCrashed('QEMU exited while the Hangar core was not running');
       } else if (previous?.state === 'crashed') {
         this.setState('crashed', previous.reason);
@@ -566,6 +494,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const session: LiveSession = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
     this.bindSession(session);
     this.hardware = await this.loadHardware();
+    // Back ends of a running VM keep running: a sidecar may adopt its own, none is restarted.
+    await reattachSidecars(this.sidecars, { ...this.sidecarContext(), def: this.hardware.definition })
+      .catch((e: unknown) => this.logEvent(`re-attaching the back ends failed: ${(e as Error).message}`));
     if (this.hardware.definition.balloon) {
       const actual = await qmp.execute<{ actual: number }>('query-balloon').then((b) => b.actual, () => this.hardware!.definition.memoryMiB * MIB);
       this.balloonBytes = { target: actual, actual };
@@ -673,7 +604,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
     this.session = null;
     this.consoleInstance?.detach();
-    await this.removeRuntimeFiles();
+    await this.endRun();
     if (session.expectExit || session.guestShutdown) {
       await rm(this.paths.statusFile, { force: true });
       this.setState('stopped');
@@ -697,32 +628,46 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
   }
 
-  get swtpmPaths(): SwtpmPaths {
-    return { vmDir: this.stored.dir, socket: this.paths.swtpmSocket, pidfile: this.paths.swtpmPidfile };
+  // ---- sidecars and the end of a run --------------------------------------------------------
+
+  private get sidecars(): readonly Sidecar[] {
+    return this.deps.sidecars ?? SIDECARS;
   }
 
-  /** passt of the NIC at position nicIndex: socket and pidfile in the runtime dir, log in the VM folder. */
-  passtPaths(nicIndex: number, nicId: string): PasstPaths {
-    return { vmDir: this.stored.dir, nicId, socket: this.paths.passtSocket(nicIndex), pidfile: this.paths.passtPidfile(nicIndex) };
+  private sidecarContext(): SidecarContext {
+    return { vmDir: this.stored.dir, paths: this.paths, log: (text) => this.logEvent(text) };
   }
 
-  /** Removes sockets and pidfiles of a QEMU that is gone, and stops its back-end processes (swtpm, passt). */
-  private async removeRuntimeFiles(): Promise<void> {
+  /**
+   * Every path a QEMU run ends by comes here once QEMU is gone (clean stop, force off, crash or
+   * SIGKILL, failed start, a re-attach finding QEMU dead), and a start before its sidecars run
+   * (leftovers): the sidecars stop in reverse order, then QEMU's own files go.
+   */
+  private async endRun(): Promise<void> {
     this.hardware = null;
     this.balloonBytes = null;
     await unlink(this.hardwareFile).catch(() => {});
-    await stopSwtpm(this.swtpmPaths).catch(() => {});
-    await stopAllPasst(this.paths.dir).catch(() => {});
-    await stopAllQsd(this.paths.dir).catch(() => {});
-    await stopAllVirtiofsd(this.paths.dir).catch(() => {});
-    // Only once QEMU is gone: a device goes back to the host driver after the guest let go of it.
-    for (const note of await releaseAfterStop(this.paths.dir)) await this.logEvent(note);
+    await this.stopSidecars();
     for (const name of await readdir(this.paths.dir).catch(() => [] as string[])) {
       if (QEMU_SERVED_SOCKET_RE.test(name)) await unlink(join(this.paths.dir, name)).catch(() => {});
     }
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }
+  }
+
+  /** Only once QEMU is gone: a device goes back to the host after the guest let go of it. */
+  private stopSidecars(): Promise<void> {
+    return stopSidecars(this.sidecars, this.sidecarContext());
+  }
+
+  /** The QMP client of a running (or paused) VM, for operations outside the lifecycle (screen, keys). */
+  liveQmp(what: string): QmpClient {
+    const qmp = this.session?.qmp;
+    if (!qmp || !isActive(this.state) || this.state === 'starting' || this.state === 'stopping') {
+      throw new HangarError('invalid-state', `VM "${this.name}" is not running (${this.state}): ${what} needs a running VM`, `start it with \`hangar start ${this.name}\``);
+    }
+    return qmp;
   }
 
   private live(): LiveSession {
@@ -770,7 +715,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
     if (!s.qmp) {
       this.session = null;
-      await this.removeRuntimeFiles();
+      await this.endRun();
       this.setState('stopped');
     }
     await this.waitFor((st) => !isActive(st), 10_000);
@@ -823,11 +768,14 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   /** Releases sockets without touching QEMU (core shutting down; VMs keep running). */
   detach(): void {
-    if (this.session) {
-      this.session.expectExit = true; // our own close is not a crash
-      clearTimeout(this.session.timer);
-      this.session.qmp?.close();
+    const s = this.session;
+    if (s) {
+      s.expectExit = true; // our own close is not a crash
+      clearTimeout(s.timer);
+      // Forgotten before the close: QMP's 'close' fires at once, and onQmpClosed must not end the run
+      // (stop the back ends, or kill a QEMU that outlives its 5 s wait) of a VM that keeps running.
       this.session = null;
+      s.qmp?.close();
     }
     this.consoleInstance?.detach();
   }
