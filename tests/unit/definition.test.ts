@@ -62,7 +62,7 @@ test('state machine: valid actions pass, others get a typed error naming the sta
 test('device kinds: defaults, and the rules a machine imposes', () => {
   const d = parseDefinition({ ...base, rng: {}, balloon: {}, watchdog: {}, sound: {}, inputs: [{ id: 'tab', type: 'tablet' }] });
   assert.deepEqual([d.rng, d.balloon, d.watchdog, d.sound, d.video], [
-    { source: 'urandom' }, { freePageReporting: false, deflateOnOom: false }, { model: 'i6300esb', action: 'reset' }, { model: 'hda' }, { model: 'none' },
+    { source: 'urandom' }, { freePageReporting: false, deflateOnOom: false }, { model: 'i6300esb', action: 'reset' }, { model: 'hda' }, { model: 'none', display: 'vnc', clipboard: false },
   ]);
   assert.equal(d.inputs[0]!.bus, 'usb');
   assert.throws(() => parseDefinition({ ...base, inputs: [{ id: 't', type: 'tablet', bus: 'ps2' }] }), /PS\/2 has no tablet/);

@@ -10,7 +10,7 @@ const gen = (id: string): OsEntry => GENERIC_OSES.find((o) => o.id === id)!;
 
 test('generic Linux: 2 GiB, 2 vCPUs, 20 GiB, virtio, BIOS', () => {
   assert.deepEqual({ ...presetFor(gen('generic-linux')), notes: [] }, {
-    osId: 'generic-linux', memoryMiB: 2048, vcpus: 2, diskBytes: 20 * GiB, diskBus: 'virtio-blk', nicModel: 'virtio-net', firmware: 'bios', tpm: false, notes: [],
+    osId: 'generic-linux', memoryMiB: 2048, vcpus: 2, diskBytes: 20 * GiB, diskBus: 'virtio-blk', nicModel: 'virtio-net', firmware: 'bios', tpm: false, video: 'virtio-gpu', notes: [],
   });
 });
 
