@@ -5,7 +5,7 @@
 import type { CreateVmRequest } from './api.ts';
 import { HOSTNAME_RE, SSH_PUBKEY_RE, USERNAME_RE, vmNameSchema } from './model.ts';
 import type { DiskBus, FirmwareType, NicModel } from './model.ts';
-import type { OsPreset } from './os-presets.ts';
+import type { OsPreset, PresetVideo } from './os-presets.ts';
 import { shellQuote } from './shell.ts';
 
 export const sourceKinds = ['iso', 'import', 'kernel', 'network', 'empty'] as const;
@@ -13,6 +13,8 @@ export type SourceKind = (typeof sourceKinds)[number];
 export type ImportMode = 'in-place' | 'copy' | 'convert';
 export type StorageChoice = 'new' | 'existing' | 'none';
 export type NetworkChoice = 'user' | 'passt' | 'bridge' | 'none';
+/** auto = the core's default (withDisplayDefaults): VNC for VMs that boot firmware, none for kernel boot. */
+export type DisplayChoice = 'auto' | 'vnc' | 'none';
 
 export interface NewVmChoices {
   name: string;
@@ -43,6 +45,10 @@ export interface NewVmChoices {
   /** One per line: tcp::2222-:22 (as --nic hostfwd=). */
   portForwards: string;
   cloudInit: { enabled: boolean; user: string; password: string; hostname: string; sshKey: string };
+  /** The screen: VNC (a video device + USB tablet) or none (serial console only). */
+  display: DisplayChoice;
+  /** The video model a VNC display uses (from the OS: virtio-gpu where it has the driver). */
+  video: PresetVideo;
 }
 
 export function defaultChoices(): NewVmChoices {
@@ -52,7 +58,13 @@ export function defaultChoices(): NewVmChoices {
     memoryMiB: 2048, vcpus: 2, storage: 'new', diskGiB: 20, existingDiskPath: '', diskBus: 'virtio-blk',
     network: 'user', nicModel: 'virtio-net', bridge: '', portForwards: '',
     cloudInit: { enabled: false, user: '', password: '', hostname: '', sshKey: '' },
+    display: 'auto', video: 'virtio-gpu',
   };
+}
+
+/** The display the VM gets: the choice, or the core's default for its source. */
+export function effectiveDisplay(c: Pick<NewVmChoices, 'display' | 'source'>): 'vnc' | 'none' {
+  return c.display === 'auto' ? (c.source === 'kernel' ? 'none' : 'vnc') : c.display;
 }
 
 /** Applies an OS's defaults to the choices (the user may change each afterwards). */
@@ -65,6 +77,7 @@ export function applyPreset(c: NewVmChoices, p: OsPreset): void {
   c.nicModel = p.nicModel;
   c.firmware = p.firmware;
   c.tpm = p.tpm;
+  c.video = p.video;
 }
 
 export interface FieldCheck {
@@ -185,6 +198,15 @@ export function buildCreateRequest(c: NewVmChoices, requestId?: string): CreateV
     }
     def.nics = [{ id: 'net0', model: c.nicModel, network }];
   }
+  // An explicit display choice is sent as such; 'auto' leaves it to the core's defaults.
+  if (c.display !== 'auto') {
+    if (c.display === 'vnc') {
+      def.video = { model: c.video, display: 'vnc', clipboard: true };
+      def.inputs = [{ id: 'input0', type: 'tablet', bus: 'usb' }];
+    } else {
+      def.video = { model: 'none', display: 'none' };
+    }
+  }
   const req: CreateVmRequest = { definition: def };
   if (c.source === 'import') req.importDisks = [{ source: c.importPath, mode: c.importMode, bus: c.diskBus }];
   else if (c.storage === 'new') req.newDisks = [{ sizeBytes: Math.round(c.diskGiB * 1024 ** 3), bus: c.diskBus }];
@@ -209,6 +231,8 @@ const esc = (s: string): string => s.replace(/,/g, ',,');
 export function createCommand(c: NewVmChoices): string {
   const a: string[] = ['hangar', 'create', '--name', c.name, '--os', c.osId, '--memory', String(c.memoryMiB), '--vcpus', String(c.vcpus), '--firmware', c.firmware];
   if (c.tpm) a.push('--tpm');
+  if (c.display === 'vnc') a.push('--display', 'vnc', '--video', c.video);
+  else if (c.display === 'none') a.push('--display', 'none');
   if (c.source === 'iso') a.push('--cdrom', `${esc(c.isoPath)}${c.diskBus === 'sata' ? ',bus=sata' : ''}`);
   if (c.source === 'import') a.push('--import-disk', `${esc(c.importPath)}${c.importMode === 'in-place' ? '' : `,${c.importMode}`},bus=${c.diskBus}`);
   if (c.source === 'kernel') {

@@ -12,7 +12,10 @@ export function createAppRouter(): Router {
         component: () => import('./views/VmDetailsView.vue'),
         props: true,
         children: [
-          { path: '', name: 'overview', props: true, component: () => import('./views/OverviewTab.vue') },
+          // The VM's first tab: its screen when it has a display, else the Overview.
+          { path: '', name: 'home', props: true, component: () => import('./views/VmHomeTab.vue') },
+          { path: 'overview', name: 'overview', props: true, component: () => import('./views/OverviewTab.vue') },
+          { path: 'display', name: 'display', props: true, component: () => import('./views/DisplayTab.vue') },
           { path: 'console', name: 'console', props: true, component: () => import('./views/ConsoleTab.vue') },
           { path: 'devices', name: 'devices', props: true, component: () => import('./views/DevicesTab.vue') },
         ],

@@ -69,6 +69,29 @@ describe('WebSocketTransport', () => {
     assert.match(FakeWebSocket.all[2]!.url, /replay=0$/);
   });
 
+  it('opens the display channel at /api/display with the VM and token; binary both ways', async () => {
+    FakeWebSocket.all = [];
+    const t = new WebSocketTransport(loc, FakeWebSocket as unknown as typeof WebSocket);
+    const p = t.openDisplay('my vm');
+    const ws = FakeWebSocket.all[0]!;
+    assert.equal(ws.url, 'ws://127.0.0.1:4567/api/display?token=s3cr%2Bt&vm=my%20vm');
+    assert.equal(ws.binaryType, 'arraybuffer');
+    ws.accept();
+    const link = await p;
+    const msgs: (string | Uint8Array)[] = [];
+    link.onMessage((m) => msgs.push(m));
+    ws.receive(encodeConsoleControl({ type: 'ready', vm: 'my vm' }));
+    ws.receive(new Uint8Array([82, 70, 66]).buffer);
+    link.send(new Uint8Array([1, 2]));
+    link.send('{"type":"ack","bytes":3}');
+    assert.equal(msgs[0], '{"type":"ready","vm":"my vm"}');
+    assert.deepEqual([...(msgs[1] as Uint8Array)], [82, 70, 66]);
+    assert.deepEqual([...(ws.sent[0] as Uint8Array)], [1, 2]);
+    assert.equal(ws.sent[1], '{"type":"ack","bytes":3}');
+    const noToken = new WebSocketTransport({ ...loc, search: '' }, FakeWebSocket as unknown as typeof WebSocket);
+    await assert.rejects(noToken.openDisplay('x'), /no access token/);
+  });
+
   it('rejects readably when the socket cannot open', async () => {
     FakeWebSocket.all = [];
     const t = new WebSocketTransport({ ...loc, protocol: 'https:' }, FakeWebSocket as unknown as typeof WebSocket);
@@ -152,6 +175,29 @@ describe('ElectronTransport', () => {
     assert.equal(msgs[1], '{"type":"end","reason":"vm-stopped"}');
     assert.equal(closes.length, 1, 'an end control closes the link');
     rpc.close();
+    bridge.closeAll();
+  });
+
+  it('asks main for a display port; RFB bytes both ways, an end control closes it', async () => {
+    const win = new FakeWindow();
+    const bridge = fakeBridge(win);
+    const t = new ElectronTransport(bridge, win);
+    const link = await t.openDisplay('vm1');
+    assert.deepEqual(bridge.requests[0], { kind: 'display', vm: 'vm1' });
+    const end = bridge.ends[0]!;
+    const msgs: (string | Uint8Array)[] = [];
+    const fromUi: unknown[] = [];
+    const closes: string[] = [];
+    end.onmessage = (e) => fromUi.push(e.data);
+    link.onMessage((m) => msgs.push(m));
+    link.onClose((r) => closes.push(r));
+    link.send(new Uint8Array([7, 8]));
+    end.postMessage(new Uint8Array([1, 2, 3]).buffer);
+    end.postMessage(encodeConsoleControl({ type: 'end', reason: 'too-slow' }));
+    await settle();
+    assert.deepEqual([...(fromUi[0] as Uint8Array)], [7, 8]);
+    assert.deepEqual([...(msgs[0] as Uint8Array)], [1, 2, 3]);
+    assert.equal(closes.length, 1);
     bridge.closeAll();
   });
 

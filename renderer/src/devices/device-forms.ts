@@ -48,7 +48,8 @@ export interface InputForm { type: Enum<typeof inputSchema, 'type'>; bus: Opts<t
 export interface ShareForm { driver: Opts<typeof shareSchema.shape.driver>; source: string; tag: string; readOnly: boolean; securityModel: Opts<typeof shareSchema.shape.securityModel> }
 export interface ChannelForm { name: string }
 export interface SerialForm { output: Opts<typeof serialPortSchema.shape.output> }
-export interface VideoForm { model: Opts<typeof videoSchema.shape.model>; vramMiB: string }
+/** display: how the screen is shown (VNC into the Display tab, or no viewer); clipboard: qemu-vdagent text sharing. */
+export interface VideoForm { model: Opts<typeof videoSchema.shape.model>; vramMiB: string; display: Opts<typeof videoSchema.shape.display>; clipboard: boolean }
 export interface SoundForm { model: Opts<typeof soundSchema.shape.model> }
 export interface RngForm { source: Opts<typeof rngSchema.shape.source> }
 export interface BalloonForm { freePageReporting: boolean; deflateOnOom: boolean }
@@ -108,7 +109,7 @@ export function blankForm<K extends DeviceKindName>(kind: K, def?: VmDefinition)
     share: () => ({ driver: 'virtio-9p', source: '', tag: '', readOnly: false, securityModel: 'mapped-xattr' }),
     channel: () => ({ name: 'org.qemu.guest_agent.0' }),
     serial: () => ({ output: 'log' }),
-    video: () => ({ model: 'vga', vramMiB: '' }),
+    video: () => ({ model: 'vga', vramMiB: '', display: 'vnc', clipboard: false }),
     sound: () => ({ model: 'hda' }),
     rng: () => ({ source: 'urandom' }),
     balloon: () => ({ freePageReporting: true, deflateOnOom: false }),
@@ -149,6 +150,8 @@ export function formFromDevice<K extends DeviceKindName>(kind: K, device: Record
     f.forwards = Array.isArray(net.portForwards) ? formatForwards(net.portForwards as never) : '';
   } else if (kind === 'video') {
     f.vramMiB = str(device.vramMiB);
+    f.display = device.display === 'none' ? 'none' : 'vnc';
+    f.clipboard = device.clipboard === true;
   } else if (kind === 'vsock') {
     f.cid = str(device.cid);
   } else if (kind === 'mdev') {
@@ -265,7 +268,7 @@ const builders: { [K in DeviceKindName]: Builder<K> } = {
     return { device, errors: check(serialPortSchema, device) };
   },
   video(f) {
-    const device: Record<string, unknown> = { model: f.model };
+    const device: Record<string, unknown> = { model: f.model, display: f.display, clipboard: f.display === 'vnc' && f.clipboard };
     const errors: FieldErrors = {};
     if (String(f.vramMiB).trim()) {
       const n = wholeNumber(f.vramMiB);

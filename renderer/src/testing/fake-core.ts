@@ -1,6 +1,6 @@
 // An in-memory Hangar core for the renderer's unit tests: a CoreTransport whose RPC links speak
 // real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
-// events, go down and come back. Console channels are scripted by the tests. Not bundled.
+// events, go down and come back. Console and display channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
 import type { CoreApi, CoreEvents, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
 import { parseDefinition } from '../../../core/common/definition.ts';
@@ -8,6 +8,7 @@ import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDevi
 import { vmDefinitionSchema } from '../../../core/common/model.ts';
 import type { VmDefinition } from '../../../core/common/model.ts';
 import type { HostAssignment, HostChangeResult, HostDeviceReport, PciDevice } from '../../../core/common/host-devices.ts';
+import { displayCapabilities } from '../../../core/common/display.ts';
 import { GENERIC_OSES } from '../../../core/common/os-types.ts';
 import { HangarError } from '../../../core/common/errors.ts';
 import { assertCan } from '../../../core/common/state.ts';
@@ -164,6 +165,16 @@ export class FakeCore implements CoreTransport {
     this.holdCreates = false;
     for (const w of this.createWaiters.splice(0)) w();
   }
+  /** What screenshot answers (a 1x1 PNG by default). */
+  screen = { pngBase64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', width: 1, height: 1 };
+  /** Screenshots answered. */
+  screenshots = 0;
+  /** Key combinations sent, as "vm ctrl-alt-delete". */
+  readonly keysSent: string[] = [];
+  /** Display channels the UI opened (the test plays the core's side). */
+  readonly displays: { vm: string; core: MemoryEnd<string | Uint8Array> }[] = [];
+  /** While set, openDisplay fails with it. */
+  displayFails: Error | null = null;
   /** Console channels the UI opened (the test plays the core's side). */
   readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array> }[] = [];
 
@@ -193,6 +204,15 @@ export class FakeCore implements CoreTransport {
   private find(ref: string): VmInfo {
     const vm = this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.id === ref);
     if (!vm) throw new HangarError('not-found', `no VM named "${ref}"`, 'see `hangar list`');
+    return vm;
+  }
+
+  /** A VM whose QEMU runs, as the core's liveQmp: else invalid-state with the fix. */
+  private liveVm(ref: string, what: string): VmInfo {
+    const vm = this.find(ref);
+    if (!['running', 'paused', 'shutting-down', 'rebooting', 'guest-error'].includes(vm.state)) {
+      throw new HangarError('invalid-state', `VM "${vm.name}" is not running (${vm.state}): ${what} needs a running VM`, `start it with \`hangar start ${vm.name}\``);
+    }
     return vm;
   }
 
@@ -244,6 +264,18 @@ export class FakeCore implements CoreTransport {
         return { deletedFiles: opts?.deleteDisks ? ['/disk.qcow2'] : [], keptFiles: [] };
       },
       commandLine: async (ref) => ['qemu-system-x86_64', '-name', this.find(ref).name, '-nodefaults'],
+      screenshot: async (ref) => {
+        const vm = this.liveVm(ref, 'a screenshot');
+        if (this.definitionOf(vm).video.model === 'none') {
+          throw new HangarError('invalid-state', `VM "${vm.name}" has no display: a screenshot needs a video device`, 'add one and restart the VM');
+        }
+        this.screenshots++;
+        return { ...this.screen, takenAt: new Date(this.screenshots * 1000).toISOString() };
+      },
+      sendKeys: async (ref, keys) => {
+        const vm = this.liveVm(ref, 'sending keys');
+        this.keysSent.push(`${vm.name} ${keys.join('-')}`);
+      },
       hostInfo: async () => this.host,
       osList: async () => GENERIC_OSES.map(({ media: _m, ...o }) => o),
       inspectPath: async (path) => {
@@ -560,6 +592,18 @@ export class FakeCore implements CoreTransport {
     const [ui, core] = memoryPair<string | Uint8Array>();
     this.consoles.push({ vm, replay: opts.replay, core });
     return ui;
+  }
+
+  async openDisplay(vm: string): Promise<ConsoleLink> {
+    if (this.displayFails) throw this.displayFails;
+    const [ui, core] = memoryPair<string | Uint8Array>();
+    this.displays.push({ vm, core });
+    return ui;
+  }
+
+  /** Whether a fake VM's definition has a VNC display. */
+  hasDisplay(name: string): boolean {
+    return displayCapabilities(this.definitionOf(this.find(name))).vnc;
   }
 }
 

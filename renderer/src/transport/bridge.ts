@@ -1,7 +1,7 @@
 // What the Electron preload exposes as window.hangar (electron/preload-api.ts is the other side;
 // the renderer may not import electron/, so the shape is restated here).
 
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean };
+export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
 
 export interface HangarBridge {
   requestPort(request: PortRequest): string;

@@ -1,6 +1,6 @@
 // Desktop app: the preload's window.hangar.requestPort() asks main for a MessagePort to the core;
-// the port arrives as a window 'message' event { hangarPort: id } with ev.ports[0]. Console bytes
-// then flow renderer <-> core directly, never through main.
+// the port arrives as a window 'message' event { hangarPort: id } with ev.ports[0]. Console and
+// display bytes then flow renderer <-> core directly, never through main.
 import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
 import { decodeConsoleControl } from '../../../core/common/transport.ts';
 import type { HangarBridge, PortRequest } from './bridge.ts';
@@ -22,6 +22,7 @@ function toBytes(d: unknown): Uint8Array | null {
 }
 
 class PortLink<T extends string | Uint8Array> extends LinkBase<T> {
+  /** console: a console or display channel (binary messages, an 'end' control before the close). */
   constructor(private readonly port: MessagePort, console: boolean, private readonly untrack: () => void) {
     super();
     port.onmessage = (ev: MessageEvent) => {
@@ -118,6 +119,12 @@ export class ElectronTransport implements CoreTransport {
 
   async openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
     const port = await this.requestPort({ kind: 'console', vm, replay: opts.replay }, 'console');
+    return this.track<string | Uint8Array>(port, true);
+  }
+
+  /** The VM's screen: RFB bytes both ways, as a console channel without replay. */
+  async openDisplay(vm: string): Promise<ConsoleLink> {
+    const port = await this.requestPort({ kind: 'display', vm }, 'display');
     return this.track<string | Uint8Array>(port, true);
   }
 }

@@ -1,7 +1,7 @@
 // Browser mode (`hangar serve`): the page is served at http://127.0.0.1:PORT/?token=TOKEN#/...
-// and reaches the core over two kinds of WebSocket on the same host (see core/common/transport.ts).
+// and reaches the core over three kinds of WebSocket (RPC, console, display) on the same host (see core/common/transport.ts).
 import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
-import { WS_CONSOLE_PATH, WS_RPC_PATH } from '../../../core/common/transport.ts';
+import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH } from '../../../core/common/transport.ts';
 import { LinkBase } from './link-base.ts';
 
 export interface LocationLike {
@@ -96,5 +96,11 @@ export class WebSocketTransport implements CoreTransport {
   openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
     if (!this.token) return Promise.reject(new Error('this page has no access token: open the URL that `hangar serve` printed'));
     return this.open<string | Uint8Array>(this.url(WS_CONSOLE_PATH, { vm, replay: opts.replay ? '1' : '0' }), 'console');
+  }
+
+  /** The VM's screen: RFB bytes both ways (binary frames), controls as text frames. */
+  openDisplay(vm: string): Promise<ConsoleLink> {
+    if (!this.token) return Promise.reject(new Error('this page has no access token: open the URL that `hangar serve` printed'));
+    return this.open<string | Uint8Array>(this.url(WS_DISPLAY_PATH, { vm }), 'display');
   }
 }
