@@ -14,6 +14,8 @@ export interface VmSummary {
   vcpus?: number;
   memoryMiB?: number;
   pid?: number;
+  /** The VM shows a screen (a video device with a VNC display; see displayCapabilities). */
+  display?: boolean;
 }
 
 export interface VmInfo extends VmSummary {

@@ -36,7 +36,7 @@ after(async () => {
   await session?.close();
 });
 
-interface Info { id: string; dir: string; state: string; pid?: number; definition: { firmware: string; memoryMiB: number; osId?: string; tpm?: { model: string }; disks: Array<{ file: string; format: string; owned: boolean; bus: string }>; cdroms: Array<{ file?: string }> } }
+interface Info { id: string; dir: string; state: string; pid?: number; definition: { firmware: string; memoryMiB: number; osId?: string; tpm?: { model: string }; disks: Array<{ file: string; format: string; owned: boolean; bus: string }>; cdroms: Array<{ file?: string }>; video: { model: string; display: string; clipboard: boolean }; inputs: Array<{ type: string }> } }
 
 const title = () => page.getByTestId('step-title');
 
@@ -82,10 +82,17 @@ async function finish(name: string, startNow: boolean): Promise<void> {
   await page.getByTestId('vm-name').press('Tab');
   await page.getByTestId('preview-cmdline').waitFor({ timeout: 20_000 });
   await page.getByTestId(startNow ? 'create-start' : 'create-customize').click();
-  await page.waitForURL(startNow ? /#\/vm\/[^/]+\/console$/ : /#\/vm\/[^/]+$/, { timeout: 120_000 });
+  // VMs that boot firmware get a display: "Create and start now" opens it (kernel boot: the console).
+  await page.waitForURL(startNow ? /#\/vm\/[^/]+\/(display|console)$/ : /#\/vm\/[^/]+$/, { timeout: 120_000 });
 }
 
+/** On the Display tab (the guest's screen is live), then on to the Console tab for the ready marker. */
 async function bootsToReady(name: string): Promise<void> {
+  if (page.url().endsWith('/display')) {
+    await page.getByTestId('display-screen').locator('canvas').waitFor({ timeout: 60_000 });
+    await page.getByRole('tab', { name: 'Console' }).click();
+    await page.waitForURL(/\/console$/);
+  }
   await waitConsole((t) => t.includes(READY_MARKER), `${READY_MARKER} of ${name}`);
 }
 
@@ -165,12 +172,14 @@ describe('New VM wizard', () => {
     assert.deepEqual(violations, [], JSON.stringify(violations, null, 2));
 
     await page.getByTestId('create-start').click();
-    await page.waitForURL(/#\/vm\/wiz-bios\/console$/, { timeout: 60_000 });
+    await page.waitForURL(/#\/vm\/wiz-bios\/display$/, { timeout: 60_000 });
     await bootsToReady('wiz-bios');
     const info = await h.json<Info>(['show', 'wiz-bios']);
     assert.equal(info.definition.firmware, 'bios');
     assert.equal(info.definition.memoryMiB, 384);
     assert.equal(info.definition.osId, 'other');
+    assert.deepEqual(info.definition.video, { model: 'vga', display: 'vnc', clipboard: true }, 'an ISO VM gets a display');
+    assert.ok(info.definition.inputs.some((i) => i.type === 'tablet'), 'and a USB tablet');
     assert.equal(info.definition.cdroms[0]!.file, guest.iso);
     assert.equal(info.definition.disks[0]!.bus, 'sata');
     assert.equal(JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', info.definition.disks[0]!.file], { encoding: 'utf8' })).format, 'qcow2');

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { appendFile, mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { displayCapabilities } from '../../common/display.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { assertCan, isActive } from '../../common/state.ts';
@@ -131,6 +132,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (this.stored.definition) {
       s.vcpus = this.stored.definition.cpu.vcpus;
       s.memoryMiB = this.stored.definition.memoryMiB;
+      s.display = displayCapabilities(this.stored.definition).vnc;
     }
     if (this.session) s.pid = this.session.pid;
     return s;
