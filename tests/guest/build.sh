@@ -24,6 +24,7 @@ umask 022
 export LC_ALL=C
 
 READY_MARKER='HANGAR-GUEST-READY'
+SCREEN_MARKER='HANGAR-SCREEN-READY'
 CMDLINE='console=ttyS0 quiet panic=-1'
 
 log() { printf 'hangar-guest: %s\n' "$*" >&2; }
@@ -186,10 +187,23 @@ resolve() {  # $1 module, $2 required(1/0)
 for m in "${CORE_MODULES[@]}"; do resolve "$m" 1; done
 for m in "${EXTRA_MODULES[@]}"; do resolve "$m" 0; done
 ((${#missing_mods[@]} == 0)) || die "kernel $KVER has no modules: ${missing_mods[*]}"
+# The screen: DRM drivers for QEMU's std VGA / bochs-display (bochs) and virtio-vga (virtio-gpu);
+# fbcon (built in) then draws tty1 on their framebuffer. Loaded only when the VM has a display
+# adapter (PCI class 03), so headless boots do not pay for the DRM stack.
+DISPLAY_MODULES=(bochs virtio_gpu)
+: > "$TMP/display-insmods"
+for m in "${DISPLAY_MODULES[@]}"; do
+  modprobe -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" { print $2 }' >> "$TMP/display-insmods" || true
+done
 
 : > "$ROOT/etc/hangar-modules"
+: > "$ROOT/etc/hangar-display-modules"
 awk '!seen[$0]++' "$TMP/insmods" > "$TMP/insmods.uniq"
-while IFS= read -r ko; do
+# Display modules not already loaded at boot (virtio is), in load order.
+awk 'NR == FNR { core[$0] = 1; next } !core[$0] && !seen[$0]++' "$TMP/insmods.uniq" "$TMP/display-insmods" > "$TMP/display-insmods.uniq"
+sed 's/^/display /' "$TMP/display-insmods.uniq" > "$TMP/all-insmods"
+sed 's/^/core /' "$TMP/insmods.uniq" >> "$TMP/all-insmods"
+while IFS=' ' read -r set ko; do
   [[ "$ko" == "$MODDIR/"* ]] || die "unexpected module path $ko"
   rel="${ko#"$MODDIR"/}"
   dst="$ROOT/lib/modules/$KVER/$rel"
@@ -204,8 +218,9 @@ while IFS= read -r ko; do
     *) die "unexpected module file $ko" ;;
   esac
   name="$(basename "$rel" .ko)"
-  printf '%s %s\n' "${name//-/_}" "$rel" >> "$ROOT/etc/hangar-modules"
-done < "$TMP/insmods.uniq"
+  if [[ "$set" == display ]]; then printf '%s %s\n' "${name//-/_}" "$rel" >> "$ROOT/etc/hangar-display-modules"
+  else printf '%s %s\n' "${name//-/_}" "$rel" >> "$ROOT/etc/hangar-modules"; fi
+done < "$TMP/all-insmods"
 for f in modules.order modules.builtin modules.builtin.modinfo; do
   if [[ -f "$MODDIR/$f" ]]; then cp "$MODDIR/$f" "$ROOT/lib/modules/$KVER/"; fi
 done
@@ -248,9 +263,67 @@ EOF
 # respawned whenever it exits; /etc/profile prints the ready marker before the first prompt.
 cat > "$ROOT/etc/inittab" <<'EOF'
 ::respawn:/bin/cttyhack /bin/sh -l
+tty1::respawn:/bin/tty1-shell
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/sync
 EOF
+
+# ---- the screen: a banner on tty1 (drawn once at boot) and a shell on it (prompt "tty1# ")
+cat > "$ROOT/bin/hangar-banner" <<'EOF'
+#!/bin/sh
+# Clears tty1 and draws something recognisable: coloured bars around a large HANGAR.
+t=/dev/tty1
+[ -c $t ] || exit 0
+{
+  printf '\033[2J\033[H\033[?25l'
+  bar() { printf '\033[%sm%80s\033[0m\n' "$1" ''; }
+  bar 41; bar 42; bar 44
+  printf '\033[1;33m'
+  echo ' #   #   ###   #   #   ####   ###   ####    '
+  echo ' #   #  #   #  ##  #  #      #   #  #   #   '
+  echo ' #####  #####  # # #  #  ##  #####  ####    '
+  echo ' #   #  #   #  #  ##  #   #  #   #  #  #    '
+  echo ' #   #  #   #  #   #   ###   #   #  #   #   '
+  printf '\033[0m'
+  bar 44; bar 42; bar 41
+  echo
+  echo 'HANGAR TEST GUEST - HANGAR-SCREEN-READY'
+  printf '\033[?25h'
+} > $t
+EOF
+chmod 0755 "$ROOT/bin/hangar-banner"
+cat > "$ROOT/bin/tty1-shell" <<'EOF'
+#!/bin/sh
+# The shell on the VM's screen: its own prompt and no /etc/profile (the ready marker is ttyS0's).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PS1='tty1# '
+cd /root 2>/dev/null
+exec /bin/sh -i
+EOF
+chmod 0755 "$ROOT/bin/tty1-shell"
+# pointer-watch: the USB tablet's absolute position as the guest sees it, one line per report
+# on ttyS0 ("HANGAR-POINTER X Y", 0..32767), for tests that move the viewer's mouse.
+cat > "$ROOT/bin/pointer-watch" <<'EOF'
+#!/bin/sh
+dev=''
+for d in /sys/class/input/event*; do
+  case "$(cat "$d/device/name" 2>/dev/null)" in *Tablet*) dev="/dev/input/${d##*/}";; esac
+done
+[ -n "$dev" ] || { echo 'HANGAR-POINTER none: no tablet' > /dev/ttyS0; exit 1; }
+echo "HANGAR-POINTER watching $dev" > /dev/ttyS0
+x=0; y=0
+exec 3< "$dev"
+# struct input_event on x86_64: 16 bytes of time, u16 type, u16 code, s32 value (one read each).
+while :; do
+  set -- $(dd bs=24 count=1 <&3 2>/dev/null | od -An -v -tu2)
+  [ $# -ge 12 ] || continue
+  type=$9 code=${10} value=$((${11} + ${12} * 65536))
+  if [ "$type" = 3 ] && [ "$code" = 0 ]; then x=$value
+  elif [ "$type" = 3 ] && [ "$code" = 1 ]; then y=$value
+  elif [ "$type" = 0 ]; then echo "HANGAR-POINTER $x $y" > /dev/ttyS0
+  fi
+done
+EOF
+chmod 0755 "$ROOT/bin/pointer-watch"
 
 # ---- hangar-lspci
 cat > "$ROOT/bin/hangar-lspci" <<'EOF'
@@ -346,6 +419,14 @@ while read -r name rel; do
     failed="$failed $name"
   fi
 done < /etc/hangar-modules
+# A display adapter (PCI class 03xxxx): its DRM driver, then the banner on tty1.
+if cat /sys/bus/pci/devices/*/class 2>/dev/null | grep -q '^0x03'; then
+  while read -r name rel; do
+    if insmod "/lib/modules/$kver/$rel" 2>/dev/null; then loaded="$loaded $name"; else failed="$failed $name"; fi
+  done < /etc/hangar-display-modules
+  hangar-banner
+  echo 'HANGAR-SCREEN-READY'
+fi
 echo "$failed" > /run/hangar-modules.failed
 echo "hangar: modules loaded:$loaded"
 
@@ -373,8 +454,9 @@ cat > "$ISODIR/boot/grub/grub.cfg" <<EOF
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
-set timeout=0
-set timeout_style=hidden
+# The menu shows for 3 s on the screen and the serial console (a key stops the countdown).
+set timeout=3
+set timeout_style=menu
 set default=0
 # If booting fails (e.g. GRUB's "out of memory" under UEFI with -m 256), don't sit in the
 # menu forever: say so on the serial console and power the machine off.
@@ -414,6 +496,7 @@ cat > "$TMP/manifest.json" <<EOF
   "kernelVersion": $(json_str "$KVER"),
   "cmdline": $(json_str "$CMDLINE"),
   "readyMarker": $(json_str "$READY_MARKER"),
+  "screenMarker": $(json_str "$SCREEN_MARKER"),
   "prompt": "guest# ",
   "efi": $([[ "$HAVE_EFI" == yes ]] && echo true || echo false),
   "modules": [$mods_json],

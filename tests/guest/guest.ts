@@ -24,6 +24,14 @@ export const PCI_END = 'HANGAR-PCI-END';
 export const GUEST_PROMPT = 'guest# ';
 /** Kernel command line to use with -kernel/-initrd (the ISO and disk use the same). */
 export const GUEST_CMDLINE = 'console=ttyS0 quiet panic=-1';
+/** Printed on ttyS0 once the banner is drawn on tty1 (only when the VM has a display adapter). */
+export const SCREEN_MARKER = 'HANGAR-SCREEN-READY';
+/** The prompt of the shell on the VM's screen (tty1). */
+export const TTY1_PROMPT = 'tty1# ';
+/** `pointer-watch &` (typed at either shell) prints "HANGAR-POINTER X Y" (0..32767) on ttyS0 per tablet report. */
+export const POINTER_PREFIX = 'HANGAR-POINTER';
+/** GRUB's menu entry: shown on screen and serial for 3 s (any key stops the countdown). */
+export const GRUB_MENU_ENTRY = 'Hangar test guest';
 /** Printed by GRUB (ISO/disk boots) before it powers the VM off when booting the kernel failed. */
 export const GRUB_BOOT_FAILED_MARKER = 'HANGAR-GRUB-BOOT-FAILED';
 
