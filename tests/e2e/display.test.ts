@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import type { CoreClient } from '../../core/common/core-client.ts';
-import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
+import { ensureTestGuest, GRUB_MENU_ENTRY, GUEST_CMDLINE, POINTER_PREFIX, READY_MARKER } from '../guest/guest.ts';
 import type { HangarHarness } from '../helpers/hangar.ts';
 import { wsCoreClient } from '../helpers/ws-client.ts';
 import { axeViolations, openUiSession, screenshot } from './browser.ts';
@@ -43,15 +43,15 @@ after(async () => {
 });
 
 /** The VM's serial output so far (the core's log, through the API). */
-async function serial(): Promise<string> {
-  return Buffer.from(await core.api.serialLog(VM), 'base64').toString('latin1');
+async function serial(vm = VM): Promise<string> {
+  return Buffer.from(await core.api.serialLog(vm), 'base64').toString('latin1');
 }
 
-async function waitSerial(text: string, count = 1, timeout = BOOT_MS): Promise<void> {
+async function waitSerial(text: string, count = 1, timeout = BOOT_MS, vm = VM): Promise<void> {
   const deadline = Date.now() + timeout;
   let log = '';
   while (Date.now() < deadline) {
-    log = await serial();
+    log = await serial(vm);
     if (log.split(text).length - 1 >= count) return;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -59,6 +59,20 @@ async function waitSerial(text: string, count = 1, timeout = BOOT_MS): Promise<v
 }
 
 const count = (log: string, text: string): number => log.split(text).length - 1;
+
+/**
+ * Types as a person does, Shift held for capitals and '>' (Playwright's keyboard.type sends a
+ * capital's key without Shift; noVNC sends physical keys, so the guest would see lower case).
+ */
+async function typeLikeAPerson(p: Page, text: string): Promise<void> {
+  for (const ch of text) {
+    const shifted: Record<string, string> = { '>': 'Period', '&': 'Digit7', '$': 'Digit4', '!': 'Digit1' };
+    if (shifted[ch]) await p.keyboard.press(`Shift+${shifted[ch]}`);
+    else if (/[A-Z]/.test(ch)) await p.keyboard.press(`Shift+Key${ch}`);
+    else await p.keyboard.press(ch === ' ' ? 'Space' : ch);
+    await p.waitForTimeout(20);
+  }
+}
 
 async function waitStatus(p: Page, re: RegExp, timeout = 30_000): Promise<void> {
   await p.getByTestId('display-status').filter({ hasText: re }).waitFor({ timeout });
@@ -73,8 +87,8 @@ const GRID_H = 40;
  * shrunk to 64x40 grey levels in the page (so the compare is fuzzy: a blinking cursor or a
  * scaling filter does not matter, a blank or wrong screen does).
  */
-async function canvasAndScreenshot(p: Page): Promise<{ canvas: Sample; shot: Sample }> {
-  const shot = await core.api.screenshot(VM);
+async function canvasAndScreenshot(p: Page, vm = VM): Promise<{ canvas: Sample; shot: Sample }> {
+  const shot = await core.api.screenshot(vm);
   // No named helpers inside: the test runner's transform would reference its own __name there.
   return p.evaluate(async ({ png, w, h }) => {
     const canvas = document.querySelector<HTMLCanvasElement>('[data-testid="display-screen"] canvas');
@@ -111,11 +125,11 @@ function litCells(s: Sample): number {
 }
 
 /** Waits until the canvas shows what the core's screenshot shows (and that is not a blank screen). */
-async function screenMatches(p: Page, what: string, timeout = 30_000): Promise<Sample> {
+async function screenMatches(p: Page, what: string, timeout = 30_000, vm = VM): Promise<Sample> {
   const deadline = Date.now() + timeout;
   let last = '';
   while (Date.now() < deadline) {
-    const { canvas, shot } = await canvasAndScreenshot(p);
+    const { canvas, shot } = await canvasAndScreenshot(p, vm);
     const diff = meanDiff(canvas.pixels, shot.pixels);
     last = `canvas ${canvas.width}x${canvas.height}, screenshot ${shot.width}x${shot.height}, mean difference ${diff.toFixed(1)}/255, lit cells ${litCells(canvas)}/${GRID_W * GRID_H}`;
     if (canvas.width === shot.width && canvas.height === shot.height && diff < 8 && litCells(canvas) >= 10) return canvas;
@@ -167,10 +181,10 @@ describe('the Display tab on a running VM', () => {
   });
 
   test('text typed into the canvas reaches the shell on tty1', async () => {
-    const marker = `HANGAR-TYPED-${randomBytes(4).toString('hex')}`;
+    const marker = `hangar-typed-${randomBytes(4).toString('hex')}`;
     await page.locator('[data-testid="display-screen"] canvas').click();
     await page.getByTestId('display-grab').filter({ hasText: 'Keyboard captured' }).waitFor();
-    await page.keyboard.type(`echo ${marker} > /dev/ttyS0`, { delay: 30 });
+    await typeLikeAPerson(page, `echo ${marker} > /dev/ttyS0`);
     await page.keyboard.press('Enter');
     await waitSerial(marker, 1, 30_000);
     // Ctrl+Alt gives the keyboard back.
@@ -180,6 +194,37 @@ describe('the Display tab on a running VM', () => {
     await page.keyboard.up('Control');
     await page.getByTestId('display-grab').filter({ hasText: 'Click the screen' }).waitFor();
     assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'display-capture', 'focus lands on Capture keyboard');
+  });
+
+  test('the mouse moves the guest\'s pointer (the USB tablet) where the canvas is pointed at', async () => {
+    const canvas = page.locator('[data-testid="display-screen"] canvas');
+    await canvas.click();
+    await page.getByTestId('display-grab').filter({ hasText: 'Keyboard captured' }).waitFor();
+    await typeLikeAPerson(page, 'pointer-watch &');
+    await page.keyboard.press('Enter');
+    await waitSerial(`${POINTER_PREFIX} watching`, 1, 30_000).catch(async (e: unknown) => {
+      session.shots.push(await screenshot(page, 'display-pointer-failed'));
+      throw e;
+    });
+    const box = (await canvas.boundingBox())!;
+    for (const [fx, fy] of [[0.25, 0.25], [0.75, 0.6]] as const) {
+      await page.mouse.move(box.x + box.width * fx, box.y + box.height * fy, { steps: 4 });
+      const want = [fx * 32767, fy * 32767];
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const lines = [...(await serial()).matchAll(/HANGAR-POINTER (\d+) (\d+)/g)];
+        const m = lines.at(-1);
+        if (m && Math.abs(Number(m[1]) - want[0]!) < 1200 && Math.abs(Number(m[2]) - want[1]!) < 1200) break;
+        if (Date.now() > deadline) throw new Error(`the guest's pointer is at ${m ? `${m[1]} ${m[2]}` : 'none'}, not near ${want.map(Math.round).join(' ')}`);
+        await page.waitForTimeout(250);
+      }
+    }
+    await typeLikeAPerson(page, 'kill $!');
+    await page.keyboard.press('Enter');
+    await page.keyboard.down('Control');
+    await page.keyboard.down('Alt');
+    await page.keyboard.up('Alt');
+    await page.keyboard.up('Control');
   });
 
   test('Scale to fit / 1:1 and view only', async () => {
@@ -285,4 +330,26 @@ describe('the Display tab on a running VM', () => {
     session.shots.push(await screenshot(page, 'display-after-restart'));
     assert.deepEqual(session.pageErrors.filter((e) => !/noVNC|WebSocket|RFB/i.test(e)), [], 'no script errors');
   });
+});
+
+describe('boot menus on screen', () => {
+  for (const firmware of ['bios', 'uefi'] as const) {
+    test(`the test ISO's GRUB menu is visible under ${firmware.toUpperCase()}`, { timeout: BOOT_MS + 60_000 }, async () => {
+      const name = `grub-${firmware}`;
+      await h.ok(['create', '--name', name, '--memory', '384', '--accel', 'tcg', '--cdrom', guest.iso, '--boot', 'cdrom', '--firmware', firmware]);
+      await page.goto(`${session.serve.url}#/vm/${name}/display`);
+      await page.getByTestId('display-status').filter({ hasText: 'VM is not running' }).waitFor();
+      await core.api.start(name);
+      // GRUB draws its menu on the screen and the serial console; a key stops its 3 s countdown.
+      await waitSerial(GRUB_MENU_ENTRY, 1, BOOT_MS, name);
+      await core.api.sendKeys(name, ['up']);
+      await waitStatus(page, /^Connected/);
+      const seen = await screenMatches(page, `GRUB under ${firmware}`, 30_000, name);
+      assert.ok(litCells(seen) >= 40, 'the menu is drawn, not a blank screen');
+      session.shots.push(await screenshot(page, `display-grub-${firmware}`));
+      await core.api.sendKeys(name, ['ret']);
+      await waitSerial(READY_MARKER, 1, BOOT_MS, name);
+      await core.api.destroy(name);
+    });
+  }
 });

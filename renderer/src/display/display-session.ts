@@ -32,6 +32,12 @@ export interface DisplaySessionOptions {
   onSize?: (width: number, height: number) => void;
 }
 
+/** X keysyms and key codes of the modifiers, released in the guest when the keyboard is given back. */
+const MODIFIER_KEYS: ReadonlyArray<readonly [number, string]> = [
+  [0xffe3, 'ControlLeft'], [0xffe4, 'ControlRight'], [0xffe9, 'AltLeft'], [0xffea, 'AltRight'],
+  [0xffe1, 'ShiftLeft'], [0xffe2, 'ShiftRight'], [0xffeb, 'MetaLeft'], [0xffec, 'MetaRight'],
+];
+
 /** Whether a key event is the release combination: Ctrl and Alt held, the last of them just pressed. */
 export function isReleaseCombo(ev: Pick<KeyboardEvent, 'ctrlKey' | 'altKey' | 'key' | 'shiftKey' | 'metaKey'>): boolean {
   return ev.ctrlKey && ev.altKey && !ev.shiftKey && !ev.metaKey && (ev.key === 'Control' || ev.key === 'Alt');
@@ -155,11 +161,10 @@ export class DisplaySession {
     const rfb = this.rfb;
     if (rfb) {
       rfb.blur();
-      // noVNC lets go of pressed keys only when its keyboard is ungrabbed (view-only) or the
-      // window loses focus: a round trip through view-only releases Ctrl and Alt in the guest.
-      const v = rfb.viewOnly;
-      rfb.viewOnly = true;
-      rfb.viewOnly = v;
+      // The guest saw Ctrl (and maybe Alt) go down before the release combination was complete:
+      // let go of every modifier there, or the guest keeps typing ^C for c after the next capture
+      // (virt-viewer does the same on ungrab). noVNC's own "all keys up" drops them in view-only.
+      if (!rfb.viewOnly) for (const [keysym, code] of MODIFIER_KEYS) rfb.sendKey(keysym, code, false);
     } else if (this.host?.contains(document.activeElement)) {
       (document.activeElement as HTMLElement).blur();
     }
