@@ -1,5 +1,5 @@
 // Prints the benchmark figures (not a test: these machines are noisy).
-// npm run bench [scale|start|console|list|io-modes]
+// npm run bench [scale|start|console|list|io-modes|display]
 const which = process.argv.slice(2);
 const want = (name: string): boolean => !which.length || which.includes(name);
 if (want('scale')) await (await import('./scale.ts')).benchScale();
@@ -7,4 +7,5 @@ if (want('start')) await (await import('./start-overhead.ts')).benchStartOverhea
 if (want('console')) await (await import('./console-pipeline.ts')).benchConsolePipeline();
 if (want('list')) await (await import('./list-render.ts')).benchListRender();
 if (want('io-modes')) await (await import('./io-modes.ts')).benchIoModes();
+if (want('display')) await (await import('./display.ts')).benchDisplay();
 export {};
