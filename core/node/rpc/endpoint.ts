@@ -131,7 +131,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       }).then((socket) => {
         if (closed) { socket.destroy(); return; }
         // QEMU closing the VNC connection means the VM went away (a guest reboot keeps it open).
-        serveStreamOn(link, socket, name, () => Promise.resolve('vm-stopped'));
+        serveStreamOn(link, socket, { name, display: true, endReason: () => Promise.resolve('vm-stopped') });
       }, (e: unknown) => {
         sendControl(link, { type: 'error', error: toPayload(e) });
         link.close();
@@ -140,12 +140,25 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
   };
 }
 
+/** How serveStreamOn carries one stream: console (small window, small batches) or display (RFB). */
+export interface StreamOptions {
+  name: string;
+  /** Why the stream ended when its socket closed (a relay asks the core). */
+  endReason: () => Promise<ConsoleEndReason>;
+  /** A display stream gets the larger window and batches (one 1280x800 update is MiBs). */
+  display?: boolean;
+  /** Console replay: how much of what follows is scrollback. */
+  replayBytes?: number;
+  /** Bytes that arrived with the stream's reply line. */
+  rest?: Buffer;
+}
+
 /**
- * Carries one byte stream (a VNC connection, or the daemon's relayed stream) to one viewer of a
- * display channel: ready, output with acks (the source is paused above the display window, so a
- * stalled viewer holds at most that much in the core), input, and an end with its reason.
+ * Carries one byte stream (a VNC connection, or the daemon's relayed console or display stream)
+ * to one viewer: ready, output with acks (the source is paused above the window, so a stalled
+ * viewer holds at most that much in this process), input, and an end with its reason.
  */
-export function serveStreamOn(link: ConsoleLink, socket: Socket, name: string, endReason: () => Promise<ConsoleEndReason>, rest?: Buffer): void {
+export function serveStreamOn(link: ConsoleLink, socket: Socket, o: StreamOptions): void {
   let ended = false;
   const end = (reason: ConsoleEndReason): void => {
     if (ended) return;
@@ -160,15 +173,13 @@ export function serveStreamOn(link: ConsoleLink, socket: Socket, name: string, e
     pause: () => socket.pause(),
     resume: () => socket.resume(),
     onStall: () => end('too-slow'),
-    highWater: DISPLAY_HIGH_WATER,
-    lowWater: DISPLAY_LOW_WATER,
-    // RFB updates arrive in bursts of large writes: batch briefly, send big messages.
-    batchBytes: 256 * 1024,
+    // RFB updates arrive in bursts of large writes: a larger window, big messages.
+    ...(o.display ? { highWater: DISPLAY_HIGH_WATER, lowWater: DISPLAY_LOW_WATER, batchBytes: 256 * 1024 } : {}),
   });
-  sendControl(link, { type: 'ready', vm: name });
+  sendControl(link, o.replayBytes ? { type: 'ready', vm: o.name, replayBytes: o.replayBytes } : { type: 'ready', vm: o.name });
   socket.on('data', (d: Buffer) => pump.push(d));
   socket.on('error', () => {});
-  socket.on('close', () => { if (!ended) void endReason().then(end); });
+  socket.on('close', () => { if (!ended) void o.endReason().then(end); });
   onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); });
   link.onClose(() => {
     if (ended) return;
@@ -176,7 +187,7 @@ export function serveStreamOn(link: ConsoleLink, socket: Socket, name: string, e
     pump.close();
     socket.destroy();
   });
-  if (rest?.length) pump.push(rest);
+  if (o.rest?.length) pump.push(o.rest);
   socket.resume();
 }
 
@@ -253,35 +264,8 @@ export function daemonEndpoint(): CoreEndpoint {
       link.onClose(() => { closed = true; });
       openConsoleStream(vmRef, opts.replay).then(({ socket, rest, vmName, replayBytes }) => {
         if (closed) { socket.destroy(); return; }
-        let ended = false;
-        const end = (reason: ConsoleEndReason): void => {
-          if (ended) return;
-          ended = true;
-          pump.flush();
-          pump.close();
-          socket.destroy();
-          endConsole(link, reason);
-        };
-        const pump = new ConsolePump({
-          send: (chunk) => link.send(chunk),
-          pause: () => socket.pause(),
-          resume: () => socket.resume(),
-          onStall: () => end('too-slow'),
-        });
-        sendControl(link, replayBytes > 0 ? { type: 'ready', vm: vmName, replayBytes } : { type: 'ready', vm: vmName });
-        socket.on('data', (d: Buffer) => pump.push(d));
-        socket.on('error', () => {});
         // The raw stream carries no reason: ask the core whether the VM is still up.
-        socket.on('close', () => { if (!ended) void relayEndReason(vmName).then(end); });
-        onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); });
-        link.onClose(() => {
-          if (ended) return;
-          ended = true;
-          pump.close();
-          socket.destroy();
-        });
-        if (rest.length) pump.push(rest);
-        socket.resume();
+        serveStreamOn(link, socket, { name: vmName, replayBytes, rest, endReason: () => relayEndReason(vmName) });
       }, (e: unknown) => {
         sendControl(link, { type: 'error', error: toPayload(e) });
         link.close();
@@ -299,7 +283,7 @@ function relayDisplay(link: ConsoleLink, vmRef: string): void {
   link.onClose(() => { closed = true; });
   openDisplayStream(vmRef).then(({ socket, rest, vmName }) => {
     if (closed) { socket.destroy(); return; }
-    serveStreamOn(link, socket, vmName, () => relayEndReason(vmName), rest);
+    serveStreamOn(link, socket, { name: vmName, display: true, rest, endReason: () => relayEndReason(vmName) });
   }, (e: unknown) => {
     sendControl(link, { type: 'error', error: toPayload(e) });
     link.close();
