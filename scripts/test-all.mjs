@@ -61,6 +61,8 @@ const suites = {
   unit: () => nodeSuite('unit', 'tests/unit'),
   golden: () => nodeSuite('golden', 'tests/golden'),
   integration: () => nodeSuite('integration', 'tests/integration', ['--test-concurrency=1']),
+  // Reliability: faults, bad input, load and local security against real QEMU (tests/faults/README.md).
+  faults: () => nodeSuite('faults', 'tests/faults', ['--test-concurrency=1']),
   e2e: () => nodeSuite('e2e', 'tests/e2e', ['--test-concurrency=1']),
 };
 
