@@ -248,8 +248,10 @@ export interface CoreApi {
   screenshot(ref: string): Promise<Screenshot>;
   /** Presses keys together on the running VM's keyboard (QMP send-key, qcodes such as ctrl, alt, delete, f1). */
   sendKeys(ref: string, keys: string[]): Promise<void>;
-  /** Serial output captured so far (log files, oldest first), base64. */
+  /** Serial output captured so far (log files, oldest first), base64; at most the last 8 MiB when maxBytes is not given. Use serialLogRead for all of it. */
   serialLog(ref: string, maxBytes?: number): Promise<string>;
+  /** One page (at most 1 MiB) of the serial log from a cursor, or of its last N lines: call again with the returned cursor until eof (and on, to follow it). */
+  serialLogRead(ref: string, opts?: SerialLogReadOptions): Promise<SerialLogPage>;
   doctor(): Promise<DoctorCheckInfo[]>;
   hostInfo(): Promise<HostInfo>;
   /** Guest OSes (generic fallbacks first, then osinfo-db), without their media matchers. */
@@ -282,6 +284,33 @@ export interface CoreApi {
   daemonStop(): Promise<void>;
 }
 
+/** A position in a VM's serial log: a log file's inode and an offset in it (stays valid while the log rotates). */
+export interface SerialLogCursor {
+  ino: number;
+  offset: number;
+}
+
+export interface SerialLogReadOptions {
+  /** Where the previous page ended; absent: the oldest byte kept, or the last tailLines lines. */
+  cursor?: SerialLogCursor;
+  tailLines?: number;
+  /** Page size in bytes (at most 1 MiB). */
+  maxBytes?: number;
+}
+
+export interface SerialLogPage {
+  /** The bytes, base64. */
+  data: string;
+  /** Pass it to the next call. */
+  cursor: SerialLogCursor;
+  /** The page reached the end of what is logged so far. */
+  eof: boolean;
+  /** The cursor's file was rotated away: output between it and this page is gone. */
+  skipped?: boolean;
+  /** The VM is running, so more output may come (a follower keeps asking). */
+  active: boolean;
+}
+
 /** Events the core pushes; they only invalidate, clients re-fetch (as cockpit-machines does). */
 export interface CoreEvents {
   vmChanged(e: { id: string; name: string; state: VmState }): void;
@@ -292,6 +321,6 @@ export interface CoreEvents {
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
-  'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
+  'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

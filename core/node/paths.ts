@@ -2,10 +2,11 @@
 // private (0700) runtime dir. Unix socket paths are limited to 107 bytes, so a runtime dir that
 // would make them too long is replaced by a short, deterministic one under /tmp.
 import { createHash } from 'node:crypto';
-import { mkdirSync, chmodSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { homedir, tmpdir, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { HangarError } from '../common/errors.ts';
+import { ioError } from './io-error-reason.ts';
 
 export const SOCKET_PATH_MAX = 107;
 /**
@@ -39,14 +40,46 @@ export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(tmpdir(), `hangar-${userInfo().uid}-${hash}`);
 }
 
-/** Creates dir (and parents) and makes sure only its owner can enter it. */
+/**
+ * Creates dir (its parents as needed) private to us, the way systemd and libvirt make their runtime
+ * dirs: mkdir, and if it already exists accept it only as a real directory (never through a
+ * symlink) owned by us with no access for others. Under a shared /tmp another local user can plant
+ * a symlink or a directory of their own at our fallback path before we run; following it would
+ * put our sockets (and a chmod) where they choose. Checked on an fd opened with O_NOFOLLOW, so
+ * what is checked is what we use.
+ */
 export function ensurePrivateDir(dir: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = statSync(dir);
-  if (st.uid !== userInfo().uid) {
-    throw new HangarError('io-error', `runtime directory ${dir} belongs to another user`, 'remove it or set HANGAR_RUNTIME_DIR to a directory of your own');
+  try {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('create the runtime directory', join(dir, 'hangar.sock'), e);
   }
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  const refuse = (problem: string): HangarError => new HangarError('io-error',
+    `runtime directory ${dir} ${problem}; Hangar will not put its sockets there`,
+    `remove it (rm -rf ${dir}) if it is not yours, or set HANGAR_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a private directory of your own`,
+    { path: dir });
+  let fd: number;
+  try {
+    fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw refuse('is a symbolic link (possibly planted by another user)');
+    if (code === 'ENOTDIR') throw refuse('is not a directory');
+    throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    const uid = process.getuid?.() ?? userInfo().uid;
+    if (st.uid !== uid) throw refuse(`belongs to another user (uid ${st.uid})`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new HangarError('io-error',
+        `runtime directory ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); Hangar will not put its sockets there`,
+        `make it private (chmod 700 ${dir}), or remove it and let Hangar create it`, { path: dir });
+    }
+  } finally {
+    closeSync(fd);
+  }
   return dir;
 }
 

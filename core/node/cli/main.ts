@@ -8,7 +8,7 @@ import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
 import { portForwardsOf } from '../../common/model.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
-import { connectCore, openConsoleStream } from '../rpc/client.ts';
+import { connectCore } from '../rpc/client.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
 import { usbHostLabel } from '../../common/device-rows.ts';
 import { displayCapabilities } from '../../common/display.ts';
@@ -55,7 +55,8 @@ Display:
 Console:
   console NAME [--grace S] [--no-replay]
                                      attach to the serial console (Ctrl+] detaches)
-  log NAME [--follow]                print the serial output captured so far
+  log NAME [--tail N] [--follow]     print the serial output captured so far (or its last N lines);
+                                     --follow keeps printing while the VM runs
 Guest OSes:
   os list [--search TEXT] [--json]   guest OSes known to osinfo-db (generic entries first)
   os detect ISO [--json]             identify an install ISO and show the VM defaults for it
@@ -402,17 +403,10 @@ export async function main(argv: string[]): Promise<number> {
       return runConsole(one(positionals), { graceSec: parseGrace(values.grace as string | undefined), replay: !values['no-replay'] });
     }
     case 'log': {
-      const { values, positionals } = parse(rest, { follow: { type: 'boolean', short: 'f' } });
-      const name = one(positionals);
-      const b64 = await withCore((api) => api.serialLog(name));
-      process.stdout.write(Buffer.from(b64, 'base64'));
-      if (values.follow) {
-        const { socket, rest: r } = await openConsoleStream(name, false);
-        if (r.length) process.stdout.write(r);
-        socket.pipe(process.stdout);
-        socket.resume();
-        await new Promise((res) => socket.once('close', res));
-      }
+      const { values, positionals } = parse(rest, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' } });
+      const { printLog, parseTail } = await import('./log.ts');
+      const tailLines = parseTail(values.tail as string | undefined);
+      await withCore((api) => printLog(api, one(positionals), { tailLines, follow: values.follow === true }));
       return 0;
     }
     case 'screenshot': {

@@ -50,6 +50,8 @@ export type SerialConsoleEvents = {
   data: [chunk: Buffer];
   connect: [];
   disconnect: [reason: DisconnectReason];
+  /** The serial log stopped being written (with why), or works again (null). The console itself carries on. */
+  'log-status': [error: HangarError | null];
 };
 
 interface ViewerEntry {
@@ -110,7 +112,7 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
     this.vmDir = opts.vmDir;
     this.ring = new ByteRing(opts.scrollbackBytes ?? DEFAULT_RING_CAPACITY);
     this.ownsLog = opts.log === undefined;
-    this.log = opts.log ?? new SerialLog(opts.vmDir);
+    this.log = opts.log ?? new SerialLog(opts.vmDir, { onStatus: (e) => this.emit('log-status', e) });
   }
 
   get connected(): boolean {
@@ -283,7 +285,9 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
 
   /**
    * Close the socket (cancelling an attach in progress) and flush the log. The ring, log and
-   * viewers are kept; attach() may be called again. Idempotent.
+   * viewers are kept; attach() may be called again. Idempotent. Never rejects: a log that cannot
+   * be written (disk full, read-only data dir) was already reported through 'log-status', and
+   * callers run this on every stop path, where a throw would escape as an unhandled rejection.
    */
   async detach(): Promise<void> {
     this.generation++;
@@ -294,7 +298,7 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
       sock.destroy();
       this.emit('disconnect', 'detached');
     }
-    await this.log.flush();
+    await this.log.flush().catch(() => undefined);
   }
 
   /** detach(), then close the log if this console created it. Final and idempotent. */
@@ -305,7 +309,7 @@ export class SerialConsole extends EventEmitter<SerialConsoleEvents> {
         try {
           await this.detach();
         } finally {
-          if (this.ownsLog) await this.log.close();
+          if (this.ownsLog) await this.log.close().catch(() => undefined);
         }
       })();
     }

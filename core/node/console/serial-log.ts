@@ -2,10 +2,11 @@
 // (serial.log.1 is the newest rotated file). Appends never block the caller: chunks are queued and
 // written in order by a single background drain loop; flush() waits for the queue to empty.
 
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
+import { ioError as writeError } from '../io-error-reason.ts';
 
 /** Rotate once serial.log would pass 8 MiB. */
 export const DEFAULT_LOG_MAX_BYTES = 8 * 1024 * 1024;
@@ -20,6 +21,12 @@ export interface SerialLogOptions {
   maxBytes?: number;
   /** Number of rotated files to keep (default 3; 0 = truncate instead of rotating). */
   keep?: number;
+  /**
+   * Told when writing starts failing (once per failure streak, with the reason) and when it works
+   * again (null). A failed write never throws into append(): the guest's console keeps working
+   * and only the log misses those bytes.
+   */
+  onStatus?: (error: HangarError | null) => void;
 }
 
 function errCode(e: unknown): string | undefined {
@@ -45,6 +52,8 @@ export class SerialLog {
   private error: unknown = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  private failing = false;
+  private readonly onStatus: ((error: HangarError | null) => void) | undefined;
 
   constructor(vmDir: string, opts: SerialLogOptions = {}) {
     const maxBytes = opts.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
@@ -60,6 +69,7 @@ export class SerialLog {
     this.path = join(this.dir, LOG_NAME);
     this.maxBytes = maxBytes;
     this.keep = keep;
+    this.onStatus = opts.onStatus;
   }
 
   static logDir(vmDir: string): string {
@@ -93,8 +103,7 @@ export class SerialLog {
     if (this.error !== null) {
       const e = this.error;
       this.error = null;
-      throw new HangarError('io-error', `could not write the serial log ${this.path}: ${errMessage(e)}`,
-        'check free disk space and the permissions of the VM directory', { path: this.path });
+      throw writeError('write the serial log', this.path, e);
     }
   }
 
@@ -121,13 +130,24 @@ export class SerialLog {
         const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         try {
           await this.writeData(data);
+          if (this.failing) this.report(null);
         } catch (e) {
           if (this.error === null) this.error = e;
+          if (!this.failing) this.report(writeError('write the serial log', this.path, e));
           await this.closeHandle();
         }
       }
     } finally {
       this.running = false;
+    }
+  }
+
+  private report(error: HangarError | null): void {
+    this.failing = error !== null;
+    try {
+      this.onStatus?.(error);
+    } catch {
+      // A listener's bug must not break logging.
     }
   }
 
@@ -148,8 +168,8 @@ export class SerialLog {
 
   private async ensureOpen(): Promise<FileHandle> {
     if (this.fh) return this.fh;
-    await mkdir(this.dir, { recursive: true });
-    const fh = await open(this.path, 'a');
+    await securePrivateDir(this.dir);
+    const fh = await open(this.path, 'a', 0o600);
     try {
       this.curSize = (await fh.stat()).size;
     } catch (e) {
@@ -169,7 +189,7 @@ export class SerialLog {
   private async rotate(): Promise<void> {
     await this.closeHandle();
     if (this.keep === 0) {
-      const fh = await open(this.path, 'w');
+      const fh = await open(this.path, 'w', 0o600);
       this.fh = fh;
       this.curSize = 0;
       return;
@@ -182,7 +202,7 @@ export class SerialLog {
       await renameIfExists(join(this.dir, `${LOG_NAME}.${i}`), join(this.dir, `${LOG_NAME}.${i + 1}`));
     }
     await renameIfExists(this.path, join(this.dir, `${LOG_NAME}.1`));
-    this.fh = await open(this.path, 'a');
+    this.fh = await open(this.path, 'a', 0o600);
     this.curSize = 0;
   }
 
@@ -239,6 +259,22 @@ export class SerialLog {
 
 function ioError(path: string, e: unknown): HangarError {
   return new HangarError('io-error', `could not read the serial log ${path}: ${errMessage(e)}`, undefined, { path });
+}
+
+/**
+ * Creates the logs dir 0700 and tightens what earlier versions left readable by others (the dir
+ * was 0755 and serial.log 0644): guest output may hold passwords and keys. Regular files only;
+ * symlinks are never followed.
+ */
+export async function securePrivateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+  for (const name of await readdir(dir)) {
+    const p = join(dir, name);
+    const f = await lstat(p).catch(() => null);
+    if (f?.isFile() && (f.mode & 0o077) !== 0) await chmod(p, f.mode & 0o700).catch(() => undefined);
+  }
 }
 
 async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {

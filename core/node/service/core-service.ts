@@ -11,7 +11,7 @@ import { withDisplayDefaults } from '../../common/display.ts';
 import { videoFor } from '../../common/os-presets.ts';
 import type {
   AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
-  Screenshot,
+  Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -21,6 +21,7 @@ import type { OsListEntry } from '../../common/os-types.ts';
 import { assertCan, isActive } from '../../common/state.ts';
 import type { VmState } from '../../common/state.ts';
 import { SerialLog } from '../console/serial-log.ts';
+import { readLogPage } from '../console/serial-log-reader.ts';
 import { probeAccelerators } from '../host/accel.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { runDoctor } from '../host/doctor.ts';
@@ -477,8 +478,15 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   async serialLog(ref: string, maxBytes?: number): Promise<string> {
     const vm = await this.findFresh(ref);
     await vm.console.log.flush().catch(() => {});
-    const buf = maxBytes ? await SerialLog.tail(vm.stored.dir, maxBytes) : await SerialLog.readAll(vm.stored.dir);
-    return buf.toString('base64');
+    // Never the whole log in one reply (at most its last 8 MiB): past the message limit it would
+    // fail and bloat the core; serialLogRead pages through all of it.
+    return (await SerialLog.tail(vm.stored.dir, maxBytes ?? 8 * 1024 * 1024)).toString('base64');
+  }
+
+  async serialLogRead(ref: string, opts: SerialLogReadOptions = {}): Promise<SerialLogPage> {
+    const vm = await this.findFresh(ref);
+    await vm.console.log.flush().catch(() => {});
+    return { ...await readLogPage(vm.stored.dir, opts), active: isActive(vm.state) };
   }
 
   /** The live console of a VM, for the daemon's console streams. */

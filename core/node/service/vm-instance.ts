@@ -14,6 +14,7 @@ import { diskNodeNames } from '../qemu/devices/disk.ts';
 import type { VmAction, VmState } from '../../common/state.ts';
 import type { VmInfo, VmSummary } from '../../common/api.ts';
 import { SerialConsole } from '../console/serial-console.ts';
+import { serialLogReason } from '../io-error-reason.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { QEMU_SERVED_SOCKET_RE, ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
 import type { VmRuntimePaths } from '../paths.ts';
@@ -122,7 +123,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   }
 
   get console(): SerialConsole {
-    this.consoleInstance ??= new SerialConsole({ socketPath: this.paths.serialSocket, vmDir: this.stored.dir });
+    if (!this.consoleInstance) {
+      this.consoleInstance = new SerialConsole({ socketPath: this.paths.serialSocket, vmDir: this.stored.dir });
+      // A serial log that cannot be written (disk full, read-only data dir) is the VM's reason, never a crash.
+      this.consoleInstance.on('log-status', (e) => this.setState(this.state, serialLogReason(this.reason, e)));
+    }
     return this.consoleInstance;
   }
 

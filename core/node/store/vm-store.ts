@@ -2,7 +2,9 @@
 // holding vm.json, the disks Hangar created, and logs. A definition that cannot be read makes
 // only that VM "broken"; every other VM keeps working.
 import { mkdir, readdir, readFile, rm, rmdir, unlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { pathExists } from '../fs-util.ts';
+import { ioError } from '../io-error-reason.ts';
 import { join, relative, resolve, sep } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
@@ -11,6 +13,8 @@ import { describeError } from '../../common/errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 
 export const DEFINITION_FILE = 'vm.json';
+/** Temp files writeFileAtomic leaves when the process dies between creating and renaming them. */
+const TEMP_RE = /^\.vm\.json\.tmp/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface StoredVm {
@@ -29,7 +33,27 @@ export class VmStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw ioError('create the VM store', join(this.vmsDir, DEFINITION_FILE), e);
+    }
+    await this.sweepTempFiles();
+  }
+
+  /**
+   * Removes temp files an interrupted save left (a crash or kill -9 between write and rename) and
+   * VM folders that hold nothing else (a create killed before its first save). Run once at core
+   * start, when no save of ours can be in flight. Best effort: a read-only data dir keeps them.
+   */
+  private async sweepTempFiles(): Promise<void> {
+    for (const id of await this.allIds()) {
+      const dir = join(this.vmsDir, id);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      const temps = names.filter((n) => TEMP_RE.test(n));
+      for (const t of temps) await unlink(join(dir, t)).catch(() => {});
+      if (temps.length > 0 && temps.length === names.length) await rmdir(dir).catch(() => {});
+    }
   }
 
   vmDir(id: string): string {
@@ -37,14 +61,29 @@ export class VmStore {
     return join(this.vmsDir, id);
   }
 
-  /** The ids of all VM folders (cheap: one readdir). */
-  async listIds(): Promise<string[]> {
+  private async allIds(): Promise<string[]> {
     try {
       return (await readdir(this.vmsDir)).filter((e) => UUID_RE.test(e));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
+  }
+
+  /**
+   * The ids of all VM folders (one readdir, plus one per folder without a vm.json). A folder that
+   * holds no vm.json and nothing but save temp files is no VM: a create that has not saved yet,
+   * or one killed mid-save (init sweeps those); listing it would show a ghost "broken" VM.
+   */
+  async listIds(): Promise<string[]> {
+    const ids = await this.allIds();
+    const keep = await Promise.all(ids.map(async (id) => {
+      const dir = join(this.vmsDir, id);
+      if (existsSync(join(dir, DEFINITION_FILE))) return true;
+      const names = await readdir(dir).catch(() => [] as string[]);
+      return names.some((n) => !TEMP_RE.test(n));
+    }));
+    return ids.filter((_, i) => keep[i]);
   }
 
   async list(): Promise<StoredVm[]> {
@@ -78,20 +117,30 @@ export class VmStore {
   /** Writes a new VM's folder and definition; fails if the folder already exists. */
   async create(def: VmDefinition): Promise<StoredVm> {
     const dir = this.vmDir(def.id);
-    await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
     try {
+      await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
       await mkdir(dir, { mode: 0o700 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new HangarError('already-exists', `a VM with id ${def.id} already exists`);
+      throw ioError(`create VM "${def.name}"`, join(dir, DEFINITION_FILE), e);
+    }
+    try {
+      await this.save(def);
+    } catch (e) {
+      // Nothing half-made: the folder goes again (the temp file is already gone).
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
       throw e;
     }
-    await this.save(def);
     return { id: def.id, dir, definition: def };
   }
 
   async save(def: VmDefinition): Promise<void> {
     const file = join(this.vmDir(def.id), DEFINITION_FILE);
-    await writeFileAtomic(file, JSON.stringify(def, null, 2) + '\n', 0o600);
+    try {
+      await writeFileAtomic(file, JSON.stringify(def, null, 2) + '\n', 0o600);
+    } catch (e) {
+      throw ioError(`save the definition of VM "${def.name}"`, file, e);
+    }
   }
 
   /**
@@ -125,6 +174,10 @@ export class VmStore {
     await rm(join(vm.dir, 'cloud-init'), { recursive: true, force: true });
     await unlink(join(vm.dir, DEFINITION_FILE)).catch(() => {});
     deletedFiles.push(join(vm.dir, DEFINITION_FILE));
+    // Temp files of an interrupted save would otherwise keep the folder (a ghost VM in the list).
+    for (const f of await readdir(vm.dir).catch(() => [] as string[])) {
+      if (TEMP_RE.test(f)) await unlink(join(vm.dir, f)).catch(() => {});
+    }
     const left = await readdir(vm.dir).catch(() => [] as string[]);
     if (left.length === 0) {
       await rmdir(vm.dir).catch(() => {});
