@@ -2,7 +2,7 @@
 // private (0700) runtime dir. Unix socket paths are limited to 107 bytes, so a runtime dir that
 // would make them too long is replaced by a short, deterministic one under /tmp.
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { homedir, tmpdir, userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { HangarError } from '../common/errors.ts';
@@ -64,9 +64,10 @@ export function ensurePrivateDir(dir: string): string {
     fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw refuse('is a symbolic link (possibly planted by another user)');
-    if (code === 'ENOTDIR') throw refuse('is not a directory');
-    throw e;
+    if (code !== 'ELOOP' && code !== 'ENOTDIR') throw e;
+    // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP: lstat tells which it is.
+    if (lstatSync(dir, { throwIfNoEntry: false })?.isSymbolicLink()) throw refuse('is a symbolic link (possibly planted by another user)');
+    throw refuse('is not a directory');
   }
   try {
     const st = fstatSync(fd);

@@ -69,6 +69,7 @@ async function readAt(fh: FileHandle, buf: Buffer, len: number, pos: number): Pr
 
 /** Where the last `lines` lines start (a final newline does not start a line of its own). */
 async function tailStart(files: LogFile[], lines: number): Promise<{ index: number; offset: number }> {
+  if (lines <= 0) return { index: files.length - 1, offset: files[files.length - 1]!.size };
   let seen = 0;
   let first = true;
   for (let i = files.length - 1; i >= 0; i--) {

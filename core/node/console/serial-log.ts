@@ -8,8 +8,14 @@ import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import { ioError as writeError } from '../io-error-reason.ts';
 
-/** Rotate once serial.log would pass 8 MiB. */
+/** Rotate once serial.log would pass 8 MiB (HANGAR_SERIAL_LOG_MAX_BYTES sets another size). */
 export const DEFAULT_LOG_MAX_BYTES = 8 * 1024 * 1024;
+
+/** The size cap of one log file: HANGAR_SERIAL_LOG_MAX_BYTES (at least 4 KiB) or 8 MiB. */
+export function logMaxBytesFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.HANGAR_SERIAL_LOG_MAX_BYTES);
+  return Number.isSafeInteger(n) && n >= 4096 ? n : DEFAULT_LOG_MAX_BYTES;
+}
 /** Keep serial.log.1 … serial.log.3. */
 export const DEFAULT_LOG_KEEP = 3;
 
@@ -56,7 +62,7 @@ export class SerialLog {
   private readonly onStatus: ((error: HangarError | null) => void) | undefined;
 
   constructor(vmDir: string, opts: SerialLogOptions = {}) {
-    const maxBytes = opts.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    const maxBytes = opts.maxBytes ?? logMaxBytesFromEnv();
     const keep = opts.keep ?? DEFAULT_LOG_KEEP;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
       throw new HangarError('invalid-input', `serial log maxBytes must be a positive integer, got ${String(maxBytes)}`);
