@@ -71,3 +71,32 @@ export function serialLogReason(current: string | undefined, error: HangarError 
   }
   return current?.startsWith(SERIAL_LOG_REASON) ? undefined : current;
 }
+
+/** What query-block says about one drive (the fields used here). */
+interface BlockStatus {
+  qdev?: string;
+  inserted?: { 'node-name'?: string; image?: { filename?: string } };
+  'io-status'?: 'ok' | 'failed' | 'nospace';
+}
+
+/**
+ * Why QEMU paused a VM on an I/O error, naming the disk: QEMU stops the guest on ENOSPC by default
+ * (werror=enospc for -blockdev drives) and keeps an io-status per drive, so query-block tells which
+ * disk and whether its host file system is full. Undefined when no drive reports an error.
+ */
+export async function ioErrorPauseReason(qmp: { queryBlock(): Promise<BlockStatus[]> },
+  disks: ReadonlyArray<{ id: string; file?: string }>): Promise<string | undefined> {
+  const blocks = await qmp.queryBlock();
+  const bad = blocks.filter((b) => b['io-status'] === 'nospace' || b['io-status'] === 'failed');
+  if (bad.length === 0) return undefined;
+  const parts = bad.map((b) => {
+    const node = b.inserted?.['node-name'] ?? '';
+    const disk = disks.find((d) => node === `${d.id}-fmt` || node === `${d.id}-file` || b.qdev === d.id || b.qdev?.includes(`/${d.id}/`));
+    const file = disk?.file ?? b.inserted?.image?.filename;
+    const name = `disk ${disk?.id ?? (node || b.qdev || '?')}${file ? ` (${file})` : ''}`;
+    return b['io-status'] === 'nospace'
+      ? { text: `disk full: ${name}`, fix: `free space on the file system holding ${file ? dirname(file) : 'it'}` }
+      : { text: `I/O error on ${name}`, fix: 'check the host storage (dmesg)' };
+  });
+  return `paused: ${parts.map((p) => p.text).join('; ')}; ${parts.map((p) => p.fix).join('; ')}, then resume`;
+}

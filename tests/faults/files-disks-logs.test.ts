@@ -576,3 +576,64 @@ describe('a guest floods its serial console (case 13)', () => {
     await h.ok(['destroy', 'flood']);
   });
 });
+
+describe('the host file system under a disk fills up (case 6)', () => {
+  test('the VM pauses, show and the list say "paused: disk full" with the disk, Resume works once space is freed, no data lost', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'hgt-df-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', mnt]);
+    const h = new HangarHarness();
+    cleanups.push(async () => {
+      await h.cleanup();
+      try { execFileSync('umount', ['-l', mnt]); } catch { /* gone */ }
+      rmSync(mnt, { recursive: true, force: true });
+    });
+    const disk = join(mnt, 'disk.raw');
+    execFileSync('truncate', ['-s', '128M', disk]); // sparse: larger than its file system
+    const { id } = await h.json<{ id: string }>(kernelVmArgs('dfull', ['--disk', `${disk},format=raw,bus=virtio-blk`]));
+    await h.ok(['start', 'dfull']);
+    await h.waitForSerial(id, READY_MARKER);
+
+    // A 4 MiB random chunk in guest RAM, its checksum, and a first copy written (and flushed) at 0.
+    let out = await h.consoleCommand('dfull', 'dd if=/dev/urandom of=/chunk bs=1M count=4 2>/dev/null; md5sum /chunk', 8);
+    const sum = /^([0-9a-f]{32})\s+\/chunk/m.exec(out)?.[1];
+    assert.ok(sum, `md5sum printed: ${out}`);
+    out = await h.consoleCommand('dfull', 'dd if=/chunk of=/dev/vda bs=1M conv=fsync 2>/dev/null && echo BEFORE-$((1+1))', 8);
+    assert.match(out, /BEFORE-2/);
+    // Then 20 more copies (84 MiB in all) into 48 MiB of host space: QEMU hits ENOSPC and pauses.
+    const copies = 20;
+    await h.consoleCommand('dfull', `(for i in $(seq 1 ${copies}); do dd if=/chunk of=/dev/vda bs=1M seek=$((i*4)) conv=fsync 2>/dev/null; done; echo BIGWRITE-$((6*7))) &`, 1);
+    await h.waitForState('dfull', 'paused', 180_000);
+    let info = await h.json<{ state: string; reason?: string }>(['show', 'dfull']);
+    const deadline = Date.now() + 10_000;
+    while (!/disk full/.test(info.reason ?? '') && Date.now() < deadline) {
+      await sleep(200);
+      info = await h.json(['show', 'dfull']);
+    }
+    assert.match(info.reason ?? '', /^paused: disk full: disk \S+ \(/, `show says why: ${info.reason}`);
+    assert.ok(info.reason!.includes(disk), 'names the disk file');
+    assert.match(info.reason!, /free space/);
+    const text = await h.ok(['show', 'dfull']);
+    assert.match(text, /disk full/, 'the human-readable show too');
+    const listed = (await h.json<Array<{ name: string; state: string; reason?: string }>>(['list'])).find((v) => v.name === 'dfull');
+    assert.equal(listed?.state, 'paused');
+    assert.match(listed?.reason ?? '', /paused: disk full/, 'the list (what the UI shows) carries the reason');
+
+    // Space comes back: Resume continues the guest's writes where they stopped.
+    execFileSync('mount', ['-o', 'remount,size=256m', mnt]);
+    await h.ok(['resume', 'dfull']);
+    await h.waitForSerial(id, 'BIGWRITE-42', 1, 180_000);
+    assert.equal(await h.state('dfull'), 'running');
+    assert.doesNotMatch((await h.json<{ reason?: string }>(['show', 'dfull'])).reason ?? '', /disk full/);
+    // The guest reads back every copy from the disk (not its cache), before and after the pause.
+    out = await h.consoleCommand('dfull', `echo 3 > /proc/sys/vm/drop_caches; for i in $(seq 0 ${copies}); do dd if=/dev/vda bs=1M skip=$((i*4)) count=4 2>/dev/null | md5sum; done; echo READBACK-DONE`, 30);
+    const sums = [...out.matchAll(/^([0-9a-f]{32})\s+-/gm)].map((m) => m[1]);
+    assert.equal(sums.length, copies + 1, out);
+    assert.ok(sums.every((s) => s === sum), `every copy reads back intact in the guest: ${sums.join(' ')}`);
+    await h.ok(['destroy', 'dfull']);
+    // And the host file holds them too.
+    const data = readFileSync(disk);
+    for (let i = 0; i <= copies; i++) {
+      assert.equal(createHash('md5').update(data.subarray(i * 4 << 20, (i + 1) * 4 << 20)).digest('hex'), sum, `copy ${i} on the host`);
+    }
+  });
+});

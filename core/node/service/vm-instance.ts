@@ -14,7 +14,7 @@ import { diskNodeNames } from '../qemu/devices/disk.ts';
 import type { VmAction, VmState } from '../../common/state.ts';
 import type { VmInfo, VmSummary } from '../../common/api.ts';
 import { SerialConsole } from '../console/serial-console.ts';
-import { serialLogReason } from '../io-error-reason.ts';
+import { ioErrorPauseReason, serialLogReason } from '../io-error-reason.ts';
 import type { AccelProbe } from '../host/accel.ts';
 import { QEMU_SERVED_SOCKET_RE, ensurePrivateDir, vmRuntimePaths } from '../paths.ts';
 import type { VmRuntimePaths } from '../paths.ts';
@@ -559,9 +559,16 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       case 'guest-panicked':
         this.setState('guest-error', 'the guest kernel panicked; reset or force off the VM');
         break;
-      case 'io-error':
+      case 'io-error': {
         this.setState('paused', 'paused by an I/O error on a disk (full or failing host storage); fix it, then resume');
+        // Then which disk, and whether its host file system is full (query-block io-status).
+        const session = this.session;
+        if (session?.qmp) {
+          void ioErrorPauseReason(session.qmp, this.runningDefinition.disks)
+            .then((r) => { if (r && this.session === session && this.state === 'paused') this.setState('paused', r); }, () => {});
+        }
         break;
+      }
       case 'shutdown':
         break;
       default:
