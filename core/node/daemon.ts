@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { HangarError } from '../common/errors.ts';
 import { dataDir, daemonSocketPath, ensurePrivateDir, runtimeDir } from './paths.ts';
 import { listenCore } from './rpc/server.ts';
+import { installLastResortHandler } from './rpc/wire-guard.ts';
 import { CoreService } from './service/core-service.ts';
 
 function lockPath(runtime: string): string {
@@ -73,6 +74,9 @@ export interface DaemonCore {
  * serves the unix socket. Throws HangarError 'already-exists' when another daemon runs.
  */
 export async function startDaemonCore(): Promise<DaemonCore> {
+  // Whatever hosts the core (daemon, `hangar serve`, the desktop app's utility process) must not
+  // end on a stray rejection: it supervises every running VM.
+  installLastResortHandler(`core of ${dataDir()}`);
   const runtime = ensurePrivateDir(runtimeDir());
   const release = takeLock(runtime);
   const socketPath = daemonSocketPath(runtime);

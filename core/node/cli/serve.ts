@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { HangarError } from '../../common/errors.ts';
 import { startCoreHost } from '../core-host.ts';
 import { isLoopbackAddress, startWebServer } from '../web/web-server.ts';
+import { installLastResortHandler } from '../rpc/wire-guard.ts';
 
 export const DEFAULT_SERVE_PORT = 7480;
 
@@ -31,6 +32,7 @@ export async function serveCommand(values: Record<string, unknown>, log: (line: 
   const host = (values.host as string | undefined) ?? '127.0.0.1';
   const allowRemote = Boolean(values['allow-remote']);
   const staticDir = findRendererDir();
+  installLastResortHandler('hangar serve');
   const core = await startCoreHost();
   let web;
   try {

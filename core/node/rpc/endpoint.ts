@@ -18,6 +18,7 @@ import { connectCore, openConsoleStream, openDisplayStream, openSocket } from '.
 import { connectVnc } from '../display/display-ops.ts';
 import { DISPLAY_HIGH_WATER, DISPLAY_LOW_WATER } from '../../common/transport.ts';
 import { onLines } from './framing.ts';
+import { checkRpcMessage, logRefusal } from './wire-guard.ts';
 
 export interface CoreEndpoint {
   serveRpc(link: RpcLink): void;
@@ -42,8 +43,15 @@ export function coreFunctions(service: CoreService): CoreApi {
   for (const m of coreApiMethods) {
     const f = (service[m] as (...a: unknown[]) => Promise<unknown>).bind(service);
     fns[m] = async (...args: unknown[]) => {
+      let checked: unknown[];
       try {
-        return await f(...checkApiArgs(m, args));
+        checked = checkApiArgs(m, args);
+      } catch (e) {
+        logRefusal('an RPC request', e instanceof Error ? e.message : String(e));
+        throw toPayload(e);
+      }
+      try {
+        return await f(...checked);
       } catch (e) {
         throw toPayload(e);
       }
@@ -83,9 +91,12 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         post: (data: string) => { try { link.send(data); } catch { /* closed */ } },
         on: (fn) => { handler = fn; },
         serialize: (v) => JSON.stringify(v),
-        deserialize: (v: string) => JSON.parse(v),
+        // Messages arrive already parsed and checked (checkRpcMessage below).
+        deserialize: (v: unknown) => v,
         eventNames: ['vmChanged', 'vmListChanged', 'createProgress'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
+        // Never rethrow into the event loop: an unhandled rejection would end the core.
+        onGeneralError: (e) => { logRefusal('an RPC message', e instanceof Error ? e.message : String(e)); return true; },
       });
       const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
       const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };
@@ -94,8 +105,18 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       service.on('vmListChanged', onList);
       service.on('createProgress', onProgress);
       link.onMessage((m) => {
-        // A malformed message must not take the connection (or the core) down.
-        try { handler?.(m); } catch { /* ignored: not JSON */ }
+        // A malformed message gets an error reply on this link only; the core carries on.
+        const checked = checkRpcMessage(m);
+        if (!checked.ok) {
+          logRefusal('an RPC message', checked.error.message);
+          try { link.send(checked.reply); } catch { /* closed */ }
+          return;
+        }
+        try {
+          void Promise.resolve(handler?.(checked.msg)).catch((e: unknown) => logRefusal('an RPC message', String(e)));
+        } catch (e) {
+          logRefusal('an RPC message', String(e));
+        }
       });
       link.onClose(() => {
         service.off('vmChanged', onVm);
@@ -242,9 +263,15 @@ export function daemonEndpoint(): CoreEndpoint {
       let sock: Socket | null = null;
       let closed = false;
       const early: string[] = [];
-      link.onMessage((m) => {
-        // One JSON per line on the socket: a raw newline could split a message.
-        if (m.includes('\n')) return;
+      link.onMessage((raw) => {
+        // Checked here too, and re-serialized: one JSON per line, a raw newline cannot split it.
+        const checked = checkRpcMessage(raw);
+        if (!checked.ok) {
+          logRefusal('an RPC message', checked.error.message);
+          try { link.send(checked.reply); } catch { /* closed */ }
+          return;
+        }
+        const m = JSON.stringify(checked.msg);
         if (sock) sock.write(m + '\n'); else early.push(m);
       });
       link.onClose(() => { closed = true; sock?.end(); });

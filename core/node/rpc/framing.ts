@@ -21,7 +21,9 @@ export function onLines(sock: Socket, onLine: (line: string) => void, onOverflow
       if (line.trim()) onLine(line);
     }
     if (buf.length > MAX_LINE_BYTES) {
+      // The stream is out of step from here on: stop reading lines, let the caller close it.
       buf = '';
+      sock.off('data', onData);
       onOverflow();
     }
   };

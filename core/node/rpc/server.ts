@@ -10,7 +10,8 @@ import type { CoreService } from '../service/core-service.ts';
 import { localEndpoint, toPayload } from './endpoint.ts';
 import { connectVnc } from '../display/display-ops.ts';
 import type { CoreEndpoint } from './endpoint.ts';
-import { onLines, readFirstLine } from './framing.ts';
+import { MAX_LINE_BYTES, onLines, readFirstLine } from './framing.ts';
+import { logRefusal, parseHello } from './wire-guard.ts';
 import type { Hello } from './framing.ts';
 
 export async function listenCore(service: CoreService, socketPath: string): Promise<Server> {
@@ -18,7 +19,11 @@ export async function listenCore(service: CoreService, socketPath: string): Prom
   const endpoint = localEndpoint(service);
   const server = createServer((sock) => {
     sock.on('error', () => {});
-    void handleConnection(service, endpoint, sock);
+    // Nothing a client sends may end the core: whatever escapes is logged, the socket dropped.
+    handleConnection(service, endpoint, sock).catch((e: unknown) => {
+      logRefusal('a connection', e instanceof Error ? e.message : String(e));
+      sock.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -31,21 +36,36 @@ export async function listenCore(service: CoreService, socketPath: string): Prom
   return server;
 }
 
+/** Refuses a connection: one JSON error line (the reply shape console/display clients read), then close. */
+function refuseConnection(sock: Socket, e: unknown): void {
+  const error = toPayload(e);
+  logRefusal('a connection on the core socket', error.message);
+  if (!sock.destroyed) sock.end(JSON.stringify({ error }) + '\n');
+  // A client that never reads must not hold the socket open.
+  setTimeout(() => sock.destroy(), 2000).unref();
+}
+
 async function handleConnection(service: CoreService, endpoint: CoreEndpoint, sock: Socket): Promise<void> {
-  let hello: Hello;
-  let rest: Buffer;
+  let first: { line: string; rest: Buffer };
   try {
-    const first = await readFirstLine(sock, 10_000);
-    hello = JSON.parse(first.line) as Hello;
-    rest = first.rest;
-  } catch {
-    sock.destroy();
+    first = await readFirstLine(sock, 10_000);
+  } catch (e) {
+    if (sock.destroyed) return; // the client went away before saying anything: nothing to refuse
+    refuseConnection(sock, new HangarError('invalid-input', `bad hello line: ${e instanceof Error ? e.message : String(e)}`,
+      'send one JSON line such as {"channel":"rpc"} first (at most 64 KiB)'));
     return;
   }
+  let hello: Hello;
+  try {
+    hello = parseHello(first.line);
+  } catch (e) {
+    refuseConnection(sock, e);
+    return;
+  }
+  const rest = first.rest;
   if (hello.channel === 'rpc') endpoint.serveRpc(lineLink(sock, rest));
   else if (hello.channel === 'console') serveConsole(service, sock, hello, rest);
-  else if (hello.channel === 'display') void serveDisplay(service, sock, hello, rest);
-  else sock.destroy();
+  else await serveDisplay(service, sock, hello, rest);
 }
 
 /** The socket as an RpcLink: one JSON message per line. */
@@ -53,7 +73,13 @@ function lineLink(sock: Socket, rest: Buffer): RpcLink {
   return {
     send: (m) => { if (!sock.destroyed) sock.write(m + '\n'); },
     onMessage: (cb) => {
-      onLines(sock, cb, () => sock.destroy());
+      onLines(sock, cb, () => {
+        const error = new HangarError('invalid-input', `RPC message longer than ${MAX_LINE_BYTES} bytes: connection closed`,
+          'send one JSON message per line, each under 16 MiB').toPayload();
+        logRefusal('an RPC message', error.message);
+        if (!sock.destroyed) sock.end(JSON.stringify({ t: 's', e: error }) + '\n');
+        setTimeout(() => sock.destroy(), 2000).unref();
+      });
       queueMicrotask(() => {
         sock.resume();
         if (rest.length) sock.emit('data', rest);

@@ -40,6 +40,8 @@ export interface WebServerOptions {
   allowRemote?: boolean;
   /** Fixed token (tests); random by default. */
   token?: string;
+  /** Where refusals are logged, one line each (default: stderr). */
+  log?: (line: string) => void;
 }
 
 export interface WebServer {
@@ -77,6 +79,11 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       'add --allow-remote to bind elsewhere (anyone who can reach the port and has the token controls your VMs)');
   }
   const token = opts.token ?? randomBytes(24).toString('base64url');
+  const log = opts.log ?? ((line: string): void => console.error(line));
+  /** One line per refusal: what, from where, why (never the token). */
+  const logRefused = (req: IncomingMessage, what: string, why: string): void => {
+    log(`hangar serve: refused ${what} ${(req.url ?? '/').split('?')[0]} from ${req.socket.remoteAddress ?? '?'}: ${why}`);
+  };
   const server = createServer();
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024, perMessageDeflate: false });
   let port = 0;
@@ -122,6 +129,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       const url = new URL(req.url ?? '/', 'http://x');
       const refusal = refuse(req, url, false);
       if (refusal) {
+        logRefused(req, `HTTP ${req.method ?? '?'}`, `${refusal.status} ${refusal.message}`);
         res.writeHead(refusal.status, { 'Content-Type': 'text/plain; charset=utf-8' }).end(refusal.message + '\n');
         return;
       }
@@ -144,10 +152,15 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const path = url.pathname;
     if (refusal || (path !== WS_RPC_PATH && path !== WS_CONSOLE_PATH && path !== WS_DISPLAY_PATH)) {
       const r = refusal ?? { status: 404, message: `no WebSocket at ${path}` };
+      logRefused(req, 'WebSocket upgrade', `${r.status} ${r.message}`);
       socket.end(`HTTP/1.1 ${r.status} Refused\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${r.message}\n`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // ws reports protocol faults (oversized or invalid frames) as 'error' events, then closes
+      // the connection with a close code (1009, 1002, ...): without a listener the event would
+      // end the process.
+      ws.on('error', (e: Error & { code?: string }) => logRefused(req, 'a WebSocket message on', `${e.code ?? 'error'}: ${e.message}`));
       if (path === WS_RPC_PATH) {
         opts.endpoint.serveRpc(wsRpcLink(ws));
       } else if (path === WS_DISPLAY_PATH) {
@@ -217,7 +230,8 @@ async function serveStatic(root: string, pathname: string, req: IncomingMessage,
 function wsRpcLink(ws: WebSocket): RpcLink {
   return {
     send: (m) => { if (ws.readyState === ws.OPEN) ws.send(m); },
-    onMessage: (cb) => { ws.on('message', (data, isBinary) => { if (!isBinary) cb(data.toString()); }); },
+    // A binary frame is not an RPC message: it reaches the checks as text, which refuse it with a reply.
+    onMessage: (cb) => { ws.on('message', (data) => { cb(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8')); }); },
     onClose: (cb) => { ws.on('close', (code) => cb(`websocket closed (${code})`)); },
     close: () => ws.close(1000),
   };
