@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Screenshot } from '../../common/api.ts';
 import { displayCapabilities } from '../../common/display.ts';
-import { HangarError } from '../../common/errors.ts';
+import { HangarError, isHangarError } from '../../common/errors.ts';
 import type { VmInstance } from '../service/vm-instance.ts';
 
 /** The width and height of a PNG, from its IHDR chunk. */
@@ -18,6 +18,14 @@ export function pngSize(png: Buffer): { width: number; height: number } {
     throw new HangarError('internal', 'QEMU\'s screendump is not a PNG file');
   }
   return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+}
+
+/** A screenshot or a key press is answered at once by a live QEMU: longer means it is stopped or hung. */
+const INTERACTIVE_QMP_TIMEOUT_MS = 10_000;
+
+function notResponding(vm: VmInstance, what: string, e: HangarError): HangarError {
+  return new HangarError('timeout', `VM "${vm.name}" is not responding: ${what} timed out (${e.message})`,
+    `QEMU may be stopped (SIGSTOP) or hung: wait, or force it off with \`hangar destroy ${vm.name}\``);
 }
 
 function requireVideo(vm: VmInstance, what: string): void {
@@ -34,8 +42,9 @@ export async function takeScreenshot(vm: VmInstance): Promise<Screenshot> {
   const file = join(vm.paths.dir, `screen-${randomBytes(6).toString('hex')}.png`);
   try {
     try {
-      await qmp.execute('screendump', { filename: file, format: 'png' });
+      await qmp.execute('screendump', { filename: file, format: 'png' }, { timeoutMs: INTERACTIVE_QMP_TIMEOUT_MS });
     } catch (e) {
+      if (isHangarError(e) && e.code === 'timeout') throw notResponding(vm, 'a screenshot', e);
       throw new HangarError('qmp-error', `QEMU could not take a screenshot of VM "${vm.name}": ${(e as Error).message}`,
         'the running VM may have been started without its video device: restart it to apply the definition');
     }
@@ -49,8 +58,9 @@ export async function takeScreenshot(vm: VmInstance): Promise<Screenshot> {
 export async function sendKeys(vm: VmInstance, keys: string[]): Promise<void> {
   const qmp = vm.liveQmp('sending keys');
   try {
-    await qmp.execute('send-key', { keys: keys.map((k) => ({ type: 'qcode', data: k })) });
+    await qmp.execute('send-key', { keys: keys.map((k) => ({ type: 'qcode', data: k })) }, { timeoutMs: INTERACTIVE_QMP_TIMEOUT_MS });
   } catch (e) {
+    if (isHangarError(e) && e.code === 'timeout') throw notResponding(vm, `sending ${keys.join('-')}`, e);
     const msg = (e as Error).message;
     if (/does not accept value|Invalid parameter/i.test(msg)) {
       throw new HangarError('invalid-input', `QEMU does not know a key in "${keys.join('-')}": ${msg}`,

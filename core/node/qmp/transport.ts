@@ -31,17 +31,26 @@ export interface QmpTransportEvents {
 export interface QmpConnectOptions {
   /** Budget for connect + greeting + capabilities negotiation. */
   connectTimeoutMs?: number;
-  /** Default per-command timeout; 0 disables it. */
+  /** Default per-command timeout (there is always one: 0 or less means the default). */
   commandTimeoutMs?: number;
+  /** How often a silent monitor is asked something (query-status), to notice a hung QEMU. */
+  probeIntervalMs?: number;
 }
 
 export interface QmpExecuteOptions {
-  /** Overrides the transport default; 0 disables the timeout. */
+  /** Overrides the transport default (0 or less means the default: no command waits forever). */
   timeoutMs?: number;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+export const DEFAULT_PROBE_INTERVAL_MS = 3_000;
+/** A monitor that leaves a command unanswered this long counts as not responding (libvirt's "monitor not responding"). */
+export const NOT_RESPONDING_AFTER_MS = 5_000;
+
+function validTimeout(ms: number | undefined): ms is number {
+  return ms !== undefined && ms > 0 && Number.isFinite(ms);
+}
 
 const CLOSED_HINT = 'QEMU exited or closed its monitor; check the VM log, then restart the VM.';
 
@@ -49,7 +58,8 @@ interface Pending {
   command: string;
   resolve: (value: unknown) => void;
   reject: (err: HangarError) => void;
-  timer?: NodeJS.Timeout;
+  timer: NodeJS.Timeout;
+  sentAt: number;
 }
 
 type Json = Record<string, unknown>;
@@ -70,12 +80,16 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
   #closeError: HangarError | undefined;
   #greeted!: { resolve: () => void; reject: (e: HangarError) => void };
   readonly #greetedPromise: Promise<void>;
+  /** When QEMU last sent anything (a reply, an event, a greeting). */
+  #lastRx = Date.now();
+  #probe: NodeJS.Timeout | undefined;
+  #probing = false;
 
   private constructor(stream: Duplex, label: string, commandTimeoutMs: number) {
     super();
     this.#stream = stream;
     this.#label = label;
-    this.#commandTimeoutMs = commandTimeoutMs;
+    this.#commandTimeoutMs = validTimeout(commandTimeoutMs) ? commandTimeoutMs : DEFAULT_COMMAND_TIMEOUT_MS;
     this.#greetedPromise = new Promise<void>((resolve, reject) => {
       this.#greeted = { resolve, reject };
     });
@@ -101,11 +115,40 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
       'Make sure the path is a QEMU QMP socket (-qmp unix:PATH,server=on) and QEMU is not stuck.')), ms);
     try {
       await t.#greetedPromise;
-      await t.execute('qmp_capabilities', undefined, { timeoutMs: 0 });
+      await t.execute('qmp_capabilities', undefined, { timeoutMs: ms });
     } finally {
       clearTimeout(timer);
     }
+    t.#startProbe(validTimeout(opts.probeIntervalMs) ? opts.probeIntervalMs : DEFAULT_PROBE_INTERVAL_MS);
     return t;
+  }
+
+  /**
+   * A stopped (SIGSTOP) or hung QEMU answers nothing; without a question pending nobody would
+   * notice. When the monitor has been silent for an interval, ask it something cheap.
+   */
+  #startProbe(intervalMs: number): void {
+    this.#probe = setInterval(() => {
+      if (this.#closeError || this.#probing || Date.now() - this.#lastRx < intervalMs) return;
+      this.#probing = true;
+      this.execute('query-status').catch(() => {}).finally(() => { this.#probing = false; });
+    }, intervalMs);
+    this.#probe.unref();
+  }
+
+  /**
+   * How long QEMU has left a command unanswered while sending nothing at all (0 when it is
+   * answering). Above NOT_RESPONDING_AFTER_MS the VM counts as not responding.
+   */
+  silentForMs(now = Date.now()): number {
+    if (this.#closeError || this.#pending.size === 0) return 0;
+    let oldest = Infinity;
+    for (const p of this.#pending.values()) oldest = Math.min(oldest, p.sentAt);
+    return Math.max(0, now - Math.max(oldest, this.#lastRx));
+  }
+
+  get notResponding(): boolean {
+    return this.silentForMs() >= NOT_RESPONDING_AFTER_MS;
   }
 
   get greeting(): QmpGreeting {
@@ -126,16 +169,15 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
     if (this.#closeError) return Promise.reject(this.#closeError);
     const id = `hangar-${this.#nextId++}`;
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = { command, resolve: resolve as (v: unknown) => void, reject };
-      const ms = opts.timeoutMs ?? this.#commandTimeoutMs;
-      if (ms > 0 && Number.isFinite(ms)) {
-        p.timer = setTimeout(() => {
-          // Forgetting the id makes the late reply fall through as unknown and get dropped.
-          this.#pending.delete(id);
-          reject(new HangarError('timeout', `QMP ${command} got no reply within ${ms} ms`,
-            'QEMU may be busy or hung; retry, or force-stop the VM.', { command }));
-        }, ms);
-      }
+      // Every command has a deadline: a stopped or hung QEMU never answers.
+      const ms = validTimeout(opts.timeoutMs) ? opts.timeoutMs : this.#commandTimeoutMs;
+      const timer = setTimeout(() => {
+        // Forgetting the id makes the late reply fall through as unknown and get dropped.
+        this.#pending.delete(id);
+        reject(new HangarError('timeout', `QEMU is not responding: QMP ${command} got no reply within ${ms} ms (${this.#label})`,
+          'QEMU may be stopped (SIGSTOP), hung or very busy: retry, or force the VM off.', { command }));
+      }, ms);
+      const p: Pending = { command, resolve: resolve as (v: unknown) => void, reject, timer, sentAt: Date.now() };
       this.#pending.set(id, p);
       const msg = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
       this.#stream.write(`${JSON.stringify(msg)}\n`);
@@ -155,6 +197,7 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
     if (this.#closeError) return;
     this.#closeError = err;
     this.#buffer = '';
+    clearInterval(this.#probe);
     this.#greeted.reject(err);
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
@@ -167,6 +210,7 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
 
   #onData(chunk: Buffer | string): void {
     if (this.#closeError) return;
+    this.#lastRx = Date.now();
     const from = this.#buffer.length;
     this.#buffer += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
     let nl = this.#buffer.indexOf('\n', from);

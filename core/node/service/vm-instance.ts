@@ -20,6 +20,7 @@ import { QEMU_SERVED_SOCKET_RE, ensurePrivateDir, vmRuntimePaths } from '../path
 import type { VmRuntimePaths } from '../paths.ts';
 import { QmpClient } from '../qmp/client.ts';
 import type { RunState } from '../qmp/client.ts';
+import { withQmpHealth } from '../qmp/health.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
@@ -133,7 +134,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   summary(): VmSummary {
     const s: VmSummary = { id: this.id, name: this.name, state: this.state };
-    if (this.reason) s.reason = this.reason;
+    const reason = withQmpHealth(this.session?.qmp, this.reason);
+    if (reason) s.reason = reason;
     if (this.stored.definition) {
       s.vcpus = this.stored.definition.cpu.vcpus;
       s.memoryMiB = this.stored.definition.memoryMiB;
