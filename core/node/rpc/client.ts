@@ -10,6 +10,7 @@ import { createCoreClient } from '../../common/core-client.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { ErrorPayload } from '../../common/errors.ts';
 import { daemonSocketPath, ensurePrivateDir, runtimeDir } from '../paths.ts';
+import { ioError } from '../io-error-reason.ts';
 import { onLines, readFirstLine } from './framing.ts';
 
 export interface CoreConnection {
@@ -37,7 +38,12 @@ function daemonCommand(): string[] {
 
 export function startDaemonProcess(runtime: string): void {
   ensurePrivateDir(runtime);
-  const log = openSync(join(runtime, 'daemon.log'), 'a', 0o600);
+  let log: number;
+  try {
+    log = openSync(join(runtime, 'daemon.log'), 'a', 0o600);
+  } catch (e) {
+    throw ioError('start the core daemon', join(runtime, 'daemon.log'), e); // e.g. a read-only data dir: say so and how to fix it
+  }
   try {
     const child = spawn(process.execPath, daemonCommand(), { detached: true, stdio: ['ignore', log, log], env: process.env });
     child.unref();
