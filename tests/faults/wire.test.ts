@@ -223,6 +223,28 @@ describe('core unix socket: malformed input is refused on its connection only', 
     await goodListWorks(good, checks++);
   });
 
+  test('browser mode relaying to this daemon: malformed WebSocket messages refused by the relay, nothing reaches the core unchecked', async () => {
+    const serve = await h.serve();
+    try {
+      assert.match(serve.output(), /relayed to the running daemon/);
+      for (const [msg, want] of [['null', /expected a JSON object, got null/], ['{{{{', /not JSON/], ['{"t":"q","i":"r1","m":"nope","a":[]}', /unknown core method "nope"/]] as const) {
+        const r = await wsReply(serve, msg);
+        assert.match((r.e as { message: string }).message, want, msg);
+      }
+      const viaRelay = await wsCoreClient(serve);
+      try {
+        assert.deepEqual(await viaRelay.api.list(), []);
+      } finally {
+        viaRelay.close();
+      }
+      assert.doesNotMatch(serve.output(), UNHANDLED);
+    } finally {
+      await serve.stop();
+    }
+    assert.ok(alive(pid));
+    await goodListWorks(good, checks++);
+  });
+
   test('the core never fell back on its last-resort handler, logged each refusal, and the CLI still works', async () => {
     assert.ok(alive(pid));
     assert.equal((await h.json<{ pid: number }>(['daemon', 'status'])).pid, pid, 'the same core process throughout');
