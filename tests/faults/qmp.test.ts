@@ -14,6 +14,7 @@ import { FakeQmpServer, qmpLine } from '../helpers/fake-qmp-server.ts';
 import type { ReceivedCommand } from '../helpers/fake-qmp-server.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
+import { daemonSocketPath, runtimeDir } from '../../core/node/paths.ts';
 
 const NO_REPLY = { noReply: true } as const;
 
@@ -147,9 +148,11 @@ describe('QMP protocol faults (scripted monitor)', () => {
 
   test('a monitor that goes silent is noticed without anyone asking (probe), and recovers', async () => {
     let answering = true;
+    const health: boolean[] = [];
     const { qmp, conn } = await open({
       replies: { 'query-status': (cmd, c) => { if (answering) void c.reply(cmd, { return: { status: 'running', running: true } }); } },
     }, { probeIntervalMs: 200, commandTimeoutMs: 60_000 });
+    qmp.on('health', (h) => health.push(h));
     await sleep(800);
     assert.ok(conn.received.some((c) => c.execute === 'query-status'), 'a silent monitor is probed');
     assert.equal(qmp.notResponding, false);
@@ -164,6 +167,7 @@ describe('QMP protocol faults (scripted monitor)', () => {
     await conn.reply(probe, { return: { status: 'running', running: true } });
     await sleep(100);
     assert.equal(qmp.notResponding, false);
+    assert.deepEqual(health, [true, false], 'listeners are told when it goes silent and when it is back');
   });
 });
 
@@ -192,7 +196,20 @@ describe('a real QEMU stopped with SIGSTOP', () => {
     const shot = await h.run(['screenshot', 'frozen', `${h.home}/before.png`]);
     assert.equal(shot.code, 0, shot.stderr);
 
+    // A client watching events (as the UI does) is told, without asking.
+    const watcher = createConnection({ path: daemonSocketPath(runtimeDir(h.env)) });
+    watcher.on('error', () => {});
+    let events = '';
+    watcher.on('data', (d: Buffer) => { events += d.toString(); });
+    watcher.write(JSON.stringify({ channel: 'rpc' }) + '\n');
+    await sleep(500);
+    events = '';
     process.kill(qemuPid, 'SIGSTOP');
+    const told = Date.now() + 30_000;
+    while (!/"m":"vmChanged".*"name":"frozen"/.test(events) && Date.now() < told) await sleep(200);
+    watcher.destroy();
+    assert.match(events, /"m":"vmChanged".*"name":"frozen"/, 'a vmChanged event when QEMU stopped answering');
+    assert.match((await h.json<{ reason?: string }>(['show', 'frozen'])).reason ?? '', /not responding/);
     let reason = '';
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {

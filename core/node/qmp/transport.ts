@@ -26,6 +26,8 @@ export interface QmpTransportEvents {
   event: [QmpEvent];
   /** The error that ended the connection, or undefined when close() was called. */
   close: [HangarError | undefined];
+  /** The monitor stopped (true) or started again (false) answering: see notResponding. */
+  health: [boolean];
 }
 
 export interface QmpConnectOptions {
@@ -84,6 +86,7 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
   #lastRx = Date.now();
   #probe: NodeJS.Timeout | undefined;
   #probing = false;
+  #reportedNotResponding = false;
 
   private constructor(stream: Duplex, label: string, commandTimeoutMs: number) {
     super();
@@ -129,6 +132,7 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
    */
   #startProbe(intervalMs: number): void {
     this.#probe = setInterval(() => {
+      this.#checkHealth();
       if (this.#closeError || this.#probing || Date.now() - this.#lastRx < intervalMs) return;
       this.#probing = true;
       this.execute('query-status').catch(() => {}).finally(() => { this.#probing = false; });
@@ -149,6 +153,14 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
 
   get notResponding(): boolean {
     return this.silentForMs() >= NOT_RESPONDING_AFTER_MS;
+  }
+
+  /** Tells listeners when the monitor goes silent or comes back (so the UI updates unasked). */
+  #checkHealth(): void {
+    const now = !this.#closeError && this.notResponding;
+    if (now === this.#reportedNotResponding) return;
+    this.#reportedNotResponding = now;
+    this.emit('health', now);
   }
 
   get greeting(): QmpGreeting {
@@ -222,6 +234,7 @@ export class QmpTransport extends EventEmitter<QmpTransportEvents> {
       if (this.#closeError) return;
       nl = this.#buffer.indexOf('\n');
     }
+    if (this.#reportedNotResponding) this.#checkHealth();
   }
 
   #onLine(line: string): void {

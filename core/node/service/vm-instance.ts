@@ -548,6 +548,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       this.deps.onChange(this);
     });
     qmp.on('close', () => { void this.onQmpClosed(session); });
+    // A silent monitor (SIGSTOP, hang) changes the VM's reason: clients refetch and show it.
+    qmp.on('health', () => { if (this.session === session) this.deps.onChange(this); });
   }
 
   private applyRunState(status: RunState): void {
