@@ -208,6 +208,22 @@ describe('core unix socket: malformed input is refused on its connection only', 
     await goodListWorks(good, checks++);
   });
 
+  test('a client looping on bad messages: every one answered, the log does not fill up', async () => {
+    const before = readFileSync(logPath, 'utf8').split('\n').length;
+    const c = await RawConn.open(sockPath);
+    c.write(JSON.stringify({ channel: 'rpc' }) + '\n');
+    c.write('{"flood":1}\n'.repeat(2000));
+    for (let i = 0; i < 2000; i++) assert.match(((await c.next(`flood #${i}`)).e as { message: string }).message, /"t" must be "q"/);
+    c.write(rpcLine('after-flood', 'list'));
+    assert.equal((await c.next('list after the flood')).i, 'after-flood');
+    c.close();
+    const log = readFileSync(logPath, 'utf8');
+    const added = log.split('\n').length - before;
+    assert.ok(added <= 12, `at most 11 log lines for 2000 refusals on one connection, got ${added}`);
+    assert.match(log, /further refusals on this connection are not logged/);
+    await goodListWorks(good, checks++);
+  });
+
   test('an RPC line over the 16 MiB limit: error reply, that connection closed, core alive', async () => {
     const c = await RawConn.open(sockPath);
     c.write(JSON.stringify({ channel: 'rpc' }) + '\n');

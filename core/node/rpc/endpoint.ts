@@ -18,7 +18,7 @@ import { connectCore, openConsoleStream, openDisplayStream, openSocket } from '.
 import { connectVnc } from '../display/display-ops.ts';
 import { DISPLAY_HIGH_WATER, DISPLAY_LOW_WATER } from '../../common/transport.ts';
 import { onLines } from './framing.ts';
-import { checkRpcMessage, logRefusal } from './wire-guard.ts';
+import { checkRpcMessage, connectionRefusalLog, logRefusal } from './wire-guard.ts';
 
 export interface CoreEndpoint {
   serveRpc(link: RpcLink): void;
@@ -104,11 +104,12 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       service.on('vmChanged', onVm);
       service.on('vmListChanged', onList);
       service.on('createProgress', onProgress);
+      const refused = connectionRefusalLog();
       link.onMessage((m) => {
         // A malformed message gets an error reply on this link only; the core carries on.
         const checked = checkRpcMessage(m);
         if (!checked.ok) {
-          logRefusal('an RPC message', checked.error.message);
+          refused('an RPC message', checked.error.message);
           try { link.send(checked.reply); } catch { /* closed */ }
           return;
         }
@@ -263,11 +264,12 @@ export function daemonEndpoint(): CoreEndpoint {
       let sock: Socket | null = null;
       let closed = false;
       const early: string[] = [];
+      const refused = connectionRefusalLog();
       link.onMessage((raw) => {
         // Checked here too, and re-serialized: one JSON per line, a raw newline cannot split it.
         const checked = checkRpcMessage(raw);
         if (!checked.ok) {
-          logRefusal('an RPC message', checked.error.message);
+          refused('an RPC message', checked.error.message);
           try { link.send(checked.reply); } catch { /* closed */ }
           return;
         }

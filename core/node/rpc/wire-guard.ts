@@ -12,6 +12,19 @@ export function logRefusal(where: string, why: string): void {
   console.error(`hangar core: refused ${where}: ${why}`);
 }
 
+/**
+ * logRefusal for one connection: its first `limit` refusals, then one line saying the rest go
+ * unlogged (a client looping on bad messages must not fill the log; each still gets its reply).
+ */
+export function connectionRefusalLog(limit = 10): (where: string, why: string) => void {
+  let n = 0;
+  return (where, why) => {
+    n++;
+    if (n <= limit) logRefusal(where, why);
+    else if (n === limit + 1) logRefusal(where, `${why} (further refusals on this connection are not logged)`);
+  };
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
