@@ -84,7 +84,7 @@ export const apiArgSchemas = {
   sendKeys: z.tuple([ref, z.array(z.string().regex(/^[a-z0-9_]{1,20}$/, 'a QEMU key name (qcode) such as ctrl, alt, delete, f1')).min(1).max(8)]),
   serialLog: z.union([refOnly, z.tuple([ref, z.number().int().positive().max(256 * 1024 * 1024).optional()])]),
   serialLogRead: z.union([refOnly, z.tuple([ref, z.strictObject({
-    cursor: z.strictObject({ ino: z.number().int().min(0), offset: z.number().int().min(0) }).optional(),
+    cursor: z.strictObject({ ino: z.number().int().min(0), born: z.number().min(0).optional(), offset: z.number().int().min(0) }).optional(),
     tailLines: z.number().int().min(0).max(100_000_000).optional(),
     maxBytes: z.number().int().positive().max(1024 * 1024).optional(),
   }).optional()])]),

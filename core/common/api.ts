@@ -287,6 +287,8 @@ export interface CoreApi {
 /** A position in a VM's serial log: a log file's inode and an offset in it (stays valid while the log rotates). */
 export interface SerialLogCursor {
   ino: number;
+  /** The file's birth time (ms; 0 where the file system does not keep one): a reused inode number is another file. */
+  born?: number;
   offset: number;
 }
 

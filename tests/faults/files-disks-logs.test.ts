@@ -20,6 +20,8 @@ import { VmStore } from '../../core/node/store/vm-store.ts';
 const NOBODY = 65534;
 /** How long the guest floods its console in case 13: the issue asks for 60 s; 30 s keeps this file within its ~4 min budget (60 s passes too). */
 const FLOOD_SECONDS = 30;
+/** Saves killed with SIGKILL at a random moment in case 7 (each spawns a node process). */
+const KILL_ITERATIONS = 20;
 /** Serial log size cap for the flood case, small so the flood surely rotates it. */
 const FLOOD_LOG_CAP = 256 * 1024;
 
@@ -350,7 +352,7 @@ describe('definitions and logs on disk (case 7, already found #5, smaller file i
     writeFileSync(bFile, newText);
     const seen = new Set<string>();
     let leftovers = 0;
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < KILL_ITERATIONS; i++) {
       const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, file, aFile, bFile], { stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((r) => child.stdout.once('data', () => r()));
       await sleep(Math.floor(Math.random() * 80));

@@ -4,7 +4,8 @@
 // A position is (inode, offset) of one log file, not an offset into the concatenation: rotation
 // renames serial.log to serial.log.1 and so on, which keeps inodes, so a cursor stays valid while
 // the log rotates under a reader (tail -F does the same). A cursor whose file was dropped by
-// rotation resumes at the oldest file still kept, and the page says bytes were skipped.
+// rotation resumes at the oldest file still kept, and the page says bytes were skipped. The birth
+// time goes with the inode, so a new file that reuses a dropped file's inode number is not taken for it.
 import { open, readdir, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ const ROTATED_RE = /^serial\.log\.(\d+)$/;
 interface LogFile {
   path: string;
   ino: number;
+  /** Birth time in ms (0 where unknown): inode numbers of deleted files are reused. */
+  born: number;
   size: number;
 }
 
@@ -44,7 +47,7 @@ async function logFiles(vmDir: string): Promise<LogFile[]> {
     const path = join(dir, name);
     try {
       const st = await stat(path);
-      out.push({ path, ino: st.ino, size: st.size });
+      out.push({ path, ino: st.ino, born: st.birthtimeMs, size: st.size });
     } catch (e) {
       if (errnoCode(e) !== 'ENOENT') throw readError(path, e); // rotated away meanwhile: skip it
     }
@@ -114,7 +117,8 @@ export async function readLogPage(vmDir: string, opts: ReadLogOptions = {}): Pro
   let offset = 0;
   let skipped = false;
   if (opts.cursor) {
-    const i = files.findIndex((f) => f.ino === opts.cursor!.ino);
+    const c = opts.cursor;
+    const i = files.findIndex((f) => f.ino === c.ino && (c.born ?? 0) === f.born);
     if (i >= 0) {
       index = i;
       // Smaller than the cursor: truncated (keep = 0 rotation); start that file again.
@@ -156,7 +160,7 @@ export async function readLogPage(vmDir: string, opts: ReadLogOptions = {}): Pro
   const last = files[index]!;
   const page: Omit<SerialLogPage, 'active'> = {
     data: Buffer.concat(parts).toString('base64'),
-    cursor: { ino: last.ino, offset },
+    cursor: { ino: last.ino, born: last.born, offset },
     eof: index === files.length - 1 && offset >= last.size,
   };
   if (skipped) page.skipped = true;
