@@ -38,6 +38,7 @@ const createRequest = z.strictObject({
     hostname: z.string().max(253).optional(),
     sshKeys: z.array(z.string().max(16_384)).max(32).optional(),
   }).optional(),
+  allowOvercommit: z.boolean().optional(),
 });
 
 export const apiArgSchemas = {
@@ -50,13 +51,14 @@ export const apiArgSchemas = {
   inspectPath: z.tuple([z.string().min(1, 'a path is required').max(4096, 'a path is at most 4096 characters'), z.enum(['iso', 'disk', 'file', 'directory'])]),
   listDir: z.union([z.tuple([z.string().min(1, 'a path is required').max(4096)]), z.tuple([z.string().min(1, 'a path is required').max(4096), z.strictObject({ showHidden: z.boolean().optional() }).optional()])]),
   cancelCreate: z.tuple([requestId]),
-  edit: z.tuple([ref, plainObject]),
+  edit: z.union([z.tuple([ref, plainObject]), z.tuple([ref, plainObject, z.strictObject({ allowOvercommit: z.boolean().optional() }).optional()])]),
   resizeDisk: z.tuple([ref, z.string().min(1, 'a disk id is required').max(64), z.number().int().positive().max(2 ** 53 - 1)]),
   addDevice: z.union([
     z.tuple([ref, z.enum(deviceKinds), plainObject]),
     z.tuple([ref, z.enum(deviceKinds), plainObject, z.strictObject({
       newDiskBytes: z.number().int().positive().max(2 ** 53 - 1).optional(),
       newDiskFormat: z.enum(['qcow2', 'raw']).optional(),
+      allowOvercommit: z.boolean().optional(),
     }).optional()]),
   ]),
   editDevice: z.tuple([ref, z.enum(deviceKinds), deviceId, plainObject]),

@@ -71,6 +71,13 @@ export interface AddDeviceOptions {
   /** A disk without a `file`: make a new image of this size in the VM folder (owned by the VM). */
   newDiskBytes?: number;
   newDiskFormat?: 'qcow2' | 'raw';
+  /** The user confirmed a new image larger than the free space (see CreateVmRequest.allowOvercommit). */
+  allowOvercommit?: boolean;
+}
+
+export interface EditOptions {
+  /** The user confirmed more vCPUs than the host has CPUs. */
+  allowOvercommit?: boolean;
 }
 
 export interface RemoveDeviceOptions {
@@ -108,6 +115,12 @@ export interface CreateVmRequest {
   requestId?: string;
   /** Unattended set-up as typed (the wizard): the core hashes the password and stores only the hash. */
   cloudInit?: CloudInitRequest;
+  /**
+   * The user confirmed, with the numbers in front of them, new sparse disks larger than the free
+   * space, or more vCPUs than the host has CPUs (`--allow-overcommit`; the wizard after asking).
+   * Without it create refuses them.
+   */
+  allowOvercommit?: boolean;
 }
 
 export interface CloudInitRequest {
@@ -220,7 +233,7 @@ export interface CoreApi {
   create(req: CreateVmRequest): Promise<VmInfo>;
   /** Cancels a create still running (or queued) by its requestId; true if one was cancelled. */
   cancelCreate(requestId: string): Promise<boolean>;
-  edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo>;
+  edit(ref: string, patch: Record<string, unknown>, opts?: EditOptions): Promise<VmInfo>;
   /** Grows a disk: offline with qemu-img, online (running or paused VM) with QMP block_resize. Never shrinks. */
   resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }>;
   /**

@@ -111,7 +111,8 @@ export function checkMemory(mib: number, hostBytes: number): FieldCheck {
 export function checkVcpus(n: number, hostCpus: number): FieldCheck {
   if (!Number.isInteger(n) || n < 1) return { error: 'at least 1 vCPU' };
   if (n > 288) return { error: 'at most 288 vCPUs' };
-  if (n > hostCpus) return { warning: `more vCPUs than the host's ${hostCpus} CPUs: they will share them and run slower` };
+  // The core refuses this without the overcommit confirmation (CreateVmRequest.allowOvercommit).
+  if (n > hostCpus) return { confirm: `more vCPUs than the host's ${hostCpus} CPUs: they will share them and run slower` };
   return {};
 }
 
@@ -175,8 +176,11 @@ function bootOrder(c: NewVmChoices): string[] {
   }
 }
 
-/** The create request the core runs for these choices. */
-export function buildCreateRequest(c: NewVmChoices, requestId?: string): CreateVmRequest {
+/**
+ * The create request the core runs for these choices. allowOvercommit: the user confirmed a disk
+ * larger than the free space or more vCPUs than host CPUs (the core refuses both otherwise).
+ */
+export function buildCreateRequest(c: NewVmChoices, requestId?: string, allowOvercommit = false): CreateVmRequest {
   const def: Record<string, unknown> = {
     name: c.name, osId: c.osId, memoryMiB: c.memoryMiB, cpu: { vcpus: c.vcpus }, firmware: c.firmware,
     boot: { order: bootOrder(c) },
@@ -221,6 +225,7 @@ export function buildCreateRequest(c: NewVmChoices, requestId?: string): CreateV
     };
   }
   if (requestId !== undefined) req.requestId = requestId;
+  if (allowOvercommit) req.allowOvercommit = true;
   return req;
 }
 
@@ -228,7 +233,7 @@ export function buildCreateRequest(c: NewVmChoices, requestId?: string): CreateV
 const esc = (s: string): string => s.replace(/,/g, ',,');
 
 /** The `hangar create` command that makes the same VM (the password is masked). */
-export function createCommand(c: NewVmChoices): string {
+export function createCommand(c: NewVmChoices, allowOvercommit = false): string {
   const a: string[] = ['hangar', 'create', '--name', c.name, '--os', c.osId, '--memory', String(c.memoryMiB), '--vcpus', String(c.vcpus), '--firmware', c.firmware];
   if (c.tpm) a.push('--tpm');
   if (c.display === 'vnc') a.push('--display', 'vnc', '--video', c.video);
@@ -254,5 +259,6 @@ export function createCommand(c: NewVmChoices): string {
     const parts = [ci.user && `user=${esc(ci.user)}`, ci.password && 'password=********', ci.hostname && `hostname=${ci.hostname}`, ci.sshKey.trim() && 'ssh-key=KEY.pub'].filter(Boolean);
     a.push('--cloud-init', parts.join(','));
   }
+  if (allowOvercommit) a.push('--allow-overcommit');
   return a.map(shellQuote).join(' ');
 }

@@ -29,7 +29,7 @@ test('memory: above the host is an error, above 80% a warning', () => {
 });
 
 test('vCPUs: more than the host warns, out of range is an error', () => {
-  assert.match(checkVcpus(4, 2).warning!, /host's 2 CPUs/);
+  assert.match(checkVcpus(4, 2).confirm!, /host's 2 CPUs/);
   assert.deepEqual(checkVcpus(2, 2), {});
   assert.match(checkVcpus(0, 2).error!, /at least 1/);
   assert.match(checkVcpus(300, 2).error!, /288/);

@@ -7,7 +7,7 @@ import type { CreateVmRequest, ImportDiskRequest, NewDiskRequest } from '../../c
 import { HangarError } from '../../common/errors.ts';
 import { diskBuses, displayTypes, firmwareTypes, videoModels } from '../../common/model.ts';
 import type { DiskBus } from '../../common/model.ts';
-import { imageInfo, parseSize } from '../store/qemu-img.ts';
+import { parseSize } from '../store/qemu-img.ts';
 
 export interface CreateFlags {
   name?: string;
@@ -42,6 +42,8 @@ export interface CreateFlags {
   'cloud-init'?: string;
   /** Network boot: NICs first in the firmware boot order (each with its iPXE option ROM). */
   pxe?: boolean;
+  /** New sparse disks larger than the free space, or more vCPUs than host CPUs, on purpose. */
+  'allow-overcommit'?: boolean;
 }
 
 /**
@@ -218,9 +220,10 @@ export async function parseDisk(spec: string, index: number): Promise<Record<str
   const { head, opts } = splitSpec(spec);
   unknownKeys('disk', opts, ['bus', 'format', 'cache', 'readonly', 'id']);
   if (!head) throw new HangarError('invalid-input', '--disk needs a path');
-  const file = resolve(head);
-  const format = opts.format ?? (await imageInfo(file)).format;
-  const disk: Record<string, unknown> = { id: opts.id ?? `disk${index}`, file, format };
+  // The format is the core's to read (qemu-img info), with every other check of the file: a
+  // format given here is only compared with what the image really is.
+  const disk: Record<string, unknown> = { id: opts.id ?? `disk${index}`, file: resolve(head) };
+  if (opts.format) disk.format = opts.format;
   if (opts.bus) disk.bus = opts.bus;
   if (opts.cache) disk.cache = opts.cache;
   if (opts.readonly) disk.readOnly = opts.readonly !== 'off';
@@ -342,6 +345,7 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   if (f['new-disk']?.length) req.newDisks = f['new-disk'].map(parseNewDisk);
   if (f['import-disk']?.length) req.importDisks = f['import-disk'].map(parseImportDisk);
   if (f.os !== undefined) await applyOsPreset(f, req);
+  if (f['allow-overcommit']) req.allowOvercommit = true;
   return req;
 }
 

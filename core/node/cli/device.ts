@@ -11,8 +11,10 @@ import { parseDeviceKind, parseDeviceSpec } from './device-spec.ts';
 
 export const DEVICE_USAGE = `Usage:
   hangar device list NAME [--json]          every device of the VM with its mode (emulated, paravirtual ...)
-  hangar device add NAME KIND [SPEC]        add a device; SPEC is HEAD,key=value,... e.g.
-      disk size=8G,bus=virtio-blk,cache=none     a new image in the VM folder (or disk /path/img.qcow2,...)
+  hangar device add NAME KIND [SPEC] [--allow-overcommit]
+                                            add a device; SPEC is HEAD,key=value,... e.g.
+      disk size=8G,bus=virtio-blk,cache=none     a new image in the VM folder (or disk /path/img.qcow2,...);
+                                                 larger than the free space only with --allow-overcommit
       nic user,model=e1000,hostfwd=tcp::2222-:22 (back ends as hangar create --nic takes them)
       cdrom /path/x.iso   input tablet,bus=usb   share /srv,tag=data[,driver=virtiofs]
       channel org.qemu.guest_agent.0   serial log   rng   balloon   video virtio-gpu
@@ -71,7 +73,8 @@ export async function deviceCommand(sub: string | undefined, positionals: string
     const [name, kindWord, spec = ''] = positionals as [string, string, string?];
     const kind = parseDeviceKind(kindWord);
     const parsed = await parseDeviceSpec(kind, spec, false);
-    const c = await withCore((api) => api.addDevice(name, kind, parsed.fields, parsed.newDiskBytes ? { newDiskBytes: parsed.newDiskBytes } : undefined));
+    const opts = { ...(parsed.newDiskBytes ? { newDiskBytes: parsed.newDiskBytes } : {}), ...(values['allow-overcommit'] ? { allowOvercommit: true } : {}) };
+    const c = await withCore((api) => api.addDevice(name, kind, parsed.fields, Object.keys(opts).length ? opts : undefined));
     print(values.json ? JSON.stringify(c) : changeText(kind, 'added', c));
     return 0;
   }

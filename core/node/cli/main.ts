@@ -23,7 +23,7 @@ VMs:
   show NAME [--json]                 show a VM's definition and state
   create --name NAME [options]       define a new VM (see: hangar create --help)
   edit NAME [--name N] [--memory MiB] [--vcpus N] [--accel auto|kvm|tcg] [--description T]
-                                     change a stopped VM
+       [--allow-overcommit]          change a stopped VM (--allow-overcommit: vCPUs above host CPUs)
   start NAME                         start a VM
   shutdown NAME [--timeout S] [--no-wait]
                                      ACPI shutdown, forced off after the timeout
@@ -132,7 +132,13 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      ssh-key is a public key file and may repeat
   --pxe                              network boot first: each NIC carries QEMU's iPXE option ROM
                                      (efi-*.rom: PXE under BIOS, EFI under UEFI; package ipxe-qemu)
+  --allow-overcommit                 go ahead with new sparse disks larger than the free space, or
+                                     more vCPUs than host CPUs (refused without it, with the numbers)
   --json                             print the new VM as JSON
+
+Every file is checked before anything is written: disks are what qemu-img says (a format= that
+contradicts it is refused), writable unless readonly, not used by another VM; a CD-ROM is an ISO9660
+image; a kernel is a bzImage. Invalid input exits with code 2 and leaves nothing behind.
 `;
 
 function parse(args: string[], options: ParseArgsConfig['options']): { values: Record<string, unknown>; positionals: string[] } {
@@ -326,7 +332,7 @@ export async function main(argv: string[]): Promise<number> {
         'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
         'no-serial': { type: 'boolean' }, display: { type: 'string' }, video: { type: 'string' }, file: { type: 'string' }, os: { type: 'string' },
-        'cloud-init': { type: 'string' }, pxe: { type: 'boolean' },
+        'cloud-init': { type: 'string' }, pxe: { type: 'boolean' }, 'allow-overcommit': { type: 'boolean' },
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
@@ -347,7 +353,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'edit': {
       const { values, positionals } = parse(rest, {
         name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
-        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
+        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'allow-overcommit': { type: 'boolean' },
       });
       const patch: Record<string, unknown> = {};
       const num = (k: string): number => {
@@ -362,7 +368,7 @@ export async function main(argv: string[]): Promise<number> {
       if (values.accel !== undefined) patch.accel = values.accel;
       if (values['shutdown-timeout'] !== undefined) patch.shutdownTimeoutSec = num('shutdown-timeout');
       if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout');
-      const info = await withCore((api) => api.edit(one(positionals), patch));
+      const info = await withCore((api) => api.edit(one(positionals), patch, values['allow-overcommit'] ? { allowOvercommit: true } : undefined));
       if (values.json) printJson(info);
       else print(`Updated VM "${info.name}"`);
       return 0;
@@ -435,7 +441,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'device': {
       const [sub, ...args] = rest;
-      const { values, positionals } = parse(args, { 'delete-file': { type: 'boolean' }, timeout: { type: 'string' } });
+      const { values, positionals } = parse(args, { 'delete-file': { type: 'boolean' }, timeout: { type: 'string' }, 'allow-overcommit': { type: 'boolean' } });
       return (await import('./device.ts')).deviceCommand(sub, positionals, values, withCore, print);
     }
     case 'host': {
@@ -516,6 +522,7 @@ export async function runCli(argv: string[]): Promise<void> {
     if (code >= 0) process.exitCode = code;
   } catch (e) {
     process.stderr.write(`hangar: error: ${describeError(e)}\n`);
-    process.exitCode = e instanceof HangarError && e.code === 'invalid-input' ? 2 : 1;
+    // Exit 2: the request itself was refused (bad input, a name taken), before anything changed.
+    process.exitCode = e instanceof HangarError && (e.code === 'invalid-input' || e.code === 'already-exists') ? 2 : 1;
   }
 }

@@ -4,13 +4,13 @@ import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { constants, copyFile, readFile, stat } from 'node:fs/promises';
-import { homedir, totalmem } from 'node:os';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
 import { videoFor } from '../../common/os-presets.ts';
 import type {
-  AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -42,6 +42,8 @@ import type { ResolvedFirmware } from '../host/firmware.ts';
 import { findOs, listOses } from '../osinfo/osinfo-db.ts';
 import { vmRuntimePaths } from '../paths.ts';
 import { inspectPath, listDir } from '../store/inspect-path.ts';
+import { checkDefinitionFiles, checkDefinitionFits, checkDiskFile, checkHostFit, checkNewDiskSpace, checkVmName } from './validate-request.ts';
+import type { ValidationContext } from './validate-request.ts';
 import type { HostChangeResult, HostDeviceReport } from '../../common/host-devices.ts';
 import * as hostOps from './host-device-ops.ts';
 import type { HostRoots, VmView } from './host-device-ops.ts';
@@ -165,12 +167,12 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return (await this.findFresh(ref)).info();
   }
 
-  private nameTaken(name: string, exceptId?: string): boolean {
-    const lower = name.toLowerCase();
-    for (const vm of this.vms.values()) {
-      if (vm.id !== exceptId && vm.stored.definition?.name.toLowerCase() === lower) return true;
-    }
-    return false;
+  /** What the one validation (validate-request.ts) needs to know about the other VMs. */
+  validationContext(allowOvercommit = false): ValidationContext {
+    return {
+      allowOvercommit,
+      others: [...this.vms.values()].map((vm) => ({ id: vm.id, name: vm.stored.definition?.name ?? vm.name, ...(vm.stored.definition ? { definition: vm.stored.definition } : {}) })),
+    };
   }
 
   /** Creates a VM: fills defaults, validates, makes its folder and disks; on failure leaves nothing behind. */
@@ -208,7 +210,11 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   private async planCreate(req: CreateVmRequest): Promise<CreatePlan> {
     await this.refresh();
     const id = typeof req.definition.id === 'string' ? req.definition.id : randomUUID();
-    const raw: Record<string, unknown> = { ...req.definition };
+    const ctx = this.validationContext(req.allowOvercommit === true);
+    // The name first: the clearest refusal for the most common mistake.
+    checkVmName(req.definition.name, ctx, id);
+    // Files as typed, before defaults: exist, readable/writable, and what they are used as.
+    const raw: Record<string, unknown> = await checkDefinitionFiles({ ...req.definition });
     if (req.cloudInit) raw.cloudInit = await resolveCloudInitRequest(req.cloudInit);
     // cloud-init: the seed ISO rides on an extra read-only CD-ROM in the VM folder.
     const os = typeof raw.osId === 'string' ? await findOs(raw.osId).catch(() => undefined) : undefined;
@@ -220,6 +226,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const made: Record<string, unknown>[] = [];
     // Imported images come first (before new blank disks): the disk to boot from.
     const imports = await this.prepareImports(req.importDisks ?? [], dir, diskIds);
+    await checkNewDiskSpace(this.opts.dataDir, newDisks.map((nd) => nd.sizeBytes), ctx);
     for (const nd of newDisks) {
       let n = 0;
       while (diskIds.has(`disk${n}`)) n++;
@@ -237,8 +244,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       createdAt: new Date().toISOString(),
     });
     if (this.vms.has(id)) throw new HangarError('already-exists', `a VM with id ${id} already exists`);
-    if (this.nameTaken(def.name)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
-    checkHostMemory(def.memoryMiB);
+    await checkDefinitionFits(def, ctx);
     // Resolve the firmware before anything is written: a host without OVMF fails cleanly.
     const firmware = resolveFirmware(def, dir);
     return { def, dir, firmware, made, imports };
@@ -309,7 +315,9 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       diskIds.add(id);
       const bus = r.bus ?? 'virtio-blk';
       if (r.mode === 'in-place') {
-        planned.push({ disk: { id, file: src.path, format: src.format, bus, owned: false } });
+        // Used where it is: the VM writes to it, so the same checks as any disk it opens.
+        const checked = await checkDiskFile({ file: src.path }, `imported disk ${src.path}`);
+        planned.push({ disk: { id, file: checked.file, format: checked.format, bus, owned: false } });
         continue;
       }
       const format = r.format ?? (r.mode === 'copy' && (src.format === 'qcow2' || src.format === 'raw') ? src.format : 'qcow2');
@@ -341,18 +349,23 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   }
 
   /** Applies a partial change to a stopped VM's definition (deep-merged at the top-level objects). */
-  async edit(ref: string, patch: Record<string, unknown>): Promise<VmInfo> {
+  async edit(ref: string, patch: Record<string, unknown>, opts: EditOptions = {}): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
     return vm.exclusive('edit', async () => {
       const old = vm.definition;
       if (patch.id !== undefined && patch.id !== old.id) throw new HangarError('invalid-input', 'the id of a VM cannot change');
-      const merged: Record<string, unknown> = { ...old };
+      const ctx = this.validationContext(opts.allowOvercommit === true);
+      if (patch.name !== undefined) checkVmName(patch.name, ctx, vm.id);
+      let merged: Record<string, unknown> = { ...old };
       for (const [k, v] of Object.entries(patch)) {
         const cur = (old as Record<string, unknown>)[k];
         merged[k] = isPlainObject(cur) && isPlainObject(v) ? { ...cur, ...v } : v;
       }
+      // Only the files the patch names are checked again: the others were checked when they came in.
+      merged = await checkDefinitionFiles(merged, new Set(Object.keys(patch)));
       const def: VmDefinition = parseDefinition(merged);
-      if (this.nameTaken(def.name, vm.id)) throw new HangarError('already-exists', `a VM named "${def.name}" already exists`, 'choose another name');
+      checkVmName(def.name, ctx, vm.id);
+      if (patch.memoryMiB !== undefined || patch.cpu !== undefined) checkHostFit(def, ctx);
       await this.saveDefinition(vm, def);
       return vm.info();
     });
@@ -365,7 +378,10 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
   }
 
-  private readonly deviceDeps: DeviceOpsDeps = { save: (vm, def) => this.saveDefinition(vm, def), randomMac };
+  private readonly deviceDeps: DeviceOpsDeps = {
+    save: (vm, def) => this.saveDefinition(vm, def), randomMac,
+    validation: (allowOvercommit) => this.validationContext(allowOvercommit), dataDir: () => this.opts.dataDir,
+  };
 
   /** One device change under the VM's lock, answered with the VM's fresh info. */
   private async deviceChange(ref: string, op: (vm: VmInstance) => Promise<DeviceOutcome>): Promise<DeviceChange> {
@@ -581,15 +597,6 @@ interface CreatePlan {
   /** New blank disks (with their sizeBytes). */
   made: Record<string, unknown>[];
   imports: PlannedImport[];
-}
-
-/** Refuses a VM with more memory than the host has: it would swap itself (and the host) to a halt. */
-export function checkHostMemory(memoryMiB: number, hostBytes = totalmem()): void {
-  const hostMiB = Math.floor(hostBytes / 1024 / 1024);
-  if (memoryMiB > hostMiB) {
-    throw new HangarError('invalid-input', `${memoryMiB} MiB of memory is more than this host has (${hostMiB} MiB)`,
-      `give the VM at most ${hostMiB} MiB; about half of it (${Math.floor(hostMiB / 2)} MiB) leaves room for the host`);
-  }
 }
 
 /** The wizard's cloud-init fields -> the stored request (password hashed by the core, keys checked). */

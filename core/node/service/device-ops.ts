@@ -15,6 +15,8 @@ import { checkBridge } from '../host/bridges.ts';
 import { checkDeviceBackends } from '../host/device-checks.ts';
 import { createImage } from '../store/qemu-img.ts';
 import { inspectPath } from '../store/inspect-path.ts';
+import { checkDiskFile, checkDisksNotShared, checkIsoFile, checkNewDiskSpace } from './validate-request.ts';
+import type { ValidationContext } from './validate-request.ts';
 import type { VmInstance } from './vm-instance.ts';
 
 export type DeviceOutcome = Omit<DeviceChange, 'info'>;
@@ -23,6 +25,10 @@ export interface DeviceOpsDeps {
   /** Writes the VM's definition (atomically) and tells clients it changed. */
   save(vm: VmInstance, def: VmDefinition): Promise<void>;
   randomMac(): string;
+  /** The other VMs and the overcommit confirmation, for the one validation (validate-request.ts). */
+  validation(allowOvercommit: boolean): ValidationContext;
+  /** Where the VM folders are (new images go there): its free space is checked. */
+  dataDir(): string;
 }
 
 type Raw = Record<string, unknown>;
@@ -60,15 +66,19 @@ async function hostWarning(def: VmDefinition): Promise<string | undefined> {
 }
 
 /**
- * The files a device names must be there and be what it needs, before it is saved: a disk image
- * qemu-img recognizes (its format filled in when not given), a CD-ROM file, a shared folder.
+ * The files a device names must be there and be what it needs, before it is saved (the same
+ * checks as create): a disk image as qemu-img sees it (its format filled in, a contradicting one
+ * refused, writable unless read-only, not another VM's), an ISO for a CD-ROM, a shared folder.
  */
-async function checkFiles(kind: DeviceKindName, device: Raw): Promise<Raw> {
+async function checkFiles(vm: VmInstance, deps: DeviceOpsDeps, kind: DeviceKindName, device: Raw, base?: Raw): Promise<Raw> {
   if (kind === 'disk' && typeof device.file === 'string') {
-    const seen = await inspectPath(device.file, 'disk');
-    return { ...device, file: seen.path, format: device.format ?? seen.disk?.format };
+    const disk: Raw = { file: device.file, readOnly: device.readOnly ?? base?.readOnly };
+    if (device.format !== undefined) disk.format = device.format;
+    const checked = await checkDiskFile(disk, `disk ${String(device.id ?? base?.id ?? '')}`.trim());
+    await checkDisksNotShared([{ id: String(device.id ?? base?.id ?? 'new'), file: checked.file as string, readOnly: disk.readOnly === true }], deps.validation(false), vm.id);
+    return { ...device, file: checked.file, format: checked.format };
   }
-  if (kind === 'cdrom' && typeof device.file === 'string') return { ...device, file: (await inspectPath(device.file, 'file')).path };
+  if (kind === 'cdrom' && typeof device.file === 'string') return { ...device, file: await checkIsoFile(device.file, `CD-ROM ${String(device.id ?? base?.id ?? '')}`.trim()) };
   if (kind === 'share' && typeof device.source === 'string') return { ...device, source: (await inspectPath(device.source, 'directory')).path };
   return device;
 }
@@ -82,6 +92,7 @@ export async function addDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: Devic
   let newImage: string | undefined;
   if (kind === 'disk' && input.file === undefined) {
     if (!opts.newDiskBytes) throw new HangarError('invalid-input', 'a new disk needs a file or a size', 'give file=PATH for an existing image, or size=SIZE (e.g. 8G) for a new one');
+    await checkNewDiskSpace(deps.dataDir(), [opts.newDiskBytes], deps.validation(opts.allowOvercommit === true));
     const format = opts.newDiskFormat ?? 'qcow2';
     // An image left by a removed disk of the same id is kept, never overwritten: pick a free name.
     newImage = join(vm.stored.dir, `${id}.${format}`);
@@ -90,7 +101,7 @@ export async function addDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: Devic
   } else if (kind === 'disk' && opts.newDiskBytes) {
     throw new HangarError('invalid-input', 'a disk is either an existing file or a new image of a size, not both', 'leave out file=, or size=');
   } else {
-    input = await checkFiles(kind, input);
+    input = await checkFiles(vm, deps, kind, input);
   }
   const def = parseDefinition(withDeviceAdded(raw(before), kind, { ...input, id }).definition);
   const added = findDevice(def, kind, id)!;
@@ -119,7 +130,7 @@ export async function addDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: Devic
 
 export async function editDevice(vm: VmInstance, deps: DeviceOpsDeps, kind: DeviceKindName, id: string, patch: Raw): Promise<DeviceOutcome> {
   const before = vm.definition;
-  const checked = await checkFiles(kind, patch);
+  const checked = await checkFiles(vm, deps, kind, patch, findDevice(before, kind, id) as Raw | undefined);
   const def = parseDefinition(withDeviceEdited(raw(before), kind, id, checked));
   if (!isActive(vm.state)) {
     await deps.save(vm, def);

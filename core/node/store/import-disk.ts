@@ -68,7 +68,7 @@ export async function checkFreeSpace(dir: string, needBytes: number, what = 'the
   const free = fs.bavail * fs.bsize;
   const margin = Math.max(64 * 1024 * 1024, needBytes * 0.05);
   if (free < needBytes + margin) {
-    throw new HangarError('io-error', `not enough free space in ${dir} for ${what}: needs about ${formatBytes(needBytes)} (+ ${formatBytes(margin)} margin), ${formatBytes(free)} free`,
+    throw new HangarError('invalid-input', `not enough free space in ${dir} for ${what}: needs about ${formatBytes(needBytes)} (+ ${formatBytes(margin)} margin), ${formatBytes(free)} free`,
       'free some space, or import the disk in place');
   }
 }

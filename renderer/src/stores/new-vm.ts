@@ -62,6 +62,8 @@ export const useNewVmStore = defineStore('newVm', () => {
   const nameTouched = ref(false);
   /** A disk larger than the free space was confirmed. */
   const bigDiskConfirmed = ref(false);
+  /** More vCPUs than the host has CPUs was confirmed. */
+  const vcpusConfirmed = ref(false);
   const preview = shallowRef<CreatePreview | null>(null);
   const previewError = shallowRef<UiError | null>(null);
   const previewing = ref(false);
@@ -177,7 +179,9 @@ export const useNewVmStore = defineStore('newVm', () => {
         if (c.tpm && host.value && !host.value.tpm.available) return host.value.tpm.reason ?? 'a TPM is not available';
         return null;
       }
-      case 'resources': return memoryCheck.value.error ?? vcpuCheck.value.error ?? null;
+      case 'resources':
+        return memoryCheck.value.error ?? vcpuCheck.value.error
+          ?? (vcpuCheck.value.confirm && !vcpusConfirmed.value ? 'confirm the vCPUs (more than the host has CPUs)' : null);
       case 'storage':
         if (c.source === 'import') return null;
         if (c.storage === 'new') {
@@ -241,7 +245,7 @@ export const useNewVmStore = defineStore('newVm', () => {
   async function loadPreview(): Promise<void> {
     previewing.value = true;
     try {
-      preview.value = await conn.api.previewCreate(buildCreateRequest(choices));
+      preview.value = await conn.api.previewCreate(buildCreateRequest(choices, undefined, overcommitConfirmed()));
       previewError.value = null;
     } catch (e) {
       preview.value = null;
@@ -251,7 +255,12 @@ export const useNewVmStore = defineStore('newVm', () => {
     }
   }
 
-  const command = computed(() => createCommand(choices));
+  const command = computed(() => createCommand(choices, overcommitConfirmed()));
+
+  /** What the user confirmed after the wizard asked, sent as the core's allowOvercommit. */
+  function overcommitConfirmed(): boolean {
+    return (bigDiskConfirmed.value && !!diskCheck.value.confirm) || (vcpusConfirmed.value && !!vcpuCheck.value.confirm);
+  }
 
   /** Creates the VM (with progress events for copies), optionally starts it. Null on failure or cancel. */
   async function create(startNow: boolean): Promise<VmInfo | null> {
@@ -271,7 +280,7 @@ export const useNewVmStore = defineStore('newVm', () => {
       if (e.requestId === id) progress.value = { step: e.step, fraction: e.fraction };
     });
     try {
-      const info = await conn.api.create(buildCreateRequest(choices, id));
+      const info = await conn.api.create(buildCreateRequest(choices, id, overcommitConfirmed()));
       void vms.refreshList();
       if (startNow) {
         try {
@@ -306,6 +315,7 @@ export const useNewVmStore = defineStore('newVm', () => {
     osChosenByHand.value = false;
     nameTouched.value = false;
     bigDiskConfirmed.value = false;
+    vcpusConfirmed.value = false;
     preview.value = null;
     previewError.value = null;
     createError.value = null;
@@ -313,7 +323,7 @@ export const useNewVmStore = defineStore('newVm', () => {
   }
 
   return {
-    choices, step, host, hostError, oses, checks, osChosenByHand, nameTouched, bigDiskConfirmed, preview, previewError, previewing,
+    choices, step, host, hostError, oses, checks, osChosenByHand, nameTouched, bigDiskConfirmed, vcpusConfirmed, preview, previewError, previewing,
     creating, progress, createError, cancelled, detectedIso, nameCheck, memoryCheck, vcpuCheck, diskCheck, forwardsCheck,
     cloudInitErrors, stepIndex, command,
     loadHost, loadOses, checkPath, chooseOs, blocker, firstBlocked, go, next, back, loadPreview, create, cancel, reset, pathOk,
