@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
@@ -175,9 +175,11 @@ describe('confirmations and errors', () => {
   });
 
   test('a failing start shows the core\'s message and fix, not a stack trace', async () => {
-    // create accepts a kernel path that does not exist yet; start refuses it with the fix.
+    // create checks the kernel (it must be there); it vanishes afterwards and start refuses with the fix.
+    copyFileSync(guest.kernel, `${h.home}/kernel-that-will-vanish`);
     await h.ok(['create', '--name', 'e2e-broken', '--memory', '256', '--accel', 'tcg', '--new-disk', '16M',
       '--kernel', `${h.home}/kernel-that-will-vanish`, '--initrd', guest.initrd]);
+    rmSync(`${h.home}/kernel-that-will-vanish`);
     await openDetails('e2e-broken');
     await toolbar().getByRole('button', { name: 'Start', exact: true }).click();
     const alert = page.getByTestId('error').filter({ hasText: 'cannot start' });
