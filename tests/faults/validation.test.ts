@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreApi, CreateVmRequest } from '../../core/common/api.ts';
-import { HangarError } from '../../core/common/errors.ts';
+import type { HangarError } from '../../core/common/errors.ts';
 import { ensureTestGuest } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
 
