@@ -179,7 +179,7 @@ describe('bad input gets a clear error', () => {
     ['a too long name', ['create', '--name', 'x'.repeat(65)], /at most 64/],
     ['a duplicate name', ['create', '--name', 'HEALTHY'], /already exists/],
     ['a bad port forward', ['create', '--name', 'pf', '--nic', 'user,hostfwd=tcp:2222:22'], /tcp::HOSTPORT-:GUESTPORT/],
-    ['a missing disk image', ['create', '--name', 'nodisk', '--disk', '/nonexistent/disk.qcow2'], /qemu-img info failed|No such file/],
+    ['a missing disk image', ['create', '--name', 'nodisk', '--disk', '/nonexistent/disk.qcow2'], /disk image \/nonexistent\/disk.qcow2 does not exist/],
     ['memory that is not a number', ['create', '--name', 'mem', '--memory', 'lots'], /--memory must be a whole number/],
     ['an unknown VM', ['start', 'no-such-vm'], /no VM named "no-such-vm"/],
     ['an unknown command', ['frobnicate'], /unknown command/],
