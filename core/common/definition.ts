@@ -52,7 +52,7 @@ export function parseDefinition(raw: unknown): VmDefinition {
 
 export function validateVmName(name: string): string {
   const r = vmNameSchema.safeParse(name);
-  if (!r.success) throw new HangarError('invalid-input', `invalid VM name ${JSON.stringify(name)}: ${formatZodIssues(r.error)}`, 'choose a name of printable characters without "/"');
+  if (!r.success) throw new HangarError('invalid-input', `invalid VM name ${JSON.stringify(name)}: ${formatZodIssues(r.error)}`, 'a VM name is 1-64 printable characters (any script; spaces, commas and the like are fine) with no "/", no control characters (newlines, tabs), no spaces at either end, and not "." or ".."');
   return r.data;
 }
 
