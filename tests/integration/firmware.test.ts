@@ -89,8 +89,9 @@ describe('firmware', () => {
     const vmsDir = join(h.home, 'vms');
     const list = (): string[] => (existsSync(vmsDir) ? readdirSync(vmsDir).sort() : []);
     const before = list();
-    // A raw image larger than any filesystem allows: qemu-img fails after the NVRAM was copied.
-    const r = await h.run(['create', '--name', 'fails', '--accel', 'tcg', '--firmware', 'uefi', '--new-disk', '7000000G,format=raw']);
+    // A raw image larger than any filesystem allows: qemu-img fails after the NVRAM was copied
+    // (--allow-overcommit gets it past the free-space check, which refuses it before anything is written).
+    const r = await h.run(['create', '--name', 'fails', '--accel', 'tcg', '--firmware', 'uefi', '--new-disk', '7000000G,format=raw', '--allow-overcommit']);
     assert.notEqual(r.code, 0, r.stdout);
     assert.match(r.stderr, /qemu-img create failed/);
     assert.deepEqual(list(), before);
