@@ -13,7 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, GUEST_PROMPT, READY_MARKER } from '../guest/guest.ts';
-import { HangarHarness, HANGAR_BIN, sleep } from '../helpers/hangar.ts';
+import { alive, HangarHarness, HANGAR_BIN, sleep } from '../helpers/hangar.ts';
 import { runtimeDir } from '../../core/node/paths.ts';
 import { VmStore } from '../../core/node/store/vm-store.ts';
 
@@ -51,14 +51,6 @@ function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   return Number(m[1]);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Every file under dir (recursively) whose name matches re. */
 function findFiles(dir: string, re: RegExp): string[] {

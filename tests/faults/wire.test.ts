@@ -11,7 +11,7 @@ import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { HangarHarness, sleep } from '../helpers/hangar.ts';
+import { alive, HangarHarness, sleep } from '../helpers/hangar.ts';
 import type { ServeProcess } from '../helpers/hangar.ts';
 import { openWs, wsCoreClient, wsUrl } from '../helpers/ws-client.ts';
 import { daemonSocketPath, runtimeDir } from '../../core/node/paths.ts';
@@ -19,14 +19,6 @@ import { WS_RPC_PATH } from '../../core/common/transport.ts';
 
 const UNHANDLED = /UNHANDLED REJECTION|unhandled|Unhandled/;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A raw connection to the core socket that collects reply lines. */
 class RawConn {

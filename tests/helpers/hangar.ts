@@ -152,3 +152,13 @@ export interface ServeProcess {
   output(): string;
   stop(): Promise<void>;
 }
+
+/** Whether a process exists (signal 0 delivers nothing, only checks). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
