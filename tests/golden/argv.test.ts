@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { parseDefinition } from '../../core/common/definition.ts';
 import { resolveFirmware } from '../../core/node/host/firmware.ts';
 import { buildArgv } from '../../core/node/qemu/vm-argv.ts';
+import { sandboxFor } from '../../core/node/sandbox/qemu-hardening.ts';
 import { BRIDGE_HELPER_PLACEHOLDER, EXPECTED_DIR, FIRMWARE_DIR, FIXTURE_VM_DIR, RUN_PATHS, expectedPath, fixtureNames, fixturePath, formatArgv } from './golden.ts';
 
 const update = process.env.UPDATE_GOLDEN === '1';
@@ -23,7 +24,9 @@ describe('golden argv', () => {
     it(name, async () => {
       const def = parseDefinition(JSON.parse(await readFile(fixturePath(name), 'utf8')));
       const firmware = resolveFirmware(def, FIXTURE_VM_DIR, { dirs: [FIRMWARE_DIR], checkFiles: false });
-      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS, vmDir: FIXTURE_VM_DIR, firmware, swtpmSocket: RUN_PATHS.swtpmSocket, bridgeHelper: BRIDGE_HELPER_PLACEHOLDER }));
+      const actual = formatArgv(buildArgv(def, { accel: 'tcg', paths: RUN_PATHS, vmDir: FIXTURE_VM_DIR, firmware, swtpmSocket: RUN_PATHS.swtpmSocket, bridgeHelper: BRIDGE_HELPER_PLACEHOLDER,
+        // The sandbox every VM gets where QEMU has seccomp (fixed here: never read from this host or the environment).
+        hardening: { sandbox: sandboxFor(def, undefined) } }));
       const file = expectedPath(name);
       if (update) {
         await mkdir(EXPECTED_DIR, { recursive: true });

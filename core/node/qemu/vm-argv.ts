@@ -31,6 +31,8 @@ import { emptyParts, mergeParts } from './devices/types.ts';
 import { hotplugSlotControllers } from './devices/hotplug-slots.ts';
 import type { BuildContext } from './devices/types.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
+import { hardeningOptions } from '../sandbox/qemu-hardening.ts';
+import type { QemuHardening } from '../sandbox/qemu-hardening.ts';
 
 export const QMP_CHARDEV_ID = 'ch_qmp';
 
@@ -46,6 +48,8 @@ export interface ArgvContext {
   swtpmSocket?: string;
   /** The qemu-bridge-helper QEMU runs (findBridgeHelper / checkBridge); required when the VM has a bridge NIC. */
   bridgeHelper?: string;
+  /** Sandbox, deprecation policy and user of QEMU (qemuHardening); none when absent. */
+  hardening?: QemuHardening;
 }
 
 /** Boot priorities from boot.order: every device of the first kind, then the next kind... */
@@ -145,6 +149,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   o.push({ opt: '-nodefaults' }, { opt: '-no-user-config' }, { opt: '-no-shutdown' }, { opt: '-S' });
   o.push({ opt: '-display', value: 'none' });
   o.push({ opt: '-msg', keyval: { timestamp: true } });
+  o.push(...hardeningOptions(ctx.hardening));
   o.push({ opt: '-chardev', implied: 'socket', keyval: { id: QMP_CHARDEV_ID, path: ctx.paths.qmpSocket, server: true, wait: false } });
   o.push({ opt: '-mon', keyval: { chardev: QMP_CHARDEV_ID, mode: 'control' } });
   o.push({ opt: '-pidfile', value: ctx.paths.pidfile });

@@ -27,6 +27,7 @@ import type { AccelProbe } from '../host/accel.ts';
 import { runDoctor } from '../host/doctor.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
+import { previewHardening } from '../sandbox/qemu-hardening.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { DEFAULT_BRIDGE_HELPER, findBridgeHelper } from '../host/bridges.ts';
 import { bytesNeeded, checkFreeSpace, formatBytes, inspectImportSource } from '../store/import-disk.ts';
@@ -280,7 +281,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const paths = vmRuntimePaths(this.opts.runtimeDir, def.id);
-    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, vmDir: dir, firmware, swtpmSocket: paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })] };
+    return { definition: def, commandLine: [binary, ...buildArgv(def, { accel, paths, vmDir: dir, firmware, swtpmSocket: paths.swtpmSocket, bridgeHelper: previewBridgeHelper(), hardening: previewHardening(def, binary) })] };
   }
 
   hostInfo(): Promise<HostInfo> {
@@ -488,7 +489,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     let binary = 'qemu-system-x86_64';
     try { binary = requireBinary('qemu-system-x86_64'); } catch { /* show the plain name */ }
     const firmware = resolveFirmware(def, vm.stored.dir, { checkFiles: false });
-    return [binary, ...buildArgv(def, { accel, paths: vm.paths, vmDir: vm.stored.dir, firmware, swtpmSocket: vm.paths.swtpmSocket, bridgeHelper: previewBridgeHelper() })];
+    return [binary, ...buildArgv(def, { accel, paths: vm.paths, vmDir: vm.stored.dir, firmware, swtpmSocket: vm.paths.swtpmSocket, bridgeHelper: previewBridgeHelper(), hardening: previewHardening(def, binary) })];
   }
 
   async serialLog(ref: string, maxBytes?: number): Promise<string> {

@@ -22,6 +22,7 @@ import { QmpClient } from '../qmp/client.ts';
 import type { RunState } from '../qmp/client.ts';
 import { withQmpHealth } from '../qmp/health.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
+import { qemuHardening, sandboxPlugBlocker } from '../sandbox/qemu-hardening.ts';
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import {
@@ -235,6 +236,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async launch(run: StartRun, domain: Domain, bridgeHelper: string | undefined): Promise<LiveSession> {
     const argv = buildArgv(run.def, {
       accel: domain.accel, paths: this.paths, vmDir: this.stored.dir, firmware: domain.firmware, bridgeHelper, ...sidecarArgv(this.sidecars, run),
+      hardening: qemuHardening(run.def, domain.qemu),
     });
     const spawned = spawnQemu(domain.qemu, argv, this.stored.dir);
     run.spawned = spawned;
@@ -375,7 +377,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   /** Why a device cannot be plugged into the running QEMU now, or null. */
   plugBlocker(kind: DeviceKindName, device: Record<string, unknown>): string | null {
-    return this.hardware ? plugBlocker(kind, device, this.hardware) : 'the VM is not running';
+    return this.hardware ? sandboxPlugBlocker(kind, device, this.session?.pid) ?? plugBlocker(kind, device, this.hardware) : 'the VM is not running';
   }
 
   /** Why a device of the running QEMU cannot be unplugged, or null (also null when QEMU does not have it). */
