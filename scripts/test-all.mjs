@@ -10,14 +10,9 @@ const only = process.argv.slice(2);
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const report = [];
 
-// Every suite runs QEMU with deprecated QMP commands and arguments fatal (-compat
-// deprecated-input=crash, libvirt's deprecation_behavior): a deprecated use fails a test, not a
-// future QEMU. Test processes inherit it and pass it on to the daemons they start.
-const TEST_ENV = { HANGAR_QEMU_DEPRECATION: 'crash' };
-
 function run(cmd, args, env = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...TEST_ENV, ...env } });
+    const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
   });
 }
