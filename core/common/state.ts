@@ -13,7 +13,8 @@ export type VmAction = (typeof vmActions)[number];
 const validIn: Record<VmAction, readonly VmState[]> = {
   start: ['stopped', 'crashed'],
   shutdown: ['running', 'rebooting'],
-  destroy: ['starting', 'running', 'paused', 'shutting-down', 'rebooting', 'guest-error', 'stopping'],
+  // crashed too: Force Off clears what a crash left (a QEMU still there, its back ends) back to stopped.
+  destroy: ['starting', 'running', 'paused', 'shutting-down', 'rebooting', 'guest-error', 'stopping', 'crashed'],
   reboot: ['running'],
   reset: ['running', 'paused', 'guest-error'],
   pause: ['running'],

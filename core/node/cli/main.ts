@@ -67,6 +67,9 @@ Browser mode:
   serve [--port N] [--host ADDR --allow-remote]
                                      serve the UI on http://127.0.0.1:N (default 7480; 0 = any
                                      free port) with a token in the printed URL
+
+Exit codes: 0 done, 1 failed, 2 refused as invalid (nothing changed), 75 the VM is busy with another
+operation (nothing changed; try again when it is done)
 `;
 
 const CREATE_USAGE = `Usage: hangar create --name NAME [options]
@@ -300,6 +303,36 @@ async function withCore<T>(fn: (api: CoreApi) => Promise<T>): Promise<T> {
 const simpleActions = ['start', 'destroy', 'reboot', 'reset', 'pause', 'resume'] as const;
 const pastTense: Record<string, string> = { start: 'started', destroy: 'forced off', reboot: 'rebooting', reset: 'reset', pause: 'paused', resume: 'resumed' };
 
+/** What a lifecycle command was after: the states that mean it happened. */
+const goalStates: Record<string, (state: string) => boolean> = {
+  start: isActive as (s: string) => boolean, destroy: (s) => s === 'stopped', shutdown: (s) => s === 'stopped',
+  reboot: (s) => s === 'running' || s === 'rebooting', reset: (s) => s === 'running', pause: (s) => s === 'paused', resume: (s) => s === 'running',
+};
+
+/**
+ * A lifecycle request whose core went away mid-way (killed, crashed) lost its answer, not its VM:
+ * connect again (a new core starts and re-attaches every VM) and report what the VM really is.
+ * Returns the VM's info and, when the core was lost, a line saying so.
+ */
+async function lifecycleCall(ref: string, verb: string, fn: (api: CoreApi) => Promise<VmInfo>): Promise<{ info: VmInfo; lostCore?: string }> {
+  const conn = await connectCore({ autostart: true });
+  try {
+    return { info: await fn(conn.api) };
+  } catch (e) {
+    if (!(e instanceof HangarError && e.code === 'daemon-unavailable')) throw e;
+    const info = await withCore((api) => api.get(ref)).catch(() => null);
+    if (!info) throw e;
+    const now = `${info.state}${info.reason ? ` (${info.reason})` : ''}`;
+    const line = `the Hangar core stopped during the ${verb} of VM "${info.name}" (${e.message}); a new core re-attached it: it is ${now}`;
+    if (!(goalStates[verb]?.(info.state) ?? false)) {
+      throw new HangarError('daemon-unavailable', line, `${verb} it again if you still want to (see \`hangar show ${info.name}\`)`);
+    }
+    return { info, lostCore: line };
+  } finally {
+    conn.close();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -381,9 +414,11 @@ export async function main(argv: string[]): Promise<number> {
         if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) throw new HangarError('invalid-input', `--timeout must be a positive number of seconds, got "${values.timeout as string}"`);
       }
       const wait = !values['no-wait'];
-      const info = await withCore((api) => api.shutdown(one(positionals), { ...(timeoutSec !== undefined ? { timeoutSec } : {}), wait }));
+      const name = one(positionals);
+      const { info, lostCore } = await lifecycleCall(name, 'shutdown', (api) => api.shutdown(name, { ...(timeoutSec !== undefined ? { timeoutSec } : {}), wait }));
+      if (lostCore) process.stderr.write(`hangar: ${lostCore}\n`);
       if (values.json) printJson(info);
-      else print(wait ? `VM "${info.name}" is ${info.state}` : `Sent the ACPI power button to "${info.name}"`);
+      else print(wait || lostCore ? `VM "${info.name}" is ${info.state}${info.reason ? ` (${info.reason})` : ''}` : `Sent the ACPI power button to "${info.name}"`);
       return 0;
     }
     case 'delete': {
@@ -464,7 +499,9 @@ export async function main(argv: string[]): Promise<number> {
       if ((simpleActions as readonly string[]).includes(cmd)) {
         const { values, positionals } = parse(rest, {});
         const action = cmd as (typeof simpleActions)[number];
-        const info = await withCore((api) => api[action](one(positionals)));
+        const name = one(positionals);
+        const { info, lostCore } = await lifecycleCall(name, action, (api) => api[action](name));
+        if (lostCore) process.stderr.write(`hangar: ${lostCore}\n`);
         if (values.json) printJson(info);
         else print(`VM "${info.name}" ${pastTense[action]}${isActive(info.state) || action === 'destroy' ? '' : ` (now ${info.state})`}`);
         if (!values.json) for (const n of info.startNotes ?? []) print(`Note: ${n}`);
@@ -523,6 +560,8 @@ export async function runCli(argv: string[]): Promise<void> {
   } catch (e) {
     process.stderr.write(`hangar: error: ${describeError(e)}\n`);
     // Exit 2: the request itself was refused (bad input, a name taken), before anything changed.
-    process.exitCode = e instanceof HangarError && (e.code === 'invalid-input' || e.code === 'already-exists') ? 2 : 1;
+    // Exit 75 (EX_TEMPFAIL): the VM is busy with another operation; the same command may work in a moment.
+    process.exitCode = e instanceof HangarError && (e.code === 'invalid-input' || e.code === 'already-exists') ? 2
+      : e instanceof HangarError && e.code === 'busy' ? 75 : 1;
   }
 }

@@ -2,7 +2,7 @@
 // the core; a PID is only ever signalled after /proc/PID/cmdline proves it is this VM's QEMU.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 
@@ -47,6 +47,26 @@ export function isOurQemu(pid: number, vmId: string): boolean {
   }
 }
 
+/**
+ * Every live QEMU started for this VM id, found in /proc rather than the pidfile: a QEMU spawned
+ * by a core killed before QEMU wrote its pidfile (or whose pidfile was lost) must still be found,
+ * or a restarted core would leave it paused forever or start a second one beside it.
+ */
+export async function findQemuByUuid(vmId: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid !== process.pid && isOurQemu(pid, vmId) && !isZombie(pid)) found.push(pid);
+  }
+  return found;
+}
+
+/** True when PID is stopped by a signal (SIGSTOP/SIGTSTP: /proc/PID/stat state T): it answers nothing until SIGCONT. */
+export function isStoppedProcess(pid: number): boolean {
+  return procState(pid) === 'T';
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -88,11 +108,17 @@ export async function waitForExit(pid: number, timeoutMs: number): Promise<boole
 }
 
 function isZombie(pid: number): boolean {
+  const state = procState(pid);
+  return state === null || state === 'Z';
+}
+
+/** The one-letter state of /proc/PID/stat (R, S, D, T, Z ...), or null when PID is gone. */
+function procState(pid: number): string | null {
   try {
     const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'Z';
+    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
   } catch {
-    return true;
+    return null;
   }
 }
 

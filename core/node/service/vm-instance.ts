@@ -3,7 +3,8 @@
 // named phases (libvirt's qemu_process.c); the back ends beside QEMU are sidecars (sidecar.ts),
 // started from one list and stopped in reverse by endRun() on every path a run ends by.
 import { EventEmitter } from 'node:events';
-import { appendFile, mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { displayCapabilities } from '../../common/display.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -26,7 +27,7 @@ import { qemuHardening, sandboxPlugBlocker } from '../sandbox/qemu-hardening.ts'
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import {
-  isOurQemu, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
+  findQemuByUuid, isOurQemu, isStoppedProcess, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
 import type { HostAssignment } from '../../common/host-devices.ts';
@@ -58,6 +59,23 @@ const INTERNAL_ERROR_REASON =
 
 type Intent = 'poweroff' | 'reboot' | null;
 
+/** The points of a start at which HANGAR_TEST_CRASH_AT may kill the core (tests/faults/reattach.test.ts). */
+type CrashPoint = 'after-sidecars' | 'after-spawn' | 'before-cont';
+
+/**
+ * Test-only, read here and nowhere else: HANGAR_TEST_CRASH_AT=<point> makes the core SIGKILL
+ * itself at that point of a start, so the tests can prove that a restarted core finishes or
+ * cleans up every half-done start.
+ */
+function crashPointForTests(point: CrashPoint): void {
+  if (process.env.HANGAR_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
+/** How long a resume waits before asking whether the guest really runs (a disk still full pauses it again at once). */
+const RESUME_SETTLE_MS = 500;
+/** How long a restarted core tries to reach a live QEMU's monitor before it shows the VM as not responding. */
+const REATTACH_CONNECT_MS = 5000;
+
 const MIB = 1024 * 1024;
 
 interface Session {
@@ -75,6 +93,8 @@ interface Session {
   guestShutdown: boolean;
   intent: Intent;
   timer?: NodeJS.Timeout;
+  /** Why the run ended, when Hangar ended it for a reason the user should see (e.g. forced off after the shutdown timeout). */
+  stopNote?: string;
 }
 
 type LiveSession = Session & { qmp: QmpClient };
@@ -203,6 +223,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   start(): Promise<void> {
     return this.exclusive('start', async () => {
+      await this.refuseSecondQemu();
       const run = this.initStart();
       try {
         const domain = await prepareDomain(run, this.deps.probe);
@@ -213,6 +234,14 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         throw await this.abortStart(run, e);
       }
     });
+  }
+
+  /** A live QEMU of this VM (recorded or not) is never started twice: both would write the same disks. */
+  private async refuseSecondQemu(): Promise<void> {
+    const pids = this.session ? [this.session.pid] : await findQemuByUuid(this.id);
+    if (!pids.length) return;
+    throw new HangarError('invalid-state', `VM "${this.name}" still has a QEMU process running (pid ${pids.join(', ')})`,
+      `force it off first (\`hangar destroy ${this.name}\`), then start it`);
   }
 
   /** init: the definition this start uses (the saved one may change meanwhile) and the phases' shared context. */
@@ -226,9 +255,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async prepareHost(run: StartRun): Promise<string | undefined> {
     await checkSidecars(this.sidecars, run);
     const bridgeHelper = await checkHost(run);
-    ensurePrivateDir(this.paths.dir);
     await this.endRun();
+    ensurePrivateDir(this.paths.dir);
     await startSidecars(this.sidecars, run);
+    crashPointForTests('after-sidecars');
     return bridgeHelper;
   }
 
@@ -240,6 +270,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     });
     const spawned = spawnQemu(domain.qemu, argv, this.stored.dir);
     run.spawned = spawned;
+    crashPointForTests('after-spawn');
     await waitForSocket(this.paths.qmpSocket, spawned.pid, this.stored.dir, 20_000);
     const qmp = await connectQmp(this.paths.qmpSocket, spawned.pid);
     const session: LiveSession = { pid: spawned.pid, qmp, spawned, accel: domain.accel, expectExit: false, guestShutdown: false, intent: null };
@@ -255,8 +286,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await this.saveHardware({ definition: def, slots: {} });
     if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
     if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
+    crashPointForTests('before-cont');
     await session.qmp.cont();
     this.setState('running');
+    await this.logEvent(`started (QEMU pid ${session.pid}, ${session.accel ?? 'tcg'})`);
   }
 
   /** The one failure path of start: QEMU (if spawned) and every sidecar stopped; returns the error to throw. */
@@ -478,32 +511,73 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   // ---- attach to a running QEMU ------------------------------------------------------------
 
-  /** Called at core start: adopts a QEMU left running by an earlier core, or notes it died. */
+  /**
+   * Called at core start: adopts a QEMU left running by an earlier core, or settles what a run
+   * left behind. A live QEMU is never taken for dead (libvirt's reconnect): one that does not
+   * answer its monitor (SIGSTOPped, hung, still starting up) is shown as not responding and asked
+   * again until it answers, so nothing can start a second QEMU beside it.
+   */
   async reattach(): Promise<void> {
     if (!this.stored.definition) return;
-    const pid = await readPidfile(this.paths.pidfile);
+    const recorded = await readPidfile(this.paths.pidfile);
+    // The pidfile's QEMU, else one found by its -uuid (spawned by a core killed before QEMU wrote its pidfile).
+    const pid = recorded !== null && isOurQemu(recorded, this.id) ? recorded : (await findQemuByUuid(this.id))[0] ?? null;
+    if (pid === null) {
+      await this.settleLeftovers(recorded);
+      return;
+    }
+    const session: Session = { pid, qmp: null, expectExit: false, guestShutdown: false, intent: null };
+    this.session = session;
+    if (await this.adopt(session, REATTACH_CONNECT_MS)) return;
+    this.setState('running', `not responding: QEMU (pid ${pid}) is alive but has not answered its monitor since the Hangar core restarted `
+      + '(stopped with SIGSTOP, hung or overloaded); Hangar keeps asking and shows its real state once it answers; Force Off still works');
+    await this.logEvent(`QEMU (pid ${pid}) does not answer its monitor; re-attach keeps trying`);
+    void this.keepTryingQmp(session);
+  }
+
+  /** No QEMU of this VM lives: stops what a run left behind, and says so when QEMU went away unwatched. */
+  private async settleLeftovers(recordedPid: number | null): Promise<void> {
     const previous = await this.readStatusFile();
-    if (pid === null || !isOurQemu(pid, this.id)) {
-      if (pid !== null) {
-        // A pidfile without its QEMU: it died while no core watched (guest poweroff keeps QEMU
-        // alive under -no-shutdown, so this was not a clean stop).
-        await this.endRun();
-        await this.markCrashed('QEMU exited while the Hangar core was not running');
-      } else if (previous?.state === 'crashed') {
-        this.setState('crashed', previous.reason);
+    if (recordedPid !== null) {
+      // QEMU went away while no core watched. A guest poweroff keeps it alive (-no-shutdown), so it
+      // was killed or crashed, when and why is unknown: as libvirt's "shut off (unknown)", the VM
+      // is stopped with a note, and the user is never stuck in a state only a start can leave.
+      await rm(this.paths.statusFile, { force: true });
+      await this.endRun();
+      const note = 'QEMU exited while the Hangar core was not running (why is unknown: see logs/qemu.log)';
+      await this.logEvent(`${note}; its back ends were stopped`);
+      this.setState('stopped', note);
+      return;
+    }
+    // Back ends of a start the core did not finish (killed before QEMU ran), stale sockets.
+    if (existsSync(this.paths.dir)) await this.endRun();
+    if (previous?.state === 'crashed') this.setState('crashed', previous.reason);
+  }
+
+  /**
+   * Connects to the monitor of the session's QEMU and takes the VM over. False when QEMU did not
+   * answer within connectTimeoutMs (the caller tries again); true when adopted, or moot (the
+   * session was replaced meanwhile, e.g. by a force off).
+   */
+  private async adopt(session: Session, connectTimeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + connectTimeoutMs;
+    let qmp: QmpClient | null = null;
+    while (!qmp) {
+      try {
+        qmp = await QmpClient.connect(this.paths.qmpSocket, { connectTimeoutMs: Math.max(500, deadline - Date.now()) });
+      } catch (e) {
+        // A QEMU still starting up has no socket yet: ask again shortly, within the budget.
+        if (Date.now() >= deadline || !/ENOENT|ECONNREFUSED/.test((e as Error).message) || !isOurQemu(session.pid, this.id)) return false;
+        await sleep(100);
       }
-      return;
     }
-    let qmp: QmpClient;
-    try {
-      qmp = await QmpClient.connect(this.paths.qmpSocket, { connectTimeoutMs: 5000 });
-    } catch (e) {
-      this.setState('crashed', `QEMU (pid ${pid}) is running but its QMP socket does not answer: ${(e as Error).message}. Force it off with \`hangar destroy\`.`);
-      this.session = { pid, qmp: null, expectExit: false, guestShutdown: false, intent: null };
-      return;
+    if (this.session !== session) {
+      qmp.close();
+      return true;
     }
-    const session: LiveSession = { pid, qmp, expectExit: false, guestShutdown: false, intent: null };
-    this.bindSession(session);
+    session.qmp = qmp;
+    const live = session as LiveSession;
+    this.bindSession(live);
     this.hardware = await this.loadHardware();
     // Back ends of a running VM keep running: a sidecar may adopt its own, none is restarted.
     await reattachSidecars(this.sidecars, { ...this.sidecarContext(), def: this.hardware.definition })
@@ -512,20 +586,42 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       const actual = await qmp.execute<{ actual: number }>('query-balloon').then((b) => b.actual, () => this.hardware!.definition.memoryMiB * MIB);
       this.balloonBytes = { target: actual, actual };
     }
-    const status = await qmp.queryStatus();
-    if (this.stored.definition.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
+    const status = await qmp.queryStatus().catch(() => null);
+    if (!status || this.session !== session) return true; // QEMU went away meanwhile: onQmpClosed settles it
+    if (this.stored.definition?.serial.enabled) await this.console.attach({ seedFromLog: true, connectTimeoutMs: 5000 }).catch(() => {});
+    await this.logEvent(`re-attached to QEMU (pid ${session.pid}, ${status.status})`);
     if (status.status === 'shutdown') {
-      // The guest powered off while no core was watching: finish the job.
-      session.expectExit = true;
+      // The guest powered off while no core was watching: finish the job (onQmpClosed stops the back ends, once).
+      live.guestShutdown = true;
+      live.expectExit = true;
+      live.stopNote = 'the guest powered off while the Hangar core was not running';
       this.setState('stopping');
       await qmp.quit().catch(() => {});
-      return;
+      return true;
     }
     if (status.status === 'prelaunch') {
-      // A start was interrupted before `cont`: carry it through.
+      // A start was interrupted before `cont` (its back ends run: they start before QEMU): carry it through.
       await qmp.cont();
+      await this.logEvent(`a start interrupted before the guest ran was carried through (QEMU pid ${session.pid})`);
     }
     this.applyRunState(status.status === 'prelaunch' ? 'running' : status.status);
+    return true;
+  }
+
+  /** Asks a silent QEMU again and again until it answers (adopted) or goes away (stopped); a force off ends it. */
+  private async keepTryingQmp(session: Session): Promise<void> {
+    while (this.session === session && !session.expectExit) {
+      if (!isOurQemu(session.pid, this.id)) {
+        this.session = null;
+        await this.endRun();
+        const note = `QEMU (pid ${session.pid}) exited before it answered its monitor again (why is unknown: see logs/qemu.log)`;
+        await this.logEvent(`${note}; its back ends were stopped`);
+        this.setState('stopped', note);
+        return;
+      }
+      if (await this.adopt(session, REATTACH_CONNECT_MS)) return;
+      await sleep(1000);
+    }
   }
 
   private bindSession(session: LiveSession): void {
@@ -627,10 +723,13 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await this.endRun();
     if (session.expectExit || session.guestShutdown) {
       await rm(this.paths.statusFile, { force: true });
-      this.setState('stopped');
+      await this.logEvent(`stopped${session.stopNote ? ` (${session.stopNote})` : ''}; its back ends were stopped`);
+      this.setState('stopped', session.stopNote);
     } else {
       const tail = session.spawned ? await qemuErrorTail(this.stored.dir) : '';
-      await this.markCrashed(`QEMU exited unexpectedly${how}${tail && !tail.startsWith('no message') ? `: ${tail}` : ''}`);
+      const reason = `QEMU exited unexpectedly${how}${tail && !tail.startsWith('no message') ? `: ${tail}` : ''}`;
+      await this.logEvent(`crashed: ${reason}; its back ends were stopped`);
+      await this.markCrashed(reason);
     }
   }
 
@@ -674,6 +773,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     for (const f of [this.paths.qmpSocket, this.paths.serialSocket, this.paths.pidfile]) {
       await unlink(f).catch(() => {});
     }
+    // An empty run dir is a leftover too (it stays when it still holds something, e.g. a crashed VM's status).
+    await rmdir(this.paths.dir).catch(() => {});
   }
 
   /** Only once QEMU is gone: a device goes back to the host after the guest let go of it. */
@@ -693,25 +794,40 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private live(): LiveSession {
     const s = this.session;
     if (s?.qmp) return s as LiveSession;
+    if (s) {
+      throw new HangarError('invalid-state', `VM "${this.name}" is not responding: its QEMU (pid ${s.pid}) does not answer its monitor`,
+        `wait until it answers (a SIGSTOPped QEMU needs SIGCONT), or force it off with \`hangar destroy ${this.name}\``);
+    }
     throw new HangarError('invalid-state', `VM "${this.name}" has no QEMU process to talk to`);
   }
 
   // ---- lifecycle actions --------------------------------------------------------------------
 
-  /** ACPI power button; forced off after timeoutSec. Resolves when the request is made (or, with wait, when stopped). */
+  /**
+   * ACPI power button; forced off after timeoutSec. Resolves when the request is made (or, with
+   * wait, when stopped). A QEMU that does not even take the button within the timeout (hung,
+   * SIGSTOPped) is forced off then: the timeout is the promise, whatever hangs.
+   */
   async shutdown(timeoutSec?: number, wait = false): Promise<void> {
+    const timeout = timeoutSec ?? this.definition.shutdownTimeoutSec;
     await this.exclusive('shutdown', async () => {
       const s = this.live();
-      const timeout = timeoutSec ?? this.definition.shutdownTimeoutSec;
       s.intent = 'poweroff';
       this.setState('shutting-down');
-      await s.qmp.systemPowerdown();
       clearTimeout(s.timer);
-      s.timer = setTimeout(() => {
-        if (this.session === s && this.state === 'shutting-down') void this.forceOff().catch(() => {});
-      }, timeout * 1000);
+      const forceOff = (why: string): void => {
+        if (this.session === s && this.state === 'shutting-down') void this.forceOff(`forced off: ${why}`).catch(() => {});
+      };
+      s.timer = setTimeout(() => forceOff(`the guest did not power off within ${timeout} s of the ACPI power button`), timeout * 1000);
+      try {
+        await s.qmp.execute('system_powerdown', undefined, { timeoutMs: timeout * 1000 });
+      } catch (e) {
+        if (e instanceof HangarError && e.code === 'qmp-closed') return; // QEMU is exiting: onQmpClosed settles it
+        clearTimeout(s.timer);
+        forceOff(`QEMU did not take the ACPI power button within ${timeout} s (${(e as Error).message})`);
+      }
     });
-    if (wait) await this.waitFor((st) => !isActive(st), ((timeoutSec ?? this.definition.shutdownTimeoutSec) + 15) * 1000);
+    if (wait) await this.waitFor((st) => !isActive(st), (timeout + 15) * 1000);
   }
 
   /** Force off: quit through QMP, SIGKILL if QEMU does not go. */
@@ -719,24 +835,41 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     return this.exclusive('destroy', () => this.forceOff());
   }
 
-  private async forceOff(): Promise<void> {
+  /**
+   * Quits a QEMU that answers; kills one that is stopped (SIGSTOP), silent or does not go (SIGKILL
+   * works on a stopped process), then its back ends stop as on every other path. With no QEMU
+   * (crashed, or one that went away unwatched), clears what is left: the VM is plainly stopped.
+   */
+  private async forceOff(note?: string): Promise<void> {
     const s = this.session;
     if (!s) {
-      if (this.state !== 'crashed') this.setState('stopped');
+      for (const pid of await findQemuByUuid(this.id)) {
+        killQemu(pid, this.id, 'SIGKILL');
+        await waitForExit(pid, 5000);
+      }
+      await rm(this.paths.statusFile, { force: true });
+      await this.endRun();
+      this.setState('stopped');
       return;
     }
     s.expectExit = true;
+    if (note) s.stopNote = note;
     clearTimeout(s.timer);
     this.setState('stopping');
-    if (s.qmp) await s.qmp.quit({ timeoutMs: 3000 }).catch(() => {});
-    if (!(await waitForExit(s.pid, 5000))) {
+    const qmp = s.qmp;
+    const answers = qmp !== null && !qmp.transport.notResponding && !isStoppedProcess(s.pid);
+    const quit = answers ? await qmp.quit({ timeoutMs: 3000 }).then(() => true, () => false) : false;
+    if (!(await waitForExit(s.pid, quit ? 5000 : 0))) {
       killQemu(s.pid, this.id, 'SIGKILL');
-      await waitForExit(s.pid, 3000);
+      await waitForExit(s.pid, 5000);
     }
-    if (!s.qmp) {
+    if (!s.qmp && this.session === s) {
+      // No monitor connection whose close would settle it (onQmpClosed): settled here.
       this.session = null;
+      this.consoleInstance?.detach();
       await this.endRun();
-      this.setState('stopped');
+      await this.logEvent(`stopped (${note ?? 'forced off'}); its back ends were stopped`);
+      this.setState('stopped', s.stopNote);
     }
     await this.waitFor((st) => !isActive(st), 10_000);
   }
@@ -781,8 +914,20 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   resume(): Promise<void> {
     return this.exclusive('resume', async () => {
-      await this.live().qmp.cont();
+      const s = this.live();
+      await s.qmp.cont();
       this.setState('running');
+      // QEMU retries a request that failed (a disk still full) as soon as the guest runs, and pauses
+      // it again at once: ask, and say why rather than report a resume that did not hold.
+      await sleep(RESUME_SETTLE_MS);
+      const st = await s.qmp.queryStatus().catch(() => null);
+      if (!st || st.running || this.session !== s) return;
+      const ioReason = st.status === 'io-error' ? await ioErrorPauseReason(s.qmp, this.runningDefinition.disks).catch(() => undefined) : undefined;
+      this.applyRunState(st.status);
+      if (ioReason && this.state === 'paused') this.setState('paused', ioReason);
+      const why = ioReason ?? this.reason ?? `QEMU reports it ${st.status}`;
+      throw new HangarError('invalid-state', `VM "${this.name}" paused again right after resuming: ${why}`,
+        st.status === 'io-error' ? 'fix the disk problem named above, then resume again' : 'see `hangar show` and the VM log');
     });
   }
 
