@@ -818,9 +818,12 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       const forceOff = (why: string): void => {
         if (this.session === s && this.state === 'shutting-down') void this.forceOff(`forced off: ${why}`).catch(() => {});
       };
-      s.timer = setTimeout(() => forceOff(`the guest did not power off within ${timeout} s of the ACPI power button`), timeout * 1000);
+      let pressed = false;
+      s.timer = setTimeout(() => forceOff(pressed ? `the guest did not power off within ${timeout} s of the ACPI power button`
+        : `QEMU did not take the ACPI power button within ${timeout} s (not responding)`), timeout * 1000);
       try {
         await s.qmp.execute('system_powerdown', undefined, { timeoutMs: timeout * 1000 });
+        pressed = true;
       } catch (e) {
         if (e instanceof HangarError && e.code === 'qmp-closed') return; // QEMU is exiting: onQmpClosed settles it
         clearTimeout(s.timer);
