@@ -4,15 +4,22 @@
 // console, each with fields this Hangar does not know. Each one migrates to MODEL_VERSION with
 // every field kept as written, loads through the store as a healthy VM, keeps its unknown fields
 // when the core saves it again, and the oldest one boots the real test guest.
+// Case 15 (b): the core runs QEMU with -compat deprecated-input=crash (HANGAR_QEMU_DEPRECATION,
+// set for every suite by the test command): a deprecated QMP argument ends QEMU, and the core's
+// sources call no command or argument that this QEMU's schema marks deprecated.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serialize } from '../../core/node/qemu/qemu-option.ts';
+import { QmpClient } from '../../core/node/qmp/client.ts';
+import { hardeningOptions } from '../../core/node/sandbox/qemu-hardening.ts';
 import { parseDefinition } from '../../core/common/definition.ts';
 import { MODEL_VERSION } from '../../core/common/model.ts';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
-import { HangarHarness } from '../helpers/hangar.ts';
+import { HangarHarness, sleep } from '../helpers/hangar.ts';
 
 const SAMPLES = join(import.meta.dirname, '..', 'fixtures', 'definitions');
 
@@ -57,7 +64,8 @@ function withoutVersion(raw: Record<string, Json>): Record<string, Json> {
 
 before(async () => {
   guest = await ensureTestGuest();
-  h = new HangarHarness();
+  // This core runs QEMU with deprecated QMP input fatal (as the test command sets for every suite).
+  h = new HangarHarness({ env: { HANGAR_QEMU_DEPRECATION: 'crash' } });
 });
 
 after(async () => {
@@ -116,6 +124,68 @@ describe('case 15: definitions of earlier versions', { timeout: 600_000 }, () =>
     await h.waitForSerial(String(oldest.id), READY_MARKER, 1, 180_000);
     const out = await h.consoleCommand(String(oldest.name), 'echo size=$(cat /sys/block/vda/size)', 5);
     assert.match(out, /size=49152/, `the guest sees the sample's 24 MiB disk: ${out}`);
+    // It ran with deprecated QMP input fatal, and everything above (start, console, show) used none.
+    const cmd = await h.json<string[]>(['cmdline', String(oldest.name)]);
+    assert.equal(cmd[cmd.indexOf('-compat') + 1], 'deprecated-input=crash,deprecated-output=hide', `QEMU runs with -compat: ${cmd.join(' ')}`);
     await h.ok(['destroy', String(oldest.name)]);
   });
 });
+
+describe('case 15: no deprecated QEMU interface', { timeout: 120_000 }, () => {
+  test('the core calls no QMP command or argument this QEMU deprecates', async () => {
+    // Read without -compat: deprecated-output=hide also hides deprecated members from introspection.
+    await withQemu([], async (qmp) => {
+      const schema = await qmp.execute<Array<{ name: string; 'meta-type': string; 'arg-type'?: string; features?: string[]; members?: Array<{ name: string; features?: string[] }> }>>('query-qmp-schema');
+      const byName = new Map(schema.map((e) => [e.name, e]));
+      const commands = schema.filter((e) => e['meta-type'] === 'command');
+      const deprecatedCommands = commands.filter((c) => c.features?.includes('deprecated')).map((c) => c.name);
+      const deprecatedArgs = commands.flatMap((c) => (byName.get(c['arg-type'] ?? '')?.members ?? []).filter((m) => m.features?.includes('deprecated')).map((m) => [c.name, m.name] as const));
+      assert.ok(deprecatedArgs.some(([c, a]) => c === 'eject' && a === 'device'), `QEMU 7.2 deprecates eject's "device": ${JSON.stringify(deprecatedArgs)}`);
+      const core = coreSources().map((f) => readFileSync(f, 'utf8')).join('\n');
+      for (const c of deprecatedCommands) assert.ok(!core.includes(`'${c}'`), `the core names deprecated QMP command ${c}`);
+      for (const [c, a] of deprecatedArgs) {
+        const calls = core.match(new RegExp(`execute(<[^>]*>)?\\('${c}'[^)]*\\)`, 'g')) ?? [];
+        for (const call of calls) assert.ok(!new RegExp(`['{ ,]${a}['": ,]`).test(call.replace(`'${c}'`, '')), `the core passes deprecated argument ${a} to ${c}: ${call}`);
+      }
+      console.log(`deprecated in this QEMU, unused by the core: ${deprecatedCommands.join(', ')}; ${deprecatedArgs.map(([c, a]) => `${c}.${a}`).join(', ')}`);
+    });
+  });
+
+  test('-compat deprecated-input=crash (HANGAR_QEMU_DEPRECATION=crash) ends QEMU on a deprecated argument', async () => {
+    await withQemu(serialize(hardeningOptions({ deprecation: 'crash' })), async (qmp, exited) => {
+      // The core's form (id) is accepted, the deprecated one (device) ends QEMU.
+      await qmp.execute('eject', { id: 'cd0', force: true });
+      await qmp.execute('eject', { device: 'cd0', force: true }).catch(() => undefined);
+      const exit = await Promise.race([exited, sleep(10_000).then(() => null)]);
+      assert.ok(exit && exit.signal === 'SIGABRT', `QEMU crashed on the deprecated argument: ${JSON.stringify(exit)}`);
+    });
+  });
+});
+
+/** Runs fn against a paused QEMU (q35, an empty IDE CD-ROM cd0) with extra options; kills it afterwards. */
+async function withQemu(extra: string[], fn: (qmp: QmpClient, exited: Promise<{ code: number | null; signal: string | null }>) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'hgd-'));
+  const sock = join(dir, 'qmp.sock');
+  const qemu = spawn('qemu-system-x86_64', [...extra, '-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S',
+    '-qmp', `unix:${sock},server=on,wait=off`, '-device', JSON.stringify({ driver: 'ide-cd', id: 'cd0' })], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  qemu.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => qemu.once('exit', (code, signal) => r({ code, signal })));
+  let qmp: QmpClient | undefined;
+  try {
+    for (let i = 0; i < 200 && !qmp && qemu.exitCode === null; i++) {
+      try { qmp = await QmpClient.connect(sock); } catch { await sleep(50); }
+    }
+    assert.ok(qmp, `QMP of the test QEMU: ${stderr}`);
+    await fn(qmp, exited);
+  } finally {
+    qmp?.close();
+    if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every TypeScript file of the core. */
+function coreSources(dir = join(import.meta.dirname, '..', '..', 'core')): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? coreSources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
