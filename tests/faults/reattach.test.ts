@@ -207,7 +207,17 @@ describe('the core dies while VMs run', () => {
     await h.waitForSerial(C.id, 'resumed-55', 1, 60_000);
     assert.equal(await h.state(C.name), 'running');
 
-    // The new core supervises the back ends it adopted: a stop stops them and removes the run dir.
+    // The new core supervises the back ends it adopted: a passt that dies now is noticed (QEMU runs
+    // on, the NIC does not), and a stop cleans up the rest and removes the run dir.
+    process.kill(passt[0]!, 'SIGKILL');
+    let reason = '';
+    await waitFor('the dead passt noticed', async () => {
+      reason = (await h.json<{ reason?: string }>(['show', A.name])).reason ?? '';
+      return /back end passt/.test(reason);
+    }, 30_000);
+    assert.match(reason, new RegExp(`back end passt of NIC 1 \\(pid ${passt[0]}\\) exited while the VM runs: .*start it again`));
+    assert.match(eventLog(A), /back end passt of NIC 1 \(pid \d+\) exited while the VM runs/);
+    assert.equal(await h.state(A.name), 'running');
     await h.ok(['destroy', A.name]);
     assert.deepEqual(qemuPids(A), []);
     assert.deepEqual(backendPids(A, /(^|\/)passt(\.avx2)?$/), [], 'passt stopped with its VM');

@@ -148,4 +148,17 @@ export const passtSidecar: Sidecar = {
     }
   },
   stop: (ctx) => stopAllPasst(ctx.paths.dir),
+  processes: (ctx) => runningPasstProcesses(ctx.paths.dir),
 };
+
+/** Each live passt serving a socket in this VM's runtime dir, by its pidfile. */
+export async function runningPasstProcesses(vmRuntimeDir: string): Promise<Array<{ label: string; pid: number }>> {
+  const found: Array<{ label: string; pid: number }> = [];
+  for (const name of await readdir(vmRuntimeDir).catch(() => [] as string[])) {
+    const m = /^passt(\d+)\.pid$/.exec(name);
+    if (!m) continue;
+    const pid = await runningPasst({ socket: join(vmRuntimeDir, `passt${m[1]}.sock`), pidfile: join(vmRuntimeDir, name) });
+    if (pid !== null) found.push({ label: `passt of NIC ${Number(m[1]) + 1}`, pid });
+  }
+  return found;
+}

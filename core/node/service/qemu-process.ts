@@ -97,6 +97,11 @@ export function killQemu(pid: number, vmId: string, signal: NodeJS.Signals = 'SI
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** PID is gone, or a zombie (it runs nothing any more). */
+export function hasExited(pid: number): boolean {
+  return !isAlive(pid) || isZombie(pid);
+}
+
 /** Waits until PID is gone (zombies count as gone: /proc/PID/stat state Z). */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -49,6 +49,17 @@ export interface Sidecar {
   reattach?(ctx: SidecarRunContext): Promise<void>;
   /** What it adds to QEMU's command line (e.g. the socket QEMU connects to). */
   argv?(ctx: SidecarRunContext): Partial<ArgvContext>;
+  /**
+   * The processes it runs for this VM now, found from the runtime dir (as stop finds them), so
+   * one that dies while QEMU runs is noticed. Absent: nothing to watch (host state, no process).
+   */
+  processes?(ctx: SidecarContext): Promise<BackendProcess[]>;
+}
+
+/** A back-end process beside QEMU, named for the user. */
+export interface BackendProcess {
+  label: string;
+  pid: number;
 }
 
 /** The wanted sidecars' checks, in list order. */
@@ -74,4 +85,11 @@ export async function reattachSidecars(list: readonly Sidecar[], ctx: SidecarRun
 /** The wanted sidecars' additions to the argv context. */
 export function sidecarArgv(list: readonly Sidecar[], ctx: SidecarRunContext): Partial<ArgvContext> {
   return Object.assign({}, ...list.filter((s) => s.wanted(ctx.def)).map((s) => s.argv?.(ctx) ?? {})) as Partial<ArgvContext>;
+}
+
+/** Every process the sidecars run for this VM now (for the watch that notices one dying). */
+export async function sidecarProcesses(list: readonly Sidecar[], ctx: SidecarContext): Promise<BackendProcess[]> {
+  const all: BackendProcess[] = [];
+  for (const s of list) if (s.processes) all.push(...await s.processes(ctx).catch(() => []));
+  return all;
 }

@@ -108,4 +108,8 @@ export const swtpmSidecar: Sidecar = {
   start: async (ctx) => { await startSwtpm(swtpmPathsOf(ctx)); },
   stop: (ctx) => stopSwtpm(swtpmPathsOf(ctx)),
   argv: (ctx) => ({ swtpmSocket: ctx.paths.swtpmSocket }),
+  processes: async (ctx) => {
+    const pid = await runningSwtpm(swtpmPathsOf(ctx));
+    return pid === null ? [] : [{ label: 'swtpm of the TPM', pid }];
+  },
 };

@@ -27,11 +27,11 @@ import { qemuHardening, sandboxPlugBlocker } from '../sandbox/qemu-hardening.ts'
 import type { StoredVm } from '../store/vm-store.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import {
-  findQemuByUuid, isOurQemu, isStoppedProcess, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
+  findQemuByUuid, hasExited, isOurQemu, isStoppedProcess, killQemu, sleep, qemuErrorTail, readPidfile, spawnQemu, waitForExit, waitForSocket,
 } from './qemu-process.ts';
 import type { SpawnedQemu } from './qemu-process.ts';
 import type { HostAssignment } from '../../common/host-devices.ts';
-import { checkSidecars, reattachSidecars, sidecarArgv, startSidecars, stopSidecars } from './sidecar.ts';
+import { checkSidecars, reattachSidecars, sidecarArgv, sidecarProcesses, startSidecars, stopSidecars } from './sidecar.ts';
 import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
 import { SIDECARS } from './sidecar-list.ts';
 import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
@@ -75,6 +75,8 @@ function crashPointForTests(point: CrashPoint): void {
 const RESUME_SETTLE_MS = 500;
 /** How long a restarted core tries to reach a live QEMU's monitor before it shows the VM as not responding. */
 const REATTACH_CONNECT_MS = 5000;
+/** How often the back-end processes of a running VM are checked (a kill(0) each). */
+const BACKEND_WATCH_MS = 2000;
 
 const MIB = 1024 * 1024;
 
@@ -116,6 +118,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private hardware: LiveHardware | null = null;
   /** The balloon of the running QEMU, in bytes: the target asked for and what the guest holds. */
   private balloonBytes: { target: number; actual: number } | null = null;
+  /** Watches the back-end processes of the run (started or adopted); see watchBackends. */
+  private backendWatch: NodeJS.Timeout | null = null;
+  /** A back end that died while QEMU runs: part of the VM's reason until the run ends. */
+  private backendNote: string | undefined;
 
   constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
     super();
@@ -155,7 +161,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   summary(): VmSummary {
     const s: VmSummary = { id: this.id, name: this.name, state: this.state };
-    const reason = withQmpHealth(this.session?.qmp, this.reason);
+    const reason = withQmpHealth(this.session?.qmp, this.backendNote && this.reason ? `${this.backendNote}; ${this.reason}` : this.backendNote ?? this.reason);
     if (reason) s.reason = reason;
     if (this.stored.definition) {
       s.vcpus = this.stored.definition.cpu.vcpus;
@@ -290,6 +296,39 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await session.qmp.cont();
     this.setState('running');
     await this.logEvent(`started (QEMU pid ${session.pid}, ${session.accel ?? 'tcg'})`);
+    await this.watchBackends(session);
+  }
+
+  /**
+   * Notices a back end (passt, swtpm ...) that dies while its QEMU runs: the guest's devices it
+   * serves stop working although QEMU runs on, so the VM says so (its reason and event log). The
+   * same watch is set up by a restarted core for the back ends it adopted.
+   */
+  private async watchBackends(session: Session): Promise<void> {
+    this.stopBackendWatch();
+    const procs = await sidecarProcesses(this.sidecars, this.sidecarContext()).catch(() => []);
+    if (!procs.length || this.session !== session) return;
+    const timer = setInterval(() => {
+      if (this.session !== session || this.backendWatch !== timer) {
+        clearInterval(timer);
+        return;
+      }
+      const dead = procs.filter((p) => hasExited(p.pid));
+      // Back ends end with their QEMU (--one-off, --terminate): only a death while QEMU lives is news.
+      if (!dead.length || !isOurQemu(session.pid, this.id) || session.expectExit) return;
+      this.stopBackendWatch();
+      this.backendNote = `back end ${dead.map((p) => `${p.label} (pid ${p.pid})`).join(', ')} exited while the VM runs: `
+        + 'the devices it served no longer work (see its log in the VM\'s logs/); shut the VM down and start it again';
+      void this.logEvent(this.backendNote);
+      this.deps.onChange(this);
+    }, BACKEND_WATCH_MS);
+    timer.unref();
+    this.backendWatch = timer;
+  }
+
+  private stopBackendWatch(): void {
+    if (this.backendWatch) clearInterval(this.backendWatch);
+    this.backendWatch = null;
   }
 
   /** The one failure path of start: QEMU (if spawned) and every sidecar stopped; returns the error to throw. */
@@ -582,6 +621,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     // Back ends of a running VM keep running: a sidecar may adopt its own, none is restarted.
     await reattachSidecars(this.sidecars, { ...this.sidecarContext(), def: this.hardware.definition })
       .catch((e: unknown) => this.logEvent(`re-attaching the back ends failed: ${(e as Error).message}`));
+    await this.watchBackends(session);
     if (this.hardware.definition.balloon) {
       const actual = await qmp.execute<{ actual: number }>('query-balloon').then((b) => b.actual, () => this.hardware!.definition.memoryMiB * MIB);
       this.balloonBytes = { target: actual, actual };
@@ -765,6 +805,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async endRun(): Promise<void> {
     this.hardware = null;
     this.balloonBytes = null;
+    this.stopBackendWatch();
+    this.backendNote = undefined;
     await unlink(this.hardwareFile).catch(() => {});
     await this.stopSidecars();
     for (const name of await readdir(this.paths.dir).catch(() => [] as string[])) {
@@ -945,6 +987,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       this.session = null;
       s.qmp?.close();
     }
+    this.stopBackendWatch();
     this.consoleInstance?.detach();
   }
 }
