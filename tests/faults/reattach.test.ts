@@ -355,6 +355,24 @@ describe('things left behind by a core that is gone', () => {
     assert.deepEqual(signals, []);
   });
 
+  test('a QEMU of the VM that Hangar does not supervise (no run dir): start refuses naming it, never a second QEMU', async () => {
+    const vm = await createVm('unsupervised');
+    const stray = spawn('qemu-system-x86_64', ['-uuid', vm.id, '-machine', 'none', '-S', '-display', 'none', '-nodefaults', '-monitor', 'none'], { stdio: 'ignore' });
+    spawnedHelpers.push(stray);
+    await waitFor('the stray QEMU runs', () => qemuPids(vm).length === 1, 10_000);
+    const r = await h.run(['start', vm.name]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`VM "unsupervised" is already running in a QEMU Hangar does not supervise \\(pid ${stray.pid}\\)`));
+    assert.match(r.stderr, new RegExp(`fix: stop that QEMU \\(kill ${stray.pid}\\)`));
+    assert.deepEqual(qemuPids(vm), [stray.pid], 'no second QEMU');
+    assert.equal(await h.state(vm.name), 'stopped');
+    stray.kill('SIGKILL');
+    await waitFor('the stray QEMU gone', () => qemuPids(vm).length === 0, 10_000);
+    await h.ok(['start', vm.name]);
+    assert.equal(qemuPids(vm).length, 1);
+    await h.ok(['destroy', vm.name]);
+  });
+
   test('case 3: core killed between spawning QEMU and `cont`: on restart the VM runs properly or is cleaned up; the CLI says which', async () => {
     const vm = await createVm('half-started', ['--nic', 'passt']);
     let boots = 0;

@@ -244,10 +244,15 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   /** A live QEMU of this VM (recorded or not) is never started twice: both would write the same disks. */
   private async refuseSecondQemu(): Promise<void> {
-    const pids = this.session ? [this.session.pid] : await findQemuByUuid(this.id);
+    if (this.session) {
+      throw new HangarError('invalid-state', `VM "${this.name}" still has a QEMU process running (pid ${this.session.pid})`,
+        `force it off first (\`hangar destroy ${this.name}\`), then start it`);
+    }
+    const pids = await findQemuByUuid(this.id);
     if (!pids.length) return;
-    throw new HangarError('invalid-state', `VM "${this.name}" still has a QEMU process running (pid ${pids.join(', ')})`,
-      `force it off first (\`hangar destroy ${this.name}\`), then start it`);
+    // Not Hangar's (its run dir was removed by hand, or another tool started it): not Hangar's to kill either.
+    throw new HangarError('invalid-state', `VM "${this.name}" is already running in a QEMU Hangar does not supervise (pid ${pids.join(', ')})`,
+      `stop that QEMU (kill ${pids.join(' ')}) if nothing needs it, then start the VM`);
   }
 
   /** init: the definition this start uses (the saved one may change meanwhile) and the phases' shared context. */
@@ -559,8 +564,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   async reattach(): Promise<void> {
     if (!this.stored.definition) return;
     const recorded = await readPidfile(this.paths.pidfile);
-    // The pidfile's QEMU, else one found by its -uuid (spawned by a core killed before QEMU wrote its pidfile).
-    const pid = recorded !== null && isOurQemu(recorded, this.id) ? recorded : (await findQemuByUuid(this.id))[0] ?? null;
+    // The pidfile's QEMU, else one found by its -uuid (spawned by a core killed before QEMU wrote
+    // its pidfile). Only where a run dir exists (made before any spawn): /proc is not scanned for
+    // each of a thousand stopped VMs.
+    const pid = recorded !== null && isOurQemu(recorded, this.id) ? recorded
+      : existsSync(this.paths.dir) ? (await findQemuByUuid(this.id))[0] ?? null : null;
     if (pid === null) {
       await this.settleLeftovers(recorded);
       return;
