@@ -14,7 +14,7 @@ import type { CoreConnection } from '../../core/node/rpc/client.ts';
 import { connectCore } from '../../core/node/rpc/client.ts';
 import { runtimeDir, vmRuntimePaths } from '../../core/node/paths.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
-import { HangarHarness, alive, sleep } from '../helpers/hangar.ts';
+import { HangarHarness, exited, qemuPidsByUuid, sleep } from '../helpers/hangar.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -31,30 +31,7 @@ async function createVm(name: string, extra: string[] = []): Promise<Vm> {
 
 const runDir = (vm: Vm): string => vmRuntimePaths(runtimeDir(h.env), vm.id).dir;
 
-/** Gone, or a zombie waiting for its parent (pid 1 here) to reap it: either way it runs nothing. */
-function exited(pid: number): boolean {
-  if (!alive(pid)) return true;
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return st[st.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return true;
-  }
-}
-
-/** Every live QEMU with this VM's -uuid, from /proc. */
-function qemuPids(vm: Vm): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      const i = args.indexOf('-uuid');
-      if (i >= 0 && args[i + 1] === vm.id && /qemu-system/.test(args[0] ?? '')) pids.push(Number(name));
-    } catch { /* gone */ }
-  }
-  return pids;
-}
+const qemuPids = (vm: Vm): number[] => qemuPidsByUuid(vm.id);
 
 /** Back-end processes (passt, swtpm) serving sockets in this VM's run dir. */
 function backendPids(vm: Vm): number[] {

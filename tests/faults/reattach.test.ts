@@ -14,7 +14,7 @@ import { QmpClient } from '../../core/node/qmp/client.ts';
 import { runtimeDir, vmRuntimePaths } from '../../core/node/paths.ts';
 import type { VmRuntimePaths } from '../../core/node/paths.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
-import { HANGAR_BIN, HangarHarness, alive, sleep } from '../helpers/hangar.ts';
+import { HANGAR_BIN, HangarHarness, alive, exited, qemuPidsByUuid, sleep } from '../helpers/hangar.ts';
 import type { RunResult } from '../helpers/hangar.ts';
 
 let h: HangarHarness;
@@ -32,30 +32,7 @@ async function createVm(name: string, extra: string[] = []): Promise<Vm> {
 
 const runPaths = (vm: Vm): VmRuntimePaths => vmRuntimePaths(runtimeDir(h.env), vm.id);
 
-/** Gone, or a zombie waiting for its parent (pid 1 here) to reap it: either way it runs nothing. */
-function exited(pid: number): boolean {
-  if (!alive(pid)) return true;
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return st[st.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return true;
-  }
-}
-
-/** Every live QEMU with this VM's -uuid, found in /proc (not from anything Hangar wrote). */
-function qemuPids(vm: Vm): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      const i = args.indexOf('-uuid');
-      if (i >= 0 && args[i + 1] === vm.id && /qemu-system/.test(args[0] ?? '')) pids.push(Number(name));
-    } catch { /* gone */ }
-  }
-  return pids;
-}
+const qemuPids = (vm: Vm): number[] => qemuPidsByUuid(vm.id);
 
 /** Processes whose command line mentions this VM's runtime dir (passt, swtpm serve sockets there). */
 function backendPids(vm: Vm, program: RegExp): number[] {

@@ -1,6 +1,6 @@
 // Drives the real `hangar` CLI (and so the real core daemon and QEMU) against a private data dir.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -161,4 +161,29 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Gone, or a zombie waiting for its parent (pid 1 here) to reap it: either way it runs nothing. */
+export function exited(pid: number): boolean {
+  if (!alive(pid)) return true;
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return st[st.lastIndexOf(')') + 2] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Every live QEMU started with this -uuid, found in /proc (not from anything Hangar wrote). */
+export function qemuPidsByUuid(uuid: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      const i = args.indexOf('-uuid');
+      if (i >= 0 && args[i + 1] === uuid && /qemu-system/.test(args[0] ?? '')) pids.push(Number(name));
+    } catch { /* gone */ }
+  }
+  return pids;
 }
