@@ -246,6 +246,8 @@ describe('definitions and logs on disk (case 7, already found #5, smaller file i
     writeFileSync(join(logs, 'serial.log'), all.subarray(3 * M8));
 
     const pid = await daemonPid(h);
+    // Reset the core's peak RSS (clear_refs 5) so the peak below is this stream's, not an earlier test's.
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
     const rssBefore = rssKiB(pid);
     const out = join(h.home, 'log-out');
     const r = await runToFile(h, ['log', 'biglog'], out);

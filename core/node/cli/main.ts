@@ -309,6 +309,26 @@ const goalStates: Record<string, (state: string) => boolean> = {
   reboot: (s) => s === 'running' || s === 'rebooting', reset: (s) => s === 'running', pause: (s) => s === 'paused', resume: (s) => s === 'running',
 };
 
+/** How long a CLI whose core went away mid-request keeps trying to reach the core that replaces it. */
+const RECONNECT_MS = 30_000;
+
+/**
+ * The VM's info from the core that replaces a lost one, or null when none answers in time. The
+ * first attempt can still reach the dying core's socket (the kernel queues a connection until the
+ * listening fd is closed), so a connection lost again is retried, not final.
+ */
+async function reconnectedInfo(ref: string): Promise<VmInfo | null> {
+  const deadline = Date.now() + RECONNECT_MS;
+  for (;;) {
+    try {
+      return await withCore((api) => api.get(ref));
+    } catch (e) {
+      if (!(e instanceof HangarError && e.code === 'daemon-unavailable') || Date.now() > deadline) return null;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 /**
  * A lifecycle request whose core went away mid-way (killed, crashed) lost its answer, not its VM:
  * connect again (a new core starts and re-attaches every VM) and report what the VM really is.
@@ -320,7 +340,7 @@ async function lifecycleCall(ref: string, verb: string, fn: (api: CoreApi) => Pr
     return { info: await fn(conn.api) };
   } catch (e) {
     if (!(e instanceof HangarError && e.code === 'daemon-unavailable')) throw e;
-    const info = await withCore((api) => api.get(ref)).catch(() => null);
+    const info = await reconnectedInfo(ref);
     if (!info) throw e;
     const now = `${info.state}${info.reason ? ` (${info.reason})` : ''}`;
     const line = `the Hangar core stopped during the ${verb} of VM "${info.name}" (${e.message}); a new core re-attached it: it is ${now}`;
