@@ -256,6 +256,7 @@ describe('definitions and logs on disk (case 7, already found #5, smaller file i
     assert.equal(got.length, all.length, 'every byte arrived');
     assert.equal(sha256(got), sha256(all), 'byte-identical, in order');
     const hwmAfter = rssKiB(pid, 'VmHWM');
+    console.log(`hangar log of ${(all.length / 1048576).toFixed(0)} MiB: core RSS ${rssBefore} KiB before, peak +${hwmAfter - rssBefore} KiB while streaming`);
     assert.ok(hwmAfter - rssBefore < 64 * 1024, `core peak RSS grew by ${hwmAfter - rssBefore} KiB (from ${rssBefore} KiB)`);
     assert.equal(await daemonPid(h), pid, 'the same core answered throughout');
 

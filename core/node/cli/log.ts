@@ -5,6 +5,12 @@ import { HangarError } from '../../common/errors.ts';
 
 /** How often a follower asks for more once it reached the end. */
 const FOLLOW_POLL_MS = 250;
+/**
+ * Bytes asked for per page. Small enough that each page's buffers die young in the core (V8
+ * scavenges them at once; 1 MiB strings go to the large-object space and wait for a full GC,
+ * which let the core's peak grow by tens of MiB over a long log), large enough to stream fast.
+ */
+const CLI_PAGE_BYTES = 64 * 1024;
 
 export function parseTail(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -28,7 +34,7 @@ export async function printLog(api: CoreApi, name: string, opts: { tailLines?: n
   out: NodeJS.WritableStream = process.stdout, warn: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<void> {
   let cursor: SerialLogCursor | undefined;
   for (;;) {
-    const page = await api.serialLogRead(name, cursor ? { cursor } : opts.tailLines !== undefined ? { tailLines: opts.tailLines } : {});
+    const page = await api.serialLogRead(name, { maxBytes: CLI_PAGE_BYTES, ...(cursor ? { cursor } : opts.tailLines !== undefined ? { tailLines: opts.tailLines } : {}) });
     if (page.skipped) warn('hangar: part of the log rotated away while reading it');
     if (page.data.length > 0) await writeOut(out, Buffer.from(page.data, 'base64'));
     cursor = page.cursor;
