@@ -6,6 +6,7 @@ import type { CoreApi } from './api.ts';
 import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
 import { diskBuses, macSchema, PCI_ADDRESS_RE } from './model.ts';
+import { SNAPSHOT_NAME_MAX, snapshotKinds } from './snapshots.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
 const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
@@ -14,6 +15,8 @@ const pciAddress = z.string().regex(PCI_ADDRESS_RE, 'a PCI address looks like 00
 const mdevType = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name, e.g. nvidia-222');
 const mdevUuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex');
 const plainObject = z.record(z.string(), z.unknown());
+// The name's rules are checked by the core (checkSnapshotName) with their fix; here only its shape.
+const snapshotName = z.string().min(1, 'a snapshot name is required').max(SNAPSHOT_NAME_MAX, `a snapshot name is at most ${SNAPSHOT_NAME_MAX} characters`);
 
 const none = z.tuple([]);
 const refOnly = z.tuple([ref]);
@@ -101,6 +104,15 @@ export const apiArgSchemas = {
   })]),
   createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
   removeMdev: z.tuple([mdevUuid]),
+  listSnapshots: refOnly,
+  createSnapshot: z.tuple([ref, z.strictObject({
+    name: snapshotName,
+    description: z.string().max(4096, 'a snapshot description is at most 4096 characters').optional(),
+    kind: z.enum(snapshotKinds).optional(),
+    memory: z.boolean().optional(),
+  })]),
+  revertSnapshot: z.tuple([ref, snapshotName]),
+  deleteSnapshot: z.tuple([ref, snapshotName]),
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

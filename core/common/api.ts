@@ -4,6 +4,7 @@ import type { HostChangeResult, HostDeviceReport } from './host-devices.ts';
 import type { OsListEntry, OsDetection } from './os-types.ts';
 import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
+import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
 
 export interface VmSummary {
   id: string;
@@ -293,6 +294,14 @@ export interface CoreApi {
   createMdev(parent: string, type: string, uuid?: string): Promise<HostChangeResult>;
   /** Removes an mdev instance. Refused while a running VM has it. */
   removeMdev(uuid: string): Promise<HostChangeResult>;
+  /** The VM's snapshots (a tree), the current position, mismatches found against the disks, and what a new one can be. */
+  listSnapshots(ref: string): Promise<SnapshotList>;
+  /** Internal (qcow2, with RAM on a running VM unless memory: false) or external (overlays, disk only); snapshotProgress events meanwhile. */
+  createSnapshot(ref: string, req: CreateSnapshotRequest): Promise<SnapshotInfo>;
+  /** Goes back to a snapshot: what happened since is lost; a memory snapshot leaves the VM running from it, a disk-only one stopped. */
+  revertSnapshot(ref: string, snapshot: string): Promise<VmInfo>;
+  /** Deletes a snapshot, merging its data into what depends on it so every other snapshot and the current state keep theirs. */
+  deleteSnapshot(ref: string, snapshot: string): Promise<SnapshotList>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -332,10 +341,13 @@ export interface CoreEvents {
   vmListChanged(): void;
   /** Progress of a long create (disk copies), by the request's requestId; fraction 0..1. */
   createProgress(e: { requestId: string; step: string; fraction: number }): void;
+  /** Progress of a snapshot create, revert or delete. */
+  snapshotProgress(e: SnapshotProgress): void;
 }
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'daemonStatus', 'daemonStop',
+  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
+  'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

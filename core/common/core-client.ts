@@ -32,6 +32,7 @@ export function createCoreClient(link: RpcLink, events: Partial<CoreEvents> = {}
     vmChanged: (e) => events.vmChanged?.(e),
     vmListChanged: () => events.vmListChanged?.(),
     createProgress: (e) => events.createProgress?.(e),
+    snapshotProgress: (e) => events.snapshotProgress?.(e),
   }, {
     post: (data: string) => { if (!isClosed) link.send(data); },
     on: (fn) => { handler = fn; },

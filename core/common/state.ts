@@ -7,7 +7,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -25,6 +25,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   'resize-disk': ['stopped', 'crashed', 'running', 'paused'],
   // Saved while stopped; hotplugged (or saved as pending) while running or paused.
   'change-device': ['stopped', 'crashed', 'running', 'paused'],
+  // Create, revert and delete: offline with qemu-img, live with QMP jobs.
+  snapshot: ['stopped', 'crashed', 'running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

@@ -32,6 +32,8 @@ test('every API method has a schema', () => {
     if (m === 'setVfConfig') return ['0000:03:00.0', 0, { mac: '52:54:00:12:34:56', vlan: 10 }];
     if (m === 'createMdev') return ['0000:04:00.0', 'nvidia-222'];
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
+    if (m === 'createSnapshot') return ['vm', { name: 'before-upgrade', description: 'x', kind: 'external', memory: false }];
+    if (m === 'revertSnapshot' || m === 'deleteSnapshot') return ['vm', 'before-upgrade'];
     return ['vm'];
   };
   for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);
@@ -76,4 +78,12 @@ test('wrong shapes are refused with the method and argument named', () => {
   refused('create', [{ definition: {}, cloudInit: { sshKeys: 'ssh-ed25519 AAAA' } }], /create/);
   refused('__proto__', [], /unknown core method/);
   refused('constructor', [], /unknown core method/);
+});
+
+test('snapshot requests: a name is required, unknown fields and kinds are refused', () => {
+  refused('createSnapshot', ['vm', { description: 'no name' }], /name/);
+  refused('createSnapshot', ['vm', { name: 'x', kind: 'copy' }], /kind/);
+  refused('createSnapshot', ['vm', { name: 'x', ram: true }], /ram/);
+  refused('revertSnapshot', ['vm', ''], /snapshot name is required/);
+  refused('deleteSnapshot', ['vm', 'x'.repeat(65)], /at most 64/);
 });

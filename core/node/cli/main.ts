@@ -9,6 +9,8 @@ import { isActive } from '../../common/state.ts';
 import { portForwardsOf } from '../../common/model.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { connectCore } from '../rpc/client.ts';
+import { progressPrinter } from './progress.ts';
+import type { SnapshotProgress } from '../../common/snapshots.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
 import { usbHostLabel } from '../../common/device-rows.ts';
 import { displayCapabilities } from '../../common/display.ts';
@@ -39,6 +41,12 @@ Devices:
   device remove NAME KIND ID         remove (unplugged from a running VM with the guest's consent)
   device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
   device balloon NAME SIZE           set a running VM's balloon target
+Snapshots:
+  snapshot create NAME SNAP [--disk-only] [--external] [--description T]
+                                     internal (qcow2; with RAM while running) or external overlays
+  snapshot list NAME [--json]        the tree with the current position; problems found
+  snapshot revert NAME SNAP          go back to a snapshot (what happened since is lost)
+  snapshot delete NAME SNAP          delete one, merging its data into what depends on it
 Host:
   host devices | usb | readiness     PCI devices with IOMMU groups, SR-IOV and host use; USB devices;
                                      what PCI passthrough still needs
@@ -237,32 +245,16 @@ function networkLabel(net: NetworkDefinition): string {
   }
 }
 
-/** Draws create progress on stderr: a bar on a terminal, else a line every 10%. */
-function progressPrinter(out: NodeJS.WriteStream): { update(step: string, fraction: number): void; end(): void } {
-  let lastTenth = -1;
-  let lastStep = '';
-  let drawn = false;
-  return {
-    update(step, fraction) {
-      const pct = Math.floor(fraction * 100);
-      if (out.isTTY) {
-        const width = 30;
-        const full = Math.round(fraction * width);
-        out.write(`\r${step} [${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(pct).padStart(3)}%\x1b[K`);
-        drawn = true;
-        return;
-      }
-      const tenth = Math.floor(fraction * 10);
-      if (step === lastStep && tenth <= lastTenth) return;
-      lastStep = step;
-      lastTenth = tenth;
-      out.write(`${step}: ${tenth * 10}%\n`);
-    },
-    end() {
-      if (drawn) out.write('\n');
-      drawn = false;
-    },
-  };
+/** A snapshot operation with its progress events drawn on stderr. */
+async function withSnapshotProgress<T>(fn: (api: CoreApi) => Promise<T>, step: (e: SnapshotProgress) => string): Promise<T> {
+  const progress = progressPrinter(process.stderr);
+  const conn = await connectCore({ autostart: true, events: { snapshotProgress: (e) => { if (e.step !== 'done') progress.update(step(e), e.fraction); } } });
+  try {
+    return await fn(conn.api);
+  } finally {
+    progress.end();
+    conn.close();
+  }
 }
 
 /** create with a requestId: progress events drawn on stderr, Ctrl+C cancels (nothing is left behind). */
@@ -498,6 +490,12 @@ export async function main(argv: string[]): Promise<number> {
       const [sub, ...args] = rest;
       const { values, positionals } = parse(args, { 'delete-file': { type: 'boolean' }, timeout: { type: 'string' }, 'allow-overcommit': { type: 'boolean' } });
       return (await import('./device.ts')).deviceCommand(sub, positionals, values, withCore, print);
+    }
+    case 'snapshot': {
+      const [sub, ...args] = rest;
+      const { values, positionals } = parse(args, { 'disk-only': { type: 'boolean' }, external: { type: 'boolean' }, description: { type: 'string' } });
+      const snap = await import('./snapshot.ts');
+      return snap.snapshotCommand(sub, positionals, values, withCore, print, (fn) => withSnapshotProgress(fn, snap.snapshotProgressStep));
     }
     case 'host': {
       const [sub, ...args] = rest;

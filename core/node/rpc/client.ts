@@ -92,6 +92,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
     vmChanged: (e) => events.vmChanged?.(e),
     vmListChanged: () => events.vmListChanged?.(),
     createProgress: (e) => events.createProgress?.(e),
+    snapshotProgress: (e) => events.snapshotProgress?.(e),
   });
   return { api: client.api, events, close: () => client.close() };
 }

@@ -93,7 +93,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         serialize: (v) => JSON.stringify(v),
         // Messages arrive already parsed and checked (checkRpcMessage below).
         deserialize: (v: unknown) => v,
-        eventNames: ['vmChanged', 'vmListChanged', 'createProgress'],
+        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
         // Never rethrow into the event loop: an unhandled rejection would end the core.
         onGeneralError: (e) => { logRefusal('an RPC message', e instanceof Error ? e.message : String(e)); return true; },
@@ -101,9 +101,11 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       const onVm = (e: Parameters<CoreEvents['vmChanged']>[0]): void => { void rpc.vmChanged.asEvent(e).catch(() => {}); };
       const onList = (): void => { void rpc.vmListChanged.asEvent().catch(() => {}); };
       const onProgress = (e: Parameters<CoreEvents['createProgress']>[0]): void => { void rpc.createProgress.asEvent(e).catch(() => {}); };
+      const onSnapshot = (e: Parameters<CoreEvents['snapshotProgress']>[0]): void => { void rpc.snapshotProgress.asEvent(e).catch(() => {}); };
       service.on('vmChanged', onVm);
       service.on('vmListChanged', onList);
       service.on('createProgress', onProgress);
+      service.on('snapshotProgress', onSnapshot);
       const refused = connectionRefusalLog();
       link.onMessage((m) => {
         // A malformed message gets an error reply on this link only; the core carries on.
@@ -123,6 +125,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         service.off('vmChanged', onVm);
         service.off('vmListChanged', onList);
         service.off('createProgress', onProgress);
+        service.off('snapshotProgress', onSnapshot);
         rpc.$close();
       });
     },

@@ -14,6 +14,8 @@ import type {
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
+import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
+import { SnapshotOps, listSnapshots } from '../snapshots/snapshot-ops.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import { MODEL_VERSION, SSH_PUBKEY_RE } from '../../common/model.ts';
 import type { CloudInitDefinition, VmDefinition } from '../../common/model.ts';
@@ -67,6 +69,7 @@ export type CoreServiceEvents = {
   vmChanged: [{ id: string; name: string; state: VmState }];
   vmListChanged: [];
   createProgress: [{ requestId: string; step: string; fraction: number }];
+  snapshotProgress: [SnapshotProgress];
 };
 
 export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
@@ -564,6 +567,36 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   removeMdev(uuid: string): Promise<HostChangeResult> {
     return hostOps.removeMdev(this.hostRoots, this.vmViews(), uuid);
+  }
+
+  private readonly snapshots = new SnapshotOps({
+    save: (vm, def) => this.saveDefinition(vm, def),
+    progress: (e) => this.emit('snapshotProgress', e),
+  });
+
+  async listSnapshots(ref: string): Promise<SnapshotList> {
+    return listSnapshots(await this.findFresh(ref));
+  }
+
+  async createSnapshot(ref: string, req: CreateSnapshotRequest): Promise<SnapshotInfo> {
+    const vm = await this.findFresh(ref);
+    const s = await this.snapshots.create(vm, req);
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+    return s;
+  }
+
+  async revertSnapshot(ref: string, snapshot: string): Promise<VmInfo> {
+    const vm = await this.findFresh(ref);
+    await this.snapshots.revert(vm, snapshot);
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+    return vm.info();
+  }
+
+  async deleteSnapshot(ref: string, snapshot: string): Promise<SnapshotList> {
+    const vm = await this.findFresh(ref);
+    await this.snapshots.delete(vm, snapshot);
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+    return listSnapshots(vm);
   }
 
   async daemonStatus(): Promise<DaemonStatus> {

@@ -104,6 +104,12 @@ type LiveSession = Session & { qmp: QmpClient };
 /** One start in progress: what its phases share, and the QEMU it spawned (for the failure path). */
 interface StartRun extends SidecarStartContext {
   spawned?: SpawnedQemu;
+  beforeCont?: StartOptions['beforeCont'];
+}
+
+export interface StartOptions {
+  /** Runs on QEMU stopped at -S before the guest runs; true = leave the guest paused. */
+  beforeCont?: (qmp: QmpClient) => Promise<boolean>;
 }
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
@@ -228,18 +234,26 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   // ---- start: init -> prepare domain -> prepare host -> launch -> finish start-up -------------
 
   start(): Promise<void> {
-    return this.exclusive('start', async () => {
-      await this.refuseSecondQemu();
-      const run = this.initStart();
-      try {
-        const domain = await prepareDomain(run, this.deps.probe);
-        const bridgeHelper = await this.prepareHost(run);
-        const session = await this.launch(run, domain, bridgeHelper);
-        await this.finishStartup(run, session);
-      } catch (e) {
-        throw await this.abortStart(run, e);
-      }
-    });
+    return this.exclusive('start', () => this.startLocked());
+  }
+
+  /**
+   * The start itself, for an operation that already holds the VM's lock (a snapshot revert).
+   * opts.beforeCont runs on QEMU stopped at -S, before the guest runs (e.g. loading a RAM
+   * snapshot); it answers true when the guest must stay paused.
+   */
+  async startLocked(opts: StartOptions = {}): Promise<void> {
+    await this.refuseSecondQemu();
+    const run = this.initStart();
+    if (opts.beforeCont) run.beforeCont = opts.beforeCont;
+    try {
+      const domain = await prepareDomain(run, this.deps.probe);
+      const bridgeHelper = await this.prepareHost(run);
+      const session = await this.launch(run, domain, bridgeHelper);
+      await this.finishStartup(run, session);
+    } catch (e) {
+      throw await this.abortStart(run, e);
+    }
   }
 
   /** A live QEMU of this VM (recorded or not) is never started twice: both would write the same disks. */
@@ -298,9 +312,14 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
     if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
     crashPointForTests('before-cont');
-    await session.qmp.cont();
-    this.setState('running');
-    await this.logEvent(`started (QEMU pid ${session.pid}, ${session.accel ?? 'tcg'})`);
+    const stayPaused = run.beforeCont ? await run.beforeCont(session.qmp) : false;
+    if (stayPaused) {
+      this.setState('paused');
+    } else {
+      await session.qmp.cont();
+      this.setState('running');
+    }
+    await this.logEvent(`started (QEMU pid ${session.pid}, ${session.accel ?? 'tcg'})${stayPaused ? ', paused' : ''}`);
     await this.watchBackends(session);
   }
 
@@ -441,6 +460,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     else if (kind === 'video') raw.video = { model: 'none' };
     else delete raw[kind];
     return raw as unknown as VmDefinition;
+  }
+
+  /** The running QEMU's hardware changed under an operation holding the lock (a live snapshot moved a disk onto a new overlay). */
+  async setRunningDefinition(def: VmDefinition): Promise<void> {
+    if (this.hardware) await this.saveHardware({ ...this.hardware, definition: def });
   }
 
   /** Plugs a device into the running QEMU (the caller holds the VM's lock); throws when QEMU refuses. */
@@ -886,6 +910,16 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   /** Force off: quit through QMP, SIGKILL if QEMU does not go. */
   destroy(): Promise<void> {
     return this.exclusive('destroy', () => this.forceOff());
+  }
+
+  /** Force off for an operation that already holds the VM's lock (a revert to a disk-only snapshot). */
+  forceOffLocked(note: string): Promise<void> {
+    return this.forceOff(note);
+  }
+
+  /** A line in the VM's event log (logs/hangar.log). */
+  log(text: string): Promise<void> {
+    return this.logEvent(text);
   }
 
   /**

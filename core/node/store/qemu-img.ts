@@ -11,6 +11,10 @@ export interface ImageInfo {
   virtualSize: number;
   actualSize?: number;
   backingFile?: string;
+  /** The backing file's format, when the image records it. */
+  backingFormat?: string;
+  /** Internal snapshots (qcow2): their tags and the size of the RAM state each holds. */
+  snapshots: Array<{ name: string; vmStateSize: number }>;
 }
 
 async function qemuImg(args: string[], timeoutMs = 120_000): Promise<string> {
@@ -40,11 +44,58 @@ export async function resizeImage(path: string, format: string, sizeBytes: numbe
 export async function imageInfo(path: string): Promise<ImageInfo> {
   // -U: read even while a running VM holds the image's lock.
   const out = await qemuImg(['info', '-U', '--output=json', path], 30_000);
-  const j = JSON.parse(out) as { format: string; 'virtual-size': number; 'actual-size'?: number; 'backing-filename'?: string };
-  const info: ImageInfo = { format: j.format, virtualSize: j['virtual-size'] };
+  const j = JSON.parse(out) as {
+    format: string; 'virtual-size': number; 'actual-size'?: number; 'backing-filename'?: string; 'full-backing-filename'?: string;
+    'backing-filename-format'?: string; snapshots?: Array<{ name: string; 'vm-state-size': number }>;
+  };
+  const info: ImageInfo = { format: j.format, virtualSize: j['virtual-size'], snapshots: (j.snapshots ?? []).map((s) => ({ name: s.name, vmStateSize: s['vm-state-size'] })) };
   if (j['actual-size'] !== undefined) info.actualSize = j['actual-size'];
-  if (j['backing-filename'] !== undefined) info.backingFile = j['backing-filename'];
+  const backing = j['full-backing-filename'] ?? j['backing-filename'];
+  if (backing !== undefined) info.backingFile = backing;
+  if (j['backing-filename-format'] !== undefined) info.backingFormat = j['backing-filename-format'];
   return info;
+}
+
+/** Internal snapshots of a stopped VM's qcow2 file: create (-c), apply (-a), delete (-d). */
+export async function imageSnapshot(op: 'create' | 'apply' | 'delete', file: string, tag: string): Promise<void> {
+  const flag = { create: '-c', apply: '-a', delete: '-d' }[op];
+  await qemuImg(['snapshot', '-q', flag, tag, file], 600_000);
+}
+
+/** A new qcow2 overlay on backing (qemu-img create -b); -u: the backing may be open in a running QEMU, so its size is given. */
+export async function createOverlay(overlay: string, backing: string, backingFormat: string, sizeBytes: number): Promise<void> {
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', backing, '-F', backingFormat, overlay, String(sizeBytes)]);
+}
+
+/** Writes an overlay's data into its backing file (the overlay is then no longer needed). */
+export async function commitImage(overlay: string): Promise<void> {
+  await qemuImg(['commit', '-q', '-f', 'qcow2', '-d', overlay], 24 * 3600_000);
+}
+
+/**
+ * Points an overlay at another backing file. Safe mode (the default) first copies into the
+ * overlay whatever differs between the old and the new backing, so the overlay's content stays
+ * the same (block-stream's offline twin); unsafe only rewrites the name (when both hold the same data).
+ * newBacking null: copy everything in (the overlay stands alone).
+ */
+export async function rebaseImage(overlay: string, newBacking: string | null, newBackingFormat: string | undefined, opts: { unsafe?: boolean; shared?: boolean } = {}): Promise<void> {
+  const args = ['rebase', '-q', '-f', 'qcow2'];
+  if (opts.unsafe) args.push('-u');
+  if (opts.shared) args.push('-U');
+  args.push('-b', newBacking ?? '');
+  if (newBacking && newBackingFormat) args.push('-F', newBackingFormat);
+  args.push(overlay);
+  await qemuImg(args, 24 * 3600_000);
+}
+
+/** `qemu-img check`: null when clean, else what it found. */
+export async function checkImage(file: string): Promise<string | null> {
+  try {
+    await qemuImg(['check', '-q', '-U', file], 600_000);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /**

@@ -11,10 +11,11 @@ import { parseDefinition } from '../../common/definition.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { describeError } from '../../common/errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
+import { readSnapshotFile, SNAPSHOTS_FILE } from '../snapshots/snapshot-store.ts';
 
 export const DEFINITION_FILE = 'vm.json';
 /** Temp files writeFileAtomic leaves when the process dies between creating and renaming them. */
-const TEMP_RE = /^\.vm\.json\.tmp/;
+const TEMP_RE = /^\.(vm|snapshots)\.json\.tmp/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface StoredVm {
@@ -159,6 +160,23 @@ export class VmStore {
       await unlink(d.file).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
       deletedFiles.push(d.file);
     }
+    // Snapshot files go with the disks: the overlays Hangar made and the VM's own images that
+    // snapshots froze (their records say which); the records and screenshots with them.
+    if (deleteDisks) {
+      const snaps = await readSnapshotFile(vm.dir).catch(() => null);
+      const frozen = snaps ? [...snaps.overlays, ...snaps.snapshots.flatMap((r) => r.disks.filter((d) => ownedIn(r.definition, d.diskId)).map((d) => d.file))] : [];
+      for (const f of new Set(frozen)) {
+        if (!isInside(vm.dir, f) || !(await pathExists(f))) continue;
+        await unlink(f);
+        deletedFiles.push(f);
+      }
+      for (const f of [SNAPSHOTS_FILE, 'snapshots']) {
+        const p = join(vm.dir, f);
+        if (!(await pathExists(p))) continue;
+        await rm(p, { recursive: true, force: true });
+        deletedFiles.push(p);
+      }
+    }
     // VM state Hangar made (UEFI variables, TPM state) goes with the disks: it may hold keys the
     // disks need (e.g. a TPM-sealed disk encryption key).
     for (const f of VM_STATE_FILES) {
@@ -189,6 +207,10 @@ export class VmStore {
     }
     return { deletedFiles, keptFiles };
   }
+}
+
+function ownedIn(def: Record<string, unknown>, diskId: string): boolean {
+  return (def.disks as Array<{ id: string; owned?: boolean }> | undefined)?.some((d) => d.id === diskId && d.owned === true) ?? false;
 }
 
 /** Files and dirs Hangar makes in a VM folder besides disks: the UEFI NVRAM copy and the TPM state. */

@@ -71,6 +71,7 @@ export const useConnectionStore = defineStore('connection', () => {
     vmChanged: new Set(),
     vmListChanged: new Set(),
     createProgress: new Set(),
+    snapshotProgress: new Set(),
   };
   const connectedListeners = new Set<(info: { reconnect: boolean }) => void>();
 
@@ -124,6 +125,7 @@ export const useConnectionStore = defineStore('connection', () => {
         vmChanged: (e) => emit('vmChanged', e),
         vmListChanged: () => emit('vmListChanged'),
         createProgress: (e) => emit('createProgress', e),
+        snapshotProgress: (e) => emit('snapshotProgress', e),
       });
     } catch (e) {
       failedAttempts.value++;

@@ -572,7 +572,7 @@ export class FakeCore implements CoreTransport {
       on: (fn) => { handler = fn; },
       serialize: (v) => JSON.stringify(v),
       deserialize: (v: string) => JSON.parse(v),
-      eventNames: ['vmChanged', 'vmListChanged', 'createProgress'],
+      eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress'],
       timeout: -1,
     });
     core.onMessage((m) => handler?.(m));

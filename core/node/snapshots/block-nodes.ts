@@ -1,0 +1,43 @@
+// Where a running QEMU's disks are in its block graph: the node each disk's device writes to
+// now (after a live external snapshot, the newest overlay) and the files of its backing chain.
+// Asked of QEMU each time, never assumed: overlays and merges move the top.
+import { HangarError } from '../../common/errors.ts';
+import type { QmpClient } from '../qmp/client.ts';
+
+interface ChainImage { filename: string; 'backing-image'?: ChainImage }
+
+export interface LiveDisk {
+  /** The format node the device reads and writes through. */
+  node: string;
+  /** Files from the top down (the top's file first). */
+  chain: string[];
+}
+
+/** The running disks by device id (virtio-blk, SCSI and IDE disks Hangar created, with their -device id). */
+export async function liveDisks(qmp: QmpClient): Promise<Map<string, LiveDisk>> {
+  const out = new Map<string, LiveDisk>();
+  for (const b of await qmp.queryBlock()) {
+    const node = b.inserted?.['node-name'];
+    if (!b.qdev || !node) continue;
+    // qdev is the device id, or its QOM path (/machine/peripheral/ID/virtio-backend).
+    const id = /^\/machine\/peripheral\/([^/]+)/.exec(b.qdev)?.[1] ?? b.qdev;
+    const chain: string[] = [];
+    for (let img: ChainImage | undefined = b.inserted!.image as ChainImage; img; img = img['backing-image']) chain.push(img.filename);
+    out.set(id, { node, chain });
+  }
+  return out;
+}
+
+export function liveDisk(disks: Map<string, LiveDisk>, diskId: string): LiveDisk {
+  const d = disks.get(diskId);
+  if (!d) throw new HangarError('invalid-state', `the running VM has no disk "${diskId}" in its block graph`, 'restart the VM so that it runs with its saved disks');
+  return d;
+}
+
+/** The node name of the format node QEMU opened for file (a backing file has one QEMU named itself). */
+export async function nodeOfFile(qmp: QmpClient, file: string): Promise<string> {
+  const nodes = await qmp.execute<Array<{ 'node-name': string; drv: string; file: string }>>('query-named-block-nodes', { flat: true });
+  const n = nodes.find((x) => x.file === file && x.drv !== 'file');
+  if (!n) throw new HangarError('internal', `the running QEMU has no block node for ${file}`);
+  return n['node-name'];
+}
