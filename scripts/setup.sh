@@ -37,6 +37,8 @@ declare -A test_pkgs=(
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf
   # DPDK testpmd: a real vhost-user-net back end for the vhost-user NIC test.
   [dpdk-dev]=/usr/bin/dpdk-testpmd
+  # systemd-analyze verify checks the unit `hangar service install` writes.
+  [systemd]=/usr/bin/systemd-analyze
 )
 
 missing=()

@@ -104,6 +104,7 @@ export const apiArgSchemas = {
   })]),
   createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
   removeMdev: z.tuple([mdevUuid]),
+  setAutostart: z.tuple([ref, z.boolean()]),
   listSnapshots: refOnly,
   createSnapshot: z.tuple([ref, z.strictObject({
     name: snapshotName,

@@ -294,6 +294,8 @@ export interface CoreApi {
   createMdev(parent: string, type: string, uuid?: string): Promise<HostChangeResult>;
   /** Removes an mdev instance. Refused while a running VM has it. */
   removeMdev(uuid: string): Promise<HostChangeResult>;
+  /** Marks a VM to start when the core starts (once per host boot), or not; allowed in any state. */
+  setAutostart(ref: string, on: boolean): Promise<VmInfo>;
   /** The VM's snapshots (a tree), the current position, mismatches found against the disks, and what a new one can be. */
   listSnapshots(ref: string): Promise<SnapshotList>;
   /** Internal (qcow2, with RAM on a running VM unless memory: false) or external (overlays, disk only); snapshotProgress events meanwhile. */
@@ -348,6 +350,6 @@ export interface CoreEvents {
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
+  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

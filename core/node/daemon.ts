@@ -91,6 +91,7 @@ export async function startDaemonCore(): Promise<DaemonCore> {
     throw e;
   }
   void service.probe().catch(() => {}); // warm the accelerator probe cache
+  void service.autostart().catch((e: unknown) => console.error(`autostart: ${(e as Error).message}`));
   let stopped = false;
   return {
     service,

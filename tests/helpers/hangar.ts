@@ -28,9 +28,9 @@ export class HangarHarness {
     return { ...process.env, ...this.extraEnv, HANGAR_HOME: this.home, HANGAR_ENTRY: '' };
   }
 
-  run(args: string[], opts: { input?: string; inputDelayMs?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+  run(args: string[], opts: { input?: string; inputDelayMs?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [HANGAR_BIN, ...args], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [HANGAR_BIN, ...args], { env: { ...this.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });

@@ -41,6 +41,10 @@ Devices:
   device remove NAME KIND ID         remove (unplugged from a running VM with the guest's consent)
   device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
   device balloon NAME SIZE           set a running VM's balloon target
+Autostart:
+  autostart NAME on|off              start the VM when the core starts (once per host boot)
+  service install [--user|--system]  a systemd unit that starts the core at login (--user, default)
+                                     or at boot (--system, as root); service remove undoes it
 Snapshots:
   snapshot create NAME SNAP [--disk-only] [--external] [--description T]
                                      internal (qcow2; with RAM while running) or external overlays
@@ -206,6 +210,7 @@ function showText(v: VmInfo): string {
     if (d.osId) lines.push(`OS:          ${d.osId} (defaults from its preset)`);
     lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}`);
     lines.push(`Firmware:    ${firmwareLabel[d.firmware]}`);
+    lines.push(`Autostart:   ${d.autostart ? 'on (starts with the core, once per host boot)' : 'off'}`);
     if (d.boot.kernel) lines.push(`Boot:        kernel ${d.boot.kernel.kernel}${d.boot.kernel.initrd ? ` initrd ${d.boot.kernel.initrd}` : ''} append "${d.boot.kernel.append}"`);
     else lines.push(`Boot order:  ${d.boot.order.join(', ')}`);
     for (const k of d.disks) lines.push(`Disk ${k.id}:  ${k.file} (${k.format}, ${k.bus}, cache ${k.cache}${k.readOnly ? ', read-only' : ''})`);
@@ -496,6 +501,21 @@ export async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(args, { 'disk-only': { type: 'boolean' }, external: { type: 'boolean' }, description: { type: 'string' } });
       const snap = await import('./snapshot.ts');
       return snap.snapshotCommand(sub, positionals, values, withCore, print, (fn) => withSnapshotProgress(fn, snap.snapshotProgressStep));
+    }
+    case 'autostart': {
+      const { values, positionals } = parse(rest, {});
+      if (positionals.length !== 2 || !['on', 'off'].includes(positionals[1]!)) {
+        throw new HangarError('invalid-input', `expected NAME on|off, got ${positionals.map((p) => JSON.stringify(p)).join(' ') || 'nothing'}`, 'hangar autostart NAME on|off');
+      }
+      const info = await withCore((api) => api.setAutostart(positionals[0]!, positionals[1] === 'on'));
+      if (values.json) printJson(info);
+      else print(`VM "${info.name}" ${positionals[1] === 'on' ? 'starts with the core (once per host boot; `hangar service install` starts the core at login or boot)' : 'no longer starts with the core'}`);
+      return 0;
+    }
+    case 'service': {
+      const [sub, ...args] = rest;
+      const { values, positionals } = parse(args, { user: { type: 'boolean' }, system: { type: 'boolean' }, 'no-enable': { type: 'boolean' } });
+      return (await import('./service.ts')).serviceCommand(sub, positionals, values, print);
     }
     case 'host': {
       const [sub, ...args] = rest;

@@ -16,6 +16,8 @@ import type {
 import { HangarError } from '../../common/errors.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
 import { SnapshotOps, listSnapshots } from '../snapshots/snapshot-ops.ts';
+import { autostartOnce } from './autostart.ts';
+import type { AutostartReport } from './autostart.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import { MODEL_VERSION, SSH_PUBKEY_RE } from '../../common/model.ts';
 import type { CloudInitDefinition, VmDefinition } from '../../common/model.ts';
@@ -94,6 +96,19 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     await this.store.init();
     await this.refresh();
     await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
+  }
+
+  /** Starts the VMs marked autostart, once per host boot (after the core listens: starts take a while). */
+  autostart(): Promise<AutostartReport> {
+    return autostartOnce(this.opts.runtimeDir, () => [...this.vms.values()], (line) => console.log(line));
+  }
+
+  /** Marks a VM to start with the core (any state: it changes no hardware). */
+  async setAutostart(ref: string, on: boolean): Promise<VmInfo> {
+    const vm = await this.findFresh(ref);
+    const def = vm.definition;
+    if (def.autostart !== on) await this.saveDefinition(vm, { ...def, autostart: on });
+    return vm.info();
   }
 
   probe(): Promise<AccelProbe> {

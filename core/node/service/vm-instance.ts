@@ -917,6 +917,12 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     return this.forceOff(note);
   }
 
+  /** A stopped VM's problem the user should see (e.g. its autostart failed): its reason and a line in its event log. */
+  async noteProblem(text: string): Promise<void> {
+    await this.logEvent(text);
+    if (!isActive(this.state)) this.setState(this.state, text);
+  }
+
   /** A line in the VM's event log (logs/hangar.log). */
   log(text: string): Promise<void> {
     return this.logEvent(text);
