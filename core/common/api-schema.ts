@@ -105,6 +105,14 @@ export const apiArgSchemas = {
   createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
   removeMdev: z.tuple([mdevUuid]),
   setAutostart: z.tuple([ref, z.boolean()]),
+  clone: z.tuple([ref, z.strictObject({
+    name: z.string().min(1, 'the clone needs a name').max(256),
+    description: z.string().max(4096).optional(),
+    linked: z.boolean().optional(),
+    unowned: z.enum(['copy', 'share']).optional(),
+    copyTpm: z.boolean().optional(),
+    requestId: requestId.optional(),
+  })]),
   listSnapshots: refOnly,
   createSnapshot: z.tuple([ref, z.strictObject({
     name: snapshotName,

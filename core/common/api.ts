@@ -195,6 +195,20 @@ export interface ShutdownOptions {
   wait?: boolean;
 }
 
+/** What `clone` takes. */
+export interface CloneRequest {
+  name: string;
+  description?: string;
+  /** qcow2 overlays on the source's images instead of copies (the source must be stopped, and is then protected). */
+  linked?: boolean;
+  /** Disks the source uses in place (not its own): copy them, or share the file (read-only disks only). Unset: refused with the choice. */
+  unowned?: 'copy' | 'share';
+  /** Copy the TPM state too (keys sealed in it come along); default: the clone gets a fresh TPM. */
+  copyTpm?: boolean;
+  /** Names this clone in createProgress events and cancelCreate. */
+  requestId?: string;
+}
+
 export interface DeleteOptions {
   deleteDisks?: boolean;
 }
@@ -294,6 +308,8 @@ export interface CoreApi {
   createMdev(parent: string, type: string, uuid?: string): Promise<HostChangeResult>;
   /** Removes an mdev instance. Refused while a running VM has it. */
   removeMdev(uuid: string): Promise<HostChangeResult>;
+  /** A new VM from a stopped or paused one: new id, name and MACs, its own disks (copied, or linked overlays); createProgress events, cancelCreate cancels. */
+  clone(ref: string, req: CloneRequest): Promise<VmInfo>;
   /** Marks a VM to start when the core starts (once per host boot), or not; allowed in any state. */
   setAutostart(ref: string, on: boolean): Promise<VmInfo>;
   /** The VM's snapshots (a tree), the current position, mismatches found against the disks, and what a new one can be. */
@@ -350,6 +366,6 @@ export interface CoreEvents {
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
+  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

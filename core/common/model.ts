@@ -382,6 +382,8 @@ export const vmDefinitionSchema = z.looseObject({
   cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
+  /** A linked clone: the VM whose disk images this one's disks read through (that VM is protected while this one exists). */
+  linkedTo: z.uuid().optional(),
   /** Started when the core starts (once per host boot; see core/node/service/autostart.ts). */
   autostart: z.boolean().default(false),
   createdAt: z.string().optional(),

@@ -7,7 +7,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -27,6 +27,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   'change-device': ['stopped', 'crashed', 'running', 'paused'],
   // Create, revert and delete: offline with qemu-img, live with QMP jobs.
   snapshot: ['stopped', 'crashed', 'running', 'paused'],
+  // As virt-clone: the disks must not change while they are copied.
+  clone: ['stopped', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

@@ -41,6 +41,11 @@ Devices:
   device remove NAME KIND ID         remove (unplugged from a running VM with the guest's consent)
   device resize NAME DISK SIZE       grow a disk (offline, or online while the VM runs)
   device balloon NAME SIZE           set a running VM's balloon target
+Clones:
+  clone SRC NEW [--linked] [--copy-unowned|--share-unowned] [--copy-tpm]
+                                     a new VM (new id, MACs) with copies of SRC's disks (progress,
+                                     Ctrl+C cancels), or --linked qcow2 overlays on them (SRC is then
+                                     protected); SRC stopped or paused
 Autostart:
   autostart NAME on|off              start the VM when the core starts (once per host boot)
   service install [--user|--system]  a systemd unit that starts the core at login (--user, default)
@@ -263,7 +268,12 @@ async function withSnapshotProgress<T>(fn: (api: CoreApi) => Promise<T>, step: (
 }
 
 /** create with a requestId: progress events drawn on stderr, Ctrl+C cancels (nothing is left behind). */
-async function createWithProgress(req: CreateVmRequest): Promise<VmInfo> {
+function createWithProgress(req: CreateVmRequest): Promise<VmInfo> {
+  return withCopyProgress((api, requestId) => api.create({ ...req, requestId }));
+}
+
+/** A create or clone that copies disks: progress events drawn on stderr, Ctrl+C cancels (nothing is left behind). */
+async function withCopyProgress(call: (api: CoreApi, requestId: string) => Promise<VmInfo>): Promise<VmInfo> {
   const requestId = randomUUID();
   const progress = progressPrinter(process.stderr);
   const conn = await connectCore({
@@ -280,7 +290,7 @@ async function createWithProgress(req: CreateVmRequest): Promise<VmInfo> {
   };
   process.on('SIGINT', onSigint);
   try {
-    return await conn.api.create({ ...req, requestId });
+    return await call(conn.api, requestId);
   } finally {
     process.off('SIGINT', onSigint);
     progress.end();
@@ -501,6 +511,24 @@ export async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(args, { 'disk-only': { type: 'boolean' }, external: { type: 'boolean' }, description: { type: 'string' } });
       const snap = await import('./snapshot.ts');
       return snap.snapshotCommand(sub, positionals, values, withCore, print, (fn) => withSnapshotProgress(fn, snap.snapshotProgressStep));
+    }
+    case 'clone': {
+      const { values, positionals } = parse(rest, {
+        linked: { type: 'boolean' }, 'copy-unowned': { type: 'boolean' }, 'share-unowned': { type: 'boolean' }, 'copy-tpm': { type: 'boolean' }, description: { type: 'string' },
+      });
+      if (positionals.length !== 2) throw new HangarError('invalid-input', `expected SOURCE NEW-NAME, got ${positionals.map((p) => JSON.stringify(p)).join(' ') || 'nothing'}`, 'hangar clone SOURCE NEW-NAME [--linked]');
+      if (values['copy-unowned'] && values['share-unowned']) throw new HangarError('invalid-input', '--copy-unowned and --share-unowned exclude each other', 'choose one');
+      const [src, name] = positionals as [string, string];
+      const info = await withCopyProgress((api, requestId) => api.clone(src, {
+        name, requestId,
+        ...(values.linked ? { linked: true } : {}),
+        ...(values['copy-unowned'] ? { unowned: 'copy' as const } : values['share-unowned'] ? { unowned: 'share' as const } : {}),
+        ...(values['copy-tpm'] ? { copyTpm: true } : {}),
+        ...(values.description !== undefined ? { description: String(values.description) } : {}),
+      }));
+      if (values.json) printJson(info);
+      else print(`Cloned VM "${src}" as "${info.name}" (${info.id}) in ${info.dir}${values.linked ? ` (linked: "${src}" is protected while this clone exists)` : ''}`);
+      return 0;
     }
     case 'autostart': {
       const { values, positionals } = parse(rest, {});

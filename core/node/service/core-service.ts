@@ -3,20 +3,21 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { constants, copyFile, readFile, stat } from 'node:fs/promises';
+import { constants, copyFile, readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
 import { videoFor } from '../../common/os-presets.ts';
 import type {
-  AddDeviceOptions, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  AddDeviceOptions, CloneRequest, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
 import { SnapshotOps, listSnapshots } from '../snapshots/snapshot-ops.ts';
 import { autostartOnce } from './autostart.ts';
+import { cloneVm, sweepCloneStaging } from './clone-vm.ts';
 import type { AutostartReport } from './autostart.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import { MODEL_VERSION, SSH_PUBKEY_RE } from '../../common/model.ts';
@@ -94,6 +95,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async init(): Promise<void> {
     await this.store.init();
+    await sweepCloneStaging(this.store.vmsDir, await readdir(this.store.vmsDir).catch(() => [] as string[]));
     await this.refresh();
     await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
   }
@@ -101,6 +103,49 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Starts the VMs marked autostart, once per host boot (after the core listens: starts take a while). */
   autostart(): Promise<AutostartReport> {
     return autostartOnce(this.opts.runtimeDir, () => [...this.vms.values()], (line) => console.log(line));
+  }
+
+  /** Clones a stopped or paused VM (clone-vm.ts); progress and cancel as for create (requestId). */
+  async clone(ref: string, req: CloneRequest): Promise<VmInfo> {
+    const src = await this.findFresh(ref);
+    const requestId = req.requestId;
+    let abort: AbortController | undefined;
+    if (requestId !== undefined) {
+      if (this.createAborts.has(requestId)) throw new HangarError('already-exists', `a create with request id "${requestId}" is already running`);
+      abort = new AbortController();
+      this.createAborts.set(requestId, abort);
+    }
+    try {
+      // The source's lock: it cannot start, resume or change while its disks are read.
+      const def = await src.exclusive('clone', () => cloneVm(src, req, {
+        vmsDir: this.store.vmsDir,
+        randomMac,
+        check: async (d) => {
+          const ctx = this.validationContext();
+          checkVmName(d.name, ctx, d.id);
+          await checkDefinitionFits(d, ctx);
+        },
+        progress: (step, fraction) => { if (requestId !== undefined) this.emit('createProgress', { requestId, step, fraction }); },
+      }, abort?.signal));
+      const vm = this.addInstance(await this.store.load(def.id));
+      this.loadedMtime.set(vm.id, await stat(join(vm.stored.dir, DEFINITION_FILE)).then((s) => s.mtimeMs));
+      await vm.log(`cloned from VM "${src.name}"${req.linked ? ' (linked: its disks read through that VM\'s images)' : ''}`);
+      this.emit('vmListChanged');
+      return vm.info();
+    } finally {
+      if (requestId !== undefined) this.createAborts.delete(requestId);
+    }
+  }
+
+  /**
+   * A VM whose images linked clones read through must not change them: writing (start, snapshot,
+   * disk changes) or deleting it is refused while those clones exist.
+   */
+  private refuseIfLinkedClones(vm: VmInstance, what: string): void {
+    const clones = [...this.vms.values()].filter((o) => o.stored.definition?.linkedTo === vm.id).map((o) => o.name);
+    if (!clones.length) return;
+    throw new HangarError('invalid-state', `cannot ${what} VM "${vm.name}": linked clone${clones.length > 1 ? 's' : ''} ${clones.map((c) => `"${c}"`).join(', ')} read${clones.length > 1 ? '' : 's'} through its disk images, which must not change`,
+      `delete the linked clone${clones.length > 1 ? 's' : ''} first (or clone ${clones.length > 1 ? 'them' : 'it'} as a full copy with \`hangar clone\`, then delete the linked one)`);
   }
 
   /** Marks a VM to start with the core (any state: it changes no hardware). */
@@ -370,6 +415,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Applies a partial change to a stopped VM's definition (deep-merged at the top-level objects). */
   async edit(ref: string, patch: Record<string, unknown>, opts: EditOptions = {}): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
+    if (patch.disks !== undefined) this.refuseIfLinkedClones(vm, 'change the disks of');
     return vm.exclusive('edit', async () => {
       const old = vm.definition;
       if (patch.id !== undefined && patch.id !== old.id) throw new HangarError('invalid-input', 'the id of a VM cannot change');
@@ -403,22 +449,23 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   };
 
   /** One device change under the VM's lock, answered with the VM's fresh info. */
-  private async deviceChange(ref: string, op: (vm: VmInstance) => Promise<DeviceOutcome>): Promise<DeviceChange> {
+  private async deviceChange(ref: string, op: (vm: VmInstance) => Promise<DeviceOutcome>, kind?: DeviceKindName): Promise<DeviceChange> {
     const vm = await this.findFresh(ref);
+    if (kind === 'disk') this.refuseIfLinkedClones(vm, 'change the disks of');
     const outcome = await vm.exclusive('change-device', () => op(vm));
     return { ...outcome, info: vm.info() };
   }
 
   async addDevice(ref: string, kind: DeviceKindName, device: Record<string, unknown>, opts?: AddDeviceOptions): Promise<DeviceChange> {
-    return this.deviceChange(ref, (vm) => addDevice(vm, this.deviceDeps, kind, device, opts));
+    return this.deviceChange(ref, (vm) => addDevice(vm, this.deviceDeps, kind, device, opts), kind);
   }
 
   async editDevice(ref: string, kind: DeviceKindName, id: string, patch: Record<string, unknown>): Promise<DeviceChange> {
-    return this.deviceChange(ref, (vm) => editDevice(vm, this.deviceDeps, kind, id, patch));
+    return this.deviceChange(ref, (vm) => editDevice(vm, this.deviceDeps, kind, id, patch), kind);
   }
 
   async removeDevice(ref: string, kind: DeviceKindName, id: string, opts?: RemoveDeviceOptions): Promise<DeviceChange> {
-    return this.deviceChange(ref, (vm) => removeDevice(vm, this.deviceDeps, kind, id, opts));
+    return this.deviceChange(ref, (vm) => removeDevice(vm, this.deviceDeps, kind, id, opts), kind);
   }
 
   async setBalloon(ref: string, targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }> {
@@ -427,6 +474,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async resizeDisk(ref: string, diskId: string, sizeBytes: number): Promise<{ oldBytes: number; newBytes: number; online: boolean }> {
     const vm = await this.findFresh(ref);
+    this.refuseIfLinkedClones(vm, 'resize a disk of');
     const r = await vm.resizeDisk(diskId, sizeBytes);
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
     return r;
@@ -441,6 +489,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async start(ref: string): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
+    this.refuseIfLinkedClones(vm, 'start');
     await vm.start();
     return vm.info();
   }
@@ -486,6 +535,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const vm = await this.findFresh(ref);
     return vm.exclusive('delete', async () => {
       assertCan('delete', vm.state, vm.name);
+      this.refuseIfLinkedClones(vm, 'delete');
       const result = await this.store.remove(vm.stored, opts.deleteDisks ?? false);
       vm.detach();
       this.vms.delete(vm.id);
@@ -595,6 +645,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async createSnapshot(ref: string, req: CreateSnapshotRequest): Promise<SnapshotInfo> {
     const vm = await this.findFresh(ref);
+    this.refuseIfLinkedClones(vm, 'snapshot');
     const s = await this.snapshots.create(vm, req);
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
     return s;
@@ -602,6 +653,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async revertSnapshot(ref: string, snapshot: string): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
+    this.refuseIfLinkedClones(vm, 'revert');
     await this.snapshots.revert(vm, snapshot);
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
     return vm.info();
@@ -609,6 +661,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async deleteSnapshot(ref: string, snapshot: string): Promise<SnapshotList> {
     const vm = await this.findFresh(ref);
+    this.refuseIfLinkedClones(vm, 'delete a snapshot of');
     await this.snapshots.delete(vm, snapshot);
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
     return listSnapshots(vm);

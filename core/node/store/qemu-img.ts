@@ -104,11 +104,12 @@ export async function checkImage(file: string): Promise<string | null> {
  * qemu-img and rejects with HangarError('cancelled'); the partial DEST is the caller's to remove.
  */
 export function convertImage(src: string, srcFormat: string, dest: string, format: 'qcow2' | 'raw',
-  opts: { onProgress?: (fraction: number) => void; signal?: AbortSignal } = {}): Promise<void> {
+  opts: { onProgress?: (fraction: number) => void; signal?: AbortSignal; shared?: boolean } = {}): Promise<void> {
   const bin = requireBinary('qemu-img');
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) { reject(cancelledError()); return; }
-    const child = spawn(bin, ['convert', '-p', '-f', srcFormat, '-O', format, src, dest], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // -U: the source is open in a paused QEMU (quiescent, but locked).
+    const child = spawn(bin, ['convert', '-p', ...(opts.shared ? ['-U'] : []), '-f', srcFormat, '-O', format, src, dest], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let buf = '';
     child.stdout.setEncoding('utf8');
