@@ -188,6 +188,10 @@ export interface CreatePreview {
   commandLine: string[];
 }
 
+export interface StartOptions {
+  discardSaved?: boolean;
+}
+
 export interface ShutdownOptions {
   /** Seconds before forcing off; default: the VM's shutdownTimeoutSec. */
   timeoutSec?: number;
@@ -262,7 +266,10 @@ export interface CoreApi {
   removeDevice(ref: string, kind: DeviceKindName, id: string, opts?: RemoveDeviceOptions): Promise<DeviceChange>;
   /** Running VM with a balloon: asks the guest to shrink to (or grow back to) targetMiB. */
   setBalloon(ref: string, targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }>;
-  start(ref: string): Promise<VmInfo>;
+  /** Starts a VM; a saved one is restored (discardSaved: its saved state is deleted and it boots afresh). */
+  start(ref: string, opts?: StartOptions): Promise<VmInfo>;
+  /** Managed save: RAM and device state to the VM's folder, QEMU ends, the VM is `saved`; start restores it. */
+  save(ref: string): Promise<VmInfo>;
   shutdown(ref: string, opts?: ShutdownOptions): Promise<VmInfo>;
   destroy(ref: string): Promise<VmInfo>;
   reboot(ref: string): Promise<VmInfo>;
@@ -364,7 +371,7 @@ export interface CoreEvents {
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
   'daemonStatus', 'daemonStop',

@@ -68,7 +68,8 @@ export interface CreateSnapshotRequest {
 /** Progress of a long snapshot operation, pushed as an event. */
 export interface SnapshotProgress {
   vm: string;
-  op: 'create' | 'revert' | 'delete';
+  /** save: a managed save (snapshot is empty). */
+  op: 'create' | 'revert' | 'delete' | 'save';
   snapshot: string;
   /** In words: "saving RAM", "merging disk0 into …". */
   step: string;

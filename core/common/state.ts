@@ -4,14 +4,16 @@ import { HangarError } from './errors.ts';
 export const vmStates = [
   'stopped', 'starting', 'running', 'paused', 'shutting-down', 'rebooting', 'stopping',
   'crashed', 'guest-error', 'broken',
+  // QEMU is gone, its RAM and device state are in the VM's folder: start restores it.
+  'saved',
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone', 'save'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
-  start: ['stopped', 'crashed'],
+  start: ['stopped', 'crashed', 'saved'],
   shutdown: ['running', 'rebooting'],
   // crashed too: Force Off clears what a crash left (a QEMU still there, its back ends) back to stopped.
   destroy: ['starting', 'running', 'paused', 'shutting-down', 'rebooting', 'guest-error', 'stopping', 'crashed'],
@@ -19,7 +21,7 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   reset: ['running', 'paused', 'guest-error'],
   pause: ['running'],
   resume: ['paused'],
-  delete: ['stopped', 'crashed', 'broken'],
+  delete: ['stopped', 'crashed', 'broken', 'saved'],
   edit: ['stopped', 'crashed'],
   // Offline with qemu-img, online with QMP block_resize.
   'resize-disk': ['stopped', 'crashed', 'running', 'paused'],
@@ -29,6 +31,7 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   snapshot: ['stopped', 'crashed', 'running', 'paused'],
   // As virt-clone: the disks must not change while they are copied.
   clone: ['stopped', 'paused'],
+  save: ['running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */
@@ -53,6 +56,7 @@ const advice: Partial<Record<VmState, string>> = {
   rebooting: 'wait for the reboot to finish',
   'guest-error': 'force it off (destroy) and check its accelerator',
   broken: 'fix or delete its definition file',
+  saved: 'start it (restores the saved state), or discard the saved state with `hangar start NAME --discard-saved`',
 };
 
 export function assertCan(action: VmAction, state: VmState, vmName: string): void {

@@ -109,6 +109,8 @@ export interface VmRuntimePaths {
   vncSocket: string;
   /** Last known state of a VM whose QEMU is gone (e.g. crashed), kept across core restarts. */
   statusFile: string;
+  /** Where QEMU's migration stream passes for a save or a restore (the core serves or connects to it). */
+  stateSocket: string;
 }
 
 function passtIndex(i: number): number {
@@ -139,6 +141,7 @@ export function vmRuntimePaths(runtime: string, vmId: string): VmRuntimePaths {
     virtiofsdPidfile: (i) => join(dir, `vfs${passtIndex(i)}.pid`),
     vncSocket: join(dir, 'vnc.sock'),
     statusFile: join(dir, 'status.json'),
+    stateSocket: join(dir, 'state.sock'),
   };
 }
 

@@ -33,6 +33,7 @@ test('every API method has a schema', () => {
     if (m === 'createMdev') return ['0000:04:00.0', 'nvidia-222'];
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     if (m === 'setAutostart') return ['vm', true];
+    if (m === 'start') return ['vm', { discardSaved: true }];
     if (m === 'clone') return ['vm', { name: 'copy', linked: true, unowned: 'copy', copyTpm: false, requestId: 'r1' }];
     if (m === 'createSnapshot') return ['vm', { name: 'before-upgrade', description: 'x', kind: 'external', memory: false }];
     if (m === 'revertSnapshot' || m === 'deleteSnapshot') return ['vm', 'before-upgrade'];

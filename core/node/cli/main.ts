@@ -26,7 +26,9 @@ VMs:
   create --name NAME [options]       define a new VM (see: hangar create --help)
   edit NAME [--name N] [--memory MiB] [--vcpus N] [--accel auto|kvm|tcg] [--description T]
        [--allow-overcommit]          change a stopped VM (--allow-overcommit: vCPUs above host CPUs)
-  start NAME                         start a VM
+  start NAME [--discard-saved]       start a VM (a saved one is restored; --discard-saved boots afresh)
+  save NAME                          save a running VM's RAM and device state to its folder and stop
+                                     it (the VM is then "saved"; start restores it)
   shutdown NAME [--timeout S] [--no-wait]
                                      ACPI shutdown, forced off after the timeout
   destroy NAME                       force off (like pulling the plug)
@@ -530,6 +532,14 @@ export async function main(argv: string[]): Promise<number> {
       else print(`Cloned VM "${src}" as "${info.name}" (${info.id}) in ${info.dir}${values.linked ? ` (linked: "${src}" is protected while this clone exists)` : ''}`);
       return 0;
     }
+    case 'save': {
+      const { values, positionals } = parse(rest, {});
+      const name = one(positionals);
+      const info = await withSnapshotProgress((api) => api.save(name), (e) => e.step);
+      if (values.json) printJson(info);
+      else print(`VM "${info.name}" saved: its RAM and device state are in ${info.dir}; \`hangar start ${info.name}\` restores it`);
+      return 0;
+    }
     case 'autostart': {
       const { values, positionals } = parse(rest, {});
       if (positionals.length !== 2 || !['on', 'off'].includes(positionals[1]!)) {
@@ -563,10 +573,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     default:
       if ((simpleActions as readonly string[]).includes(cmd)) {
-        const { values, positionals } = parse(rest, {});
+        const { values, positionals } = parse(rest, cmd === 'start' ? { 'discard-saved': { type: 'boolean' } } : {});
         const action = cmd as (typeof simpleActions)[number];
         const name = one(positionals);
-        const { info, lostCore } = await lifecycleCall(name, action, (api) => api[action](name));
+        const { info, lostCore } = await lifecycleCall(name, action, (api) => action === 'start' ? api.start(name, values['discard-saved'] ? { discardSaved: true } : {}) : api[action](name));
         if (lostCore) process.stderr.write(`hangar: ${lostCore}\n`);
         if (values.json) printJson(info);
         else print(`VM "${info.name}" ${pastTense[action]}${isActive(info.state) || action === 'destroy' ? '' : ` (now ${info.state})`}`);

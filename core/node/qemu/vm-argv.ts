@@ -50,6 +50,8 @@ export interface ArgvContext {
   bridgeHelper?: string;
   /** Sandbox, deprecation policy and user of QEMU (qemuHardening); none when absent. */
   hardening?: QemuHardening;
+  /** Restoring a saved state: QEMU waits for its migration stream (-incoming defer, then migrate-incoming). */
+  incoming?: boolean;
 }
 
 /** Boot priorities from boot.order: every device of the first kind, then the next kind... */
@@ -147,6 +149,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   // Start paused with no implicit devices and no host config; -no-shutdown keeps QEMU alive
   // after a guest poweroff so the core sees it (and can turn it into a reboot).
   o.push({ opt: '-nodefaults' }, { opt: '-no-user-config' }, { opt: '-no-shutdown' }, { opt: '-S' });
+  if (ctx.incoming) o.push({ opt: '-incoming', value: 'defer' });
   o.push({ opt: '-display', value: 'none' });
   o.push({ opt: '-msg', keyval: { timestamp: true } });
   o.push(...hardeningOptions(ctx.hardening));

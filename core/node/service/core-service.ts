@@ -10,7 +10,7 @@ import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
 import { videoFor } from '../../common/os-presets.ts';
 import type {
-  AddDeviceOptions, CloneRequest, CloudInitRequest, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -487,10 +487,16 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return vm.info();
   }
 
-  async start(ref: string): Promise<VmInfo> {
+  async start(ref: string, opts: StartOptions = {}): Promise<VmInfo> {
     const vm = await this.findFresh(ref);
     this.refuseIfLinkedClones(vm, 'start');
-    await vm.start();
+    await vm.start(opts);
+    return vm.info();
+  }
+
+  async save(ref: string): Promise<VmInfo> {
+    const vm = this.find(ref);
+    await vm.save((done, total) => this.emit('snapshotProgress', { vm: vm.name, op: 'save', snapshot: '', step: 'saving the RAM and device state', fraction: total > 0 ? Math.min(1, done / total) : 0, doneBytes: done, totalBytes: total }));
     return vm.info();
   }
 

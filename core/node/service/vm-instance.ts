@@ -35,6 +35,7 @@ import { checkSidecars, reattachSidecars, sidecarArgv, sidecarProcesses, startSi
 import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
 import { SIDECARS } from './sidecar-list.ts';
 import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
+import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
 import type { LiveHardware } from './hotplug.ts';
@@ -52,6 +53,8 @@ export interface InstanceDeps {
   /** Everything that lives beside QEMU, in start order; default SIDECARS (tests add fakes). */
   sidecars?: readonly Sidecar[];
 }
+
+const SAVED_REASON = 'its RAM and device state are saved in its folder: start restores it';
 
 const INTERNAL_ERROR_REASON =
   'the guest stopped with an internal error: the accelerator (KVM) cannot run it on this host. ' +
@@ -97,6 +100,8 @@ interface Session {
   timer?: NodeJS.Timeout;
   /** Why the run ended, when Hangar ended it for a reason the user should see (e.g. forced off after the shutdown timeout). */
   stopNote?: string;
+  /** The run ended by a managed save: the VM is `saved`, not stopped. */
+  saved?: boolean;
 }
 
 type LiveSession = Session & { qmp: QmpClient };
@@ -105,11 +110,14 @@ type LiveSession = Session & { qmp: QmpClient };
 interface StartRun extends SidecarStartContext {
   spawned?: SpawnedQemu;
   beforeCont?: StartOptions['beforeCont'];
+  incoming?: boolean;
 }
 
 export interface StartOptions {
   /** Runs on QEMU stopped at -S before the guest runs; true = leave the guest paused. */
   beforeCont?: (qmp: QmpClient) => Promise<boolean>;
+  /** QEMU waits for a migration stream (restoring a saved state). */
+  incoming?: boolean;
 }
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
@@ -128,6 +136,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private backendWatch: NodeJS.Timeout | null = null;
   /** A back end that died while QEMU runs: part of the VM's reason until the run ends. */
   private backendNote: string | undefined;
+  /** Why the last restore of the saved state failed (the VM's reason while it stays saved). */
+  private restoreFailure: string | undefined;
 
   constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
     super();
@@ -136,6 +146,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (!stored.definition) {
       this.state = 'broken';
       this.reason = stored.error;
+    } else if (hasSavedState(stored.dir)) {
+      this.state = 'saved';
+      this.reason = SAVED_REASON;
     }
   }
 
@@ -192,6 +205,12 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   }
 
   private setState(state: VmState, reason?: string): void {
+    // Without a QEMU, a VM whose saved state is in its folder is saved, whichever path ended the run
+    // (a refused restore may end QEMU on its own: that is no crash, and the state file still counts).
+    if ((state === 'stopped' || state === 'crashed') && this.stored.definition && hasSavedState(this.stored.dir)) {
+      state = 'saved';
+      reason = this.restoreFailure ?? SAVED_REASON;
+    }
     if (this.state === state && this.reason === reason) return;
     this.state = state;
     this.reason = reason;
@@ -233,8 +252,74 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   // ---- start: init -> prepare domain -> prepare host -> launch -> finish start-up -------------
 
-  start(): Promise<void> {
-    return this.exclusive('start', () => this.startLocked());
+  /**
+   * Starts the VM; one with a saved state is restored from it (never booted afresh behind the
+   * user's back: that would throw the state away). discardSaved boots afresh, deleting it.
+   */
+  start(opts: { discardSaved?: boolean } = {}): Promise<void> {
+    return this.exclusive('start', async () => {
+      if (opts.discardSaved && hasSavedState(this.stored.dir)) {
+        await discardSavedState(this.stored.dir);
+        this.restoreFailure = undefined;
+        await this.logEvent('saved state discarded; booting afresh');
+      }
+      if (!hasSavedState(this.stored.dir)) {
+        await this.startLocked();
+        return;
+      }
+      const meta = await readSavedMeta(this.stored.dir);
+      try {
+        await this.startLocked({
+          incoming: true,
+          beforeCont: async (qmp) => {
+            try {
+              await restoreState(qmp, this.paths.stateSocket, this.stored.dir);
+            } catch (e) {
+              this.restoreFailure = `restoring the saved state failed: ${e instanceof Error ? e.message : String(e)}`;
+              throw e;
+            }
+            return meta?.paused ?? false;
+          },
+        });
+      } catch (e) {
+        // The file stays: the user chooses to try again or to discard it and boot.
+        const why = e instanceof Error ? e.message : String(e);
+        this.restoreFailure ??= `restoring the saved state failed: ${why}`;
+        this.setState('saved', this.restoreFailure);
+        await this.logEvent(`restoring the saved state failed: ${why}`);
+        throw new HangarError(e instanceof HangarError ? e.code : 'qemu-failed', `VM "${this.name}" could not be restored from its saved state: ${why}`,
+          `\`hangar start ${this.name} --discard-saved\` discards the saved state and boots afresh (what the guest had in RAM is lost)`);
+      }
+      await discardSavedState(this.stored.dir);
+      this.restoreFailure = undefined;
+      await this.logEvent(`restored from the state saved ${meta?.savedAt ?? ''}`.trim());
+    });
+  }
+
+  /**
+   * Managed save: QEMU's state into the VM's folder, then QEMU ends; the VM is `saved` and the
+   * next start restores it. Refused for devices whose state cannot be saved.
+   */
+  save(onProgress?: (done: number, total: number) => void): Promise<void> {
+    return this.exclusive('save', async () => {
+      const s = this.live();
+      const def = this.runningDefinition;
+      const blocker = saveBlocker(def);
+      if (blocker) throw new HangarError('invalid-state', `cannot save VM "${this.name}": ${blocker}`, 'shut it down instead, or remove those devices');
+      if (this.info().pending?.length) {
+        throw new HangarError('invalid-state', `cannot save VM "${this.name}": it has changes pending for its next boot, and a saved state only restores into the hardware it was saved from`,
+          'restart it to apply them (or undo them), then save');
+      }
+      const paused = this.state === 'paused';
+      const meta = await saveState(s.qmp, this.paths.stateSocket, this.stored.dir, paused, onProgress);
+      await this.logEvent(`state saved (${meta.bytes} bytes${paused ? ', paused' : ''}); QEMU ends`);
+      s.expectExit = true;
+      s.saved = true;
+      this.setState('stopping');
+      await s.qmp.quit({ timeoutMs: 5000 }).catch(() => {});
+      if (!(await waitForExit(s.pid, 10_000))) killQemu(s.pid, this.id, 'SIGKILL');
+      await this.waitFor((st) => st === 'saved', 15_000);
+    });
   }
 
   /**
@@ -246,6 +331,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await this.refuseSecondQemu();
     const run = this.initStart();
     if (opts.beforeCont) run.beforeCont = opts.beforeCont;
+    if (opts.incoming) run.incoming = true;
     try {
       const domain = await prepareDomain(run, this.deps.probe);
       const bridgeHelper = await this.prepareHost(run);
@@ -271,6 +357,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
 
   /** init: the definition this start uses (the saved one may change meanwhile) and the phases' shared context. */
   private initStart(): StartRun {
+    if (this.state === 'saved' && !hasSavedState(this.stored.dir)) this.reason = undefined;
     const def = this.definition;
     this.setState('starting');
     return { ...this.sidecarContext(), def, notes: [], assignments: () => this.deps.assignments?.() ?? [] };
@@ -291,7 +378,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async launch(run: StartRun, domain: Domain, bridgeHelper: string | undefined): Promise<LiveSession> {
     const argv = buildArgv(run.def, {
       accel: domain.accel, paths: this.paths, vmDir: this.stored.dir, firmware: domain.firmware, bridgeHelper, ...sidecarArgv(this.sidecars, run),
-      hardening: qemuHardening(run.def, domain.qemu),
+      hardening: qemuHardening(run.def, domain.qemu), incoming: run.incoming,
     });
     const spawned = spawnQemu(domain.qemu, argv, this.stored.dir);
     run.spawned = spawned;
@@ -595,6 +682,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       : existsSync(this.paths.dir) ? (await findQemuByUuid(this.id))[0] ?? null : null;
     if (pid === null) {
       await this.settleLeftovers(recorded);
+      if (hasSavedState(this.stored.dir) && this.state !== 'saved') this.setState('saved', SAVED_REASON);
       return;
     }
     const session: Session = { pid, qmp: null, expectExit: false, guestShutdown: false, intent: null };
@@ -667,6 +755,14 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       live.guestShutdown = true;
       live.expectExit = true;
       live.stopNote = 'the guest powered off while the Hangar core was not running';
+      this.setState('stopping');
+      await qmp.quit().catch(() => {});
+      return true;
+    }
+    if (status.status === 'postmigrate' && hasSavedState(this.stored.dir)) {
+      // A save completed while no core watched: finish it (QEMU must not run on past its saved state).
+      live.saved = true;
+      live.expectExit = true;
       this.setState('stopping');
       await qmp.quit().catch(() => {});
       return true;
@@ -793,7 +889,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     this.session = null;
     this.consoleInstance?.detach();
     await this.endRun();
-    if (session.expectExit || session.guestShutdown) {
+    if (session.saved && hasSavedState(this.stored.dir)) {
+      await rm(this.paths.statusFile, { force: true });
+      await this.logEvent('saved; its back ends were stopped');
+      this.setState('saved', SAVED_REASON);
+    } else if (session.expectExit || session.guestShutdown) {
       await rm(this.paths.statusFile, { force: true });
       await this.logEvent(`stopped${session.stopNote ? ` (${session.stopNote})` : ''}; its back ends were stopped`);
       this.setState('stopped', session.stopNote);

@@ -12,6 +12,7 @@ import type { VmDefinition } from '../../common/model.ts';
 import { describeError } from '../../common/errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { readSnapshotFile, SNAPSHOTS_FILE } from '../snapshots/snapshot-store.ts';
+import { discardSavedState } from '../service/saved-state.ts';
 
 export const DEFINITION_FILE = 'vm.json';
 /** Temp files writeFileAtomic leaves when the process dies between creating and renaming them. */
@@ -188,6 +189,8 @@ export class VmStore {
     }
     // Hangar's own bookkeeping: safe to remove.
     await rm(join(vm.dir, 'logs'), { recursive: true, force: true });
+    // A saved RAM state belongs to this VM's QEMU run and nothing else.
+    await discardSavedState(vm.dir);
     // The cloud-init seed (user-data, meta-data, seed.iso) is made from the definition.
     await rm(join(vm.dir, 'cloud-init'), { recursive: true, force: true });
     await unlink(join(vm.dir, DEFINITION_FILE)).catch(() => {});

@@ -30,6 +30,7 @@ export const stateLook: Record<VmState, { icon: string; tone: 'ok' | 'idle' | 'b
   stopping: { icon: '◔', tone: 'busy' },
   crashed: { icon: '✖', tone: 'bad' },
   'guest-error': { icon: '⚠', tone: 'bad' },
+  saved: { icon: '◧', tone: 'idle' },
   broken: { icon: '⚠', tone: 'bad' },
 };
 
