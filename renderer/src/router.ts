@@ -18,6 +18,7 @@ export function createAppRouter(): Router {
           { path: 'display', name: 'display', props: true, component: () => import('./views/DisplayTab.vue') },
           { path: 'console', name: 'console', props: true, component: () => import('./views/ConsoleTab.vue') },
           { path: 'devices', name: 'devices', props: true, component: () => import('./views/DevicesTab.vue') },
+          { path: 'snapshots', name: 'snapshots', props: true, component: () => import('./views/SnapshotsTab.vue') },
         ],
       },
       { path: '/new', name: 'new', component: () => import('./views/NewVmView.vue') },

@@ -5,11 +5,14 @@
 // errors and creates nothing; axe-core on the dialog; a disk image and a shared folder picked with
 // the file chooser; on a running VM a disk is hotplugged (the guest sees it), an edit that QEMU
 // cannot apply live is badged "applies at next boot", and "Restart now to apply" gives the VM a new
-// QEMU that runs it; a balloon VM's guest memory target is set and the guest gets down to it.
+// QEMU that runs it; a balloon VM's guest memory target is set and the guest gets down to it; a
+// raw disk on a full tmpfs pauses the guest, the list and Overview say "paused: disk full" with the
+// disk, and Resume in the toolbar finishes the guest's write once space is back (faults case 6).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
@@ -270,6 +273,48 @@ describe('Devices tab: a running VM', () => {
     // 1.5 GiB = 3145728 sectors of 512 bytes.
     const out = await h.consoleCommand(VM, 'cat /sys/block/vd*/size', 4);
     assert.match(out, /^3145728\s*$/m, `the guest sees 1.5 GiB:\n${out}`);
+  });
+
+  test('the host file system under a disk fills up: the list and the Overview say "paused: disk full" with the disk; Resume works once space is back (case 6)', { timeout: 240_000 }, async () => {
+    // A raw disk, larger than its 16 MiB tmpfs, hotplugged into the running guest.
+    const mnt = mkdtempSync(join(tmpdir(), 'hgt-e2e-df-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt]);
+    try {
+      const file = join(mnt, 'full.raw');
+      execFileSync('truncate', ['-s', '64M', file]);
+      const before = new Set((await show()).definition.disks.map((d) => d.id));
+      await h.ok(['device', 'add', VM, 'disk', `${file},format=raw,bus=virtio-blk`, '--allow-overcommit']);
+      const added = (await show()).definition.disks.find((d) => !before.has(d.id))!;
+      const parts = await h.consoleCommand(VM, 'for d in /sys/block/vd*; do echo "$d $(cat $d/size)"; done', 4);
+      const dev = /\/sys\/block\/(vd[a-z]) 131072\b/.exec(parts)?.[1];
+      assert.ok(dev, `the guest sees the 64 MiB disk:\n${parts}`);
+      // 32 MiB into 16 MiB of host space: QEMU stops the guest on ENOSPC (werror=enospc).
+      await h.consoleCommand(VM, `(dd if=/dev/zero of=/dev/${dev} bs=1M count=32 oflag=direct 2>/dev/null; echo FILLED-$((6*7))) &`, 1);
+      await page.goto(serve.url);
+      const row = page.locator(`[data-testid="vm-row"][data-vm="${VM}"]`);
+      await page.locator(`[data-testid="vm-row"][data-vm="${VM}"][data-state="paused"]`).waitFor({ timeout: 120_000 });
+      await row.locator('.reason').filter({ hasText: /paused: disk full: disk \S+/ }).waitFor({ timeout: 10_000 });
+      assert.ok((await row.locator('.reason').innerText()).includes(file), 'the list names the disk file');
+      await page.goto(`${serve.url}#/vm/${VM}/overview`);
+      const reason = page.locator('main .reason-text');
+      await reason.filter({ hasText: 'paused: disk full' }).waitFor();
+      const text = await reason.innerText();
+      assert.ok(text.includes(added.id) && text.includes(file), `the Overview names the disk: ${text}`);
+      assert.match(text, /free space/, 'and says what to do');
+      await shot('13-disk-full');
+      // Space comes back: Resume in the toolbar, the guest's write finishes.
+      execFileSync('mount', ['-o', 'remount,size=96m', mnt]);
+      await page.getByTestId('lifecycle-toolbar').getByRole('button', { name: 'Resume', exact: true }).click();
+      await page.locator('main').getByTestId('vm-state').filter({ hasText: /^\s*running\s*$/i }).first().waitFor({ timeout: 20_000 });
+      await h.waitForSerial((await show()).id, 'FILLED-42', 1, 120_000);
+      assert.equal((await show()).state, 'running');
+      await reason.filter({ hasText: 'disk full' }).waitFor({ state: 'detached', timeout: 10_000 });
+      await h.ok(['device', 'remove', VM, 'disk', added.id]);
+      await openDevices(); // where the next tests start
+    } finally {
+      try { execFileSync('umount', ['-l', mnt]); } catch { /* gone */ }
+      rmSync(mnt, { recursive: true, force: true });
+    }
   });
 
   test('an edit QEMU cannot apply live: "applies at next boot", the row is badged, the banner lists it', async () => {

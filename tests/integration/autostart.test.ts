@@ -30,17 +30,6 @@ async function createVm(name: string, kernel = guest.kernel): Promise<{ id: stri
   return h.json<{ id: string }>(['create', '--name', name, '--file', file]);
 }
 
-async function waitState(name: string, want: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  let last = '';
-  while (Date.now() < deadline) {
-    last = await h.state(name);
-    if (last === want) return;
-    await sleep(250);
-  }
-  assert.fail(`${name} is ${last}, not ${want}, after ${ms} ms`);
-}
-
 describe('autostart', { timeout: 600_000 }, () => {
   test('marked VMs start with the core once per boot, others do not; a failing one is reported and the next still starts', async () => {
     const a = await createVm('auto-a');
@@ -58,8 +47,8 @@ describe('autostart', { timeout: 600_000 }, () => {
     await sleep(300);
     rmSync(join(h.home, 'run', 'autostarted-boot'), { force: true });
     await h.ok(['list']); // starts a core
-    await waitState('auto-a', 'running');
-    await waitState('auto-z', 'running');
+    await h.waitForState('auto-a', 'running');
+    await h.waitForState('auto-z', 'running');
     assert.equal(await h.state('auto-b'), 'stopped');
     const broken = await h.json<{ state: string; reason?: string }>(['show', 'auto-broken']);
     assert.equal(broken.state, 'stopped');

@@ -109,12 +109,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   async clone(ref: string, req: CloneRequest): Promise<VmInfo> {
     const src = await this.findFresh(ref);
     const requestId = req.requestId;
-    let abort: AbortController | undefined;
-    if (requestId !== undefined) {
-      if (this.createAborts.has(requestId)) throw new HangarError('already-exists', `a create with request id "${requestId}" is already running`);
-      abort = new AbortController();
-      this.createAborts.set(requestId, abort);
-    }
+    const abort = this.cancellable(requestId);
     try {
       // The source's lock: it cannot start, resume or change while its disks are read.
       const def = await src.exclusive('clone', () => cloneVm(src, req, {
@@ -239,18 +234,22 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     };
   }
 
+  /** A create or clone named by the client's request id: cancelCreate(requestId) aborts it. The caller deletes the entry when done. */
+  private cancellable(requestId: string | undefined): AbortController | undefined {
+    if (requestId === undefined) return undefined;
+    if (this.createAborts.has(requestId)) throw new HangarError('already-exists', `a create with request id "${requestId}" is already running`);
+    const abort = new AbortController();
+    this.createAborts.set(requestId, abort);
+    return abort;
+  }
+
   /** Creates a VM: fills defaults, validates, makes its folder and disks; on failure leaves nothing behind. */
   async create(req: CreateVmRequest): Promise<VmInfo> {
     if (!req || typeof req !== 'object' || typeof req.definition !== 'object' || req.definition === null) {
       throw new HangarError('invalid-input', 'create needs a definition object');
     }
     const requestId = req.requestId;
-    let abort: AbortController | undefined;
-    if (requestId !== undefined) {
-      if (this.createAborts.has(requestId)) throw new HangarError('already-exists', `a create with request id "${requestId}" is already running`);
-      abort = new AbortController();
-      this.createAborts.set(requestId, abort);
-    }
+    const abort = this.cancellable(requestId);
     const run = this.createLock.then(() => {
       if (abort?.signal.aborted) throw cancelledError();
       return this.createLocked(req, abort?.signal);

@@ -324,31 +324,38 @@ export class SnapshotOps {
     }
   }
 
+  /**
+   * Runs a revert or delete under its journal entry (the caller clears it on success). Only an
+   * operation on the snapshot an interrupted one left may run; a failure before any disk changed
+   * leaves no entry, one after stays reported.
+   */
+  private async journaled(vm: VmInstance, data: SnapshotFile, op: 'revert' | 'delete', r: SnapshotRecord, fn: (touched: { disks: boolean }) => Promise<void>): Promise<void> {
+    if (data.journal && data.journal.snapshot !== r.id) {
+      throw new HangarError('invalid-state', `an earlier operation on snapshot "${journalName(data)}" was interrupted`, 'finish it first (see `hangar snapshot list`)');
+    }
+    const hadJournal = Boolean(data.journal);
+    data.journal = { op, snapshot: r.id, startedAt: new Date().toISOString(), files: [] };
+    await writeSnapshotFile(vm.stored.dir, data);
+    this.progress(vm, op, r.name, op === 'revert' ? 'reverting' : 'deleting', 0);
+    const touched = { disks: false };
+    try {
+      await fn(touched);
+    } catch (e) {
+      if (!touched.disks && !hadJournal) {
+        delete data.journal;
+        await writeSnapshotFile(vm.stored.dir, data).catch(() => {});
+      }
+      throw e;
+    }
+  }
+
   async revert(vm: VmInstance, ref: string): Promise<void> {
     await vm.exclusive('snapshot', async () => {
       const data = await readSnapshotFile(vm.stored.dir);
       const r = findSnapshot(data, ref, vm.name) as unknown as SnapshotRecord;
       const { byId } = await checkRecords(vm, { ...data, journal: undefined });
       if (byId.has(r.id)) throw new HangarError('invalid-state', `snapshot "${r.name}" cannot be reverted to: ${byId.get(r.id)}`, 'see `hangar snapshot list` for every problem');
-      if (data.journal && data.journal.snapshot !== r.id) {
-        throw new HangarError('invalid-state', `an earlier operation on snapshot "${journalName(data)}" was interrupted`, 'finish it first (see `hangar snapshot list`)');
-      }
-      const hadJournal = Boolean(data.journal);
-      data.journal = { op: 'revert', snapshot: r.id, startedAt: new Date().toISOString(), files: [] };
-      await writeSnapshotFile(vm.stored.dir, data);
-      this.progress(vm, 'revert', r.name, 'reverting', 0);
-      const touched = { disks: false };
-      try {
-        if (r.kind === 'internal') await this.revertInternal(vm, r, touched);
-        else await this.revertExternal(vm, r, data, touched);
-      } catch (e) {
-        // A failure before any disk changed changes nothing (the journal goes); after, it stays reported.
-        if (!touched.disks && !hadJournal) {
-          delete data.journal;
-          await writeSnapshotFile(vm.stored.dir, data).catch(() => {});
-        }
-        throw e;
-      }
+      await this.journaled(vm, data, 'revert', r, (touched) => (r.kind === 'internal' ? this.revertInternal(vm, r, touched) : this.revertExternal(vm, r, data, touched)));
       data.current = r.id;
       delete data.journal;
       await writeSnapshotFile(vm.stored.dir, data);
@@ -424,24 +431,7 @@ export class SnapshotOps {
     await vm.exclusive('snapshot', async () => {
       const data = await readSnapshotFile(vm.stored.dir);
       const r = findSnapshot(data, ref, vm.name) as unknown as SnapshotRecord;
-      if (data.journal && data.journal.snapshot !== r.id) {
-        throw new HangarError('invalid-state', `an earlier operation on snapshot "${journalName(data)}" was interrupted`, 'finish it first (see `hangar snapshot list`)');
-      }
-      const hadJournal = Boolean(data.journal);
-      data.journal = { op: 'delete', snapshot: r.id, startedAt: new Date().toISOString(), files: [] };
-      await writeSnapshotFile(vm.stored.dir, data);
-      this.progress(vm, 'delete', r.name, 'deleting', 0);
-      const touched = { disks: false };
-      try {
-        if (r.kind === 'internal') await this.deleteInternal(vm, r, touched);
-        else await this.deleteExternal(vm, r, data, touched);
-      } catch (e) {
-        if (!touched.disks && !hadJournal) {
-          delete data.journal;
-          await writeSnapshotFile(vm.stored.dir, data).catch(() => {});
-        }
-        throw e;
-      }
+      await this.journaled(vm, data, 'delete', r, (touched) => (r.kind === 'internal' ? this.deleteInternal(vm, r, touched) : this.deleteExternal(vm, r, data, touched)));
       for (const s of data.snapshots) if (s.parent === r.id) s.parent = r.parent;
       if (data.current === r.id) data.current = r.parent;
       data.snapshots = data.snapshots.filter((s) => s.id !== r.id);

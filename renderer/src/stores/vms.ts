@@ -12,12 +12,13 @@ import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
 import { useConnectionStore } from './connection.ts';
 
-export type LifecycleAction = 'start' | 'pause' | 'resume' | 'shutdown' | 'reboot' | 'destroy';
+export type LifecycleAction = 'start' | 'pause' | 'resume' | 'save' | 'shutdown' | 'reboot' | 'destroy';
 
 export const actionLabels: Record<LifecycleAction | 'delete', string> = {
   start: 'Start',
   pause: 'Pause',
   resume: 'Resume',
+  save: 'Save',
   shutdown: 'Shut Down',
   reboot: 'Reboot',
   destroy: 'Force Off',
@@ -208,6 +209,7 @@ export const useVmsStore = defineStore('vms', () => {
         case 'start': info = await api.start(name); break;
         case 'pause': info = await api.pause(name); break;
         case 'resume': info = await api.resume(name); break;
+        case 'save': info = await api.save(name); break;
         case 'shutdown': info = await api.shutdown(name); break;
         case 'reboot': info = await api.reboot(name); break;
         case 'destroy': info = await api.destroy(name); break;
