@@ -165,6 +165,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       probe: () => this.probe(),
       onChange: (v) => this.emit('vmChanged', { id: v.id, name: v.name, state: v.state }),
       assignments: () => hostOps.hostAssignments(this.vmViews()),
+      saveDefinition: (v, def) => this.saveDefinition(v, def),
     });
     this.vms.set(stored.id, vm);
     return vm;

@@ -8,7 +8,7 @@ import { appendFile, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs
 import { join } from 'node:path';
 import { displayCapabilities } from '../../common/display.ts';
 import { HangarError } from '../../common/errors.ts';
-import type { VmDefinition } from '../../common/model.ts';
+import type { DiskDefinition, VmDefinition } from '../../common/model.ts';
 import { assertCan, isActive } from '../../common/state.ts';
 import { imageInfo, resizeImage } from '../store/qemu-img.ts';
 import { diskNodeNames } from '../qemu/devices/disk.ts';
@@ -35,6 +35,8 @@ import { checkSidecars, reattachSidecars, sidecarArgv, sidecarProcesses, startSi
 import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
 import { SIDECARS } from './sidecar-list.ts';
 import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
+import { crashPointForTests } from './test-crash.ts';
+import { liveDisks } from '../snapshots/block-nodes.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
@@ -52,6 +54,8 @@ export interface InstanceDeps {
   assignments?: () => HostAssignment[];
   /** Everything that lives beside QEMU, in start order; default SIDECARS (tests add fakes). */
   sidecars?: readonly Sidecar[];
+  /** Writes the VM's definition (a re-attach that finds QEMU writing other disk files than recorded). */
+  saveDefinition?: (vm: VmInstance, def: VmDefinition) => Promise<void>;
 }
 
 const SAVED_REASON = 'its RAM and device state are saved in its folder: start restores it';
@@ -61,18 +65,6 @@ const INTERNAL_ERROR_REASON =
   'Force it off (`hangar destroy`), set its accelerator to tcg (`hangar edit NAME --accel tcg`) and start it again.';
 
 type Intent = 'poweroff' | 'reboot' | null;
-
-/** The points of a start at which HANGAR_TEST_CRASH_AT may kill the core (tests/faults/reattach.test.ts). */
-type CrashPoint = 'after-sidecars' | 'after-spawn' | 'before-cont';
-
-/**
- * Test-only, read here and nowhere else: HANGAR_TEST_CRASH_AT=<point> makes the core SIGKILL
- * itself at that point of a start, so the tests can prove that a restarted core finishes or
- * cleans up every half-done start.
- */
-function crashPointForTests(point: CrashPoint): void {
-  if (process.env.HANGAR_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
-}
 
 /** How long a resume waits before asking whether the guest really runs (a disk still full pauses it again at once). */
 const RESUME_SETTLE_MS = 500;
@@ -118,6 +110,16 @@ export interface StartOptions {
   beforeCont?: (qmp: QmpClient) => Promise<boolean>;
   /** QEMU waits for a migration stream (restoring a saved state). */
   incoming?: boolean;
+}
+
+/** Whether `file` is somewhere in the backing chain below `image`. */
+async function backingChainHas(image: string, file: string): Promise<boolean> {
+  let cur: string | undefined = image;
+  for (let depth = 0; cur && depth < 32; depth++) {
+    cur = await imageInfo(cur).then((i) => i.backingFile, () => undefined);
+    if (cur === file) return true;
+  }
+  return false;
 }
 
 export class VmInstance extends EventEmitter<{ state: [VmState] }> {
@@ -312,6 +314,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       }
       const paused = this.state === 'paused';
       const meta = await saveState(s.qmp, this.paths.stateSocket, this.stored.dir, paused, onProgress);
+      crashPointForTests('save-written');
       await this.logEvent(`state saved (${meta.bytes} bytes${paused ? ', paused' : ''}); QEMU ends`);
       s.expectExit = true;
       s.saved = true;
@@ -497,7 +500,9 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         throw new HangarError('invalid-state', `disk "${diskId}" is served by qemu-storage-daemon while the VM runs`, 'shut the VM down, then resize it');
       }
       if (!qmp) throw new HangarError('invalid-state', `VM "${def.name}" has no QMP connection right now`, 'try again in a moment');
-      await qmp.execute('block_resize', { 'node-name': diskNodeNames(disk.id).format, size: newBytes });
+      // The node the device writes through now (after a live external snapshot, its newest overlay).
+      const node = (await liveDisks(qmp)).get(disk.id)?.node ?? diskNodeNames(disk.id).format;
+      await qmp.execute('block_resize', { 'node-name': node, size: newBytes });
       await this.logEvent(`disk ${diskId} grown online from ${oldBytes} to ${newBytes} bytes`);
       return { oldBytes, newBytes, online: true };
     });
@@ -738,6 +743,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const live = session as LiveSession;
     this.bindSession(live);
     this.hardware = await this.loadHardware();
+    await this.followLiveDisks(qmp);
     // Back ends of a running VM keep running: a sidecar may adopt its own, none is restarted.
     await reattachSidecars(this.sidecars, { ...this.sidecarContext(), def: this.hardware.definition })
       .catch((e: unknown) => this.logEvent(`re-attaching the back ends failed: ${(e as Error).message}`));
@@ -774,6 +780,42 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     }
     this.applyRunState(status.status === 'prelaunch' ? 'running' : status.status);
     return true;
+  }
+
+  /**
+   * A core killed during a snapshot merge can leave QEMU writing another file of a disk's chain
+   * than the records name, and a block job of its own still running: the records follow QEMU (the
+   * file it really writes; logged), never the reverse, and the dead core's jobs are cancelled (a
+   * ready commit cancelled does not pivot) so that the interrupted delete can be run again.
+   */
+  private async followLiveDisks(qmp: QmpClient): Promise<void> {
+    const jobs = await qmp.execute<Array<{ id: string; status: string }>>('query-jobs').catch(() => []);
+    for (const j of jobs.filter((x) => x.id.startsWith('hangar-'))) {
+      if (j.status !== 'concluded') await qmp.execute('job-cancel', { id: j.id }).catch(() => {});
+      for (let i = 0; i < 50; i++) {
+        const now = (await qmp.execute<Array<{ id: string; status: string }>>('query-jobs').catch(() => [])).find((x) => x.id === j.id);
+        if (!now || now.status === 'concluded' || now.status === 'null') break;
+        await sleep(100);
+      }
+      await qmp.execute('job-dismiss', { id: j.id }).catch(() => {});
+      await this.logEvent(`cancelled block job ${j.id} left by a core that stopped`);
+    }
+    const live = await liveDisks(qmp).catch(() => null);
+    const hw = this.hardware;
+    if (!live || !hw) return;
+    const moved = new Map<string, { file: string; format: string }>();
+    for (const d of hw.definition.disks) {
+      const l = live.get(d.id);
+      const top = l?.chain[0];
+      // Only a file of the same chain (an overlay above the recorded file, or a base below it) is followed.
+      if (!l || !top || top === d.file || top.startsWith('json:')) continue;
+      if (l.chain.includes(d.file) || await backingChainHas(d.file, top)) moved.set(d.id, { file: top, format: l.format });
+    }
+    if (!moved.size) return;
+    const follow = (def: VmDefinition): VmDefinition => ({ ...def, disks: def.disks.map((d) => { const m = moved.get(d.id); return m ? { ...d, file: m.file, format: m.format as DiskDefinition['format'] } : d; }) });
+    await this.saveHardware({ ...hw, definition: follow(hw.definition) });
+    if (this.stored.definition) await this.deps.saveDefinition?.(this, follow(this.stored.definition)).catch(() => {});
+    for (const [id, m] of moved) await this.logEvent(`disk ${id}: QEMU writes ${m.file}, not the recorded file (an interrupted snapshot operation); the definition now names it`);
   }
 
   /** Asks a silent QEMU again and again until it answers (adopted) or goes away (stopped); a force off ends it. */

@@ -4,11 +4,13 @@
 import { HangarError } from '../../common/errors.ts';
 import type { QmpClient } from '../qmp/client.ts';
 
-interface ChainImage { filename: string; 'backing-image'?: ChainImage }
+interface ChainImage { filename: string; format?: string; 'backing-image'?: ChainImage }
 
 export interface LiveDisk {
   /** The format node the device reads and writes through. */
   node: string;
+  /** The top file's format. */
+  format: string;
   /** Files from the top down (the top's file first). */
   chain: string[];
 }
@@ -23,7 +25,7 @@ export async function liveDisks(qmp: QmpClient): Promise<Map<string, LiveDisk>> 
     const id = /^\/machine\/peripheral\/([^/]+)/.exec(b.qdev)?.[1] ?? b.qdev;
     const chain: string[] = [];
     for (let img: ChainImage | undefined = b.inserted!.image as ChainImage; img; img = img['backing-image']) chain.push(img.filename);
-    out.set(id, { node, chain });
+    out.set(id, { node, chain, format: (b.inserted!.image as ChainImage).format ?? b.inserted!.drv });
   }
   return out;
 }
@@ -40,4 +42,14 @@ export async function nodeOfFile(qmp: QmpClient, file: string): Promise<string> 
   const n = nodes.find((x) => x.file === file && x.drv !== 'file');
   if (!n) throw new HangarError('internal', `the running QEMU has no block node for ${file}`);
   return n['node-name'];
+}
+
+/**
+ * Removes a node Hangar added (an overlay by blockdev-add, or a disk's -blockdev pair) once a merge
+ * took it out of every chain: QEMU keeps monitor-owned nodes alive, and one left behind still holds
+ * its file open and its backing node busy (a later snapshot of the disk would be refused).
+ */
+export async function dropNode(qmp: QmpClient, node: string): Promise<void> {
+  await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => {});
+  if (node.endsWith('-fmt')) await qmp.execute('blockdev-del', { 'node-name': `${node.slice(0, -4)}-file` }).catch(() => {});
 }

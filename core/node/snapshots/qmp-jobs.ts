@@ -20,6 +20,8 @@ export interface JobOptions {
   onProgress?: (done: number, total: number) => void;
   /** An active block-commit: complete (pivot) once it is ready. */
   completeWhenReady?: boolean;
+  /** Runs once the job is ready, just before it is completed (e.g. the definition names the pivot's target first). */
+  beforeComplete?: () => Promise<void>;
   /** Give up (and cancel the job) after this long. */
   timeoutMs?: number;
 }
@@ -52,6 +54,7 @@ export async function runJob(qmp: QmpClient, command: string, args: Record<strin
       return;
     }
     if (job.status === 'ready' && opts.completeWhenReady && !completed) {
+      await opts.beforeComplete?.();
       await qmp.execute('job-complete', { id });
       completed = true;
     }

@@ -21,8 +21,9 @@ import { takeScreenshot } from '../display/display-ops.ts';
 import { commitImage, createOverlay, imageInfo, imageSnapshot, rebaseImage } from '../store/qemu-img.ts';
 import type { QmpClient } from '../qmp/client.ts';
 import type { VmInstance } from '../service/vm-instance.ts';
-import { liveDisk, liveDisks, nodeOfFile } from './block-nodes.ts';
+import { dropNode, liveDisk, liveDisks, nodeOfFile } from './block-nodes.ts';
 import { runJob } from './qmp-jobs.ts';
+import { crashPointForTests } from '../service/test-crash.ts';
 import { readSnapshotFile, snapshotInfo, writeSnapshotFile } from './snapshot-store.ts';
 import { isInside } from '../store/vm-store.ts';
 import type { SnapshotFile, SnapshotRecord } from './snapshot-store.ts';
@@ -227,6 +228,7 @@ export class SnapshotOps {
       data.snapshots.push(record);
       data.journal = { op: 'create', snapshot: record.id, startedAt: record.createdAt, files: overlays };
       await writeSnapshotFile(vm.stored.dir, data);
+      crashPointForTests('snapshot-journal');
       this.progress(vm, 'create', name, memory ? 'saving the RAM and the disks' : 'snapshotting the disks', 0);
       try {
         if (kind === 'internal') await this.createInternal(vm, record, memory);
@@ -239,6 +241,7 @@ export class SnapshotOps {
         if (record.screenshot) await unlink(join(vm.stored.dir, record.screenshot)).catch(() => {});
         throw e;
       }
+      crashPointForTests('snapshot-before-record');
       if (memory) record.vmStateBytes = (await imageInfo(disks[0]!.file)).snapshots.find((s) => s.name === name)?.vmStateSize ?? 0;
       if (kind === 'external') data.overlays.push(...overlays);
       data.current = record.id;
@@ -270,6 +273,7 @@ export class SnapshotOps {
       for (const d of r.disks) {
         await imageSnapshot('create', d.file, r.name);
         done.push(d.file);
+        if (done.length === 1 && r.disks.length > 1) crashPointForTests('snapshot-disk');
         this.progress(vm, 'create', r.name, `disk ${d.diskId}`, done.length / r.disks.length);
       }
     } catch (e) {
@@ -435,6 +439,7 @@ export class SnapshotOps {
       for (const s of data.snapshots) if (s.parent === r.id) s.parent = r.parent;
       if (data.current === r.id) data.current = r.parent;
       data.snapshots = data.snapshots.filter((s) => s.id !== r.id);
+      await this.sweepOverlays(vm, data);
       delete data.journal;
       await writeSnapshotFile(vm.stored.dir, data);
       if (r.screenshot) await unlink(join(vm.stored.dir, r.screenshot)).catch(() => {});
@@ -490,11 +495,32 @@ export class SnapshotOps {
         this.progress(vm, 'delete', r.name, `merging ${c.file} into ${F}`, 0);
         if (qmp && live && live.chain.includes(c.file)) {
           const isTop = live.chain[0] === c.file;
+          const cNode = await nodeOfFile(qmp, c.file);
           const args: Record<string, unknown> = { device: live.node, 'base-node': await nodeOfFile(qmp, F), 'auto-dismiss': false };
           if (!isTop) args['top-node'] = await nodeOfFile(qmp, c.file);
-          // The definitions name F once QEMU writes there (after the pivot); a crash before keeps C, which still holds everything.
-          await runJob(qmp, 'block-commit', args, `merging ${c.file} into ${F}`, 'check the free space where the disks are',
-            { completeWhenReady: isTop, onProgress: (dn, t) => this.progress(vm, 'delete', r.name, `merging into ${F}`, t > 0 ? dn / t : 0, dn, t) });
+          // Ready, F holds everything C does and QEMU mirrors new writes into it: the definitions name F
+          // before QEMU pivots to it, so no moment exists in which QEMU writes a file they do not name
+          // (a core that dies before the pivot leaves it to the re-attach, which follows QEMU's real top).
+          const files = new Map([[d.diskId, { file: F, format: fInfo.format }]]);
+          const named = { saved: vm.definition, running: vm.runningDefinition };
+          try {
+            await runJob(qmp, 'block-commit', args, `merging ${c.file} into ${F}`, 'check the free space where the disks are', {
+              completeWhenReady: isTop,
+              beforeComplete: async () => {
+                await this.deps.save(vm, withDiskFiles(vm.definition, files));
+                await vm.setRunningDefinition(withDiskFiles(vm.runningDefinition, files));
+                crashPointForTests('merge-before-pivot');
+              },
+              onProgress: (dn, t) => this.progress(vm, 'delete', r.name, `merging into ${F}`, t > 0 ? dn / t : 0, dn, t),
+            });
+          } catch (e) {
+            if (isTop && vm.definition !== named.saved) {
+              await this.deps.save(vm, named.saved).catch(() => {});
+              await vm.setRunningDefinition(named.running).catch(() => {});
+            }
+            throw e;
+          }
+          await dropNode(qmp, cNode);
         } else {
           await commitImage(c.file);
         }
@@ -502,6 +528,7 @@ export class SnapshotOps {
         for (const g of this.childrenOf(data, c, d.diskId, vm)) {
           if ((await imageInfo(g)).backingFile === c.file) await rebaseImage(g, F, fInfo.format, { unsafe: true, shared: active });
         }
+        crashPointForTests('merge-done');
         // F takes C's place everywhere.
         if (c.owner === 'current') {
           const files = new Map([[d.diskId, { file: F, format: fInfo.format }]]);
@@ -513,12 +540,13 @@ export class SnapshotOps {
           rec.format = fInfo.format;
         }
         await writeSnapshotFile(vm.stored.dir, data);
-        if (data.overlays.includes(c.file)) {
+        if (data.overlays.includes(c.file) && !vm.definition.disks.some((x) => x.file === c.file)) {
           await unlink(c.file).catch(() => {});
           data.overlays = data.overlays.filter((x) => x !== c.file);
         }
         continue;
       }
+      const fNode = qmp && live?.chain.includes(F) ? await nodeOfFile(qmp, F) : null;
       for (const c of children) {
         this.progress(vm, 'delete', r.name, `copying ${F} into ${c.file}`, 0);
         if (qmp && live && live.chain.includes(c.file)) {
@@ -530,12 +558,33 @@ export class SnapshotOps {
           await rebaseImage(c.file, fInfo.backingFile ?? null, fInfo.backingFormat ?? undefined, { shared: active });
         }
       }
+      if (qmp && fNode) await dropNode(qmp, fNode);
       // Nothing reads F now: an overlay Hangar made goes, and so does the VM's own first image; a disk imported in place stays where it is.
       const ownedAtSnapshot = (r.definition.disks as Array<{ id: string; owned?: boolean }> | undefined)?.find((x) => x.id === d.diskId)?.owned === true;
-      if (data.overlays.includes(F) || (ownedAtSnapshot && isInside(vm.stored.dir, F) && !stillNamed(vm, data, F, r.id))) {
+      // Never a file the definition names (a delete finished after an interrupted merge finds F as the current top).
+      if ((data.overlays.includes(F) || (ownedAtSnapshot && isInside(vm.stored.dir, F))) && !stillNamed(vm, data, F, r.id)) {
         await unlink(F).catch(() => {});
         data.overlays = data.overlays.filter((x) => x !== F);
       }
+    }
+  }
+
+  /**
+   * Overlays Hangar made that nothing names any more (a merge interrupted after its pivot leaves the
+   * merged overlay behind): deleted, unless the running QEMU still has them in a disk's chain.
+   */
+  private async sweepOverlays(vm: VmInstance, data: SnapshotFile): Promise<void> {
+    const chains = isActive(vm.state) && vm.pid !== undefined
+      ? await liveDisks(vm.liveQmp('tidying snapshot files')).then((m) => [...m.values()].flatMap((d) => d.chain), () => null) : [];
+    if (chains === null) return; // cannot tell what QEMU holds: keep everything
+    const qmp = chains.length ? vm.liveQmp('tidying snapshot files') : null;
+    for (const f of [...data.overlays]) {
+      if (vm.definition.disks.some((d) => d.file === f) || data.snapshots.some((s) => s.disks.some((d) => d.file === f)) || chains.includes(f)) continue;
+      // A node a merge left in QEMU (outside every chain) still holds the file: dropped first.
+      if (qmp) await nodeOfFile(qmp, f).then((n) => dropNode(qmp, n), () => {});
+      await unlink(f).catch(() => {});
+      data.overlays = data.overlays.filter((x) => x !== f);
+      await vm.log(`removed ${f}: an overlay nothing reads any more`);
     }
   }
 

@@ -1,0 +1,17 @@
+// Test-only, read here and nowhere else: HANGAR_TEST_CRASH_AT=<point> makes the core SIGKILL
+// itself at that point of an operation, so the tests can prove that a restarted core finishes or
+// cleans up every half-done start, snapshot, merge and save (tests/faults/reattach.test.ts,
+// tests/integration/snapshot-crashes.test.ts).
+export type CrashPoint =
+  // start
+  | 'after-sidecars' | 'after-spawn' | 'before-cont'
+  // snapshots: journal written; one disk of several done; disks done, records not yet
+  | 'snapshot-journal' | 'snapshot-disk' | 'snapshot-before-record'
+  // deleting an external snapshot: definition names the merge target, QEMU has not pivoted; merged, records not yet
+  | 'merge-before-pivot' | 'merge-done'
+  // managed save: the state file is complete, QEMU still runs (postmigrate)
+  | 'save-written';
+
+export function crashPointForTests(point: CrashPoint): void {
+  if (process.env.HANGAR_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
