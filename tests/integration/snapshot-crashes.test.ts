@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
@@ -59,12 +59,90 @@ async function crashAt(point: string, args: string[]): Promise<string> {
   return r.stderr;
 }
 
-async function createVm(name: string, disks: string[]): Promise<Shown> {
+async function createVm(name: string, disks: string[], memoryMiB = 160): Promise<Shown> {
   const file = join(h.home, `${name}.json`);
-  writeFileSync(file, JSON.stringify({ memoryMiB: 160, accel: 'tcg', boot: { kernel: { kernel: guest.kernel, initrd: guest.initrd, append: GUEST_CMDLINE } } }));
+  writeFileSync(file, JSON.stringify({ memoryMiB, accel: 'tcg', boot: { kernel: { kernel: guest.kernel, initrd: guest.initrd, append: GUEST_CMDLINE } } }));
   await h.ok(['create', '--name', name, '--file', file, ...disks.flatMap((d) => ['--new-disk', d])]);
   return show(name);
 }
+
+describe('QEMU killed in the middle of a snapshot, a merge and a save', { timeout: 900_000 }, () => {
+  test('the VM is crashed, the operation fails saying so, nothing half-made is listed, the disks check clean and earlier snapshots revert', async () => {
+    const vm = await createVm('qkill', ['48M'], 256);
+    const boot = async (n: number): Promise<number> => {
+      await h.ok(['start', 'qkill']);
+      await h.waitForSerial(vm.id, READY_MARKER, n, 180_000);
+      return (await h.json<{ pid: number }>(['show', 'qkill'])).pid;
+    };
+    /** Runs a CLI operation with a core that SIGKILLs the VM's QEMU at `point` of it; then a plain core again. */
+    const killDuring = async (point: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+      await h.ok(['daemon', 'stop']);
+      await sleep(300);
+      const r = await h.run(args, { env: { HANGAR_TEST_KILL_QEMU_AT: point } });
+      await h.waitForState('qkill', 'crashed', 20_000);
+      await h.ok(['daemon', 'stop']);
+      await sleep(300);
+      return r;
+    };
+    // Data the guest keeps in RAM, so that saving it takes a while.
+    const fillRam = async (): Promise<void> => {
+      // Copies of the busybox binary: non-zero pages, fast even under TCG.
+      const out = await h.consoleCommand('qkill', 'for i in $(seq 40); do cat /bin/busybox; done > /tmp/fill; echo FILLED-$((2+2))', 20);
+      assert.match(out, /FILLED-4/, 'the guest filled its RAM');
+    };
+    await boot(1);
+    await h.consoleCommand('qkill', `head -c ${REGION} /dev/zero | tr '\\000' '\\001' | dd of=/dev/vda bs=${REGION} conv=fsync 2>/dev/null; echo ONE`, 4);
+    await h.ok(['snapshot', 'create', 'qkill', 'before', '--disk-only']);
+    await fillRam();
+
+    // 1. A snapshot with RAM: QEMU dies while writing the RAM state into the image (it saves in its
+    // main loop and answers its monitor only when done, so the test watches the image grow).
+    const disk0 = (await show('qkill')).definition.disks[0]!.file;
+    const pid = (await h.json<{ pid: number }>(['show', 'qkill'])).pid;
+    const size0 = statSync(disk0).size;
+    const op = h.run(['snapshot', 'create', 'qkill', 'with-ram']);
+    let finished = false;
+    void op.then(() => { finished = true; });
+    while (!finished && statSync(disk0).size < size0 + 4 * 1024 * 1024) await sleep(2);
+    assert.equal(finished, false, 'the RAM state was still being written when QEMU was killed');
+    process.kill(pid, 'SIGKILL');
+    let r = await op;
+    assert.notEqual(r.code, 0, 'the snapshot did not happen');
+    assert.match(r.stderr, /QMP|QEMU/, r.stderr);
+    await h.waitForState('qkill', 'crashed', 20_000);
+    let l = await list('qkill');
+    assert.deepEqual(l.snapshots.map((s) => s.name), ['before'], 'no half snapshot listed');
+    assert.deepEqual(l.problems, []);
+    for (const d of (await show('qkill')).definition.disks) imageCheck(d.file);
+
+    // 2. A save: QEMU dies while its state streams out; no state file is left as if it were complete.
+    await boot(2);
+    await fillRam();
+    r = await killDuring('save-streaming', ['save', 'qkill']);
+    assert.notEqual(r.code, 0);
+    assert.equal(readdirSync(vm.dir).some((f) => f.startsWith('saved-state') || f.startsWith('.saved-state')), false, 'no (partial) state file');
+    for (const d of (await show('qkill')).definition.disks) imageCheck(d.file);
+
+    // 3. Deleting an external snapshot: QEMU dies during the merge; the delete is marked and finishes offline.
+    await h.ok(['snapshot', 'delete', 'qkill', 'before']);
+    await boot(3);
+    await h.ok(['snapshot', 'create', 'qkill', 'x1', '--external']);
+    const wrote = await h.consoleCommand('qkill', 'yes merge-data | head -c 16777216 | dd of=/dev/vda bs=1048576 seek=4 conv=fsync 2>/dev/null && echo WROTE-$((3+3))', 40);
+    assert.match(wrote, /WROTE-6/, 'the guest wrote its data before the merge');
+    r = await killDuring('merging', ['snapshot', 'delete', 'qkill', 'x1']);
+    assert.notEqual(r.code, 0);
+    // Killed mid-merge: still listed, marked, its files intact; deleting it again merges offline.
+    l = await list('qkill');
+    assert.match(l.snapshots.find((s) => s.name === 'x1')?.problem ?? '', /interrupted while being deleted/);
+    for (const s of l.snapshots) for (const d of s.disks) imageCheck(d.file);
+    await h.ok(['snapshot', 'delete', 'qkill', 'x1']);
+    assert.deepEqual((await list('qkill')).snapshots, []);
+    const top = (await show('qkill')).definition.disks[0]!;
+    imageCheck(top.file);
+    assert.ok(qemuIo(top.file, top.format, [`read -P 1 0 ${REGION}`]).ok, 'the data written before the snapshot is there');
+    assert.match(spawnSync('qemu-io', ['-f', top.format, '-c', 'read -v 4194304 16', top.file], { encoding: 'utf8' }).stdout, /6d 65 72 67 65 2d 64 61 74 61/, 'and the data written after it ("merge-data")');
+  });
+});
 
 describe('the core killed in the middle of snapshot operations', { timeout: 900_000 }, () => {
   test('an internal snapshot of a stopped VM killed after the journal, after one of two disks, before its record: marked, the others intact, deleting it finishes the job', async () => {

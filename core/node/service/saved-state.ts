@@ -62,7 +62,7 @@ export function saveBlocker(def: VmDefinition): string | null {
 async function waitMigration(qmp: QmpClient, what: string, onProgress?: (done: number, total: number) => void): Promise<void> {
   for (;;) {
     const m = await qmp.execute<MigrateInfo>('query-migrate');
-    if (m.ram) onProgress?.(m.ram.transferred, m.ram.total);
+    if (m.ram && m.status !== 'completed') onProgress?.(m.ram.transferred, m.ram.total);
     if (m.status === 'completed') return;
     if (m.status === 'failed' || m.status === 'cancelled') {
       throw new HangarError('qmp-error', `${what} failed: ${m['error-desc'] ?? m.status}`, 'see the VM log (hangar log and logs/qemu.log)');

@@ -35,7 +35,7 @@ import { checkSidecars, reattachSidecars, sidecarArgv, sidecarProcesses, startSi
 import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
 import { SIDECARS } from './sidecar-list.ts';
 import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
-import { crashPointForTests } from './test-crash.ts';
+import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
@@ -313,7 +313,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
           'restart it to apply them (or undo them), then save');
       }
       const paused = this.state === 'paused';
-      const meta = await saveState(s.qmp, this.paths.stateSocket, this.stored.dir, paused, onProgress);
+      const meta = await saveState(s.qmp, this.paths.stateSocket, this.stored.dir, paused, (done, total) => {
+        killQemuForTests('save-streaming', s.pid);
+        onProgress?.(done, total);
+      });
       crashPointForTests('save-written');
       await this.logEvent(`state saved (${meta.bytes} bytes${paused ? ', paused' : ''}); QEMU ends`);
       s.expectExit = true;

@@ -16,7 +16,7 @@ interface JobInfo {
 const POLL_MS = 150;
 
 export interface JobOptions {
-  /** Called with QEMU's progress figures while the job runs. */
+  /** Called with QEMU's progress figures while the job runs (not once it concluded). */
   onProgress?: (done: number, total: number) => void;
   /** An active block-commit: complete (pivot) once it is ready. */
   completeWhenReady?: boolean;
@@ -47,7 +47,7 @@ export async function runJob(qmp: QmpClient, command: string, args: Record<strin
     const jobs = await qmp.execute<JobInfo[]>('query-jobs');
     const job = jobs.find((j) => j.id === id);
     if (!job) return; // auto-dismissed after success (block jobs by default)
-    opts.onProgress?.(job['current-progress'], job['total-progress']);
+    if (job.status !== 'concluded') opts.onProgress?.(job['current-progress'], job['total-progress']);
     if (job.status === 'concluded') {
       await qmp.execute('job-dismiss', { id }).catch(() => {});
       if (job.error) throw new HangarError('qmp-error', `${what} failed: ${job.error}`, hint);

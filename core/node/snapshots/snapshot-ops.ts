@@ -23,7 +23,7 @@ import type { QmpClient } from '../qmp/client.ts';
 import type { VmInstance } from '../service/vm-instance.ts';
 import { dropNode, liveDisk, liveDisks, nodeOfFile } from './block-nodes.ts';
 import { runJob } from './qmp-jobs.ts';
-import { crashPointForTests } from '../service/test-crash.ts';
+import { crashPointForTests, killQemuForTests } from '../service/test-crash.ts';
 import { readSnapshotFile, snapshotInfo, writeSnapshotFile } from './snapshot-store.ts';
 import { isInside } from '../store/vm-store.ts';
 import type { SnapshotFile, SnapshotRecord } from './snapshot-store.ts';
@@ -511,7 +511,7 @@ export class SnapshotOps {
                 await vm.setRunningDefinition(withDiskFiles(vm.runningDefinition, files));
                 crashPointForTests('merge-before-pivot');
               },
-              onProgress: (dn, t) => this.progress(vm, 'delete', r.name, `merging into ${F}`, t > 0 ? dn / t : 0, dn, t),
+              onProgress: (dn, t) => { killQemuForTests('merging', vm.pid); this.progress(vm, 'delete', r.name, `merging into ${F}`, t > 0 ? dn / t : 0, dn, t); },
             });
           } catch (e) {
             if (isTop && vm.definition !== named.saved) {
