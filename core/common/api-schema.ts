@@ -73,7 +73,7 @@ export const apiArgSchemas = {
     }).optional()]),
   ]),
   setBalloon: z.tuple([ref, z.number().int().min(16).max(4 * 1024 * 1024)]),
-  start: z.union([refOnly, z.tuple([ref, z.strictObject({ discardSaved: z.boolean().optional() }).optional()])]),
+  start: z.tuple([ref, z.strictObject({ discardSaved: z.boolean().optional() }).optional()]),
   save: refOnly,
   shutdown: z.union([refOnly, z.tuple([ref, z.strictObject({
     timeoutSec: z.number().int().positive().max(86_400).optional(),
