@@ -280,6 +280,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
               this.restoreFailure = `restoring the saved state failed: ${e instanceof Error ? e.message : String(e)}`;
               throw e;
             }
+            // QEMU holds the state now: the file goes before the guest runs, so that a core dying
+            // from here on can never restore it again over a guest that has moved on.
+            await discardSavedState(this.stored.dir);
+            this.restoreFailure = undefined;
             return meta?.paused ?? false;
           },
         });
@@ -292,8 +296,6 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
         throw new HangarError(e instanceof HangarError ? e.code : 'qemu-failed', `VM "${this.name}" could not be restored from its saved state: ${why}`,
           `\`hangar start ${this.name} --discard-saved\` discards the saved state and boots afresh (what the guest had in RAM is lost)`);
       }
-      await discardSavedState(this.stored.dir);
-      this.restoreFailure = undefined;
       await this.logEvent(`restored from the state saved ${meta?.savedAt ?? ''}`.trim());
     });
   }

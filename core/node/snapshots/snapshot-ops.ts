@@ -226,6 +226,8 @@ export class SnapshotOps {
       // Journal first: a crash from here on is reported by the next list.
       const overlays = kind === 'external' ? disks.map((d) => overlayPath(vm, d.id, record.id)) : [];
       data.snapshots.push(record);
+      // Known before they exist: a create interrupted after making them leaves nothing unaccounted for.
+      data.overlays.push(...overlays);
       data.journal = { op: 'create', snapshot: record.id, startedAt: record.createdAt, files: overlays };
       await writeSnapshotFile(vm.stored.dir, data);
       crashPointForTests('snapshot-journal');
@@ -236,6 +238,7 @@ export class SnapshotOps {
       } catch (e) {
         // Nothing half-made stays: the record and journal go (the op undid its own disk changes).
         data.snapshots = data.snapshots.filter((s) => s.id !== record.id);
+        data.overlays = data.overlays.filter((f) => !overlays.includes(f));
         delete data.journal;
         await writeSnapshotFile(vm.stored.dir, data).catch(() => {});
         if (record.screenshot) await unlink(join(vm.stored.dir, record.screenshot)).catch(() => {});
@@ -243,7 +246,6 @@ export class SnapshotOps {
       }
       crashPointForTests('snapshot-before-record');
       if (memory) record.vmStateBytes = (await imageInfo(disks[0]!.file)).snapshots.find((s) => s.name === name)?.vmStateSize ?? 0;
-      if (kind === 'external') data.overlays.push(...overlays);
       data.current = record.id;
       delete data.journal;
       await writeSnapshotFile(vm.stored.dir, data);
