@@ -344,7 +344,14 @@ describe('boot menus on screen', () => {
       await waitSerial(GRUB_MENU_ENTRY, 1, BOOT_MS, name);
       await core.api.sendKeys(name, ['up']);
       await waitStatus(page, /^Connected/);
-      const seen = await screenMatches(page, `GRUB under ${firmware}`, 30_000, name);
+      // The serial console can show the menu a moment before the framebuffer does (UEFI's GOP under
+      // TCG): compare again until the drawn menu is there, within the same budget.
+      let seen = await screenMatches(page, `GRUB under ${firmware}`, 30_000, name);
+      const drawnBy = Date.now() + 30_000;
+      while (litCells(seen) < 40 && Date.now() < drawnBy) {
+        await page.waitForTimeout(500);
+        seen = await screenMatches(page, `GRUB under ${firmware}`, 30_000, name);
+      }
       assert.ok(litCells(seen) >= 40, 'the menu is drawn, not a blank screen');
       session.shots.push(await screenshot(page, `display-grub-${firmware}`));
       await core.api.sendKeys(name, ['ret']);
