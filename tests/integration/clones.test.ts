@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { connectCore } from '../../core/node/rpc/client.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
+import { qemuIo } from '../helpers/disk-state.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -26,11 +27,6 @@ after(async () => {
 
 interface Shown { id: string; dir: string; state: string; pid?: number; definition: { linkedTo?: string; firmware: string; disks: Array<{ id: string; file: string; format: string; owned: boolean }>; nics: Array<{ mac: string }> } }
 const show = (name: string): Promise<Shown> => h.json<Shown>(['show', name]);
-
-function qemuIo(file: string, format: string, cmd: string): boolean {
-  const r = spawnSync('qemu-io', ['-f', format, '-c', cmd, file], { encoding: 'utf8' });
-  return r.status === 0 && !/verification failed/i.test(r.stdout);
-}
 
 function backingOf(file: string): string | undefined {
   const j = JSON.parse(spawnSync('qemu-img', ['info', '-U', '--output=json', file], { encoding: 'utf8' }).stdout) as { 'backing-filename'?: string };
@@ -49,7 +45,7 @@ const cmdline = (pid: number): string => readFileSync(`/proc/${pid}/cmdline`, 'u
 describe('clones', { timeout: 900_000 }, () => {
   test('full and linked clones boot side by side with new UUIDs and MACs; the linked one never writes the source, which is protected', async () => {
     const src = await createVm('clone-src', { nics: [{ id: 'net0', network: { type: 'user' } }] }, ['--new-disk', '32M', '--new-disk', '16M,format=raw']);
-    for (const d of src.definition.disks) assert.ok(qemuIo(d.file, d.format, 'write -P 0x61 1M 1M'));
+    for (const d of src.definition.disks) assert.ok(qemuIo(d.file, d.format, ['write -P 0x61 1M 1M']).ok);
     const full = await h.ok(['clone', 'clone-src', 'clone-full']);
     assert.match(full, /Cloned VM "clone-src" as "clone-full"/);
     const linkedOut = await h.ok(['clone', 'clone-src', 'clone-linked', '--linked']);
@@ -63,7 +59,7 @@ describe('clones', { timeout: 900_000 }, () => {
     for (const [i, d] of f.definition.disks.entries()) {
       assert.ok(d.file.startsWith(f.dir + '/') && d.owned, `full clone owns its copy ${d.file}`);
       assert.equal(d.format, src.definition.disks[i]!.format);
-      assert.ok(qemuIo(d.file, d.format, 'read -P 0x61 1M 1M'), 'the copy holds the data');
+      assert.ok(qemuIo(d.file, d.format, ['read -P 0x61 1M 1M']).ok, 'the copy holds the data');
       assert.equal(backingOf(d.file), undefined, 'a full copy stands alone');
     }
     assert.equal(l.definition.linkedTo, src.id);
@@ -86,8 +82,8 @@ describe('clones', { timeout: 900_000 }, () => {
     const out = await h.consoleCommand('clone-linked', 'head -c 1048576 /dev/zero | tr "\\000" "z" | dd of=/dev/vda bs=1048576 seek=1 conv=fsync 2>/dev/null; echo LINKED-$((3*3))', 5);
     assert.match(out, /LINKED-9/);
     await h.ok(['destroy', 'clone-linked']);
-    assert.ok(qemuIo(l.definition.disks[0]!.file, 'qcow2', 'read -P 0x7a 1M 1M'), 'the clone sees its write');
-    assert.ok(qemuIo(src.definition.disks[0]!.file, 'qcow2', 'read -P 0x61 1M 1M'), 'the source image is untouched');
+    assert.ok(qemuIo(l.definition.disks[0]!.file, 'qcow2', ['read -P 0x7a 1M 1M']).ok, 'the clone sees its write');
+    assert.ok(qemuIo(src.definition.disks[0]!.file, 'qcow2', ['read -P 0x61 1M 1M']).ok, 'the source image is untouched');
 
     // The source is protected while the linked clone exists.
     for (const args of [['start', 'clone-src'], ['delete', 'clone-src', '--delete-disks'], ['snapshot', 'create', 'clone-src', 's1'], ['device', 'resize', 'clone-src', 'disk0', '64M']]) {
@@ -107,7 +103,7 @@ describe('clones', { timeout: 900_000 }, () => {
     await h.ok(['clone', 'clone-full', 'clone-of-paused']);
     assert.equal(await h.state('clone-full'), 'paused', 'still paused');
     const p = await show('clone-of-paused');
-    assert.ok(qemuIo(p.definition.disks[0]!.file, 'qcow2', 'read -P 0x61 1M 1M'));
+    assert.ok(qemuIo(p.definition.disks[0]!.file, 'qcow2', ['read -P 0x61 1M 1M']).ok);
     const notStopped = await h.run(['clone', 'clone-full', 'x-linked', '--linked']);
     assert.equal(notStopped.code, 1);
     assert.match(notStopped.stderr, /a linked clone needs VM "clone-full" stopped \(it is paused\)/);
@@ -117,7 +113,7 @@ describe('clones', { timeout: 900_000 }, () => {
   test('a cancelled clone leaves nothing; in-place disks are copied or shared only when asked; UEFI variables come along; bad names refused', async () => {
     const big = await createVm('clone-big', {}, ['--new-disk', '1G']);
     // Enough data that the copy takes a while.
-    assert.ok(qemuIo(big.definition.disks[0]!.file, 'qcow2', 'write -P 0x5a 0 768M'));
+    assert.ok(qemuIo(big.definition.disks[0]!.file, 'qcow2', ['write -P 0x5a 0 768M']).ok);
     const before = readdirSync(join(h.home, 'vms')).sort();
     process.env.HANGAR_HOME = h.home;
     const progress: number[] = [];

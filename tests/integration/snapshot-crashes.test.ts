@@ -11,8 +11,8 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
+import { REGION, hasState, imageCheck, qemuIo, st } from '../helpers/disk-state.ts';
 
-const REGION = 64 * 1024;
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
 
@@ -29,24 +29,6 @@ interface Shown { id: string; dir: string; state: string; definition: { disks: A
 interface Listed { current: string | null; problems: string[]; snapshots: Array<{ id: string; name: string; problem?: string; disks: Array<{ file: string }> }> }
 const show = (name: string): Promise<Shown> => h.json<Shown>(['show', name]);
 const list = (name: string): Promise<Listed> => h.json<Listed>(['snapshot', 'list', name]);
-
-function qemuIo(file: string, format: string, cmds: string[]): { ok: boolean; out: string } {
-  const r = spawnSync('qemu-io', ['-f', format, ...cmds.flatMap((c) => ['-c', c]), file], { encoding: 'utf8' });
-  return { ok: r.status === 0 && !/verification failed|error/i.test(r.stdout + r.stderr), out: r.stdout + r.stderr };
-}
-/** Region 0 holds `top`, each listed region its own number, regions up to 8 not listed are empty. */
-function hasState(file: string, format: string, top: number, regions: number[]): string | null {
-  const cmds = [`read -P ${top} 0 ${REGION}`];
-  for (let j = 1; j <= 8; j++) cmds.push(`read -P ${regions.includes(j) ? j : 0} ${j * REGION} ${REGION}`);
-  const r = qemuIo(file, format, cmds);
-  return r.ok ? null : `${file}: not state ${top}/${regions.join(',')}:\n${r.out}`;
-}
-function imageCheck(file: string): void {
-  const fmt = (JSON.parse(spawnSync('qemu-img', ['info', '-U', '--output=json', file], { encoding: 'utf8' }).stdout) as { format: string }).format;
-  if (fmt === 'raw') return;
-  const r = spawnSync('qemu-img', ['check', '-q', '-U', file], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `qemu-img check ${file}: ${r.stdout}${r.stderr}`);
-}
 
 /** Runs a CLI command with a core that kills itself at `point`, then leaves no core behind. */
 async function crashAt(point: string, args: string[]): Promise<string> {
@@ -167,11 +149,11 @@ describe('the core killed in the middle of snapshot operations', { timeout: 900_
       assert.deepEqual(after.problems, []);
       for (const d of vm.definition.disks) {
         assert.doesNotMatch(spawnSync('qemu-img', ['snapshot', '-l', d.file], { encoding: 'utf8' }).stdout, /\bs2\b/, `${point}: no half of s2 left in ${d.file}`);
-        assert.equal(hasState(d.file, d.format, 2, [1, 2]), null, `${point}: the current state is untouched`);
+        assert.equal(hasState(d.file, d.format, st(2, 1, 2)), null, `${point}: the current state is untouched`);
       }
     }
     await h.ok(['snapshot', 'revert', 'crash-int', 's1']);
-    for (const d of vm.definition.disks) assert.equal(hasState(d.file, d.format, 1, [1]), null);
+    for (const d of vm.definition.disks) assert.equal(hasState(d.file, d.format, st(1, 1)), null);
   });
 
   test('deleting a live external snapshot killed before the pivot and after the merge: the guest runs and writes on, the records follow QEMU, deleting again finishes, every state intact', async () => {
@@ -219,12 +201,12 @@ describe('the core killed in the middle of snapshot operations', { timeout: 900_
     await guestState(6);
     await h.ok(['destroy', 'crash-ext']);
     const top = (await show('crash-ext')).definition.disks[0]!;
-    assert.equal(hasState(top.file, top.format, 6, [1, 2, 3, 4, 5, 6]), null, 'every write of the guest is in the current state');
+    assert.equal(hasState(top.file, top.format, st(6, 1, 2, 3, 4, 5, 6)), null, 'every write of the guest is in the current state');
     imageCheck(top.file);
     for (const f of readFileSync(join(vm.dir, 'snapshots.json'), 'utf8').match(/"\/[^"]+\.qcow2"/g) ?? []) imageCheck(JSON.parse(f) as string);
     await h.ok(['snapshot', 'revert', 'crash-ext', 'l1']);
     const back = (await show('crash-ext')).definition.disks[0]!;
-    assert.equal(hasState(back.file, back.format, 1, [1]), null, 'l1 reverts to exactly its data');
+    assert.equal(hasState(back.file, back.format, st(1, 1)), null, 'l1 reverts to exactly its data');
   });
 
   test('a save whose core is killed once the state file is written: the next core finishes it (QEMU ends), the VM is saved and restores', async () => {

@@ -12,8 +12,8 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness } from '../helpers/hangar.ts';
-
-const REGION = 64 * 1024;
+import { REGION, hasState, imageCheck, qemuIo, st } from '../helpers/disk-state.ts';
+import type { DiskState } from '../helpers/disk-state.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -35,35 +35,10 @@ interface Listed {
 const show = (name: string): Promise<Shown> => h.json<Shown>(['show', name]);
 const list = (name: string): Promise<Listed> => h.json<Listed>(['snapshot', 'list', name]);
 
-function qemuIo(file: string, format: string, cmds: string[]): { ok: boolean; out: string } {
-  const r = spawnSync('qemu-io', ['-f', format, ...cmds.flatMap((c) => ['-c', c]), file], { encoding: 'utf8' });
-  return { ok: r.status === 0 && !/verification failed|error/i.test(r.stdout + r.stderr), out: r.stdout + r.stderr };
-}
-
-/** A disk state: region 0 holds `top`, each listed region its own number, every other region (1..8) is empty. */
-interface DiskState { top: number; regions: number[] }
-const st = (top: number, ...regions: number[]): DiskState => ({ top, regions });
-
 /** Writes pattern k into region 0 and region k (from the host, VM stopped). */
 function writeState(file: string, format: string, k: number): void {
   const r = qemuIo(file, format, [`write -P ${k} 0 ${REGION}`, `write -P ${k} ${k * REGION} ${REGION}`]);
   assert.ok(r.ok, r.out);
-}
-
-/** null when the disk shows exactly the state, else what differs. */
-function hasState(file: string, format: string, want: DiskState): string | null {
-  const cmds = [`read -P ${want.top} 0 ${REGION}`];
-  for (let j = 1; j <= 8; j++) cmds.push(`read -P ${want.regions.includes(j) ? j : 0} ${j * REGION} ${REGION}`);
-  const r = qemuIo(file, format, cmds);
-  return r.ok ? null : `${file} does not show ${JSON.stringify(want)}:\n${r.out}`;
-}
-
-/** qemu-img check on a qcow2 file (raw has nothing to check). */
-function imageCheck(file: string): void {
-  const info = JSON.parse(spawnSync('qemu-img', ['info', '--output=json', file], { encoding: 'utf8' }).stdout) as { format: string };
-  if (info.format === 'raw') return;
-  const r = spawnSync('qemu-img', ['check', '-q', file], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `qemu-img check ${file}: ${r.stdout}${r.stderr}`);
 }
 
 async function createVm(name: string, disks: string[], extra: Record<string, unknown> = {}): Promise<Shown> {
