@@ -68,6 +68,11 @@ describe('hotplug into running guests', { timeout: 900_000 }, () => {
     const dev = /\/sys\/block\/(vd[a-z]) 131072/.exec(seen)![1]!;
     const data = await h.consoleCommand('hot', `echo HANGAR-HOTPLUG-DATA | dd of=/dev/${dev} bs=512 seek=8 conv=notrunc 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/${dev} bs=512 skip=8 count=1 2>/dev/null | head -c 19; echo`, 4);
     assert.match(data, /^HANGAR-HOTPLUG-DATA\s*$/m, 'the guest reads back what it wrote to the hotplugged disk');
+    // A live external snapshot puts the disk on an overlay: the unplug below must let go of both files.
+    await h.ok(['snapshot', 'create', 'hot', 'before-unplug', '--external']);
+    const overlay = (await h.json<{ definition: { disks: Array<{ id: string; file: string }> } }>(['show', 'hot'])).definition.disks.find((d) => d.id === disk.id)!.file;
+    assert.notEqual(overlay, image, 'the disk writes to an overlay');
+    assert.ok(imageLocked(overlay), 'QEMU holds the overlay');
 
     const nic = await h.json<Change>(['device', 'add', 'hot', 'nic', 'user,model=virtio-net']);
     assert.equal(nic.applied, 'now', `nic add: ${nic.note}`);
@@ -87,6 +92,7 @@ describe('hotplug into running guests', { timeout: 900_000 }, () => {
     assert.equal(rmDisk.applied, 'now', `disk remove: ${rmDisk.note}`);
     await untilGuest('hot', 'ls /sys/block', (o) => !new RegExp(`\\b${dev}\\b`).test(o), 'the disk gone from the guest');
     assert.ok(!imageLocked(image), 'QEMU let go of the image after the unplug');
+    assert.ok(!imageLocked(overlay), 'QEMU let go of the snapshot overlay after the unplug');
     const after = await h.json<{ definition: { disks: unknown[]; nics: unknown[] }; pending: unknown[] }>(['show', 'hot']);
     assert.equal(after.definition.disks.length, 0, 'the definition has no disk left');
     assert.equal(after.definition.nics.length, 0);

@@ -12,6 +12,7 @@ import { inputParts } from '../qemu/devices/input.ts';
 import { netdevId, netdevProps, nicDriver } from '../qemu/devices/nic.ts';
 import { usbHostDevice } from '../qemu/devices/usb-host.ts';
 import { usbControllerOf } from '../qemu/vm-argv.ts';
+import { releaseDiskChain } from '../snapshots/block-nodes.ts';
 import type { PropObject } from '../qemu/qemu-option.ts';
 
 /** What QEMU runs right now: the definition it started with plus what was plugged since. */
@@ -188,9 +189,8 @@ export async function plugDevice(qmp: QmpClient, kind: DeviceKindName, device: R
 export async function releaseBackends(qmp: QmpClient, kind: DeviceKindName, device: Record<string, unknown>): Promise<void> {
   if (kind === 'disk') {
     const disk = device as DiskDefinition;
-    const nodes = diskNodeNames(disk.id);
-    await qmp.blockdevDel(nodes.format).catch(() => {});
-    await qmp.blockdevDel(nodes.file).catch(() => {});
+    // disk.file is the top of the chain (a live external snapshot moves it onto its overlay).
+    await releaseDiskChain(qmp, disk.file, diskNodeNames(disk.id).format);
     if (disk.iothread) await qmp.execute('object-del', { id: diskIothreadId(disk.id) }).catch(() => {});
   } else if (kind === 'nic') {
     await qmp.execute('netdev_del', { id: netdevId(device as NicDefinition) }).catch(() => {});

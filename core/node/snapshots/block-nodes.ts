@@ -53,3 +53,22 @@ export async function dropNode(qmp: QmpClient, node: string): Promise<void> {
   await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => {});
   if (node.endsWith('-fmt')) await qmp.execute('blockdev-del', { 'node-name': `${node.slice(0, -4)}-file` }).catch(() => {});
 }
+
+/**
+ * Removes an unplugged disk's whole chain of nodes, top first: after live external snapshots the
+ * device wrote through overlays Hangar added, and each one still holds its file and its backing
+ * node. `top` is the file the device wrote to last; the disk's own pair goes in any case.
+ */
+export async function releaseDiskChain(qmp: QmpClient, top: string, ownFormatNode: string): Promise<void> {
+  type Node = { 'node-name': string; drv: string; file: string; image?: ChainImage };
+  const nodes = await qmp.execute<Node[]>('query-named-block-nodes').catch((): Node[] => []);
+  const formatNode = (file: string): Node | undefined => nodes.find((x) => x.file === file && x.drv !== 'file');
+  const chain: string[] = [];
+  for (let img = formatNode(top)?.image; img; img = img['backing-image']) chain.push(img.filename);
+  // A node still used elsewhere (a backing file another disk shares) is refused by QEMU and stays.
+  for (const file of chain) {
+    const n = formatNode(file);
+    if (n && n['node-name'] !== ownFormatNode) await dropNode(qmp, n['node-name']);
+  }
+  await dropNode(qmp, ownFormatNode);
+}
