@@ -123,6 +123,7 @@ export const apiArgSchemas = {
   })]),
   revertSnapshot: z.tuple([ref, snapshotName]),
   deleteSnapshot: z.tuple([ref, snapshotName]),
+  snapshotScreenshot: z.tuple([ref, snapshotName]),
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

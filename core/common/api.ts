@@ -327,6 +327,8 @@ export interface CoreApi {
   revertSnapshot(ref: string, snapshot: string): Promise<VmInfo>;
   /** Deletes a snapshot, merging its data into what depends on it so every other snapshot and the current state keep theirs. */
   deleteSnapshot(ref: string, snapshot: string): Promise<SnapshotList>;
+  /** The guest's screen when the snapshot was taken (PNG, base64); not-found when it kept none. */
+  snapshotScreenshot(ref: string, snapshot: string): Promise<Screenshot>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -373,6 +375,6 @@ export interface CoreEvents {
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot',
+  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

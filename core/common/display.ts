@@ -42,6 +42,18 @@ export function displayCapabilities(def: DisplayDef): DisplayCapabilities {
   return caps;
 }
 
+/**
+ * Why the shared clipboard keeps QEMU from writing the RAM and device state (managed save,
+ * snapshots with memory), or null: QEMU registers a migration blocker for its qemu-vdagent
+ * channel before 10.1 ("The vdagent chardev doesn't yet support migration").
+ */
+export function clipboardBlocksRamState(def: Pick<VmDefinition, 'video' | 'machine' | 'name'>, qemu?: { major: number; minor: number }): string | null {
+  if (!displayCapabilities(def).clipboard) return null;
+  if (qemu && (qemu.major > 10 || (qemu.major === 10 && qemu.minor >= 1))) return null;
+  return `its shared clipboard (QEMU's qemu-vdagent channel) cannot be saved by QEMU ${qemu ? `${qemu.major}.${qemu.minor}` : 'before 10.1'}: `
+    + `turn the clipboard off in Devices > Video (or \`hangar device edit ${def.name} video video0 clipboard=off\`) and restart the VM, or take a disk-only snapshot`;
+}
+
 /** QEMU key names (qcodes) for the Send keys menu; `hangar send-key` takes any qcode. */
 export const SEND_KEY_COMBOS: ReadonlyArray<{ label: string; keys: string[] }> = [
   { label: 'Ctrl+Alt+Del', keys: ['ctrl', 'alt', 'delete'] },

@@ -2,10 +2,12 @@
 // Debian's Chromium against browser mode with the real core, qemu-img and QEMU (issue 14): a
 // snapshot taken from the form appears in the tree with the current position; a bad name is
 // refused beside the field; the revert and delete confirmations say what is lost or merged; a
-// running guest is saved and its saved state discarded; a linked clone is made from the dialog;
+// snapshot of the running guest keeps its screen (thumbnail, full size); a running guest is saved
+// and its saved state discarded; a linked clone is made from the dialog;
 // axe-core finds nothing serious on the tab and the dialogs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import type { HangarHarness, ServeProcess } from '../helpers/hangar.ts';
@@ -25,7 +27,10 @@ before(async () => {
   guest = await ensureTestGuest();
   session = await openUiSession({ width: 1280, height: 900 });
   ({ h, serve, page, pageErrors, shots } = session);
-  await h.ok(['create', '--name', VM, '--memory', '160', '--accel', 'tcg', '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE, '--new-disk', '32M']);
+  // A display so that a snapshot of the running guest keeps its screen.
+  await h.ok(['create', '--name', VM, '--memory', '160', '--accel', 'tcg', '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE, '--new-disk', '32M', '--display', 'vnc']);
+  // Without the shared clipboard, whose channel QEMU 7.2 cannot save (the Save below needs that).
+  await h.ok(['device', 'edit', VM, 'video', 'video0', 'clipboard=off']);
 });
 
 after(async () => {
@@ -90,6 +95,25 @@ describe('the Snapshots tab', { timeout: 600_000 }, () => {
     const { id } = await h.json<{ id: string }>(['show', VM]);
     await h.ok(['start', VM]);
     await h.waitForSerial(id, READY_MARKER, 1, 180_000);
+
+    // A snapshot of the running guest keeps its screen: a thumbnail in the tree, full size on click,
+    // the same picture `hangar snapshot screenshot` writes.
+    await h.ok(['snapshot', 'create', VM, 'on-screen', '--disk-only']);
+    const out = await h.ok(['snapshot', 'screenshot', VM, 'on-screen', join(h.home, 'on-screen.png')]);
+    const size = /: (\d+)x(\d+) PNG of VM "snap-ui" at snapshot "on-screen"/.exec(out);
+    assert.ok(size, out);
+    await page.goto(`${serve.url}#/vm/${VM}/snapshots`);
+    await row('on-screen').getByTestId('snapshot-picture').click();
+    const full = page.getByTestId('snapshot-picture-full');
+    await full.waitFor();
+    const natural = await full.evaluate((img: HTMLImageElement) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
+    assert.deepEqual(natural, [Number(size[1]), Number(size[2])]);
+    assert.match(await full.getAttribute('alt') ?? '', /screen when snapshot on-screen was taken/);
+    assert.deepEqual(await serious(), []);
+    shots.push(await screenshot(page, 'snapshots-5-picture'));
+    await page.keyboard.press('Escape');
+    await h.ok(['snapshot', 'delete', VM, 'on-screen']);
+
     await page.goto(`${serve.url}#/vm/${VM}/overview`);
     await detailsState('running');
     await page.getByTestId('lifecycle-toolbar').getByRole('button', { name: 'Save', exact: true }).click();

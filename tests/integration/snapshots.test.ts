@@ -150,6 +150,10 @@ describe('snapshots of a stopped VM', { timeout: 600_000 }, () => {
     const int = await createVm('snap-rec', ['16M', '16M']);
     await h.ok(['snapshot', 'create', 'snap-rec', 'keep', '--description', 'kept across restarts']);
     await h.ok(['snapshot', 'create', 'snap-rec', 'gone']);
+    // A stopped VM shows no screen: the snapshot keeps none, and asking for it says why.
+    r = await h.run(['snapshot', 'screenshot', 'snap-rec', 'keep', join(h.home, 'keep.png')]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /snapshot "keep" of VM "snap-rec" has no screenshot[\s\S]*taken while the VM runs with a display/);
     await h.ok(['daemon', 'stop']);
     let l = await list('snap-rec');
     assert.deepEqual(l.snapshots.map((s) => s.name), ['keep', 'gone']);

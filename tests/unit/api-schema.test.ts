@@ -36,7 +36,7 @@ test('every API method has a schema', () => {
     if (m === 'start') return ['vm', { discardSaved: true }];
     if (m === 'clone') return ['vm', { name: 'copy', linked: true, unowned: 'copy', copyTpm: false, requestId: 'r1' }];
     if (m === 'createSnapshot') return ['vm', { name: 'before-upgrade', description: 'x', kind: 'external', memory: false }];
-    if (m === 'revertSnapshot' || m === 'deleteSnapshot') return ['vm', 'before-upgrade'];
+    if (m === 'revertSnapshot' || m === 'deleteSnapshot' || m === 'snapshotScreenshot') return ['vm', 'before-upgrade'];
     return ['vm'];
   };
   for (const m of coreApiMethods) assert.doesNotThrow(() => checkApiArgs(m, sample(m)), m);

@@ -41,7 +41,7 @@ test('confirmations say what a revert loses and what a delete merges where', () 
   assert.match(deleteConsequence(list, { ...a, kind: 'internal', disks: [{ diskId: 'disk0', file: '/x', format: 'qcow2' }, { diskId: 'disk1', file: '/y', format: 'qcow2' }] }), /removed from its 2 disks/);
 });
 
-test('what a new snapshot can be: raw disks, qemu-storage-daemon disks, passthrough and shared folders, mixing kinds', () => {
+test('what a new snapshot can be: raw disks, qemu-storage-daemon disks, passthrough, shared folders and the shared clipboard, mixing kinds', () => {
   const base = { version: MODEL_VERSION, id: '4b20d080-1b54-4048-85b3-a6a62d165c01', name: 'v' };
   const def = (extra: Record<string, unknown>) => parseDefinition({ ...base, ...extra });
   const q = { id: 'disk0', file: '/d/a.qcow2', format: 'qcow2' };
@@ -59,6 +59,13 @@ test('what a new snapshot can be: raw disks, qemu-storage-daemon disks, passthro
   assert.equal(c.internal.available, true, 'disk only still works');
   c = snapshotAbilities(def({ disks: [q], shares: [{ id: 'fs0', source: '/srv', tag: 'data' }] }), 'running', emptySnapshotFile());
   assert.match(c.memory.reason!, /shares folders \(fs0\)/);
+  // The shared clipboard's qemu-vdagent channel blocks QEMU's migration stream before QEMU 10.1.
+  const clip = def({ disks: [q], video: { model: 'vga', display: 'vnc', clipboard: true } });
+  c = snapshotAbilities(clip, 'running', emptySnapshotFile(), { major: 7, minor: 2 });
+  assert.match(c.memory.reason!, /shared clipboard .* cannot be saved by QEMU 7\.2: turn the clipboard off .*hangar device edit v video video0 clipboard=off/);
+  assert.equal(c.internal.available, true, 'disk only still works');
+  assert.equal(snapshotAbilities(clip, 'running', emptySnapshotFile(), { major: 10, minor: 1 }).memory.available, true);
+  assert.equal(snapshotAbilities(def({ disks: [q], video: { model: 'vga', display: 'vnc', clipboard: false } }), 'running', emptySnapshotFile(), { major: 7, minor: 2 }).memory.available, true);
   const withExternal = { ...emptySnapshotFile(), snapshots: [{ ...snap('e', null), definition: {} }] };
   c = snapshotAbilities(def({ disks: [q] }), 'stopped', withExternal as never);
   assert.match(c.internal.reason!, /has external snapshots/);

@@ -13,13 +13,15 @@ import { oneTimeVncPassword } from '../display/vnc-auth.ts';
 
 type WithCore = <T>(fn: (api: CoreApi) => Promise<T>) => Promise<T>;
 
-export async function screenshotCommand(name: string, file: string | undefined, withCore: WithCore, print: (s: string) => void): Promise<number> {
-  if (!file) throw new HangarError('invalid-input', 'screenshot needs a file to write', 'hangar screenshot NAME FILE.png');
-  if (!/\.png$/i.test(file)) throw new HangarError('invalid-input', `"${file}" does not end in .png: screenshots are PNG images`, `hangar screenshot ${name} ${file}.png`);
-  const shot = await withCore((api) => api.screenshot(name));
+/** The running VM's screen, or (with `snapshot`) the screen a snapshot kept, into a PNG file. */
+export async function screenshotCommand(name: string, file: string | undefined, withCore: WithCore, print: (s: string) => void, snapshot?: string): Promise<number> {
+  const usage = snapshot === undefined ? `hangar screenshot ${name}` : `hangar snapshot screenshot ${name} ${snapshot}`;
+  if (!file) throw new HangarError('invalid-input', 'screenshot needs a file to write', `${usage} FILE.png`);
+  if (!/\.png$/i.test(file)) throw new HangarError('invalid-input', `"${file}" does not end in .png: screenshots are PNG images`, `${usage} ${file}.png`);
+  const shot = await withCore((api) => (snapshot === undefined ? api.screenshot(name) : api.snapshotScreenshot(name, snapshot)));
   const path = resolve(file);
   await writeFile(path, Buffer.from(shot.pngBase64, 'base64'));
-  print(`${path}: ${shot.width}x${shot.height} PNG of VM "${name}"`);
+  print(`${path}: ${shot.width}x${shot.height} PNG of VM "${name}"${snapshot === undefined ? '' : ` at snapshot "${snapshot}" (${shot.takenAt})`}`);
   return 0;
 }
 

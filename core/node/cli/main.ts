@@ -58,6 +58,8 @@ Snapshots:
   snapshot list NAME [--json]        the tree with the current position; problems found
   snapshot revert NAME SNAP          go back to a snapshot (what happened since is lost)
   snapshot delete NAME SNAP          delete one, merging its data into what depends on it
+  snapshot screenshot NAME SNAP FILE.png
+                                     the guest's screen when the snapshot was taken (a PNG)
 Host:
   host devices | usb | readiness     PCI devices with IOMMU groups, SR-IOV and host use; USB devices;
                                      what PCI passthrough still needs

@@ -1,4 +1,4 @@
-// `hangar snapshot create|list|revert|delete`: a VM's snapshots, the same operations and words
+// `hangar snapshot create|list|revert|delete|screenshot`: a VM's snapshots, the same operations and words
 // (what a revert loses, what a delete merges) as the Snapshots tab.
 import type { CoreApi } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -15,6 +15,8 @@ export const SNAPSHOT_USAGE = `Usage:
   hangar snapshot revert NAME SNAP        go back to it: changes since are lost (a RAM snapshot
                                           leaves the VM running from it, a disk-only one stopped)
   hangar snapshot delete NAME SNAP        delete it; its data is merged into what depends on it
+  hangar snapshot screenshot NAME SNAP FILE.png
+                                          the guest's screen when it was taken (VMs with a display)
 `;
 
 export function snapshotListText(list: SnapshotList): string {
@@ -82,8 +84,12 @@ export async function snapshotCommand(sub: string | undefined, positionals: stri
       print(`snapshot "${s.name}" of VM "${vm}" deleted`);
       return 0;
     }
+    case 'screenshot': {
+      const [vm, snap, file] = need(3, 'NAME SNAP FILE.png');
+      return (await import('./display.ts')).screenshotCommand(vm!, file, withCore, print, snap!);
+    }
     default:
-      throw new HangarError('invalid-input', `unknown snapshot command "${sub}"`, 'hangar snapshot create|list|revert|delete');
+      throw new HangarError('invalid-input', `unknown snapshot command "${sub}"`, 'hangar snapshot create|list|revert|delete|screenshot');
   }
 }
 

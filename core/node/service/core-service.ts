@@ -15,7 +15,7 @@ import type {
 } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
-import { SnapshotOps, listSnapshots } from '../snapshots/snapshot-ops.ts';
+import { SnapshotOps, listSnapshots, snapshotScreenshot } from '../snapshots/snapshot-ops.ts';
 import { autostartOnce } from './autostart.ts';
 import { cloneVm, sweepCloneStaging } from './clone-vm.ts';
 import type { AutostartReport } from './autostart.ts';
@@ -671,6 +671,10 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     await this.snapshots.delete(vm, snapshot);
     this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
     return listSnapshots(vm);
+  }
+
+  async snapshotScreenshot(ref: string, snapshot: string): Promise<Screenshot> {
+    return snapshotScreenshot(await this.findFresh(ref), snapshot);
   }
 
   async daemonStatus(): Promise<DaemonStatus> {

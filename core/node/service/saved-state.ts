@@ -10,6 +10,7 @@ import { createConnection, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { clipboardBlocksRamState } from '../../common/display.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import type { QmpClient } from '../qmp/client.ts';
@@ -51,12 +52,12 @@ export async function discardSavedState(vmDir: string): Promise<void> {
 }
 
 /** Why a VM's devices cannot be saved, or null; QEMU's own migration blockers are reported by the save itself. */
-export function saveBlocker(def: VmDefinition): string | null {
+export function saveBlocker(def: VmDefinition, qemu?: { major: number; minor: number }): string | null {
   if (def.hostPci.length || def.mdevs.length) return 'it has passthrough devices (VFIO), whose state cannot be saved';
   const vfs = def.shares.filter((s) => s.driver === 'virtiofs');
   if (vfs.length) return `it shares folders over virtiofs (${vfs.map((s) => s.id).join(', ')}), which cannot be saved`;
   if (def.hostUsb.length) return 'it has host USB devices, whose state cannot be saved';
-  return null;
+  return clipboardBlocksRamState(def, qemu);
 }
 
 async function waitMigration(qmp: QmpClient, what: string, onProgress?: (done: number, total: number) => void): Promise<void> {
@@ -85,7 +86,12 @@ export async function saveState(qmp: QmpClient, socketPath: string, vmDir: strin
   try {
     // The default bandwidth cap (128 MiB/s) is for networks; a local file takes what the disk gives.
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-    await qmp.execute('migrate', { uri: `unix:${socketPath}` });
+    await qmp.execute('migrate', { uri: `unix:${socketPath}` }).catch((e: Error) => {
+      // QEMU's own migration blockers (a device it cannot save): nothing was written, the VM runs on.
+      if (!(e instanceof HangarError) || e.code !== 'qmp-error') throw e;
+      throw new HangarError('invalid-state', `QEMU cannot save this VM's state: ${e.message.replace(/^QMP migrate failed: /, '')}`,
+        'remove or turn off the device QEMU names (the VM keeps running), or shut the VM down instead');
+    });
     await waitMigration(qmp, 'saving the VM state', onProgress);
     if (!received) throw new HangarError('internal', 'QEMU reported the save complete without sending it');
     await received;

@@ -37,6 +37,7 @@ import { SIDECARS } from './sidecar-list.ts';
 import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
 import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
+import { qemuInfo } from '../host/binaries.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
@@ -308,7 +309,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     return this.exclusive('save', async () => {
       const s = this.live();
       const def = this.runningDefinition;
-      const blocker = saveBlocker(def);
+      const blocker = saveBlocker(def, (await qemuInfo().catch(() => undefined))?.version);
       if (blocker) throw new HangarError('invalid-state', `cannot save VM "${this.name}": ${blocker}`, 'shut it down instead, or remove those devices');
       if (this.info().pending?.length) {
         throw new HangarError('invalid-state', `cannot save VM "${this.name}": it has changes pending for its next boot, and a saved state only restores into the hardware it was saved from`,

@@ -8,7 +8,7 @@
 // only after nothing names it.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDefinition } from '../../common/definition.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -16,8 +16,10 @@ import type { DiskDefinition, VmDefinition } from '../../common/model.ts';
 import { checkSnapshotName, findSnapshot } from '../../common/snapshots.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotKind, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
 import { isActive } from '../../common/state.ts';
-import { displayCapabilities } from '../../common/display.ts';
-import { takeScreenshot } from '../display/display-ops.ts';
+import { clipboardBlocksRamState, displayCapabilities } from '../../common/display.ts';
+import { qemuInfo } from '../host/binaries.ts';
+import { pngSize, takeScreenshot } from '../display/display-ops.ts';
+import type { Screenshot } from '../../common/api.ts';
 import { commitImage, createOverlay, imageInfo, imageSnapshot, rebaseImage } from '../store/qemu-img.ts';
 import type { QmpClient } from '../qmp/client.ts';
 import type { VmInstance } from '../service/vm-instance.ts';
@@ -42,7 +44,7 @@ function coveredDisks(def: VmDefinition): DiskDefinition[] {
 }
 
 /** What a new snapshot can be, each with the reason when it cannot; checked before anything is done. */
-export function snapshotAbilities(def: VmDefinition, state: string, data: SnapshotFile): Can {
+export function snapshotAbilities(def: VmDefinition, state: string, data: SnapshotFile, qemu?: { major: number; minor: number }): Can {
   const disks = coveredDisks(def);
   type Ability = Can['internal'];
   const no = (reason: string): Ability => ({ available: false, reason });
@@ -64,7 +66,8 @@ export function snapshotAbilities(def: VmDefinition, state: string, data: Snapsh
     : !internal.available ? no(internal.reason!)
       : vfio ? no('the VM has passthrough devices (VFIO): their state cannot be saved; take a disk-only snapshot')
         : def.shares.length ? no(`the VM shares folders (${def.shares.map((s) => s.id).join(', ')}): their state cannot be saved with the RAM; take a disk-only snapshot`)
-          : yes;
+          : clipboardBlocksRamState(def, qemu) ? no(`the VM's ${clipboardBlocksRamState(def, qemu)!.replace(/^its /, '')}`)
+            : yes;
   const external = common ? no(common)
     : hasInternal ? no('the VM has internal snapshots: delete them first, or keep taking internal ones')
       : yes;
@@ -141,8 +144,28 @@ export async function listSnapshots(vm: VmInstance): Promise<SnapshotList> {
     snapshots: data.snapshots.map((s) => snapshotInfo(s, byId.get(s.id))),
     current: data.current,
     problems,
-    can: def ? snapshotAbilities(isActive(vm.state) ? vm.runningDefinition : def, vm.state, data) : { internal: broken, memory: broken, external: broken },
+    can: def ? snapshotAbilities(isActive(vm.state) ? vm.runningDefinition : def, vm.state, data, (await qemuInfo().catch(() => undefined))?.version) : { internal: broken, memory: broken, external: broken },
   };
+}
+
+/** The screen a snapshot recorded when it was taken (running VMs with a display only). */
+export async function snapshotScreenshot(vm: VmInstance, ref: string): Promise<Screenshot> {
+  const data = await readSnapshotFile(vm.stored.dir);
+  const s = findSnapshot({ snapshots: data.snapshots.map((r) => snapshotInfo(r)) }, ref, vm.name);
+  const record = data.snapshots.find((r) => r.id === s.id)!;
+  // Only the file create wrote: the record's path is never trusted to point elsewhere.
+  if (record.screenshot !== `snapshots/${record.id}.png`) {
+    throw new HangarError('not-found', `snapshot "${s.name}" of VM "${vm.name}" has no screenshot`,
+      'a snapshot keeps the screen only when it is taken while the VM runs with a display');
+  }
+  let png: Buffer;
+  try {
+    png = await readFile(join(vm.stored.dir, record.screenshot));
+  } catch (e) {
+    throw new HangarError('not-found', `the screenshot of snapshot "${s.name}" of VM "${vm.name}" cannot be read: ${(e as Error).message}`,
+      'the snapshot itself is not affected; only its picture is missing');
+  }
+  return { pngBase64: png.toString('base64'), ...pngSize(png), takenAt: record.createdAt };
 }
 
 /** Whether a file is still named by the VM's definition or by a snapshot other than `except`. */
@@ -201,7 +224,7 @@ export class SnapshotOps {
       }
       const active = isActive(vm.state);
       const def = active ? vm.runningDefinition : vm.definition;
-      const can = snapshotAbilities(def, vm.state, data);
+      const can = snapshotAbilities(def, vm.state, data, (await qemuInfo().catch(() => undefined))?.version);
       const allInternal = coveredDisks(def).every((d) => d.format === 'qcow2');
       const kind: SnapshotKind = req.kind ?? (allInternal && can.internal.available ? 'internal' : 'external');
       const memory = kind === 'internal' && active && (req.memory ?? true);
