@@ -1,6 +1,7 @@
 // Parsing, migration and cross-field checks of VM definitions: the one gate every definition
 // passes through, whether it comes from disk, the CLI or the UI.
 import type { z } from 'zod';
+import { cpuMemoryProblems } from './cpu-memory.ts';
 import { HangarError } from './errors.ts';
 import { MODEL_VERSION, portForwardsOf, vmDefinitionSchema, vmNameSchema } from './model.ts';
 import type { VmDefinition } from './model.ts';
@@ -123,11 +124,7 @@ export function checkDefinition(def: VmDefinition): void {
       hostPorts.add(key);
     }
   }
-  const { sockets, cores, threads, vcpus } = def.cpu;
-  if (sockets !== undefined || cores !== undefined || threads !== undefined) {
-    const total = (sockets ?? 1) * (cores ?? 1) * (threads ?? 1);
-    if (total !== vcpus) problems.push(`CPU topology sockets×cores×threads = ${total} does not match vcpus = ${vcpus}`);
-  }
+  problems.push(...cpuMemoryProblems(def));
   if (def.machine === 'microvm') {
     if (!def.boot.kernel) problems.push('a microvm has no firmware boot path: set boot.kernel (kernel + initrd)');
     for (const d of def.disks) if (d.bus !== 'virtio-blk') problems.push(`disk "${d.id}": a microvm only has virtio buses (use bus virtio-blk)`);

@@ -34,12 +34,53 @@ export type FirmwareType = (typeof firmwareTypes)[number];
 const deviceId = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'device ids are lower-case letters, digits and "-", starting with a letter');
 const absPath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path').refine((p) => !p.includes('\0'), 'must not contain NUL');
 
+/** Host or guest CPU numbers as Linux writes them: "0-3,6,8-9". */
+export const cpuSetSchema = z.string().regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, 'a CPU list is numbers and ranges, e.g. 0-3,6');
+
 export const cpuSchema = z.looseObject({
+  /** host (KVM's host-passthrough), max, or one of QEMU's named models (query-cpu-definitions). */
   model: z.string().regex(/^[A-Za-z0-9._-]+$/, 'CPU model names are letters, digits, ".", "_" and "-"').default('max'),
+  /** CPU feature flags added (+name) or removed (-name) from the model, e.g. +avx2, -svm. */
+  features: z.array(z.string().regex(/^[+-][a-z0-9][a-z0-9._-]*$/, 'a CPU feature is +name or -name, e.g. +avx2 or -svm')).max(64).optional(),
+  /** vCPUs online at boot. */
   vcpus: z.number().int().min(1).max(288).default(1),
+  /** vCPU slots in all (hotplug adds up to this many); default: vcpus. */
+  maxVcpus: z.number().int().min(1).max(288).optional(),
   sockets: z.number().int().min(1).optional(),
+  dies: z.number().int().min(1).optional(),
   cores: z.number().int().min(1).optional(),
   threads: z.number().int().min(1).optional(),
+  /** Host CPUs each thread may run on (sched_setaffinity): vCPU n's list at index n, the emulator's other threads apart. */
+  pinning: z.looseObject({
+    vcpus: z.array(cpuSetSchema.nullable()).max(288).optional(),
+    emulator: cpuSetSchema.optional(),
+  }).optional(),
+});
+
+export const hugepageSizes = ['2M', '1G'] as const;
+export const numaPolicies = ['bind', 'preferred', 'interleave'] as const;
+
+/** A guest NUMA node: its vCPUs and memory, optionally placed on host nodes. */
+export const numaNodeSchema = z.looseObject({
+  cpus: cpuSetSchema,
+  memoryMiB: z.number().int().min(1),
+  /** Host NUMA nodes its memory comes from (with policy). */
+  hostNodes: cpuSetSchema.optional(),
+  policy: z.enum(numaPolicies).optional(),
+});
+
+export const memoryTuningSchema = z.looseObject({
+  /** Back guest memory with huge pages of this size (memfd hugetlb); the pool must have them free. */
+  hugepages: z.enum(hugepageSizes).optional(),
+  /** KSM may merge identical pages of this guest (QEMU's mem-merge; on by default as in QEMU). */
+  merge: z.boolean().default(true),
+  /** Memory hotplug: the most the guest can grow to (MiB) and the DIMM slots for it. */
+  maxMiB: z.number().int().min(16).optional(),
+  slots: z.number().int().min(1).max(256).optional(),
+  /** Guest NUMA nodes (their memory adds up to memoryMiB, their CPUs cover every vCPU slot). */
+  numa: z.array(numaNodeSchema).max(64).optional(),
+  /** distances[i][j] from node i to node j (10 = local); default QEMU's (10 local, 20 remote). */
+  numaDistances: z.array(z.array(z.number().int().min(10).max(255))).optional(),
 });
 
 export const kernelBootSchema = z.looseObject({
@@ -353,6 +394,8 @@ export const vmDefinitionSchema = z.looseObject({
   accel: z.enum(accelerators).default('auto'),
   cpu: cpuSchema.default({ model: 'max', vcpus: 1 }),
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
+  /** Huge pages, KSM merging, memory hotplug and guest NUMA nodes. */
+  memory: memoryTuningSchema.optional(),
   firmware: z.enum(firmwareTypes).default('bios'),
   boot: bootSchema.default({ order: ['disk', 'cdrom', 'network'] }),
   disks: z.array(diskSchema).default([]),
@@ -391,6 +434,9 @@ export const vmDefinitionSchema = z.looseObject({
 
 export type VmDefinition = z.infer<typeof vmDefinitionSchema>;
 export type DiskDefinition = z.infer<typeof diskSchema>;
+export type CpuDefinition = z.infer<typeof cpuSchema>;
+export type MemoryTuning = z.infer<typeof memoryTuningSchema>;
+export type NumaNode = z.infer<typeof numaNodeSchema>;
 export type CdromDefinition = z.infer<typeof cdromSchema>;
 export type NicDefinition = z.infer<typeof nicSchema>;
 export type TpmDefinition = z.infer<typeof tpmSchema>;

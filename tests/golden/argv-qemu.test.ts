@@ -26,6 +26,7 @@ import { withTimeout } from '../helpers/with-timeout.ts';
 import { addAclLines, createBridge, requireRoot, testBridgeName } from '../helpers/bridge-host.ts';
 import type { TestBridge } from '../helpers/bridge-host.ts';
 import { createTap } from '../helpers/tap-host.ts';
+import { reserveHugepages2M } from '../helpers/hugepages.ts';
 import type { TestTap } from '../helpers/tap-host.ts';
 import { connectVhostUserStub, listenVhostUserStub } from '../helpers/vhost-user-net-stub.ts';
 import type { VhostUserStub } from '../helpers/vhost-user-net-stub.ts';
@@ -265,6 +266,7 @@ async function runFixture(name: string): Promise<void> {
   let tap: TestTap | undefined;
   const stubs: VhostUserStub[] = [];
   const virtiofsds: VirtiofsdPaths[] = [];
+  let restoreHugepages: (() => void) | undefined;
   const refusal = hostRefusal(name);
   try {
     const argv = substitute(golden, fixtureDir, runDir);
@@ -319,6 +321,9 @@ async function runFixture(name: string): Promise<void> {
       virtiofsds.push({ vmDir: fixtureDir, socket: v.path, pidfile: v.path.replace(/\.sock$/, '.pid') });
       await startVirtiofsd(share, virtiofsds.at(-1)!);
     }
+    // Huge page backends: the pool gets the pages (put back in finally).
+    const hugeMiB = jsonArgs(argv, '-object').filter((o) => o.hugetlb === true).reduce((a, o) => a + Number(o.size) / 1048576, 0);
+    if (hugeMiB) restoreHugepages = reserveHugepages2M(hugeMiB / 2, `fixture ${name} (huge pages)`);
     // vhost-user NICs: a control-plane-only back end, listening where QEMU connects (server off)...
     const vhostUserNets = socketChardevs(argv, '-vhu');
     for (const v of vhostUserNets.filter((x) => !x.server)) stubs.push(await listenVhostUserStub(v.path));
@@ -398,6 +403,40 @@ async function runFixture(name: string): Promise<void> {
       for (const n of fmtNodes) assert.ok(inserted.has(n) || named.has(n), `block node ${n} unknown to QEMU`);
     }
 
+    // Every memory backend is there with its size, sharing, huge pages, KSM merging and host-node policy.
+    const backends = jsonArgs(argv, '-object').filter((o) => String(o['qom-type']).startsWith('memory-backend-'));
+    if (backends.length) {
+      type Memdev = { id: string; size: number; merge: boolean; share: boolean; policy: string; 'host-nodes': number[] };
+      const memdevs = new Map((await client.execute<Memdev[]>('query-memdev')).map((m) => [m.id, m]));
+      for (const b of backends) {
+        const m = memdevs.get(String(b.id));
+        assert.ok(m, `memory backend ${String(b.id)} unknown to QEMU`);
+        assert.equal(m.size, b.size, `${String(b.id)}: size`);
+        assert.equal(m.merge, b.merge !== false, `${String(b.id)}: merge (KSM)`);
+        assert.equal(m.share, b.share ?? String(b['qom-type']) === 'memory-backend-memfd', `${String(b.id)}: share`);
+        assert.deepEqual(m['host-nodes'], b['host-nodes'] ?? [], `${String(b.id)}: host nodes`);
+        assert.equal(m.policy, b.policy ?? 'default', `${String(b.id)}: policy`);
+        if (b.hugetlb === true) assert.equal(await client.qomGet(`/objects/${String(b.id)}`, 'hugetlbsize'), b.hugetlbsize, `${String(b.id)}: huge page size`);
+      }
+    }
+    // Guest NUMA nodes: as many as the argv names, with their memory and vCPUs (HMP info numa).
+    const numaNodes = argv.filter((a, i) => argv[i - 1] === '-numa' && a.startsWith('node,'));
+    if (numaNodes.length) {
+      const info = await client.execute<string>('human-monitor-command', { 'command-line': 'info numa' });
+      assert.match(info, new RegExp(`^${numaNodes.length} nodes`, 'm'), info);
+      for (const [i, n] of numaNodes.entries()) {
+        const size = backends.find((b) => b.id === /memdev=([^,]+)/.exec(n)![1])!.size as number;
+        assert.match(info, new RegExp(`node ${i} size: ${size / 1048576} MB`), info);
+      }
+    }
+    // The vCPU slots and topology (query-hotpluggable-cpus lists every slot, the plugged ones with a QOM path).
+    const smp = valueArg(argv, '-smp');
+    if (smp?.includes('maxcpus=')) {
+      const slots = await client.execute<Array<{ 'qom-path'?: string }>>('query-hotpluggable-cpus');
+      assert.equal(slots.length, Number(/maxcpus=(\d+)/.exec(smp)![1]), 'vCPU slots = maxcpus');
+      assert.equal(slots.filter((x) => x['qom-path']).length, Number(/cpus=(\d+)/.exec(smp)![1]), 'vCPUs plugged at boot = cpus');
+    }
+
     // Every PCI device is on a PCI bus under its id.
     const pciIds = devices.filter((d) => PCI_DRIVERS.has(d.driver as string)).map((d) => d.id as string);
     if (pciIds.length) {
@@ -417,6 +456,7 @@ async function runFixture(name: string): Promise<void> {
     for (const st of stubs) await st.close();
     for (const v of virtiofsds) await stopVirtiofsd(v);
     tap?.remove();
+    restoreHugepages?.();
     for (const p of passts) await stopPasst(p);
     for (const q of qsds) await stopQsd(q);
     restoreAcl?.();

@@ -8,17 +8,17 @@ import { HangarError } from '../../common/errors.ts';
 import { diskBuses, displayTypes, firmwareTypes, videoModels } from '../../common/model.ts';
 import type { DiskBus } from '../../common/model.ts';
 import { parseSize } from '../store/qemu-img.ts';
+import { applyCpuMemoryFlags, dropNulls } from './cpu-memory-args.ts';
+import type { CpuMemoryFlags } from './cpu-memory-args.ts';
 
-export interface CreateFlags {
+export interface CreateFlags extends CpuMemoryFlags {
   name?: string;
   description?: string;
   memory?: string;
-  vcpus?: string;
   machine?: string;
   firmware?: string;
   tpm?: string;
   accel?: string;
-  cpu?: string;
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -303,13 +303,8 @@ export async function buildCreateRequest(f: CreateFlags): Promise<CreateVmReques
   }
   const memory = int('memory', f.memory);
   if (memory !== undefined) def.memoryMiB = memory;
-  const vcpus = int('vcpus', f.vcpus);
-  if (vcpus !== undefined || f.cpu !== undefined) {
-    const cpu = { ...(def.cpu as Record<string, unknown> | undefined) };
-    if (vcpus !== undefined) cpu.vcpus = vcpus;
-    if (f.cpu !== undefined) cpu.model = f.cpu;
-    def.cpu = cpu;
-  }
+  applyCpuMemoryFlags(f, def);
+  dropNulls(def);
   const timeout = int('shutdown-timeout', f['shutdown-timeout']);
   if (timeout !== undefined) def.shutdownTimeoutSec = timeout;
   if (f.kernel || f.initrd || f.append) {

@@ -14,7 +14,10 @@ import type { SnapshotProgress } from '../../common/snapshots.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
 import { usbHostLabel } from '../../common/device-rows.ts';
 import { displayCapabilities } from '../../common/display.ts';
+import { cpuDetail, memoryDetail } from '../../common/cpu-memory.ts';
 import type { CreateFlags } from './create-args.ts';
+import { applyCpuMemoryFlags, CPU_MEMORY_OPTIONS, CPU_MEMORY_USAGE } from './cpu-memory-args.ts';
+import type { CpuMemoryFlags } from './cpu-memory-args.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
 // so `hangar list` starts fast.
 
@@ -25,6 +28,8 @@ VMs:
   show NAME [--json]                 show a VM's definition and state
   create --name NAME [options]       define a new VM (see: hangar create --help)
   edit NAME [--name N] [--memory MiB] [--vcpus N] [--accel auto|kvm|tcg] [--description T]
+            [--cpu MODEL[,±FLAG]] [--maxcpus N] [--topology ..] [--numa ..] [--hugepages ..]
+            [--maxmem SIZE] [--mem-merge on|off]   (see hangar create --help)
        [--allow-overcommit]          change a stopped VM (--allow-overcommit: vCPUs above host CPUs)
   start NAME [--discard-saved]       start a VM (a saved one is restored; --discard-saved boots afresh)
   save NAME                          save a running VM's RAM and device state to its folder and stop
@@ -101,7 +106,7 @@ const CREATE_USAGE = `Usage: hangar create --name NAME [options]
                                      Secure Boot on and Microsoft keys enrolled (q35 only). UEFI
                                      VMs get their own variable store (uefi-vars.fd in the VM folder)
   --accel auto|kvm|tcg               (default auto: KVM only where it really works)
-  --cpu MODEL  --vcpus N  --memory MiB
+${CPU_MEMORY_USAGE}
   --kernel PATH [--initrd PATH] [--append CMDLINE]
   --disk PATH[,bus=virtio-blk|ide|sata|scsi][,format=qcow2|raw|...][,cache=MODE][,readonly]
   --new-disk SIZE[,bus=..][,format=qcow2|raw]   e.g. --new-disk 10G
@@ -218,6 +223,10 @@ function showText(v: VmInfo): string {
     if (d.description) lines.push(`Description: ${d.description}`);
     if (d.osId) lines.push(`OS:          ${d.osId} (defaults from its preset)`);
     lines.push(`Machine:     ${d.machine}, accel ${d.accel}, CPU ${d.cpu.model} x${d.cpu.vcpus}, memory ${mib(d.memoryMiB)}`);
+    const cpu = cpuDetail(d);
+    if (cpu) lines.push(`CPU:         ${cpu}`);
+    const memory = memoryDetail(d);
+    if (memory) lines.push(`Memory:      ${memory}`);
     lines.push(`Firmware:    ${firmwareLabel[d.firmware]}`);
     lines.push(`Autostart:   ${d.autostart ? 'on (starts with the core, once per host boot)' : 'off'}`);
     if (d.boot.kernel) lines.push(`Boot:        kernel ${d.boot.kernel.kernel}${d.boot.kernel.initrd ? ` initrd ${d.boot.kernel.initrd}` : ''} append "${d.boot.kernel.append}"`);
@@ -390,13 +399,13 @@ export async function main(argv: string[]): Promise<number> {
       const args = rest.map((a) => (a === '--tpm' ? '--tpm=crb' : a));
       const { values, positionals } = parse(args, {
         tpm: { type: 'string' },
-        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
-        machine: { type: 'string' }, firmware: { type: 'string' }, accel: { type: 'string' }, cpu: { type: 'string' }, kernel: { type: 'string' },
+        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' },
+        machine: { type: 'string' }, firmware: { type: 'string' }, accel: { type: 'string' }, kernel: { type: 'string' },
         initrd: { type: 'string' }, append: { type: 'string' }, disk: { type: 'string', multiple: true },
         'new-disk': { type: 'string', multiple: true }, 'import-disk': { type: 'string', multiple: true }, cdrom: { type: 'string', multiple: true },
         nic: { type: 'string', multiple: true }, boot: { type: 'string' }, 'shutdown-timeout': { type: 'string' },
         'no-serial': { type: 'boolean' }, display: { type: 'string' }, video: { type: 'string' }, file: { type: 'string' }, os: { type: 'string' },
-        'cloud-init': { type: 'string' }, pxe: { type: 'boolean' }, 'allow-overcommit': { type: 'boolean' },
+        'cloud-init': { type: 'string' }, pxe: { type: 'boolean' }, 'allow-overcommit': { type: 'boolean' }, ...CPU_MEMORY_OPTIONS,
       });
       if (values.help) { print(CREATE_USAGE); return 0; }
       if (positionals.length) throw new HangarError('invalid-input', `unexpected argument "${positionals[0]}"`, 'pass the name with --name');
@@ -416,8 +425,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'edit': {
       const { values, positionals } = parse(rest, {
-        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
-        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'allow-overcommit': { type: 'boolean' },
+        name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' },
+        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'allow-overcommit': { type: 'boolean' }, ...CPU_MEMORY_OPTIONS,
       });
       const patch: Record<string, unknown> = {};
       const num = (k: string): number => {
@@ -428,10 +437,10 @@ export async function main(argv: string[]): Promise<number> {
       if (values.name !== undefined) patch.name = values.name;
       if (values.description !== undefined) patch.description = values.description;
       if (values.memory !== undefined) patch.memoryMiB = num('memory');
-      if (values.vcpus !== undefined) patch.cpu = { vcpus: num('vcpus') };
+      applyCpuMemoryFlags(values as CpuMemoryFlags, patch);
       if (values.accel !== undefined) patch.accel = values.accel;
       if (values['shutdown-timeout'] !== undefined) patch.shutdownTimeoutSec = num('shutdown-timeout');
-      if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout');
+      if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout, or a CPU or memory flag (hangar edit --help)');
       const info = await withCore((api) => api.edit(one(positionals), patch, values['allow-overcommit'] ? { allowOvercommit: true } : undefined));
       if (values.json) printJson(info);
       else print(`Updated VM "${info.name}"`);

@@ -38,7 +38,8 @@ export function keyval(props: PropObject, implied?: string): string {
   if (implied !== undefined) parts.push(keyvalValue(implied));
   for (const [k, v] of Object.entries(props)) {
     if (v === undefined) continue;
-    parts.push(`${k}=${keyvalValue(v)}`);
+    // A list is the key repeated (-numa node,cpus=0-1,cpus=4): QemuOpts' way of writing one.
+    for (const item of Array.isArray(v) ? v : [v]) parts.push(`${k}=${keyvalValue(item)}`);
   }
   return parts.join(',');
 }

@@ -1,4 +1,6 @@
 // The one ordered command-line builder: VM definition -> structured options -> argv.
+import { cpuOptions } from './devices/cpu.ts';
+import { memoryParts } from './devices/memory.ts';
 import { join } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
@@ -128,8 +130,6 @@ function serialPortTarget(def: VmDefinition, ctx: ArgvContext, index: number): {
   return { socket: ctx.paths.serialPortSocket(index) };
 }
 
-export const SHARED_MEMORY_ID = 'mem0';
-
 export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] {
   const o: QemuOption[] = [];
   o.push({ opt: '-name', keyval: { guest: def.name, 'debug-threads': true } });
@@ -139,13 +139,11 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   }
   const fw = def.firmware !== 'bios' && ctx.firmware ? firmwareParts(ctx.firmware) : null;
   const shared = needsSharedMemory(def);
-  o.push({ opt: '-machine', implied: def.machine, keyval: { ...fw?.machine, 'memory-backend': shared ? SHARED_MEMORY_ID : undefined } });
+  const memory = memoryParts(def, shared);
+  o.push({ opt: '-machine', implied: def.machine, keyval: { ...fw?.machine, ...memory.machine } });
   o.push({ opt: '-accel', implied: ctx.accel, keyval: {} });
-  o.push({ opt: '-cpu', value: def.cpu.model });
-  const { vcpus, sockets, cores, threads } = def.cpu;
-  o.push({ opt: '-smp', keyval: { cpus: vcpus, sockets, cores, threads } });
-  o.push({ opt: '-m', keyval: { size: `${def.memoryMiB}M` } });
-  if (shared) o.push({ opt: '-object', json: { 'qom-type': 'memory-backend-memfd', id: SHARED_MEMORY_ID, size: def.memoryMiB * 1024 * 1024, share: true } });
+  o.push(...cpuOptions(def));
+  o.push(...memory.options);
   // Start paused with no implicit devices and no host config; -no-shutdown keeps QEMU alive
   // after a guest poweroff so the core sees it (and can turn it into a reboot).
   o.push({ opt: '-nodefaults' }, { opt: '-no-user-config' }, { opt: '-no-shutdown' }, { opt: '-S' });

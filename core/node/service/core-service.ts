@@ -424,7 +424,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       let merged: Record<string, unknown> = { ...old };
       for (const [k, v] of Object.entries(patch)) {
         const cur = (old as Record<string, unknown>)[k];
-        merged[k] = isPlainObject(cur) && isPlainObject(v) ? { ...cur, ...v } : v;
+        // One level of JSON merge patch: a null inside an object takes that setting away.
+        merged[k] = isPlainObject(cur) && isPlainObject(v) ? Object.fromEntries(Object.entries({ ...cur, ...v }).filter(([, x]) => x !== null)) : v;
       }
       // Only the files the patch names are checked again: the others were checked when they came in.
       merged = await checkDefinitionFiles(merged, new Set(Object.keys(patch)));

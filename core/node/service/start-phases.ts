@@ -10,6 +10,7 @@ import type { AccelProbe } from '../host/accel.ts';
 import { resolveAccel } from '../host/accel.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { checkBridge } from '../host/bridges.ts';
+import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
 import { checkDeviceBackends } from '../host/device-checks.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
@@ -37,6 +38,10 @@ export async function prepareDomain(ctx: SidecarStartContext, probe: () => Promi
   await checkFiles(def);
   const qemu = requireBinary('qemu-system-x86_64');
   const { accel, note } = def.accel === 'tcg' ? { accel: 'tcg' as const, note: undefined } : resolveAccel(def.accel, await probe());
+  if (def.cpu.model === 'host' && accel === 'tcg') {
+    throw new HangarError('invalid-input', `cannot start VM "${def.name}": CPU model host passes the host CPU through, which needs KVM, and this VM runs under TCG${note ? ` (${note})` : ''}`,
+      'use CPU model max (everything TCG can emulate) or a named model, e.g. hangar edit NAME --cpu max');
+  }
   const firmware = resolveFirmware(def, ctx.vmDir);
   if (firmware) await ensureNvram(firmware, ctx);
   return { qemu, accel, firmware, ...(note ? { accelNote: note } : {}) };
@@ -53,8 +58,10 @@ export async function checkHost(ctx: SidecarStartContext): Promise<string | unde
   // Bridge NICs: the bridge exists, the helper is installed and may run, its ACL allows the bridge.
   let bridgeHelper: string | undefined;
   for (const nic of def.nics) if (nic.network.type === 'bridge') bridgeHelper = checkBridge(nic.network.bridge);
-  // Host USB devices: one that is absent is a note (QEMU attaches it later); one this user cannot open is refused.
+  // Huge pages free, host NUMA nodes and pinned CPUs that exist.
   const roots = hostRootsFromEnv();
+  await checkCpuMemoryHost(def, roots.sysRoot);
+  // Host USB devices: one that is absent is a note (QEMU attaches it later); one this user cannot open is refused.
   for (const n of await checkUsbHostDevices(def, { sysRoot: roots.sysRoot, devRoot: roots.devRoot })) {
     ctx.notes.push(n);
     await ctx.log(n);

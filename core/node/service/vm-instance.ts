@@ -38,6 +38,7 @@ import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
 import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
 import { qemuInfo } from '../host/binaries.ts';
+import { applyPinning } from './cpu-pinning.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
@@ -407,6 +408,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await this.saveHardware({ definition: def, slots: {} });
     if (def.balloon) this.balloonBytes = { target: def.memoryMiB * MIB, actual: def.memoryMiB * MIB };
     if (def.serial.enabled) await this.console.attach({ connectTimeoutMs: 10_000 });
+    // Threads pinned before the guest runs a single instruction.
+    if (def.cpu.pinning) await applyPinning(session.qmp, session.pid, def.cpu.pinning);
     crashPointForTests('before-cont');
     const stayPaused = run.beforeCont ? await run.beforeCont(session.qmp) : false;
     if (stayPaused) {

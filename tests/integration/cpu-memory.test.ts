@@ -1,0 +1,116 @@
+// CPU and memory tuning with the real test guest under TCG (issue 16): one guest with a
+// 1 socket × 2 cores × 2 threads topology, two NUMA nodes, 2 MiB huge pages and pinned threads
+// shows it all from inside (/proc/cpuinfo, /sys/devices/system/node) and from the host (the huge
+// page pool's reservation, each thread's Cpus_allowed_list); bad settings are refused before QEMU
+// starts, with the fix. The host's huge page pool is put back afterwards.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
+import { HangarHarness } from '../helpers/hangar.ts';
+import { hugepages2M, reserveHugepages2M } from '../helpers/hugepages.ts';
+
+let h: HangarHarness;
+let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
+let restorePool: (() => void) | undefined;
+
+before(async () => {
+  guest = await ensureTestGuest();
+  h = new HangarHarness();
+});
+
+after(async () => {
+  await h?.cleanup();
+  restorePool?.();
+});
+
+function writeDef(name: string, extra: Record<string, unknown>): string {
+  const file = join(h.home, `${name}.json`);
+  writeFileSync(file, JSON.stringify({ memoryMiB: 192, accel: 'tcg', boot: { kernel: { kernel: guest.kernel, initrd: guest.initrd, append: GUEST_CMDLINE } }, ...extra }));
+  return file;
+}
+
+/** Host 2 MiB pages neither in use nor promised to a mapping (a private hugetlb mapping reserves all of its pages at once). */
+function unpromised(): number {
+  const m = readFileSync('/proc/meminfo', 'utf8');
+  const n = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(m)![1]);
+  return n('HugePages_Free') - n('HugePages_Rsvd');
+}
+
+describe('CPU and memory tuning', { timeout: 900_000 }, () => {
+  test('the guest sees its topology and NUMA nodes; its memory sits on reserved 2 MiB huge pages; threads run where pinned', async () => {
+    restorePool = reserveHugepages2M(96, 'the huge page test');
+    const before = unpromised();
+    const file = writeDef('tuned', {});
+    // An Intel model: Linux reads SMT siblings from Intel's CPUID leaves, while TCG's max CPU is
+    // AMD-flavoured without topoext, where the guest counts every thread as a core.
+    const vm = await h.json<{ id: string }>(['create', '--name', 'tuned', '--file', file, '--cpu', 'Nehalem', '--vcpus', '4', '--topology', 'sockets=1,cores=2,threads=2',
+      '--numa', 'cpus=0-1,mem=128M', '--numa', 'cpus=2-3,mem=64M', '--hugepages', '2M', '--pin', 'vcpu0=0,vcpu1=1,vcpu2=0,vcpu3=1,emulator=0-1', '--allow-overcommit']);
+    const shown = await h.ok(['show', 'tuned']);
+    assert.match(shown, /CPU:\s+1 socket × 2 cores × 2 threads; pinned: vCPU 0 on 0, vCPU 1 on 1, vCPU 2 on 0, vCPU 3 on 1; emulator on 0-1/);
+    assert.match(shown, /Memory:\s+2M huge pages; NUMA node 0: vCPUs 0-1, 128 MiB; NUMA node 1: vCPUs 2-3, 64 MiB/);
+    await h.ok(['start', 'tuned']);
+    await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+
+    // Huge pages: QEMU's private hugetlb mapping reserved all 96 pages at once.
+    assert.equal(before - unpromised(), 96, 'the guest\'s 192 MiB are 96 reserved 2 MiB pages');
+
+    // The topology from inside: 4 logical CPUs, 2 cores with 2 threads each, one package.
+    const cpuinfo = await h.consoleCommand('tuned', 'grep -E "^(processor|physical id|siblings|core id|cpu cores)" /proc/cpuinfo | tr -s "\\t " " "', 4);
+    assert.equal((cpuinfo.match(/^processor/mg) ?? []).length, 4, cpuinfo);
+    assert.deepEqual([...new Set(cpuinfo.match(/^physical id : \d+/mg))], ['physical id : 0'], cpuinfo);
+    assert.deepEqual([...new Set(cpuinfo.match(/^siblings : \d+/mg))], ['siblings : 4'], cpuinfo);
+    assert.deepEqual([...new Set(cpuinfo.match(/^cpu cores : \d+/mg))], ['cpu cores : 2'], cpuinfo);
+    assert.deepEqual((cpuinfo.match(/^core id : \d+/mg) ?? []).map((l) => l.slice(-1)), ['0', '0', '1', '1'], cpuinfo);
+
+    // NUMA from inside: two nodes with their vCPUs and memory.
+    const numa = await h.consoleCommand('tuned', 'for n in /sys/devices/system/node/node*; do echo "$(basename $n) cpus=$(cat $n/cpulist) $(grep MemTotal $n/meminfo | tr -s " ")"; done', 4);
+    assert.match(numa, /^node0 cpus=0-1 Node 0 MemTotal: \d+ kB/m, numa);
+    assert.match(numa, /^node1 cpus=2-3 Node 1 MemTotal: \d+ kB/m, numa);
+    const node1 = Number(/^node1 .* MemTotal: (\d+) kB/m.exec(numa)![1]);
+    assert.ok(node1 > 48 * 1024 && node1 <= 64 * 1024, `node 1 holds most of its 64 MiB (${node1} kB)`);
+
+    // Pinning: every vCPU thread on its CPU, every other QEMU thread on the emulator's.
+    const pid = (await h.json<{ pid: number }>(['show', 'tuned'])).pid;
+    const allowed = (tid: number): string => /^Cpus_allowed_list:\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]!;
+    const comm = (tid: number): string => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    const tids = readdirSync(`/proc/${pid}/task`).map(Number);
+    const vcpuTids = tids.filter((t) => /^CPU \d+\/TCG$/.test(comm(t)));
+    assert.equal(vcpuTids.length, 4, tids.map((t) => `${t} ${comm(t)}`).join('\n'));
+    for (const t of vcpuTids) assert.equal(allowed(t), ['0', '1', '0', '1'][Number(/^CPU (\d+)/.exec(comm(t))![1])], `vCPU thread ${comm(t)}`);
+    for (const t of tids.filter((x) => !vcpuTids.includes(x))) assert.equal(allowed(t), '0-1', `emulator thread ${t} ${comm(t)}`);
+
+    await h.ok(['destroy', 'tuned']);
+    assert.equal(unpromised(), before, 'the pages went back to the pool when QEMU ended');
+  });
+
+  test('bad settings are refused with the fix: a topology that does not add up at create, missing huge pages, host nodes and CPUs at start (QEMU never runs)', async () => {
+    let r = await h.run(['create', '--name', 'bad-topo', '--file', writeDef('bad-topo', {}), '--vcpus', '4', '--topology', 'sockets=1,cores=3']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /sockets×dies×cores×threads = 1×1×3×1 = 3 does not match vcpus = 4/);
+    r = await h.run(['create', '--name', 'bad-numa', '--file', writeDef('bad-numa', {}), '--vcpus', '2', '--numa', 'cpus=0,mem=64M', '--numa', 'cpus=1,mem=64M']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /the nodes' memory adds up to 128 MiB, not the VM's 192 MiB/);
+
+    // Start-time refusals: the VM stays stopped and no QEMU is spawned (no QEMU log is written).
+    const refusedAtStart = async (name: string, flags: string[], re: RegExp, fix: RegExp): Promise<void> => {
+      const vm = await h.json<{ dir: string }>(['create', '--name', name, '--file', writeDef(name, {}), ...flags]);
+      const s = await h.run(['start', name]);
+      assert.equal(s.code, 2, s.stderr);
+      assert.match(s.stderr, re);
+      assert.match(s.stderr, fix);
+      assert.equal(await h.state(name), 'stopped');
+      assert.equal(existsSync(join(vm.dir, 'logs', 'qemu.log')), false, 'QEMU never ran');
+    };
+    const pool = hugepages2M();
+    const free = pool.free;
+    await refusedAtStart('no-pages', ['--memory', String((free + 8) * 2), '--hugepages', '2M'],
+      new RegExp(`needs ${free + 8} free 2M huge pages for its ${(free + 8) * 2} MiB, and the host's pool has ${free} free`),
+      new RegExp(`echo ${pool.total + 8} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`));
+    await refusedAtStart('no-node', ['--vcpus', '1', '--numa', 'cpus=0,mem=192M,host=7'], /bound to host node 7, which this host does not have/, /bind it to host nodes/);
+    const online = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim();
+    await refusedAtStart('no-cpu', ['--vcpus', '1', '--pin', 'vcpu0=63'], /vCPU 0 is pinned to host CPU 63, which is not online here/, new RegExp(`pin it to CPUs in ${online}`));
+    await refusedAtStart('host-cpu', ['--cpu', 'host', '--accel', 'auto'], /CPU model host passes the host CPU through, which needs KVM, and this VM runs under TCG/, /use CPU model max/);
+  });
+});

@@ -1,0 +1,135 @@
+// CPU and memory tuning (issue 16) without a guest: CPU lists, the topology QEMU builds, the
+// definition rules with their fixes, the CLI flags, and the host checks against sysfs trees made
+// here (huge page pools, NUMA nodes, online CPUs).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { cpuDetail, cpuMemoryProblems, formatCpuSet, memoryDetail, parseCpuSet, topologyOf } from '../../core/common/cpu-memory.ts';
+import { parseDefinition } from '../../core/common/definition.ts';
+import { HangarError } from '../../core/common/errors.ts';
+import { MODEL_VERSION } from '../../core/common/model.ts';
+import { applyCpuMemoryFlags, dropNulls } from '../../core/node/cli/cpu-memory-args.ts';
+import { checkCpuMemoryHost } from '../../core/node/host/cpu-memory-checks.ts';
+
+const base = { version: MODEL_VERSION, id: '4b20d080-1b54-4048-85b3-a6a62d165c01', name: 'v' };
+const problemsOf = (extra: Record<string, unknown>): string[] => {
+  try {
+    parseDefinition({ ...base, ...extra });
+    return [];
+  } catch (e) {
+    assert.ok(e instanceof HangarError, String(e));
+    return [e.message];
+  }
+};
+
+test('CPU lists: ranges and singles, sorted and unique; backwards ranges refused; shortest form written', () => {
+  assert.deepEqual(parseCpuSet('0-3,6,2'), [0, 1, 2, 3, 6]);
+  assert.deepEqual(parseCpuSet('5'), [5]);
+  assert.equal(parseCpuSet('3-1'), null);
+  assert.equal(parseCpuSet('a'), null);
+  assert.equal(formatCpuSet([5, 0, 1, 2, 7, 8]), '0-2,5,7-8');
+  assert.equal(formatCpuSet([]), '');
+});
+
+test('the topology QEMU builds: sockets by default, missing values filled from the slots left', () => {
+  assert.deepEqual(topologyOf({ model: 'max', vcpus: 4 }), { sockets: 4, dies: 1, cores: 1, threads: 1, maxVcpus: 4 });
+  assert.deepEqual(topologyOf({ model: 'max', vcpus: 2, maxVcpus: 8, cores: 2, threads: 2 }), { sockets: 2, dies: 1, cores: 2, threads: 2, maxVcpus: 8 });
+  assert.deepEqual(topologyOf({ model: 'max', vcpus: 8, sockets: 2 }), { sockets: 2, dies: 1, cores: 4, threads: 1, maxVcpus: 8 });
+});
+
+test('definition rules: topology, slots, flags, huge pages, hotplug memory and NUMA nodes, each with its fix', () => {
+  assert.deepEqual(problemsOf({ cpu: { vcpus: 4, sockets: 1, cores: 2, threads: 2 } }), []);
+  assert.match(problemsOf({ cpu: { vcpus: 6, sockets: 1, cores: 2, threads: 2 } })[0]!, /sockets×dies×cores×threads = 1×1×2×2 = 4 does not match vcpus = 6: make the product equal it/);
+  assert.match(problemsOf({ cpu: { vcpus: 2, maxVcpus: 8, sockets: 1, cores: 2, threads: 2 } })[0]!, /= 4 does not match the 8 vCPU slots \(maxVcpus\)/);
+  assert.match(problemsOf({ cpu: { vcpus: 4, maxVcpus: 2 } })[0]!, /4 vCPUs at boot are more than the 2 vCPU slots/);
+  assert.match(problemsOf({ cpu: { vcpus: 1, features: ['+avx2', '-avx2'] } })[0]!, /CPU feature avx2 is both added and removed/);
+  assert.match(problemsOf({ cpu: { vcpus: 1, features: ['avx2'] } })[0]!, /a CPU feature is \+name or -name/);
+  assert.match(problemsOf({ accel: 'tcg', cpu: { model: 'host', vcpus: 1 } })[0]!, /only KVM can do: use model max under TCG/);
+  assert.match(problemsOf({ memoryMiB: 513, memory: { hugepages: '2M' } })[0]!, /513 MiB is not a whole number of 2M huge pages: use a multiple of 2 MiB/);
+  assert.match(problemsOf({ memoryMiB: 512, memory: { maxMiB: 256 } })[0]!, /hotplug maximum \(256 MiB\) must be above the boot memory/);
+  assert.match(problemsOf({ memoryMiB: 512, memory: { slots: 2 } })[0]!, /hotplug slots need a maximum/);
+  const numa = (nodes: unknown[], extra: Record<string, unknown> = {}): string[] => problemsOf({ memoryMiB: 512, cpu: { vcpus: 4 }, memory: { numa: nodes, ...extra } });
+  assert.deepEqual(numa([{ cpus: '0-1', memoryMiB: 256 }, { cpus: '2-3', memoryMiB: 256 }]), []);
+  assert.match(numa([{ cpus: '0-1', memoryMiB: 256 }, { cpus: '2-3', memoryMiB: 128 }])[0]!, /nodes' memory adds up to 384 MiB, not the VM's 512 MiB/);
+  assert.match(numa([{ cpus: '0-1', memoryMiB: 256 }, { cpus: '1-2', memoryMiB: 256 }])[0]!, /NUMA nodes 0 and 1 both claim vCPU 1.*vCPU 3 belongs to no node/);
+  assert.match(numa([{ cpus: '0-4', memoryMiB: 512 }])[0]!, /vCPU 4 does not exist \(the VM has vCPUs 0-3\)/);
+  assert.match(numa([{ cpus: '0-3', memoryMiB: 512, policy: 'bind' }])[0]!, /policy bind needs host nodes/);
+  assert.match(numa([{ cpus: '0-1', memoryMiB: 256 }, { cpus: '2-3', memoryMiB: 256 }], { numaDistances: [[10, 20], [20, 12]] })[0]!, /distance from node 1 to itself must be 10/);
+  assert.match(numa([{ cpus: '0-1', memoryMiB: 256 }, { cpus: '2-3', memoryMiB: 256 }], { numaDistances: [[10, 20]] })[0]!, /give a 2×2 table/);
+  assert.match(problemsOf({ machine: 'microvm', boot: { kernel: { kernel: '/k' } }, cpu: { vcpus: 1, maxVcpus: 2 } })[0]!, /a microvm has no CPU hotplug/);
+  // Directly: every problem at once.
+  const def = parseDefinition({ ...base, memoryMiB: 512 });
+  assert.equal(cpuMemoryProblems({ ...def, cpu: { ...def.cpu, vcpus: 3, sockets: 2 }, memory: { merge: true, hugepages: '1G' } }).length, 2);
+});
+
+test('the words hangar show and the UI use for CPU and memory settings', () => {
+  const def = parseDefinition({
+    ...base, memoryMiB: 512,
+    cpu: { vcpus: 2, maxVcpus: 4, sockets: 1, cores: 2, threads: 2, features: ['-svm'], pinning: { vcpus: ['0', null], emulator: '1' } },
+    memory: { maxMiB: 2048, hugepages: '2M', merge: false, numa: [{ cpus: '0-1', memoryMiB: 256, hostNodes: '0' }, { cpus: '2-3', memoryMiB: 256 }] },
+  });
+  assert.equal(cpuDetail(def), '2 of 4 vCPU slots plugged; 1 socket × 2 cores × 2 threads; flags -svm; pinned: vCPU 0 on 0; emulator on 1');
+  assert.equal(memoryDetail(def), 'grows to 2048 MiB (4 hotplug slots); 2M huge pages; KSM merging off; NUMA node 0: vCPUs 0-1, 256 MiB on host node 0 (bind); NUMA node 1: vCPUs 2-3, 256 MiB');
+  assert.equal(cpuDetail(parseDefinition(base)), '');
+  assert.equal(memoryDetail(parseDefinition(base)), '');
+});
+
+test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with commas), --hugepages, --maxmem, --mem-merge', () => {
+  const def: Record<string, unknown> = {};
+  applyCpuMemoryFlags({
+    cpu: 'max,-svm,+x2apic', vcpus: '2', maxcpus: '4', topology: 'sockets=1,cores=2,threads=2',
+    numa: ['node0:cpus=0,2,mem=256M,host=0,policy=bind', 'cpus=1,3,mem=256'], hugepages: '2M', maxmem: '2G,slots=2', 'mem-merge': 'off',
+  }, def);
+  dropNulls(def);
+  // --topology resets the keys it leaves out (dies here): null, dropped from a new definition.
+  assert.deepEqual(def, {
+    cpu: { model: 'max', features: ['-svm', '+x2apic'], vcpus: 2, maxVcpus: 4, sockets: 1, cores: 2, threads: 2 },
+    memory: { hugepages: '2M', merge: false, maxMiB: 2048, slots: 2, numa: [{ cpus: '0,2', memoryMiB: 256, hostNodes: '0', policy: 'bind' }, { cpus: '1,3', memoryMiB: 256 }] },
+  });
+  const pinned: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ pin: 'vcpu0=0,2,vcpu2=1,emulator=3' }, pinned);
+  assert.deepEqual(pinned, { cpu: { pinning: { vcpus: ['0,2', null, '1'], emulator: '3' } } });
+  // Edit patches mark what a flag takes away with null (the edit's merge removes it).
+  const patch: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ cpu: 'host', hugepages: 'off', maxmem: 'off' }, patch);
+  assert.deepEqual(patch, { cpu: { model: 'host', features: null }, memory: { hugepages: null, maxMiB: null, slots: null } });
+  for (const [flags, re] of [
+    [{ cpu: 'max,avx2' }, /"avx2" is not a feature flag/],
+    [{ topology: 'sockets=1,cpus=2' }, /unknown key "cpus"/],
+    [{ numa: ['cpus=0-1'] }, /needs cpus= and mem=/],
+    [{ numa: ['cpus=0,mem=1G,policy=strict'] }, /policy strict is not one of bind, preferred, interleave/],
+    [{ hugepages: '4M' }, /not a huge page size/],
+    [{ maxmem: '1.5M' }, /not a whole number of MiB/],
+    [{ 'mem-merge': 'yes' }, /must be on or off/],
+    [{ vcpus: '0' }, /whole number above 0/],
+    [{ pin: 'cpu0=1' }, /--pin: unknown key "cpu0"/],
+  ] as const) {
+    assert.throws(() => applyCpuMemoryFlags(flags, {}), (e: unknown) => e instanceof HangarError && e.code === 'invalid-input' && re.test(e.message), JSON.stringify(flags));
+  }
+});
+
+test('host checks before start: huge pages free (the fix names the pool size to set), host NUMA nodes, online CPUs for pins', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'hgt-sys-'));
+  const put = (p: string, text: string): void => { mkdirSync(dirname(join(root, p)), { recursive: true }); writeFileSync(join(root, p), text); };
+  try {
+    put('devices/system/cpu/online', '0-1\n');
+    put('devices/system/node/online', '0\n');
+    put('kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', '10\n');
+    put('kernel/mm/hugepages/hugepages-2048kB/free_hugepages', '4\n');
+    const def = (extra: Record<string, unknown>) => parseDefinition({ ...base, memoryMiB: 64, ...extra });
+    const refused = (d: ReturnType<typeof def>, re: RegExp, hint: RegExp) => assert.rejects(checkCpuMemoryHost(d, root), (e: unknown) => e instanceof HangarError && re.test(e.message) && hint.test(e.hint ?? ''), String(re));
+    await refused(def({ memory: { hugepages: '2M' } }), /needs 32 free 2M huge pages for its 64 MiB, and the host's pool has 4 free \(of 10\)/, /echo 38 > \/sys\/kernel\/mm\/hugepages\/hugepages-2048kB\/nr_hugepages/);
+    await refused(def({ memory: { hugepages: '1G' }, memoryMiB: 1024 }), /no 1 GiB huge pages/, /hugepagesz=1G/);
+    await refused(def({ memoryMiB: 16, memory: { hugepages: '2M' } }), /needs 8 free 2M huge pages/, /echo 14 >/);
+    put('kernel/mm/hugepages/hugepages-2048kB/free_hugepages', '8\n');
+    await checkCpuMemoryHost(def({ memoryMiB: 16, memory: { hugepages: '2M' } }), root);
+    await refused(def({ cpu: { vcpus: 2 }, memory: { numa: [{ cpus: '0', memoryMiB: 32, hostNodes: '0-1' }, { cpus: '1', memoryMiB: 32 }] } }), /bound to host node 1, which this host does not have \(its nodes: 0\)/, /bind it to host nodes 0/);
+    await refused(def({ cpu: { vcpus: 2, pinning: { vcpus: ['0', '1-3'] } } }), /vCPU 1 is pinned to host CPUs 2-3, which are not online here \(online: 0-1\)/, /pin it to CPUs in 0-1/);
+    await refused(def({ cpu: { vcpus: 1, pinning: { emulator: '7' } } }), /the emulator threads is pinned to host CPU 7/, /0-1/);
+    await checkCpuMemoryHost(def({ cpu: { vcpus: 2, pinning: { vcpus: ['1', '0'], emulator: '0-1' } } }), root);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
