@@ -106,6 +106,10 @@ export const apiArgSchemas = {
   createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
   removeMdev: z.tuple([mdevUuid]),
   setAutostart: z.tuple([ref, z.boolean()]),
+  hostCpuMemory: none,
+  cpuModels: z.union([none, z.tuple([z.enum(['kvm', 'tcg'])])]),
+  setKsm: z.tuple([z.boolean()]),
+  setHugepages: z.tuple([z.enum(['2M', '1G']), z.number().int().min(0).max(10_000_000)]),
   clone: z.tuple([ref, z.strictObject({
     name: z.string().min(1, 'the clone needs a name').max(256),
     description: z.string().max(4096).optional(),

@@ -245,6 +245,23 @@ export interface Screenshot {
   takenAt: string;
 }
 
+/** The host's CPUs and memory for tuning: topology, NUMA nodes, huge page pools, KSM, and what running guests take. */
+export interface HostCpuMemory {
+  cpus: Array<{ cpu: number; package: number; die: number; core: number; node: number; siblings: number[] }>;
+  nodes: Array<{ id: number; cpus: number[]; memTotalKiB: number; memFreeKiB: number }>;
+  hugepages: Array<{ size: string; pageKiB: number; total: number; free: number; reserved: number; surplus: number }>;
+  ksm: { available: false } | { available: true; running: boolean; pagesShared: number; pagesSharing: number; pagesUnshared: number; fullScans: number; savedBytes: number };
+  memTotalKiB: number;
+  memAvailableKiB: number;
+  /** Guest memory of the running VMs (the core fills this in). */
+  committed?: { totalMiB: number; vms: Array<{ name: string; memoryMiB: number; hugepages?: string; merge: boolean }> };
+}
+
+export interface CpuModelList {
+  accel: 'kvm' | 'tcg';
+  models: Array<{ name: string; unavailable: string[]; aliasOf?: string; deprecated: boolean }>;
+}
+
 /** Methods the core serves. `ref` is a VM name or id. */
 export interface CoreApi {
   list(): Promise<VmSummary[]>;
@@ -297,6 +314,14 @@ export interface CoreApi {
   listDir(path: string, opts?: { showHidden?: boolean }): Promise<DirListing>;
   /** Validates a create request exactly as create does, and shows the command line; writes nothing. */
   previewCreate(req: CreateVmRequest): Promise<CreatePreview>;
+  /** The host's CPU topology, NUMA nodes, huge page pools, KSM, and the memory running guests take. */
+  hostCpuMemory(): Promise<HostCpuMemory>;
+  /** QEMU's CPU models and whether each is usable with the accelerator (default: the one VMs get here). */
+  cpuModels(accel?: 'kvm' | 'tcg'): Promise<CpuModelList>;
+  /** KSM on or off (through the privileged helper, like the other host changes). */
+  setKsm(on: boolean): Promise<HostChangeResult>;
+  /** Sizes a huge page pool (through the privileged helper). */
+  setHugepages(size: '2M' | '1G', count: number): Promise<HostChangeResult>;
   /** PCI and USB devices, IOMMU groups and what assigning each takes, mdev instances, passthrough readiness. */
   hostDevices(): Promise<HostDeviceReport>;
   /**
@@ -375,6 +400,6 @@ export interface CoreEvents {
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
+  'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -2,7 +2,8 @@
 // 1 socket × 2 cores × 2 threads topology, two NUMA nodes, 2 MiB huge pages and pinned threads
 // shows it all from inside (/proc/cpuinfo, /sys/devices/system/node) and from the host (the huge
 // page pool's reservation, each thread's Cpus_allowed_list); bad settings are refused before QEMU
-// starts, with the fix. The host's huge page pool is put back afterwards.
+// starts, with the fix; KSM merges two guests' identical pages unless one has mem-merge off. The
+// host's huge page pool and KSM settings are put back afterwards.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -112,5 +113,45 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     const online = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim();
     await refusedAtStart('no-cpu', ['--vcpus', '1', '--pin', 'vcpu0=63'], /vCPU 0 is pinned to host CPU 63, which is not online here/, new RegExp(`pin it to CPUs in ${online}`));
     await refusedAtStart('host-cpu', ['--cpu', 'host', '--accel', 'auto'], /CPU model host passes the host CPU through, which needs KVM, and this VM runs under TCG/, /use CPU model max/);
+    // Named models are checked against what QEMU says TCG can give (query-cpu-definitions).
+    await refusedAtStart('tcg-model', ['--cpu', 'Skylake-Client'], /TCG cannot give CPU model Skylake-Client these features: pcid, x2apic/, /--cpu Skylake-Client,-pcid,-x2apic/);
+    await refusedAtStart('no-model', ['--cpu', 'Pentium9000'], /QEMU has no CPU model "Pentium9000"/, /hangar host cpu-models/);
+  });
+
+  test('KSM: hangar host ksm on merges identical guest memory; a guest with mem-merge off shares none; settings put back', async () => {
+    const ksm = '/sys/kernel/mm/ksm';
+    const saved = Object.fromEntries(['run', 'pages_to_scan', 'sleep_millisecs'].map((f) => [f, readFileSync(join(ksm, f), 'utf8').trim()]));
+    try {
+      // Scan fast so the test does not wait minutes (put back below).
+      writeFileSync(join(ksm, 'pages_to_scan'), '20000');
+      writeFileSync(join(ksm, 'sleep_millisecs'), '10');
+      const boot = async (name: string, merge: 'on' | 'off'): Promise<number> => {
+        const vm = await h.json<{ id: string }>(['create', '--name', name, '--file', writeDef(name, {}), '--memory', '160', '--mem-merge', merge]);
+        await h.ok(['start', name]);
+        await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+        // 24 copies of the busybox binary in tmpfs (guest RAM): the same pages within and across guests.
+        const out = await h.consoleCommand(name, 'for i in $(seq 24); do cat /bin/busybox > /tmp/copy$i; done; echo FILLED-$((2*3))', 10);
+        assert.match(out, /FILLED-6/);
+        return (await h.json<{ pid: number }>(['show', name])).pid;
+      };
+      const merged = await boot('ksm-on', 'on');
+      const unmerged = await boot('ksm-off', 'off');
+      assert.match(await h.ok(['host', 'ksm', 'on']), /KSM on \(root\):\n {2}echo 1 > \/sys\/kernel\/mm\/ksm\/run/);
+      const pages = (pid: number): number => Number(readFileSync(`/proc/${pid}/ksm_merging_pages`, 'utf8').trim());
+      const deadline = Date.now() + 120_000;
+      while (pages(merged) < 4096 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(pages(merged) >= 4096, `the guest with merging on shares at least 16 MiB (${pages(merged)} pages)`);
+      assert.equal(pages(unmerged), 0, 'the guest with mem-merge off shares none');
+      const status = await h.ok(['host', 'memory']);
+      assert.match(status, /KSM:\s+running; (\d+) pages share \d+ \(saves (\d+) MiB\)/);
+      assert.ok(Number(/saves (\d+) MiB/.exec(status)![1]) >= 16, status);
+      assert.match(status, /Guests:\s+320 MiB committed to 2 running VMs .*ksm-off 160 MiB, no KSM/);
+      assert.match(await h.ok(['host', 'ksm', 'off']), /KSM off/);
+      assert.equal(readFileSync(join(ksm, 'run'), 'utf8').trim(), '0');
+      await h.ok(['destroy', 'ksm-on']);
+      await h.ok(['destroy', 'ksm-off']);
+    } finally {
+      for (const [f, v] of Object.entries(saved)) writeFileSync(join(ksm, f), v);
+    }
   });
 });

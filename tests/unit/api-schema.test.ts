@@ -15,7 +15,7 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices']);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory']);
   const sample = (m: string): unknown[] => {
     if (noArgs.has(m)) return [];
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
@@ -33,6 +33,9 @@ test('every API method has a schema', () => {
     if (m === 'createMdev') return ['0000:04:00.0', 'nvidia-222'];
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     if (m === 'setAutostart') return ['vm', true];
+    if (m === 'cpuModels') return ['tcg'];
+    if (m === 'setKsm') return [true];
+    if (m === 'setHugepages') return ['2M', 64];
     if (m === 'start') return ['vm', { discardSaved: true }];
     if (m === 'clone') return ['vm', { name: 'copy', linked: true, unowned: 'copy', copyTpm: false, requestId: 'r1' }];
     if (m === 'createSnapshot') return ['vm', { name: 'before-upgrade', description: 'x', kind: 'external', memory: false }];
@@ -89,4 +92,6 @@ test('snapshot requests: a name is required, unknown fields and kinds are refuse
   refused('createSnapshot', ['vm', { name: 'x', ram: true }], /ram/);
   refused('revertSnapshot', ['vm', ''], /snapshot name is required/);
   refused('deleteSnapshot', ['vm', 'x'.repeat(65)], /at most 64/);
+  refused('setHugepages', ['4M', 2], /setHugepages/);
+  refused('cpuModels', ['hvf'], /cpuModels/);
 });

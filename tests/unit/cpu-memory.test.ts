@@ -12,6 +12,7 @@ import { HangarError } from '../../core/common/errors.ts';
 import { MODEL_VERSION } from '../../core/common/model.ts';
 import { applyCpuMemoryFlags, dropNulls } from '../../core/node/cli/cpu-memory-args.ts';
 import { checkCpuMemoryHost } from '../../core/node/host/cpu-memory-checks.ts';
+import { hostCpuMemory } from '../../core/node/host/host-memory.ts';
 
 const base = { version: MODEL_VERSION, id: '4b20d080-1b54-4048-85b3-a6a62d165c01', name: 'v' };
 const problemsOf = (extra: Record<string, unknown>): string[] => {
@@ -132,4 +133,14 @@ test('host checks before start: huge pages free (the fix names the pool size to 
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('the host as tuning sees it (a two-node fixture): CPUs with core and thread siblings, nodes with memory, huge page pools, KSM savings', async () => {
+  const fixtures = join(import.meta.dirname, '../fixtures');
+  const m = await hostCpuMemory({ sysRoot: join(fixtures, 'sysfs/workstation'), procRoot: join(fixtures, 'proc/workstation') });
+  assert.deepEqual(m.cpus.map((c) => `${c.cpu}:p${c.package}c${c.core}n${c.node}[${formatCpuSet(c.siblings)}]`), ['0:p0c0n0[0,2]', '1:p0c1n1[1,3]', '2:p0c0n0[0,2]', '3:p0c1n1[1,3]']);
+  assert.deepEqual(m.nodes.map((n) => [n.id, formatCpuSet(n.cpus), n.memTotalKiB, n.memFreeKiB]), [[0, '0,2', 16318000, 12000000], [1, '1,3', 16384000, 8192000]]);
+  assert.deepEqual(m.hugepages.map((p) => [p.size, p.total]), [['1G', 0], ['2M', 1024]]);
+  assert.deepEqual(m.ksm, { available: true, running: false, pagesShared: 1200, pagesSharing: 51200, pagesUnshared: 300, fullScans: 7, savedBytes: 51200 * 4096 });
+  assert.equal(m.memAvailableKiB, 24000000);
 });

@@ -78,6 +78,10 @@ describe('host helper', () => {
         w('bus/pci/devices/0000:04:00.0/mdev_supported_types/nvidia-222/create', UUID),
         { op: 'modprobe', module: 'vfio-pci' },
         { op: 'ip', args: ['link', 'set', 'dev', 'enp3s0f0', 'vf', '0', 'mac', '52:54:00:aa:bb:cc', 'vlan', '10'] },
+        w('kernel/mm/ksm/run', '1'),
+        w('kernel/mm/ksm/run', '0'),
+        w('kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', '512'),
+        w('kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages', '4'),
       ];
       for (const op of ops) await validateOp(op, fx.sysRoot);
     });
@@ -96,6 +100,9 @@ describe('host helper', () => {
         [`${GPU}/reset`, /not one of the attributes/],
         ['bus/pci/drivers/amdgpu/new_id', /not one of the attributes/],
         ['bus/pci/rescan', /not one of the attributes/],
+        ['kernel/mm/ksm/pages_to_scan', /not one of the attributes/],
+        ['kernel/mm/hugepages/hugepages-64kB/nr_hugepages', /not one of the attributes/],
+        ['kernel/mm/transparent_hugepage/enabled', /not one of the attributes/],
         ['bus/pci/drivers_probe/x', /not one of the attributes/],
         ['bus/pci/devices/0000:01:00.0x/driver_override', /not one of the attributes/],
         ['bus/pci/devices/0000:42:00.0/driver_override', /no PCI device 0000:42:00\.0/],
@@ -119,6 +126,10 @@ describe('host helper', () => {
         ['bus/pci/devices/0000:03:00.0/sriov_numvfs', '0x4', /whole number/],
         [`${GPU}/sriov_numvfs`, '1', /not an existing sysfs attribute/],
         ['bus/pci/devices/0000:04:00.0/mdev_supported_types/nvidia-222/create', 'not-a-uuid', /create takes an mdev UUID/],
+        // 2 would unmerge every page at once: not the helper's to do.
+        ['kernel/mm/ksm/run', '2', /KSM run takes 0 or 1/],
+        ['kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', '-1', /nr_hugepages takes a whole number/],
+        ['kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', '1e9', /nr_hugepages takes a whole number/],
       ];
       for (const [path, value, message] of bad) await refused(validateOp(w(path, value), fx.sysRoot), message);
       // The remove attribute: make an mdev first so the path exists.
@@ -236,6 +247,19 @@ describe('host helper', () => {
       const ops = [w(`${GPU}/driver_override`, 'vfio-pci'), w(`${GPU}/remove`, '1')];
       await refused(executeOps(ops, { sysRoot: fx.sysRoot, writer: kernel.writer }), /not one of the attributes/);
       assert.deepEqual(kernel.log, []);
+    });
+
+    it('switches KSM and sizes a huge page pool from its own read of sysfs (nothing to do when already so)', async () => {
+      let plan = await planFor('set-ksm', ['1'], fx.sysRoot);
+      assert.deepEqual(plan.ops, [w('kernel/mm/ksm/run', '1')]);
+      await executeOps(plan.ops, { sysRoot: fx.sysRoot });
+      assert.equal((await readFile(join(fx.sysRoot, 'kernel/mm/ksm/run'), 'utf8')).trim(), '1');
+      assert.deepEqual((await planFor('set-ksm', ['1'], fx.sysRoot)).ops, []);
+      plan = await planFor('set-hugepages', ['2M', '64'], fx.sysRoot);
+      assert.deepEqual(plan.ops, [w('kernel/mm/hugepages/hugepages-2048kB/nr_hugepages', '64')]);
+      assert.match(plan.what, /setting the 2M huge page pool to 64 pages/);
+      await refused(planFor('set-ksm', ['2'], fx.sysRoot), /set-ksm takes 1 \(run KSM\) or 0/);
+      await refused(planFor('set-hugepages', ['4M', '1'], fx.sysRoot), /set-hugepages takes a huge page size/);
     });
 
     it('creates and removes an mdev', async () => {

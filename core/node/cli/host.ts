@@ -8,7 +8,9 @@ import { listPciDevices } from '../host/pci-devices.ts';
 import type { PciDevice } from '../host/pci-devices.ts';
 import { listUsbDevices } from '../host/usb-devices.ts';
 import { table } from './table.ts';
-import type { CoreApi } from '../../common/api.ts';
+import type { CoreApi, HostCpuMemory } from '../../common/api.ts';
+import { formatCpuSet } from '../../common/cpu-memory.ts';
+import { hostCpuMemory } from '../host/host-memory.ts';
 import type { HostChangeResult, PciViability } from '../../common/host-devices.ts';
 import { viabilityMap } from '../host/passthrough-rules.ts';
 import { listMdevInstances } from '../host/mdev-instances.ts';
@@ -53,9 +55,22 @@ export const HOST_USAGE = `Usage:
                                     set a VF's MAC address and VLAN (0 = none) on the PF's interface
   hangar host mdev list             mediated device instances (vGPU slices ...)
   hangar host mdev create PARENT TYPE [UUID] | remove UUID
+  hangar host topology [--json]    CPUs by package, core and thread; NUMA nodes with their CPUs and memory
+  hangar host memory [--json]      memory, huge page pools, KSM, and what running guests take
+  hangar host ksm [status|on|off]  KSM page merging: whether it runs and what it saves; switch it
+  hangar host hugepages 2M|1G N     size a huge page pool
+  hangar host cpu-models [--accel kvm|tcg] [--json]
+                                   QEMU's CPU models, usable or not here (with the missing features)
   Changes need root: Hangar runs them as root, by sudo -n or pkexec, or prints the exact commands.
   (HANGAR_SYSFS_ROOT and HANGAR_PROCFS_ROOT read another sysfs/procfs tree, e.g. a test fixture)
 `;
+
+const mib = (kib: number): string => `${Math.round(kib / 1024)} MiB`;
+
+function ksmText(k: HostCpuMemory['ksm']): string {
+  if (!k.available) return 'not available (this kernel has no /sys/kernel/mm/ksm)';
+  return `${k.running ? 'running' : 'stopped'}; ${k.pagesSharing} pages share ${k.pagesShared} (saves ${Math.round(k.savedBytes / 1048576)} MiB), ${k.fullScans} full scans`;
+}
 
 function roots(env: NodeJS.ProcessEnv): { sysRoot: string; procRoot: string } {
   return { sysRoot: env.HANGAR_SYSFS_ROOT || '/sys', procRoot: env.HANGAR_PROCFS_ROOT || '/proc' };
@@ -158,5 +173,51 @@ export async function hostCommand(sub: string | undefined, values: Record<string
     }
     throw new HangarError('invalid-input', `unknown subcommand "host mdev ${verb}"`, 'use hangar host mdev list|create|remove');
   }
-  throw new HangarError('invalid-input', `unknown subcommand "host ${sub}"`, 'use hangar host devices|usb|readiness|bind|release|sriov|vf|mdev');
+  if (sub === 'topology') {
+    const t = await hostCpuMemory(r);
+    if (values.json) { print(JSON.stringify({ cpus: t.cpus, nodes: t.nodes }, null, 2)); return 0; }
+    print(table([['CPU', 'PACKAGE', 'DIE', 'CORE', 'THREADS OF THE CORE', 'NUMA NODE'], ...t.cpus.map((c) => [String(c.cpu), String(c.package), String(c.die), String(c.core), formatCpuSet(c.siblings), String(c.node)])]));
+    print('');
+    print(table([['NODE', 'CPUS', 'MEMORY', 'FREE'], ...t.nodes.map((n) => [String(n.id), formatCpuSet(n.cpus), mib(n.memTotalKiB), mib(n.memFreeKiB)])]));
+    return 0;
+  }
+  if (sub === 'memory') {
+    const m = await withCore((api) => api.hostCpuMemory());
+    if (values.json) { print(JSON.stringify(m, null, 2)); return 0; }
+    print(`Memory:     ${mib(m.memTotalKiB)}, ${mib(m.memAvailableKiB)} available`);
+    const c = m.committed;
+    if (c) print(`Guests:     ${c.totalMiB} MiB committed to ${c.vms.length} running VM${c.vms.length === 1 ? '' : 's'} (${(c.totalMiB * 1024 / Math.max(1, m.memTotalKiB) * 100).toFixed(0)}% of host memory)${c.vms.length ? `: ${c.vms.map((v) => `${v.name} ${v.memoryMiB} MiB${v.hugepages ? ` on ${v.hugepages} pages` : ''}${v.merge ? '' : ', no KSM'}`).join('; ')}` : ''}`);
+    for (const p of m.hugepages) print(`Huge pages: ${p.size}: ${p.total} in the pool, ${p.free} free, ${p.reserved} reserved${p.surplus ? `, ${p.surplus} surplus` : ''}`);
+    print(`KSM:        ${ksmText(m.ksm)}`);
+    return 0;
+  }
+  if (sub === 'ksm') {
+    const [verb = 'status'] = args;
+    if (verb === 'status') {
+      const m = await hostCpuMemory(r);
+      print(values.json ? JSON.stringify(m.ksm, null, 2) : ksmText(m.ksm));
+      return 0;
+    }
+    if (verb !== 'on' && verb !== 'off') throw new HangarError('invalid-input', `unknown KSM command "${verb}"`, 'use hangar host ksm status|on|off');
+    return change(print, () => withCore((api) => api.setKsm(verb === 'on')), `KSM ${verb}`);
+  }
+  if (sub === 'hugepages') {
+    const [size, n] = need(args, 2, 'hangar host hugepages 2M|1G COUNT');
+    if (size !== '2M' && size !== '1G') throw new HangarError('invalid-input', `"${size}" is not a huge page size`, 'use 2M or 1G');
+    const wanted = count(n!, 'the number of pages');
+    const code = await change(print, () => withCore((api) => api.setHugepages(size, wanted)), `${size} huge page pool set to ${wanted}`);
+    const pool = (await hostCpuMemory(r)).hugepages.find((p) => p.size === size);
+    if (code === 0 && pool && pool.total < wanted) print(`note: the kernel gave ${pool.total} of the ${wanted} pages (memory too fragmented); try again after freeing memory, or reserve them at boot (hugepages=${wanted})`);
+    return code;
+  }
+  if (sub === 'cpu-models') {
+    const accel = values.accel as string | undefined;
+    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg') throw new HangarError('invalid-input', `--accel ${accel}: use kvm or tcg`);
+    const list = await withCore((api) => (accel ? api.cpuModels(accel) : api.cpuModels()));
+    if (values.json) { print(JSON.stringify(list, null, 2)); return 0; }
+    print(`CPU models with ${list.accel} (host and max are always there${list.accel === 'tcg' ? '; host needs KVM' : ''}):`);
+    print(table([['MODEL', 'USABLE', 'MISSING FEATURES'], ...list.models.map((m) => [m.name + (m.deprecated ? ' (deprecated)' : ''), m.unavailable.length ? 'no' : 'yes', m.unavailable.join(' ')])]));
+    return 0;
+  }
+  throw new HangarError('invalid-input', `unknown subcommand "host ${sub}"`, 'use hangar host devices|usb|readiness|bind|release|sriov|vf|mdev|topology|memory|ksm|hugepages|cpu-models');
 }

@@ -72,6 +72,11 @@ Host:
   host sriov PF COUNT                set an SR-IOV PF's number of VFs; host vf PF VF mac=.. vlan=..
   host mdev list | create PARENT TYPE [UUID] | remove UUID
                                      mediated devices (vGPU slices); see hangar host --help
+  host topology | memory | cpu-models
+                                     host CPUs and NUMA nodes; memory, huge pages, KSM and committed
+                                     guest memory; QEMU's CPU models usable here
+  host ksm status|on|off | hugepages 2M|1G N
+                                     switch KSM page merging; size a huge page pool
 Display:
   screenshot NAME FILE.png           save the running VM's screen as a PNG
   send-key NAME KEYS...              press keys together, e.g. ctrl-alt-delete, ctrl-alt-f2, alt-sysrq
@@ -568,7 +573,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'host': {
       const [sub, ...args] = rest;
-      const { values, positionals } = parse(args, {});
+      const { values, positionals } = parse(args, { accel: { type: 'string' } });
       return (await import('./host.ts')).hostCommand(sub, values, print, process.env, positionals, withCore);
     }
     case 'os': {

@@ -18,7 +18,7 @@ const DRIVER_VALUE_RE = /^[a-z0-9_-]{1,32}$/;
 const DRIVER_DIR_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 function refuse(op: HostOp, why: string): never {
-  throw new HangarError('invalid-input', `host helper refuses ${JSON.stringify(op)}: ${why}`, 'the helper only binds PCI devices to vfio-pci, sets SR-IOV VFs and creates or removes mdevs');
+  throw new HangarError('invalid-input', `host helper refuses ${JSON.stringify(op)}: ${why}`, 'the helper only binds PCI devices to vfio-pci, sets SR-IOV VFs, creates or removes mdevs, and switches KSM and sizes huge page pools');
 }
 
 type Target =
@@ -26,7 +26,9 @@ type Target =
   | { kind: 'mdev-create'; address: string; type: string }
   | { kind: 'driver'; driver: string; attr: 'bind' | 'unbind' }
   | { kind: 'probe' }
-  | { kind: 'mdev-remove'; uuid: string };
+  | { kind: 'mdev-remove'; uuid: string }
+  | { kind: 'ksm' }
+  | { kind: 'hugepages'; size: '2M' | '1G' };
 
 function parsePath(op: HostOp & { op: 'write' }): Target {
   const s = op.path.split('/');
@@ -41,6 +43,9 @@ function parsePath(op: HostOp & { op: 'write' }): Target {
   }
   if (s.length === 3 && a === 'bus' && b === 'pci' && c === 'drivers_probe') return { kind: 'probe' };
   if (s.length === 5 && a === 'bus' && b === 'mdev' && c === 'devices' && UUID_RE.test(d ?? '') && e === 'remove') return { kind: 'mdev-remove', uuid: d };
+  if (op.path === 'kernel/mm/ksm/run') return { kind: 'ksm' };
+  if (op.path === 'kernel/mm/hugepages/hugepages-2048kB/nr_hugepages') return { kind: 'hugepages', size: '2M' };
+  if (op.path === 'kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages') return { kind: 'hugepages', size: '1G' };
   return refuse(op, 'not one of the attributes the helper may write');
 }
 
@@ -83,6 +88,9 @@ export async function validateOp(op: HostOp, sysRoot: string): Promise<void> {
   } else if (t.kind === 'mdev-remove') {
     dir = await realOrNull(join(root, 'bus/mdev/devices', t.uuid));
     if (!dir || !inside(dir, join(root, 'devices')) || !dir.endsWith(`${sep}${t.uuid}`)) refuse(op, `no mdev ${t.uuid} under ${sysRoot}/bus/mdev/devices`);
+  } else if (t.kind === 'ksm' || t.kind === 'hugepages') {
+    dir = join(root, t.kind === 'ksm' ? 'kernel/mm/ksm' : op.path.slice(0, op.path.lastIndexOf('/')));
+    if ((await realOrNull(dir)) !== dir) refuse(op, `${dir} is not a directory of the sysfs root`);
   } else {
     dir = join(root, 'bus/pci');
     if ((await realOrNull(dir)) !== dir) refuse(op, `${sysRoot}/bus/pci is not a directory of the sysfs root`);
@@ -118,6 +126,13 @@ async function validateValue(op: HostOp & { op: 'write' }, t: Target, dir: strin
       return;
     case 'mdev-remove':
       if (v !== '1') refuse(op, 'remove takes "1"');
+      return;
+    case 'ksm':
+      // 2 would unmerge every page at once (a memory spike): only on and off are the helper's to set.
+      if (v !== '0' && v !== '1') refuse(op, 'KSM run takes 0 or 1');
+      return;
+    case 'hugepages':
+      if (!/^\d{1,7}$/.test(v)) refuse(op, 'nr_hugepages takes a whole number');
   }
 }
 

@@ -9,11 +9,11 @@ import { PCI_ADDRESS_RE } from '../../common/model.ts';
 import { listPciDevices } from './pci-devices.ts';
 import type { PciIds } from './pci-ids.ts';
 import { readQuiet } from './sysfs-read.ts';
-import { planBindVfio, planCreateMdev, planReleaseVfio, planRemoveMdev, planSetNumVfs, planVfConfig } from './sysfs-plans.ts';
+import { hugepagePoolAttr, planBindVfio, planCreateMdev, planReleaseVfio, planRemoveMdev, planSetHugepages, planSetKsm, planSetNumVfs, planVfConfig } from './sysfs-plans.ts';
 import type { HostOp } from './sysfs-plans.ts';
 
-export const HOST_VERBS = ['bind-vfio', 'release-vfio', 'set-numvfs', 'create-mdev', 'remove-mdev', 'vf-config'] as const;
-export const HOST_VERB_USAGE = 'bind-vfio ADDR | release-vfio ADDR | set-numvfs PF N | create-mdev PARENT TYPE UUID | remove-mdev UUID | vf-config IFNAME VF [mac=M] [vlan=V]';
+export const HOST_VERBS = ['bind-vfio', 'release-vfio', 'set-numvfs', 'create-mdev', 'remove-mdev', 'vf-config', 'set-ksm', 'set-hugepages'] as const;
+export const HOST_VERB_USAGE = 'bind-vfio ADDR | release-vfio ADDR | set-numvfs PF N | create-mdev PARENT TYPE UUID | remove-mdev UUID | vf-config IFNAME VF [mac=M] [vlan=V] | set-ksm 0|1 | set-hugepages 2M|1G N';
 
 export interface HostPlan {
   /** What the change does, for messages ("binding 0000:01:00.0 ... to vfio-pci"). */
@@ -83,6 +83,19 @@ export async function planFor(verb: string, args: string[], sysRoot: string, opt
         throw new HangarError('invalid-input', `${ifname} has ${numVfs} VFs, so there is no VF ${vf}`, `VFs are numbered 0 to ${Number(numVfs) - 1}`);
       }
       return { what: `configuring VF ${vf} of ${ifname}`, ops };
+    }
+    case 'set-ksm': {
+      if (args.length !== 1 || (args[0] !== '0' && args[0] !== '1')) usage(verb, '1 (run KSM) or 0 (stop it)');
+      const now = await readQuiet(join(sysRoot, 'kernel/mm/ksm/run'));
+      if (now === undefined) throw new HangarError('host-missing', 'this kernel has no KSM (no /sys/kernel/mm/ksm)', 'use a kernel built with CONFIG_KSM');
+      return { what: `${args[0] === '1' ? 'starting' : 'stopping'} KSM`, ops: planSetKsm(now, args[0]) };
+    }
+    case 'set-hugepages': {
+      if (args.length !== 2 || (args[0] !== '2M' && args[0] !== '1G')) usage(verb, 'a huge page size (2M or 1G) and a number of pages');
+      const n = count(args[1], 'the number of huge pages');
+      const now = await readQuiet(join(sysRoot, hugepagePoolAttr(args[0])));
+      if (now === undefined) throw new HangarError('host-missing', `this host has no ${args[0]} huge page pool`, args[0] === '1G' ? 'boot with hugepagesz=1G (the CPU needs pdpe1gb)' : 'use a kernel with huge page support');
+      return { what: `setting the ${args[0]} huge page pool to ${n} pages`, ops: planSetHugepages(now, args[0], n) };
     }
     default:
       throw new HangarError('invalid-input', `unknown host change "${verb}"`, `usage: ${HOST_VERB_USAGE}`);

@@ -136,6 +136,18 @@ export function planVfConfig(ifname: string, vf: number, cfg: { mac?: string; vl
 }
 
 /** The plan as commands a root user could paste into a shell. */
+/** KSM on or off (kernel/mm/ksm/run: 1 runs the merger, 0 stops it and keeps merged pages). */
+export function planSetKsm(now: string, value: '0' | '1'): HostOp[] {
+  return now.trim() === value ? [] : [write('kernel/mm/ksm/run', value)];
+}
+
+export const hugepagePoolAttr = (size: '2M' | '1G'): string => `kernel/mm/hugepages/hugepages-${size === '2M' ? 2048 : 1048576}kB/nr_hugepages`;
+
+/** The persistent huge page pool of one size (the kernel gives fewer when memory is fragmented). */
+export function planSetHugepages(now: string, size: '2M' | '1G', count: number): HostOp[] {
+  return Number(now.trim()) === count ? [] : [write(hugepagePoolAttr(size), String(count))];
+}
+
 export function shellCommands(ops: HostOp[], sysRoot: string): string[] {
   const root = sysRoot.replace(/\/+$/, '');
   return ops.map((o) => {

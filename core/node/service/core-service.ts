@@ -13,6 +13,10 @@ import type {
   AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
+import type { CpuModelList, HostCpuMemory } from '../../common/api.ts';
+import { hostCpuMemory } from '../host/host-memory.ts';
+import { cpuModels } from '../host/cpu-models.ts';
+import { runHostChange } from '../host/privileged.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from '../../common/snapshots.ts';
 import { SnapshotOps, listSnapshots, snapshotScreenshot } from '../snapshots/snapshot-ops.ts';
@@ -610,6 +614,26 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Every VM as the host-device rules see it (a running VM's devices are the guest's). */
   vmViews(): VmView[] {
     return [...this.vms.values()].map((vm) => ({ id: vm.id, name: vm.name, definition: vm.stored.definition, active: isActive(vm.state) }));
+  }
+
+  async hostCpuMemory(): Promise<HostCpuMemory> {
+    const host = await hostCpuMemory(this.hostRoots);
+    const running = [...this.vms.values()].filter((v) => isActive(v.state)).map((v) => v.runningDefinition);
+    const vms = running.map((d) => ({ name: d.name, memoryMiB: d.memoryMiB, merge: d.memory?.merge !== false, ...(d.memory?.hugepages ? { hugepages: d.memory.hugepages } : {}) }));
+    return { ...host, committed: { totalMiB: vms.reduce((a, v) => a + v.memoryMiB, 0), vms } };
+  }
+
+  async cpuModels(accel?: 'kvm' | 'tcg'): Promise<CpuModelList> {
+    const a = accel ?? (await this.probe()).best;
+    return { accel: a, models: await cpuModels(a) };
+  }
+
+  setKsm(on: boolean): Promise<HostChangeResult> {
+    return runHostChange('set-ksm', [on ? '1' : '0'], { sysRoot: this.hostRoots.sysRoot });
+  }
+
+  setHugepages(size: '2M' | '1G', count: number): Promise<HostChangeResult> {
+    return runHostChange('set-hugepages', [size, String(count)], { sysRoot: this.hostRoots.sysRoot });
   }
 
   async hostDevices(): Promise<HostDeviceReport> {

@@ -11,6 +11,7 @@ import { resolveAccel } from '../host/accel.ts';
 import { requireBinary } from '../host/binaries.ts';
 import { checkBridge } from '../host/bridges.ts';
 import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
+import { checkCpuModel } from '../host/cpu-models.ts';
 import { checkDeviceBackends } from '../host/device-checks.ts';
 import { resolveFirmware } from '../host/firmware.ts';
 import type { ResolvedFirmware } from '../host/firmware.ts';
@@ -42,6 +43,7 @@ export async function prepareDomain(ctx: SidecarStartContext, probe: () => Promi
     throw new HangarError('invalid-input', `cannot start VM "${def.name}": CPU model host passes the host CPU through, which needs KVM, and this VM runs under TCG${note ? ` (${note})` : ''}`,
       'use CPU model max (everything TCG can emulate) or a named model, e.g. hangar edit NAME --cpu max');
   }
+  await checkCpuModel(def, qemu, accel);
   const firmware = resolveFirmware(def, ctx.vmDir);
   if (firmware) await ensureNvram(firmware, ctx);
   return { qemu, accel, firmware, ...(note ? { accelNote: note } : {}) };
