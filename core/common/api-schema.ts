@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { CoreApi } from './api.ts';
 import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
-import { diskBuses, macSchema, PCI_ADDRESS_RE } from './model.ts';
+import { cpuSetSchema, diskBuses, macSchema, PCI_ADDRESS_RE } from './model.ts';
 import { SNAPSHOT_NAME_MAX, snapshotKinds } from './snapshots.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
@@ -106,6 +106,9 @@ export const apiArgSchemas = {
   createMdev: z.union([z.tuple([pciAddress, mdevType]), z.tuple([pciAddress, mdevType, mdevUuid])]),
   removeMdev: z.tuple([mdevUuid]),
   setAutostart: z.tuple([ref, z.boolean()]),
+  setVcpus: z.tuple([ref, z.number().int().min(1, 'a VM needs at least 1 vCPU').max(288)]),
+  setCpuPinning: z.tuple([ref, z.strictObject({ vcpus: z.array(cpuSetSchema.nullable()).max(288).optional(), emulator: cpuSetSchema.optional() }).nullable()]),
+  resizeMemory: z.tuple([ref, z.number().int().min(16, 'a VM needs at least 16 MiB').max(4 * 1024 * 1024)]),
   hostCpuMemory: none,
   cpuModels: z.union([none, z.tuple([z.enum(['kvm', 'tcg'])])]),
   setKsm: z.tuple([z.boolean()]),

@@ -262,6 +262,13 @@ export interface CpuModelList {
   models: Array<{ name: string; unavailable: string[]; aliasOf?: string; deprecated: boolean }>;
 }
 
+/** A CPU or memory change: made on the running guest now, or saved for its next start (with why). */
+export interface CpuMemoryChangeResult {
+  applied: 'now' | 'next-boot';
+  note?: string;
+  info: VmInfo;
+}
+
 /** Methods the core serves. `ref` is a VM name or id. */
 export interface CoreApi {
   list(): Promise<VmSummary[]>;
@@ -314,6 +321,12 @@ export interface CoreApi {
   listDir(path: string, opts?: { showHidden?: boolean }): Promise<DirListing>;
   /** Validates a create request exactly as create does, and shows the command line; writes nothing. */
   previewCreate(req: CreateVmRequest): Promise<CreatePreview>;
+  /** vCPUs online: hotplugged into (or asked out of) a running q35/pc guest's free slots; saved for the next start. */
+  setVcpus(ref: string, count: number): Promise<CpuMemoryChangeResult>;
+  /** Thread pinning (null: none), applied to the running threads at once; saved. */
+  setCpuPinning(ref: string, pinning: { vcpus?: Array<string | null>; emulator?: string } | null): Promise<CpuMemoryChangeResult>;
+  /** Guest memory in MiB: grown live by a DIMM up to its hotplug maximum; saved for the next start. */
+  resizeMemory(ref: string, mib: number): Promise<CpuMemoryChangeResult>;
   /** The host's CPU topology, NUMA nodes, huge page pools, KSM, and the memory running guests take. */
   hostCpuMemory(): Promise<HostCpuMemory>;
   /** QEMU's CPU models and whether each is usable with the accelerator (default: the one VMs get here). */
@@ -400,6 +413,6 @@ export interface CoreEvents {
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
-  'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
+  'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

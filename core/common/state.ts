@@ -9,7 +9,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone', 'save'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone', 'save', 'tune'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -32,6 +32,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   // As virt-clone: the disks must not change while they are copied.
   clone: ['stopped', 'paused'],
   save: ['running', 'paused'],
+  // vCPUs, pinning and memory: saved while stopped; live (or pending) while it runs.
+  tune: ['stopped', 'crashed', 'running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

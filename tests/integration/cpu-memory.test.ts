@@ -86,6 +86,65 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     assert.equal(unpromised(), before, 'the pages went back to the pool when QEMU ended');
   });
 
+  test('a running guest gets a vCPU (it onlines it), new pinning at once, and 128 MiB more memory; save then waits for a restart', async () => {
+    const vm = await h.json<{ id: string }>(['create', '--name', 'grow', '--file', writeDef('grow', {}), '--vcpus', '1', '--maxcpus', '3', '--maxmem', '512M']);
+    await h.ok(['start', 'grow']);
+    await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+    const guestSays = async (cmd: string, want: RegExp, what: string): Promise<string> => {
+      let out = '';
+      for (let i = 0; i < 30; i++) {
+        out = await h.consoleCommand('grow', cmd, 2);
+        if (want.test(out)) return out;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.fail(`${what}: "${cmd}" never gave ${want}; last:\n${out}`);
+    };
+    assert.match(await h.ok(['cpu', 'grow', 'add']), /VM "grow" has 2 vCPUs now: 1 vCPU added/);
+    // The guest sees the new CPU, brings it online, and runs on two.
+    await guestSays('cat /sys/devices/system/cpu/present', /^0-1\s*$/m, 'the new vCPU is present');
+    await guestSays('echo 1 > /sys/devices/system/cpu/cpu1/online; cat /sys/devices/system/cpu/online', /^0-1\s*$/m, 'the new vCPU is online');
+
+    // Pinning changed live: each vCPU thread and the rest of QEMU where asked.
+    assert.match(await h.ok(['cpu', 'grow', 'pin', 'vcpu0=1,vcpu1=0,emulator=1']), /pinned now/);
+    const pid = (await h.json<{ pid: number }>(['show', 'grow'])).pid;
+    const tasks = readdirSync(`/proc/${pid}/task`).map(Number);
+    const comm = (t: number): string => readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+    const allowed = (t: number): string => /^Cpus_allowed_list:\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))![1]!;
+    for (const t of tasks) {
+      const cpu = /^CPU (\d+)\/TCG$/.exec(comm(t));
+      assert.equal(allowed(t), cpu ? ['1', '0'][Number(cpu[1])] : '1', `thread ${t} ${comm(t)}`);
+    }
+
+    // Memory: a 128 MiB DIMM; the guest onlines its blocks and MemTotal grows by about that much.
+    const memTotal = async (): Promise<number> => Number(/MemTotal:\s+(\d+) kB/.exec(await h.consoleCommand('grow', 'grep MemTotal /proc/meminfo', 2))![1]);
+    const before = await memTotal();
+    assert.match(await h.ok(['memory', 'grow', 'resize', '320M']), /VM "grow" has 320 MiB of memory now: 128 MiB added as a DIMM/);
+    // Blocks that came up offline are brought online by the guest (Debian's udev rule does this on a full system).
+    await guestSays('for m in /sys/devices/system/memory/memory*; do grep -q offline $m/state && echo online > $m/state; done; grep -c . /sys/devices/system/memory/memory*/state | wc -l; grep -l offline /sys/devices/system/memory/memory*/state | wc -l',
+      /^0\s*$/m, 'every memory block online');
+    const grown = await memTotal();
+    assert.ok(grown - before >= 120 * 1024 && grown - before <= 128 * 1024, `MemTotal grew by ${(grown - before) / 1024} MiB`);
+    const shown = await h.json<{ definition: { cpu: { vcpus: number; pinning: unknown }; memoryMiB: number } }>(['show', 'grow']);
+    assert.equal(shown.definition.cpu.vcpus, 2);
+    assert.equal(shown.definition.memoryMiB, 320);
+    assert.deepEqual(shown.definition.cpu.pinning, { vcpus: ['1', '0'], emulator: '1' });
+
+    // Past the maximum, and a save with hotplugged parts: refused with the reason.
+    let r = await h.run(['memory', 'grow', 'resize', '1G']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /runs with a hotplug maximum of 512 MiB: it cannot grow to 1024 MiB now/);
+    r = await h.run(['save', 'grow']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /cannot save VM "grow": 1 vCPU and 128 MiB of memory were added while it runs, which a restore could not bring back: restart the VM first/);
+    assert.equal(await h.state('grow'), 'running');
+    // The next start boots with what was added.
+    await h.ok(['destroy', 'grow']);
+    await h.ok(['start', 'grow']);
+    await h.waitForSerial(vm.id, READY_MARKER, 2, 240_000);
+    assert.match(await h.consoleCommand('grow', 'cat /sys/devices/system/cpu/online; grep MemTotal /proc/meminfo', 3), /^0-1\s*$/m);
+    await h.ok(['destroy', 'grow']);
+  });
+
   test('bad settings are refused with the fix: a topology that does not add up at create, missing huge pages, host nodes and CPUs at start (QEMU never runs)', async () => {
     let r = await h.run(['create', '--name', 'bad-topo', '--file', writeDef('bad-topo', {}), '--vcpus', '4', '--topology', 'sockets=1,cores=3']);
     assert.equal(r.code, 2, r.stderr);

@@ -34,6 +34,9 @@ test('every API method has a schema', () => {
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     if (m === 'setAutostart') return ['vm', true];
     if (m === 'cpuModels') return ['tcg'];
+    if (m === 'setVcpus') return ['vm', 2];
+    if (m === 'setCpuPinning') return ['vm', { vcpus: ['0-1', null], emulator: '2' }];
+    if (m === 'resizeMemory') return ['vm', 2048];
     if (m === 'setKsm') return [true];
     if (m === 'setHugepages') return ['2M', 64];
     if (m === 'start') return ['vm', { discardSaved: true }];
@@ -94,4 +97,7 @@ test('snapshot requests: a name is required, unknown fields and kinds are refuse
   refused('deleteSnapshot', ['vm', 'x'.repeat(65)], /at most 64/);
   refused('setHugepages', ['4M', 2], /setHugepages/);
   refused('cpuModels', ['hvf'], /cpuModels/);
+  refused('setVcpus', ['vm', 0], /at least 1 vCPU/);
+  refused('setCpuPinning', ['vm', { vcpus: ['0-x'] }], /CPU list/);
+  refused('resizeMemory', ['vm', 8], /at least 16 MiB/);
 });

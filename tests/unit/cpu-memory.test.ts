@@ -89,6 +89,9 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
     cpu: { model: 'max', features: ['-svm', '+x2apic'], vcpus: 2, maxVcpus: 4, sockets: 1, cores: 2, threads: 2 },
     memory: { hugepages: '2M', merge: false, maxMiB: 2048, slots: 2, numa: [{ cpus: '0,2', memoryMiB: 256, hostNodes: '0', policy: 'bind' }, { cpus: '1,3', memoryMiB: 256 }] },
   });
+  const plain: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ maxmem: '1G' }, plain);
+  assert.deepEqual(plain, { memory: { maxMiB: 1024, slots: null } }, 'a maximum alone: default slots');
   const pinned: Record<string, unknown> = {};
   applyCpuMemoryFlags({ pin: 'vcpu0=0,2,vcpu2=1,emulator=3' }, pinned);
   assert.deepEqual(pinned, { cpu: { pinning: { vcpus: ['0,2', null, '1'], emulator: '3' } } });
@@ -99,6 +102,7 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
   for (const [flags, re] of [
     [{ cpu: 'max,avx2' }, /"avx2" is not a feature flag/],
     [{ topology: 'sockets=1,cpus=2' }, /unknown key "cpus"/],
+    [{ maxmem: '2G,4' }, /--maxmem: "4" is not key=value/],
     [{ numa: ['cpus=0-1'] }, /needs cpus= and mem=/],
     [{ numa: ['cpus=0,mem=1G,policy=strict'] }, /policy strict is not one of bind, preferred, interleave/],
     [{ hugepages: '4M' }, /not a huge page size/],

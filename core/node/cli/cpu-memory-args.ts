@@ -55,10 +55,12 @@ function mib(flag: string, v: string): number {
 /** key=value pairs where a bare CPU number or range continues the previous value (cpus=0-1,4). */
 function pairs(flag: string, text: string): Array<[string, string]> {
   const out: Array<[string, string]> = [];
+  const example: Record<string, string> = { '--numa': 'cpus=0-1,mem=512M', '--topology': 'sockets=1,cores=2,threads=2', '--maxmem': '4G,slots=4', '--pin': 'vcpu0=0,emulator=1' };
+  if (text === '') return out;
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     if (eq < 0 && out.length && /^\d+(-\d+)?$/.test(part)) { out[out.length - 1]![1] += `,${part}`; continue; }
-    if (eq <= 0) throw new HangarError('invalid-input', `${flag}: "${part}" is not key=value`, `e.g. ${flag} ${flag === '--numa' ? 'cpus=0-1,mem=512M' : 'sockets=1,cores=2,threads=2'}`);
+    if (eq <= 0) throw new HangarError('invalid-input', `${flag}: "${part}" is not key=value`, `e.g. ${flag} ${example[flag] ?? ''}`);
     out.push([part.slice(0, eq), part.slice(eq + 1)]);
   }
   return out;

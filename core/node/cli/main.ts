@@ -65,6 +65,11 @@ Snapshots:
   snapshot delete NAME SNAP          delete one, merging its data into what depends on it
   snapshot screenshot NAME SNAP FILE.png
                                      the guest's screen when the snapshot was taken (a PNG)
+CPU and memory:
+  cpu NAME set N | add [N]           vCPUs, hotplugged into a running q35/pc VM's free slots (--maxcpus)
+  cpu NAME pin vcpu0=0,..,emulator=1 | off
+                                     pin threads to host CPUs, live on a running VM
+  memory NAME resize SIZE            grow a running VM's memory by a DIMM (up to --maxmem); else next start
 Host:
   host devices | usb | readiness     PCI devices with IOMMU groups, SR-IOV and host use; USB devices;
                                      what PCI passthrough still needs
@@ -575,6 +580,14 @@ export async function main(argv: string[]): Promise<number> {
       const [sub, ...args] = rest;
       const { values, positionals } = parse(args, { accel: { type: 'string' } });
       return (await import('./host.ts')).hostCommand(sub, values, print, process.env, positionals, withCore);
+    }
+    case 'cpu': {
+      const { values, positionals } = parse(rest, {});
+      return (await import('./cpu-memory.ts')).cpuCommand(positionals, values, withCore, print);
+    }
+    case 'memory': {
+      const { values, positionals } = parse(rest, {});
+      return (await import('./cpu-memory.ts')).memoryCommand(positionals, values, withCore, print);
     }
     case 'os': {
       const [sub, ...args] = rest;

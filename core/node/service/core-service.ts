@@ -13,7 +13,9 @@ import type {
   AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
-import type { CpuModelList, HostCpuMemory } from '../../common/api.ts';
+import type { CpuMemoryChangeResult, CpuModelList, HostCpuMemory } from '../../common/api.ts';
+import { resizeMemory, setPinning, setVcpus } from './cpu-memory-ops.ts';
+import type { CpuMemoryChange, CpuMemoryDeps } from './cpu-memory-ops.ts';
 import { hostCpuMemory } from '../host/host-memory.ts';
 import { cpuModels } from '../host/cpu-models.ts';
 import { runHostChange } from '../host/privileged.ts';
@@ -614,6 +616,28 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Every VM as the host-device rules see it (a running VM's devices are the guest's). */
   vmViews(): VmView[] {
     return [...this.vms.values()].map((vm) => ({ id: vm.id, name: vm.name, definition: vm.stored.definition, active: isActive(vm.state) }));
+  }
+
+  private readonly cpuMemoryDeps: CpuMemoryDeps = { save: (vm, def) => this.saveDefinition(vm, def) };
+
+  /** One CPU or memory change under the VM's lock, answered with the VM's fresh info. */
+  private async cpuMemoryChange(ref: string, op: (vm: VmInstance) => Promise<CpuMemoryChange>): Promise<CpuMemoryChangeResult> {
+    const vm = await this.findFresh(ref);
+    const r = await vm.exclusive('tune', () => op(vm));
+    this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state });
+    return { ...r, info: vm.info() };
+  }
+
+  setVcpus(ref: string, count: number): Promise<CpuMemoryChangeResult> {
+    return this.cpuMemoryChange(ref, (vm) => setVcpus(vm, count, this.cpuMemoryDeps));
+  }
+
+  setCpuPinning(ref: string, pinning: { vcpus?: Array<string | null>; emulator?: string } | null): Promise<CpuMemoryChangeResult> {
+    return this.cpuMemoryChange(ref, (vm) => setPinning(vm, pinning, this.cpuMemoryDeps));
+  }
+
+  resizeMemory(ref: string, mib: number): Promise<CpuMemoryChangeResult> {
+    return this.cpuMemoryChange(ref, (vm) => resizeMemory(vm, mib, this.cpuMemoryDeps));
   }
 
   async hostCpuMemory(): Promise<HostCpuMemory> {

@@ -39,6 +39,7 @@ import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
 import { qemuInfo } from '../host/binaries.ts';
 import { applyPinning } from './cpu-pinning.ts';
+import { liveHotplugBlocker } from './cpu-memory-ops.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
@@ -310,7 +311,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     return this.exclusive('save', async () => {
       const s = this.live();
       const def = this.runningDefinition;
-      const blocker = saveBlocker(def, (await qemuInfo().catch(() => undefined))?.version);
+      const blocker = saveBlocker(def, (await qemuInfo().catch(() => undefined))?.version) ?? await liveHotplugBlocker(s.qmp);
       if (blocker) throw new HangarError('invalid-state', `cannot save VM "${this.name}": ${blocker}`, 'shut it down instead, or remove those devices');
       if (this.info().pending?.length) {
         throw new HangarError('invalid-state', `cannot save VM "${this.name}": it has changes pending for its next boot, and a saved state only restores into the hardware it was saved from`,

@@ -25,6 +25,7 @@ import type { QmpClient } from '../qmp/client.ts';
 import type { VmInstance } from '../service/vm-instance.ts';
 import { dropNode, liveDisk, liveDisks, nodeOfFile } from './block-nodes.ts';
 import { runJob } from './qmp-jobs.ts';
+import { liveHotplugBlocker } from '../service/cpu-memory-ops.ts';
 import { crashPointForTests, killQemuForTests } from '../service/test-crash.ts';
 import { readSnapshotFile, snapshotInfo, writeSnapshotFile } from './snapshot-store.ts';
 import { isInside } from '../store/vm-store.ts';
@@ -231,6 +232,8 @@ export class SnapshotOps {
       if (kind === 'external' && req.memory) throw new HangarError('invalid-input', 'external snapshots hold the disks only', 'take an internal snapshot to keep the RAM too, or leave out --memory');
       const ability = kind === 'external' ? can.external : memory ? can.memory : can.internal;
       if (!ability.available) throw new HangarError('invalid-state', `cannot take ${memory ? 'a snapshot with memory' : `an ${kind} snapshot`} of VM "${vm.name}": ${ability.reason}`);
+      const hot = memory ? await liveHotplugBlocker(vm.liveQmp('a snapshot')) : null;
+      if (hot) throw new HangarError('invalid-state', `cannot take a snapshot with memory of VM "${vm.name}": ${hot}`, 'or take a disk-only snapshot now (--disk-only)');
       const disks = coveredDisks(def);
       const record: SnapshotRecord = {
         id: randomUUID(), name, description, createdAt: new Date().toISOString(), parent: data.current, kind, memory,

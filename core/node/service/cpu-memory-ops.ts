@@ -1,0 +1,182 @@
+// CPU and memory changes of a VM, live where QEMU and the guest allow and saved for the next boot
+// in any case: vCPUs added into free slots (device_add of the CPU type query-hotpluggable-cpus
+// names) or taken out again (device_del, which the guest must agree to); thread pinning changed on
+// the running threads; memory grown by a pc-dimm on its own backend. What cannot happen live says
+// so and applies at the next start.
+import { HangarError } from '../../common/errors.ts';
+import { parseDefinition } from '../../common/definition.ts';
+import type { CpuDefinition, VmDefinition } from '../../common/model.ts';
+import { isActive } from '../../common/state.ts';
+import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
+import type { QmpClient } from '../qmp/client.ts';
+import { applyPinning } from './cpu-pinning.ts';
+import { hostRootsFromEnv } from './host-device-ops.ts';
+import type { VmInstance } from './vm-instance.ts';
+
+export interface CpuMemoryChange {
+  applied: 'now' | 'next-boot';
+  note?: string;
+}
+
+export interface CpuMemoryDeps {
+  /** Writes the VM's definition (atomically) and tells clients. */
+  save(vm: VmInstance, def: VmDefinition): Promise<void>;
+}
+
+interface HotpluggableCpu { type: string; 'vcpus-count': number; props: Record<string, number>; 'qom-path'?: string }
+
+const MIB = 1024 * 1024;
+
+/** A definition with a change, through the one gate (parse + cross-field checks). */
+function changed(def: VmDefinition, patch: Partial<VmDefinition>): VmDefinition {
+  return parseDefinition({ ...def, ...patch });
+}
+
+/** Sets the number of vCPUs online: live into (or out of) the free slots of a running VM, saved for the next boot. */
+export async function setVcpus(vm: VmInstance, count: number, deps: CpuMemoryDeps): Promise<CpuMemoryChange> {
+  const def = changed(vm.definition, { cpu: { ...vm.definition.cpu, vcpus: count } });
+  const slots = def.cpu.maxVcpus ?? def.cpu.vcpus;
+  if (!isActive(vm.state)) {
+    await deps.save(vm, def);
+    return { applied: 'next-boot' };
+  }
+  const running = vm.runningDefinition;
+  const runningSlots = running.cpu.maxVcpus ?? running.cpu.vcpus;
+  if (count > runningSlots) {
+    throw new HangarError('invalid-input', `VM "${vm.name}" runs with ${runningSlots} vCPU slots: ${count} vCPUs need more`,
+      `raise the slots while it is stopped (hangar edit ${vm.name} --maxcpus ${count}), then start it again`);
+  }
+  if (running.machine !== 'q35' && running.machine !== 'pc') {
+    await deps.save(vm, def);
+    return { applied: 'next-boot', note: `a ${running.machine} machine has no CPU hotplug: ${count} vCPUs at the next start` };
+  }
+  const qmp = vm.liveQmp('CPU hotplug');
+  const cpus = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
+  const plugged = cpus.filter((c) => c['qom-path']);
+  let note: string | undefined;
+  if (count > plugged.length) {
+    // Lowest slots first (query-hotpluggable-cpus lists the highest first).
+    const free = cpus.filter((c) => !c['qom-path']).reverse().slice(0, count - plugged.length);
+    for (const c of free) {
+      const id = `vcpu-${Object.values(c.props).join('-')}`;
+      try {
+        await qmp.execute('device_add', { driver: c.type, id, ...c.props });
+      } catch (e) {
+        throw new HangarError('qmp-error', `QEMU could not add a vCPU to VM "${vm.name}": ${(e as Error).message}`, 'the vCPUs added before this one stay; the definition is unchanged');
+      }
+    }
+  } else if (count < plugged.length) {
+    // Only vCPUs plugged after boot have a device to delete (peripheral ids); boot vCPUs stay until the next start.
+    const removable = plugged.filter((c) => c['qom-path']!.startsWith('/machine/peripheral/')).reverse().slice(0, plugged.length - count);
+    for (const c of removable) await requestUnplug(qmp, c['qom-path']!.split('/').pop()!);
+    const left = plugged.length - removable.length - count;
+    note = removable.length
+      ? `the guest was asked to release ${removable.length} vCPU${removable.length > 1 ? 's' : ''} (it takes them offline when it agrees)${left > 0 ? `; ${left} boot vCPU${left > 1 ? 's' : ''} go at the next start` : ''}`
+      : `vCPUs present at boot cannot be taken out of a running guest: ${count} vCPUs at the next start`;
+  }
+  await deps.save(vm, def);
+  const nowPlugged = (await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus')).filter((c) => c['qom-path']).length;
+  await vm.setRunningDefinition({ ...running, cpu: { ...running.cpu, vcpus: nowPlugged } });
+  if (def.cpu.pinning) await applyPinning(qmp, vm.pid!, def.cpu.pinning);
+  await vm.log(`vCPUs set to ${count} (${nowPlugged} plugged now, ${slots} slots)`);
+  if (count > (plugged.length)) note = `${count - plugged.length} vCPU${count - plugged.length > 1 ? 's' : ''} added; a Linux guest brings them online with echo 1 > /sys/devices/system/cpu/cpuN/online (or a udev rule)`;
+  return note === undefined ? { applied: nowPlugged === count ? 'now' : 'next-boot' } : { applied: nowPlugged === count ? 'now' : 'next-boot', note };
+}
+
+async function requestUnplug(qmp: QmpClient, id: string): Promise<void> {
+  try {
+    await qmp.execute('device_del', { id });
+  } catch (e) {
+    throw new HangarError('qmp-error', `QEMU could not start removing vCPU ${id}: ${(e as Error).message}`);
+  }
+}
+
+/** Changes the pinning: checked against the host, applied to the running threads, saved. */
+export async function setPinning(vm: VmInstance, pinning: CpuDefinition['pinning'] | null, deps: CpuMemoryDeps): Promise<CpuMemoryChange> {
+  const cpu: CpuDefinition = { ...vm.definition.cpu };
+  if (pinning) cpu.pinning = pinning;
+  else delete cpu.pinning;
+  const def = changed(vm.definition, { cpu });
+  await checkCpuMemoryHost(def, hostRootsFromEnv().sysRoot);
+  if (!isActive(vm.state)) {
+    await deps.save(vm, def);
+    return { applied: 'next-boot' };
+  }
+  const qmp = vm.liveQmp('pinning');
+  // Unpinned means every online host CPU again.
+  const all = (await import('../host/cpu-memory-checks.ts')).hostCpuNodes;
+  const online = (await all(hostRootsFromEnv().sysRoot)).cpus;
+  const everywhere = online.length ? `0-${Math.max(...online)}` : undefined;
+  const effective = {
+    emulator: pinning?.emulator ?? everywhere,
+    vcpus: Array.from({ length: vm.runningDefinition.cpu.maxVcpus ?? vm.runningDefinition.cpu.vcpus }, (_, i) => pinning?.vcpus?.[i] ?? everywhere ?? null),
+  };
+  await applyPinning(qmp, vm.pid!, effective);
+  await deps.save(vm, def);
+  await vm.setRunningDefinition({ ...vm.runningDefinition, cpu: { ...vm.runningDefinition.cpu, ...(pinning ? { pinning } : {}) } });
+  await vm.log(pinning ? 'CPU pinning changed live' : 'CPU pinning removed live');
+  return { applied: 'now' };
+}
+
+/** Sets the guest's memory: grown live by a pc-dimm (up to the maximum), saved for the next boot. */
+export async function resizeMemory(vm: VmInstance, mib: number, deps: CpuMemoryDeps): Promise<CpuMemoryChange> {
+  const cur = vm.definition;
+  if (cur.memory?.numa?.length) {
+    throw new HangarError('invalid-input', `VM "${vm.name}" has NUMA nodes: its memory is set per node`,
+      `change the nodes' memory while it is stopped (hangar edit ${vm.name} --memory ${mib} --numa ...)`);
+  }
+  const running = vm.runningDefinition;
+  const max = running.memory?.maxMiB;
+  if (isActive(vm.state) && mib > running.memoryMiB && (max === undefined || mib > max)) {
+    throw new HangarError('invalid-input', `VM "${vm.name}" runs with ${max === undefined ? 'no room for memory hotplug' : `a hotplug maximum of ${max} MiB`}: it cannot grow to ${mib} MiB now`,
+      `set a maximum while it is stopped (hangar edit ${vm.name} --maxmem ${Math.max(mib, running.memoryMiB * 2)}M), then grow it live; or stop it and set ${mib} MiB`);
+  }
+  const def = changed(cur, { memoryMiB: mib });
+  if (!isActive(vm.state)) {
+    await deps.save(vm, def);
+    return { applied: 'next-boot' };
+  }
+  if (mib === running.memoryMiB) {
+    await deps.save(vm, def);
+    return { applied: 'now' };
+  }
+  if (mib < running.memoryMiB) {
+    await deps.save(vm, def);
+    return { applied: 'next-boot', note: `memory cannot be taken from a running guest here: ${mib} MiB at the next start (the balloon can lend memory back meanwhile)` };
+  }
+  const qmp = vm.liveQmp('memory hotplug');
+  const add = mib - running.memoryMiB;
+  const n = Date.now().toString(36);
+  const mem = running.memory;
+  const memfd = mem?.hugepages !== undefined;
+  await qmp.execute('object-add', {
+    'qom-type': memfd ? 'memory-backend-memfd' : 'memory-backend-ram', id: `dimm-mem-${n}`, size: add * MIB,
+    ...(memfd ? { share: false, hugetlb: true, hugetlbsize: mem!.hugepages === '1G' ? 1024 * MIB : 2 * MIB } : {}),
+    ...(mem?.merge === false ? { merge: false } : {}),
+  });
+  try {
+    await qmp.execute('device_add', { driver: 'pc-dimm', id: `dimm-${n}`, memdev: `dimm-mem-${n}` });
+  } catch (e) {
+    await qmp.execute('object-del', { id: `dimm-mem-${n}` }).catch(() => {});
+    throw new HangarError('qmp-error', `QEMU could not add ${add} MiB to VM "${vm.name}": ${(e as Error).message}`,
+      'the hotplug slots may all be used (each grow takes one): restart the VM to fold the added memory into its boot memory');
+  }
+  await deps.save(vm, def);
+  await vm.setRunningDefinition({ ...running, memoryMiB: mib });
+  await vm.log(`memory grown to ${mib} MiB (a ${add} MiB DIMM)`);
+  return { applied: 'now', note: `${add} MiB added as a DIMM; a Linux guest brings it online by itself when memhp_default_state=online (else echo online > /sys/devices/system/memory/memoryN/state)` };
+}
+
+/**
+ * Why the running VM's RAM state cannot be saved or snapshotted now, or null: vCPUs or DIMMs
+ * plugged while it runs are not in the command line a restore would start QEMU with.
+ */
+export async function liveHotplugBlocker(qmp: QmpClient): Promise<string | null> {
+  const dimms = await qmp.execute<Array<{ type: string; data: { size?: number } }>>('query-memory-devices').catch(() => []);
+  const cpus = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus').catch(() => []);
+  const hotCpus = cpus.filter((c) => c['qom-path']?.startsWith('/machine/peripheral/')).length;
+  const dimmMiB = dimms.reduce((a, d) => a + (d.data.size ?? 0), 0) / MIB;
+  if (!dimms.length && !hotCpus) return null;
+  const what = [hotCpus ? `${hotCpus} vCPU${hotCpus > 1 ? 's' : ''}` : '', dimms.length ? `${dimmMiB} MiB of memory` : ''].filter(Boolean).join(' and ');
+  return `${what} ${hotCpus + dimms.length > 1 ? 'were' : 'was'} added while it runs, which a restore could not bring back: restart the VM first (it then boots with them)`;
+}
