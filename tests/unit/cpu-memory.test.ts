@@ -13,6 +13,7 @@ import { MODEL_VERSION } from '../../core/common/model.ts';
 import { applyCpuMemoryFlags, dropNulls } from '../../core/node/cli/cpu-memory-args.ts';
 import { checkCpuMemoryHost } from '../../core/node/host/cpu-memory-checks.ts';
 import { hostCpuMemory } from '../../core/node/host/host-memory.ts';
+import { overcommitNote, overcommitRatio } from '../../core/node/service/start-phases.ts';
 
 const base = { version: MODEL_VERSION, id: '4b20d080-1b54-4048-85b3-a6a62d165c01', name: 'v' };
 const problemsOf = (extra: Record<string, unknown>): string[] => {
@@ -147,4 +148,19 @@ test('the host as tuning sees it (a two-node fixture): CPUs with core and thread
   assert.deepEqual(m.hugepages.map((p) => [p.size, p.total]), [['1G', 0], ['2M', 1024]]);
   assert.deepEqual(m.ksm, { available: true, running: false, pagesShared: 1200, pagesSharing: 51200, pagesUnshared: 300, fullScans: 7, savedBytes: 51200 * 4096 });
   assert.equal(m.memAvailableKiB, 24000000);
+});
+
+test('a start past host memory × HANGAR_MEMORY_OVERCOMMIT warns with the numbers; below it, nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hgt-mem-'));
+  try {
+    const meminfo = join(dir, 'meminfo');
+    writeFileSync(meminfo, 'MemTotal:        4194304 kB\nMemFree:         1000000 kB\n');
+    const def = parseDefinition({ ...base, memoryMiB: 1024 });
+    assert.equal(await overcommitNote(def, 3072, meminfo, {}), null, 'exactly host memory is fine');
+    assert.match((await overcommitNote(def, 3584, meminfo, {}))!, /running guests get 4608 MiB of this host's 4096 MiB \(1\.13x, above the 1x allowed by HANGAR_MEMORY_OVERCOMMIT\)/);
+    assert.equal(await overcommitNote(def, 3584, meminfo, { HANGAR_MEMORY_OVERCOMMIT: '1.5' }), null);
+    assert.equal(overcommitRatio({ HANGAR_MEMORY_OVERCOMMIT: 'lots' }), 1, 'a bad value is the default');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -644,8 +644,14 @@ async function daemonCommand(rest: string[]): Promise<number> {
   if (sub === 'stop') {
     try {
       const conn = await connectCore({ autostart: false });
+      const { pid } = await conn.api.daemonStatus();
       await conn.api.daemonStop();
       conn.close();
+      // Gone before this returns: a command right after must not reach a core on its way out.
+      const deadline = Date.now() + 15_000;
+      const alive = (): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+      while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      if (alive()) throw new HangarError('timeout', `the core (pid ${pid}) was asked to stop but still runs after 15 s`, `see its log; kill ${pid} ends it (VMs keep running)`);
       print('core daemon stopped (VMs keep running)');
     } catch (e) {
       if (!(e instanceof HangarError && e.code === 'daemon-unavailable')) throw e;

@@ -171,6 +171,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       probe: () => this.probe(),
       onChange: (v) => this.emit('vmChanged', { id: v.id, name: v.name, state: v.state }),
       assignments: () => hostOps.hostAssignments(this.vmViews()),
+      otherGuestsMiB: (self) => [...this.vms.values()].filter((v) => v !== self && isActive(v.state)).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0),
       saveDefinition: (v, def) => this.saveDefinition(v, def),
     });
     this.vms.set(stored.id, vm);

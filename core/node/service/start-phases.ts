@@ -2,7 +2,7 @@
 // qemu_process.c: prepare domain (what the definition needs: seed ISO, files, accelerator,
 // firmware) and the host checks of prepare host that belong to no sidecar. VmInstance.start()
 // runs them between its own phases (launch, finish start-up).
-import { access, constants, copyFile, stat } from 'node:fs/promises';
+import { access, constants, copyFile, readFile, stat } from 'node:fs/promises';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { ensureSeedIso } from '../cloud-init/seed.ts';
@@ -130,4 +130,23 @@ export async function connectQmp(path: string, pid: number, timeoutMs = 10_000):
       await sleep(10);
     }
   }
+}
+
+/** How far guest memory may exceed host memory before a start warns (HANGAR_MEMORY_OVERCOMMIT, default 1.0 = not at all). */
+export function overcommitRatio(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.HANGAR_MEMORY_OVERCOMMIT);
+  return Number.isFinite(v) && v > 0 ? v : 1;
+}
+
+/** A warning when this start takes the running guests' memory past host memory × the ratio (the start goes on). */
+export async function overcommitNote(def: VmDefinition, othersMiB: number, meminfo = '/proc/meminfo', env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
+  const text = await readFile(meminfo, 'utf8').catch(() => '');
+  const kib = Number(/^MemTotal:\s+(\d+) kB/m.exec(text)?.[1] ?? 0);
+  if (!kib) return null;
+  const hostMiB = Math.floor(kib / 1024);
+  const ratio = overcommitRatio(env);
+  const total = othersMiB + def.memoryMiB;
+  if (total <= hostMiB * ratio) return null;
+  return `memory overcommitted: with this VM, running guests get ${total} MiB of this host's ${hostMiB} MiB (${(total / hostMiB).toFixed(2)}x, above the ${ratio}x allowed by HANGAR_MEMORY_OVERCOMMIT); `
+    + 'guests may swap or be killed under pressure: give them less memory, use the balloon or KSM, or raise the ratio on purpose';
 }

@@ -34,7 +34,7 @@ import type { HostAssignment } from '../../common/host-devices.ts';
 import { checkSidecars, reattachSidecars, sidecarArgv, sidecarProcesses, startSidecars, stopSidecars } from './sidecar.ts';
 import type { Sidecar, SidecarContext, SidecarStartContext } from './sidecar.ts';
 import { SIDECARS } from './sidecar-list.ts';
-import { checkHost, connectQmp, prepareDomain } from './start-phases.ts';
+import { checkHost, connectQmp, overcommitNote, prepareDomain } from './start-phases.ts';
 import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
 import { qemuInfo } from '../host/binaries.ts';
@@ -57,6 +57,8 @@ export interface InstanceDeps {
   assignments?: () => HostAssignment[];
   /** Everything that lives beside QEMU, in start order; default SIDECARS (tests add fakes). */
   sidecars?: readonly Sidecar[];
+  /** Guest memory (MiB) of the other VMs that run now: the overcommit note at start. */
+  otherGuestsMiB?: (self: VmInstance) => number;
   /** Writes the VM's definition (a re-attach that finds QEMU writing other disk files than recorded). */
   saveDefinition?: (vm: VmInstance, def: VmDefinition) => Promise<void>;
 }
@@ -378,6 +380,11 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async prepareHost(run: StartRun): Promise<string | undefined> {
     await checkSidecars(this.sidecars, run);
     const bridgeHelper = await checkHost(run);
+    const over = await overcommitNote(run.def, this.deps.otherGuestsMiB?.(this) ?? 0);
+    if (over) {
+      run.notes.push(over);
+      await run.log(over);
+    }
     await this.endRun();
     ensurePrivateDir(this.paths.dir);
     await startSidecars(this.sidecars, run);
