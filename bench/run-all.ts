@@ -1,5 +1,5 @@
 // Prints the benchmark figures (not a test: these machines are noisy).
-// npm run bench [scale|start|console|list|io-modes|display|snapshots]
+// npm run bench [scale|start|console|list|io-modes|display|snapshots|memory]
 const which = process.argv.slice(2);
 const want = (name: string): boolean => !which.length || which.includes(name);
 if (want('scale')) await (await import('./scale.ts')).benchScale();
@@ -9,4 +9,5 @@ if (want('list')) await (await import('./list-render.ts')).benchListRender();
 if (want('io-modes')) await (await import('./io-modes.ts')).benchIoModes();
 if (want('display')) await (await import('./display.ts')).benchDisplay();
 if (want('snapshots')) await (await import('./snapshots.ts')).benchSnapshots();
+if (want('memory')) await (await import('./memory.ts')).benchMemory();
 export {};
