@@ -254,7 +254,11 @@ export interface HostCpuMemory {
   memTotalKiB: number;
   memAvailableKiB: number;
   /** Guest memory of the running VMs (the core fills this in). */
-  committed?: { totalMiB: number; vms: Array<{ name: string; memoryMiB: number; hugepages?: string; merge: boolean }> };
+  committed?: {
+    totalMiB: number;
+    /** Each running VM: its memory, the balloon's target and actual (with a balloon), free page reporting, huge pages, KSM merging. */
+    vms: Array<{ name: string; memoryMiB: number; hugepages?: string; merge: boolean; balloon?: { targetMiB: number; actualMiB: number; freePageReporting: boolean } }>;
+  };
 }
 
 export interface CpuModelList {

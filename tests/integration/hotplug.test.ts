@@ -200,6 +200,10 @@ describe('hotplug into running guests', { timeout: 900_000 }, () => {
     }
     assert.equal(actual, 200, 'the guest gave memory back down to the target');
     assert.equal((await h.json<{ balloon: { targetMiB: number } }>(['show', 'media'])).balloon.targetMiB, 200);
+    // The host's view of committed memory names the balloon too.
+    const mem = await h.json<{ committed: { vms: Array<{ name: string; memoryMiB: number; balloon?: { targetMiB: number; actualMiB: number; freePageReporting: boolean } }> } }>(['host', 'memory']);
+    assert.deepEqual(mem.committed.vms.find((v) => v.name === 'media'), { name: 'media', memoryMiB: 256, merge: true, balloon: { targetMiB: 200, actualMiB: 200, freePageReporting: false } });
+    assert.match(await h.ok(['host', 'memory']), /media 256 MiB, balloon 200 of 200 MiB target/);
     const tooBig = await h.run(['device', 'balloon', 'media', '1G']);
     assert.notEqual(tooBig.code, 0);
     assert.match(tooBig.stderr, /more than the VM's 256 MiB/);

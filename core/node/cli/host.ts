@@ -186,7 +186,7 @@ export async function hostCommand(sub: string | undefined, values: Record<string
     if (values.json) { print(JSON.stringify(m, null, 2)); return 0; }
     print(`Memory:     ${mib(m.memTotalKiB)}, ${mib(m.memAvailableKiB)} available`);
     const c = m.committed;
-    if (c) print(`Guests:     ${c.totalMiB} MiB committed to ${c.vms.length} running VM${c.vms.length === 1 ? '' : 's'} (${(c.totalMiB * 1024 / Math.max(1, m.memTotalKiB) * 100).toFixed(0)}% of host memory)${c.vms.length ? `: ${c.vms.map((v) => `${v.name} ${v.memoryMiB} MiB${v.hugepages ? ` on ${v.hugepages} pages` : ''}${v.merge ? '' : ', no KSM'}`).join('; ')}` : ''}`);
+    if (c) print(`Guests:     ${c.totalMiB} MiB committed to ${c.vms.length} running VM${c.vms.length === 1 ? '' : 's'} (${(c.totalMiB * 1024 / Math.max(1, m.memTotalKiB) * 100).toFixed(0)}% of host memory)${c.vms.length ? `: ${c.vms.map((v) => `${v.name} ${v.memoryMiB} MiB${v.hugepages ? ` on ${v.hugepages} pages` : ''}${v.merge ? '' : ', no KSM'}${v.balloon ? `, balloon ${v.balloon.actualMiB} of ${v.balloon.targetMiB} MiB target${v.balloon.freePageReporting ? ', free page reporting' : ''}` : ''}`).join('; ')}` : ''}`);
     for (const p of m.hugepages) print(`Huge pages: ${p.size}: ${p.total} in the pool, ${p.free} free, ${p.reserved} reserved${p.surplus ? `, ${p.surplus} surplus` : ''}`);
     print(`KSM:        ${ksmText(m.ksm)}`);
     return 0;

@@ -643,8 +643,15 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async hostCpuMemory(): Promise<HostCpuMemory> {
     const host = await hostCpuMemory(this.hostRoots);
-    const running = [...this.vms.values()].filter((v) => isActive(v.state)).map((v) => v.runningDefinition);
-    const vms = running.map((d) => ({ name: d.name, memoryMiB: d.memoryMiB, merge: d.memory?.merge !== false, ...(d.memory?.hugepages ? { hugepages: d.memory.hugepages } : {}) }));
+    const running = [...this.vms.values()].filter((v) => isActive(v.state));
+    const vms = running.map((v) => {
+      const d = v.runningDefinition;
+      const b = v.info().balloon;
+      return {
+        name: d.name, memoryMiB: d.memoryMiB, merge: d.memory?.merge !== false, ...(d.memory?.hugepages ? { hugepages: d.memory.hugepages } : {}),
+        ...(b && d.balloon ? { balloon: { ...b, freePageReporting: d.balloon.freePageReporting } } : {}),
+      };
+    });
     return { ...host, committed: { totalMiB: vms.reduce((a, v) => a + v.memoryMiB, 0), vms } };
   }
 
