@@ -47,7 +47,7 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     // An Intel model: Linux reads SMT siblings from Intel's CPUID leaves, while TCG's max CPU is
     // AMD-flavoured without topoext, where the guest counts every thread as a core.
     const vm = await h.json<{ id: string }>(['create', '--name', 'tuned', '--file', file, '--cpu', 'Nehalem', '--vcpus', '4', '--topology', 'sockets=1,cores=2,threads=2',
-      '--numa', 'cpus=0-1,mem=128M', '--numa', 'cpus=2-3,mem=64M', '--hugepages', '2M', '--pin', 'vcpu0=0,vcpu1=1,vcpu2=0,vcpu3=1,emulator=0-1', '--allow-overcommit']);
+      '--numa', 'cpus=0-1,mem=128M', '--numa', 'cpus=2-3,mem=64M', '--numa-distances', '10,21/21,10', '--hugepages', '2M', '--pin', 'vcpu0=0,vcpu1=1,vcpu2=0,vcpu3=1,emulator=0-1', '--allow-overcommit']);
     const shown = await h.ok(['show', 'tuned']);
     assert.match(shown, /CPU:\s+1 socket × 2 cores × 2 threads; pinned: vCPU 0 on 0, vCPU 1 on 1, vCPU 2 on 0, vCPU 3 on 1; emulator on 0-1/);
     assert.match(shown, /Memory:\s+2M huge pages; NUMA node 0: vCPUs 0-1, 128 MiB; NUMA node 1: vCPUs 2-3, 64 MiB/);
@@ -66,9 +66,9 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     assert.deepEqual((cpuinfo.match(/^core id : \d+/mg) ?? []).map((l) => l.slice(-1)), ['0', '0', '1', '1'], cpuinfo);
 
     // NUMA from inside: two nodes with their vCPUs and memory.
-    const numa = await h.consoleCommand('tuned', 'for n in /sys/devices/system/node/node*; do echo "$(basename $n) cpus=$(cat $n/cpulist) $(grep MemTotal $n/meminfo | tr -s " ")"; done', 4);
-    assert.match(numa, /^node0 cpus=0-1 Node 0 MemTotal: \d+ kB/m, numa);
-    assert.match(numa, /^node1 cpus=2-3 Node 1 MemTotal: \d+ kB/m, numa);
+    const numa = await h.consoleCommand('tuned', 'for n in /sys/devices/system/node/node*; do echo "$(basename $n) cpus=$(cat $n/cpulist) dist=$(cat $n/distance) $(grep MemTotal $n/meminfo | tr -s " ")"; done', 4);
+    assert.match(numa, /^node0 cpus=0-1 dist=10 21 Node 0 MemTotal: \d+ kB/m, numa);
+    assert.match(numa, /^node1 cpus=2-3 dist=21 10 Node 1 MemTotal: \d+ kB/m, numa);
     const node1 = Number(/^node1 .* MemTotal: (\d+) kB/m.exec(numa)![1]);
     assert.ok(node1 > 48 * 1024 && node1 <= 64 * 1024, `node 1 holds most of its 64 MiB (${node1} kB)`);
 

@@ -90,6 +90,9 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
     cpu: { model: 'max', features: ['-svm', '+x2apic'], vcpus: 2, maxVcpus: 4, sockets: 1, cores: 2, threads: 2 },
     memory: { hugepages: '2M', merge: false, maxMiB: 2048, slots: 2, numa: [{ cpus: '0,2', memoryMiB: 256, hostNodes: '0', policy: 'bind' }, { cpus: '1,3', memoryMiB: 256 }] },
   });
+  const dist: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ 'numa-distances': '10,21/21,10' }, dist);
+  assert.deepEqual(dist, { memory: { numaDistances: [[10, 21], [21, 10]] } });
   const plain: Record<string, unknown> = {};
   applyCpuMemoryFlags({ maxmem: '1G' }, plain);
   assert.deepEqual(plain, { memory: { maxMiB: 1024, slots: null } }, 'a maximum alone: default slots');
@@ -104,6 +107,7 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
     [{ cpu: 'max,avx2' }, /"avx2" is not a feature flag/],
     [{ topology: 'sockets=1,cpus=2' }, /unknown key "cpus"/],
     [{ maxmem: '2G,4' }, /--maxmem: "4" is not key=value/],
+    [{ 'numa-distances': '10,x' }, /"x" is not a distance/],
     [{ numa: ['cpus=0-1'] }, /needs cpus= and mem=/],
     [{ numa: ['cpus=0,mem=1G,policy=strict'] }, /policy strict is not one of bind, preferred, interleave/],
     [{ hugepages: '4M' }, /not a huge page size/],

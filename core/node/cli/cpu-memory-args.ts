@@ -16,13 +16,14 @@ export interface CpuMemoryFlags {
   maxmem?: string;
   'mem-merge'?: string;
   pin?: string;
+  'numa-distances'?: string;
 }
 
 /** parseArgs options of these flags. */
 export const CPU_MEMORY_OPTIONS = {
   cpu: { type: 'string' }, vcpus: { type: 'string' }, topology: { type: 'string' }, maxcpus: { type: 'string' },
   numa: { type: 'string', multiple: true }, hugepages: { type: 'string' }, maxmem: { type: 'string' }, 'mem-merge': { type: 'string' },
-  pin: { type: 'string' },
+  pin: { type: 'string' }, 'numa-distances': { type: 'string' },
 } as const;
 
 export const CPU_MEMORY_USAGE = `  --cpu MODEL[,+FLAG,-FLAG]          host (KVM only), max, or a QEMU model (hangar host cpu-models);
@@ -37,6 +38,7 @@ export const CPU_MEMORY_USAGE = `  --cpu MODEL[,+FLAG,-FLAG]          host (KVM 
   --numa cpus=0-1,mem=512M[,host=0][,policy=bind|preferred|interleave]
                                      one guest NUMA node per flag, in order; CPUs and memory must
                                      cover the VM's (host= binds its memory to host NUMA nodes)
+  --numa-distances 10,21/21,10       the node distance table, one row per node (10 = local)
   --hugepages 2M|1G|off              back guest memory with huge pages (the host's pool must have them)
   --mem-merge on|off                 let KSM merge this guest's identical pages (default on)`;
 
@@ -144,8 +146,17 @@ export function applyCpuMemoryFlags(f: CpuMemoryFlags, def: Record<string, unkno
       return node;
     });
   }
+  if (f['numa-distances'] !== undefined) {
+    if (f['numa-distances'] === 'off') memory.numaDistances = null;
+    else {
+      memory.numaDistances = f['numa-distances'].split('/').map((row) => row.split(',').map((v) => {
+        if (!/^\d{1,3}$/.test(v)) throw new HangarError('invalid-input', `--numa-distances: "${v}" is not a distance`, 'e.g. --numa-distances 10,21/21,10 (rows by "/", 10 = local)');
+        return Number(v);
+      }));
+    }
+  }
   const cpuGiven = f.cpu !== undefined || f.vcpus !== undefined || f.maxcpus !== undefined || f.topology !== undefined || f.pin !== undefined;
-  const memGiven = f.hugepages !== undefined || f['mem-merge'] !== undefined || f.maxmem !== undefined || f.numa !== undefined;
+  const memGiven = f.hugepages !== undefined || f['mem-merge'] !== undefined || f.maxmem !== undefined || f.numa !== undefined || f['numa-distances'] !== undefined;
   if (cpuGiven) { def.cpu = cpu; any = true; }
   if (memGiven) { def.memory = memory; any = true; }
   return any;
