@@ -6,7 +6,7 @@
 // second vCPU from the Overview (hotplugged now), refuses to grow memory without a hotplug maximum
 // (the core's reason and fix), and gets pinned from the grid (its "CPU 0/TCG" thread's
 // Cpus_allowed_list in /proc follows, also when the pinning is cleared); the Host page shows the
-// Memory card with the running guest, and the KSM and huge page cards with the numbers in
+// Memory card with the running guest (its balloon too), and the KSM and huge page cards with the numbers in
 // /sys/kernel/mm, switches KSM on and off and sizes the 2 MiB pool (the host's settings are put
 // back whatever happens); axe-core finds nothing serious; no script errors.
 import { after, before, describe, test } from 'node:test';
@@ -39,6 +39,7 @@ before(async () => {
   const boot = ['--accel', 'tcg', '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE];
   await h.ok(['create', '--name', STOPPED, '--memory', '128', '--vcpus', '2', ...boot]);
   await h.ok(['create', '--name', RUNNING, '--memory', '160', '--maxcpus', '2', '--vcpus', '1', ...boot]);
+  await h.ok(['device', 'add', RUNNING, 'balloon', 'free-page-reporting=on']);
 });
 
 after(async () => {
@@ -228,6 +229,9 @@ describe('CPU and memory in the UI', { timeout: 600_000 }, () => {
       const vmRow = page.getByTestId('host-committed-vms').locator(`li[data-vm="${RUNNING}"]`);
       await vmRow.waitFor();
       assert.match(await vmRow.innerText(), /160 MiB/);
+      // Its balloon, asked to 144 MiB, with free page reporting.
+      await h.ok(['device', 'balloon', RUNNING, '144M']);
+      await vmRow.filter({ hasText: /balloon target 144 MiB, the guest has \d+ MiB, free page reporting on/ }).waitFor({ timeout: 10_000 });
       assert.match(await page.getByTestId('host-committed').innerText(), /committed to 1 running VM: \d+% of the host's/);
       const memTotalKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
       assert.match(await page.getByTestId('host-mem-total').innerText(), new RegExp(`^${formatMemory(Math.round(memTotalKiB / 1024))}, .* available$`));

@@ -143,14 +143,14 @@ describe('Host page: memory, KSM and huge pages', () => {
     hugepages: [{ size: '2M', pageKiB: 2048, total: 64, free: 60, reserved: 4, surplus: 0 }],
     ksm: { available: true, running: true, pagesShared: 100, pagesSharing: 2560, pagesUnshared: 7, fullScans: 3, savedBytes: 2560 * 4096 },
     memTotalKiB: 8 * 1048576, memAvailableKiB: 6 * 1048576 + 512 * 1024,
-    committed: { totalMiB: 10240, vms: [{ name: 'a', memoryMiB: 2048, merge: true }, { name: 'b', memoryMiB: 8192, hugepages: '2M', merge: false }] },
+    committed: { totalMiB: 10240, vms: [{ name: 'a', memoryMiB: 2048, merge: true, balloon: { targetMiB: 1024, actualMiB: 1536, freePageReporting: true } }, { name: 'b', memoryMiB: 8192, hugepages: '2M', merge: false }] },
   };
 
   it('committed guest memory against the host\'s, largest guest first', () => {
     const v = committedView(host);
     assert.equal(v.percent, 125);
     assert.match(v.text, /^10 GiB committed to 2 running VMs: 125% of the host's 8 GiB \(overcommitted/);
-    assert.deepEqual(v.vms, [{ name: 'b', text: '8 GiB on 2M huge pages, KSM merging off' }, { name: 'a', text: '2 GiB' }]);
+    assert.deepEqual(v.vms, [{ name: 'b', text: '8 GiB on 2M huge pages, KSM merging off' }, { name: 'a', text: '2 GiB; balloon target 1 GiB, the guest has 1.5 GiB, free page reporting on' }]);
     assert.equal(committedView({ memTotalKiB: 1048576 }).text, 'No VM runs: 0% of the host\'s 1 GiB committed');
     assert.equal(kibText(host.memAvailableKiB), '6.5 GiB');
   });

@@ -1,5 +1,5 @@
 // What the Host page's Memory, KSM and Huge pages cards show of the core's hostCpuMemory, as plain
-// data: sizes in words, guest memory committed against host memory, KSM's state and savings, the
+// data: sizes in words, guest memory committed against host memory (each VM's balloon), KSM's state and savings, the
 // huge page pools, the pool size typed before it is sent, and what a host change did. Pure TS
 // (unit-tested in Node); the components only render it.
 import type { HostCpuMemory } from '../../../core/common/api.ts';
@@ -38,7 +38,9 @@ export function committedView(m: Pick<HostCpuMemory, 'committed' | 'memTotalKiB'
     totalMiB: c.totalMiB, hostMiB, percent, text,
     vms: [...c.vms].sort((a, b) => b.memoryMiB - a.memoryMiB || a.name.localeCompare(b.name)).map((v) => ({
       name: v.name,
-      text: `${formatMemory(v.memoryMiB)}${v.hugepages ? ` on ${v.hugepages} huge pages` : ''}${v.merge ? '' : ', KSM merging off'}`,
+      text: `${formatMemory(v.memoryMiB)}${v.hugepages ? ` on ${v.hugepages} huge pages` : ''}${v.merge ? '' : ', KSM merging off'}${v.balloon
+        ? `; balloon target ${formatMemory(v.balloon.targetMiB)}, the guest has ${formatMemory(v.balloon.actualMiB)}${v.balloon.freePageReporting ? ', free page reporting on' : ''}`
+        : ''}`,
     })),
   };
 }
