@@ -143,7 +143,11 @@ export function checkApiArgs(method: string, args: unknown[]): unknown[] {
   const schema = Object.hasOwn(apiArgSchemas, method) ? (apiArgSchemas as Record<string, z.ZodType>)[method] : undefined;
   if (!schema) throw new HangarError('invalid-input', `unknown core method "${method}"`, 'update the client: it does not match this core');
   // Optional trailing arguments arrive as undefined, null (JSON turns undefined in an array into null) or not at all.
-  let trimmed = args;
+  // A null the schema takes (setCpuPinning(ref, null): no pinning) is kept; otherwise it is an absent option.
+  let kept = args;
+  while (kept.length > 0 && kept[kept.length - 1] === undefined) kept = kept.slice(0, -1);
+  if (kept.length && kept[kept.length - 1] === null && schema.safeParse(kept).success) return kept;
+  let trimmed = kept;
   while (trimmed.length > 0 && (trimmed[trimmed.length - 1] === undefined || trimmed[trimmed.length - 1] === null)) trimmed = trimmed.slice(0, -1);
   const r = schema.safeParse(trimmed);
   if (r.success) return trimmed;

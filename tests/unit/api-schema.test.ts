@@ -98,6 +98,9 @@ test('snapshot requests: a name is required, unknown fields and kinds are refuse
   refused('setHugepages', ['4M', 2], /setHugepages/);
   refused('cpuModels', ['hvf'], /cpuModels/);
   refused('setVcpus', ['vm', 0], /at least 1 vCPU/);
+  // A null the method takes is kept (no pinning), not dropped as an absent option.
+  assert.deepEqual(checkApiArgs('setCpuPinning', ['vm', null]), ['vm', null]);
+  assert.deepEqual(checkApiArgs('start', ['vm', null]), ['vm']);
   refused('setCpuPinning', ['vm', { vcpus: ['0-x'] }], /CPU list/);
   refused('resizeMemory', ['vm', 8], /at least 16 MiB/);
 });

@@ -100,13 +100,8 @@ export function hasPins(p: PinningRequest | null | undefined): boolean {
   return !!p && (p.emulator !== undefined || (p.vcpus ?? []).some((v) => v !== null));
 }
 
-/**
- * What "Clear pinning" sends. The API takes null for "no pinning", but the core's argument check
- * drops a trailing null as an absent optional argument and then refuses the call (setCpuPinning
- * needs two); an empty pinning pins nothing and unpins every running thread just the same.
- * Becomes null once the core keeps a null second argument.
- */
-export const CLEAR_PINNING: PinningRequest = {};
+/** What "Clear pinning" sends: no pinning (the core unpins every running thread and drops the setting). */
+export const CLEAR_PINNING: PinningRequest | null = null;
 
 /** A row's pinning in words: "host CPUs 0-1" or "any host CPU (not pinned)". */
 export function rowSummary(cpus: readonly number[]): string {
