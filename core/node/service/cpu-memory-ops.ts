@@ -7,7 +7,7 @@ import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import type { CpuDefinition, VmDefinition } from '../../common/model.ts';
 import { isActive } from '../../common/state.ts';
-import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
+import { checkCpuMemoryHost, hostCpuNodes } from '../host/cpu-memory-checks.ts';
 import type { QmpClient } from '../qmp/client.ts';
 import { applyPinning } from './cpu-pinning.ts';
 import { hostRootsFromEnv } from './host-device-ops.ts';
@@ -104,8 +104,7 @@ export async function setPinning(vm: VmInstance, pinning: CpuDefinition['pinning
   }
   const qmp = vm.liveQmp('pinning');
   // Unpinned means every online host CPU again.
-  const all = (await import('../host/cpu-memory-checks.ts')).hostCpuNodes;
-  const online = (await all(hostRootsFromEnv().sysRoot)).cpus;
+  const online = (await hostCpuNodes(hostRootsFromEnv().sysRoot)).cpus;
   const everywhere = online.length ? `0-${Math.max(...online)}` : undefined;
   const effective = {
     emulator: pinning?.emulator ?? everywhere,
@@ -113,7 +112,8 @@ export async function setPinning(vm: VmInstance, pinning: CpuDefinition['pinning
   };
   await applyPinning(qmp, vm.pid!, effective);
   await deps.save(vm, def);
-  await vm.setRunningDefinition({ ...vm.runningDefinition, cpu: { ...vm.runningDefinition.cpu, ...(pinning ? { pinning } : {}) } });
+  const { pinning: _old, ...runningCpu } = vm.runningDefinition.cpu;
+  await vm.setRunningDefinition({ ...vm.runningDefinition, cpu: pinning ? { ...runningCpu, pinning } : runningCpu });
   await vm.log(pinning ? 'CPU pinning changed live' : 'CPU pinning removed live');
   return { applied: 'now' };
 }
