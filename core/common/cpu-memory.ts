@@ -35,8 +35,7 @@ export interface Topology { sockets: number; dies: number; cores: number; thread
 /** The vCPU slots and their layout as the guest sees them (QEMU's defaults: one core per socket). */
 export function topologyOf(cpu: CpuDefinition): Topology {
   const maxVcpus = cpu.maxVcpus ?? cpu.vcpus;
-  const given = cpu.sockets !== undefined || cpu.dies !== undefined || cpu.cores !== undefined || cpu.threads !== undefined;
-  if (!given) return { sockets: maxVcpus, dies: 1, cores: 1, threads: 1, maxVcpus };
+  if (!topologyGiven(cpu)) return { sockets: maxVcpus, dies: 1, cores: 1, threads: 1, maxVcpus };
   // What QEMU fills in for a missing value: sockets first, then cores, from the slots left.
   const dies = cpu.dies ?? 1;
   const threads = cpu.threads ?? 1;
@@ -48,7 +47,21 @@ export function topologyOf(cpu: CpuDefinition): Topology {
   return { sockets: cpu.sockets, dies, cores: cpu.cores ?? share(cpu.sockets * dies * threads), threads, maxVcpus };
 }
 
-const MIB_PER_PAGE = { '2M': 2, '1G': 1024 } as const;
+/** Huge page sizes in KiB (the kernel's pool directories are named by it: hugepages-2048kB). */
+export const HUGEPAGE_KIB = { '2M': 2048, '1G': 1048576 } as const;
+const MIB_PER_PAGE = { '2M': HUGEPAGE_KIB['2M'] / 1024, '1G': HUGEPAGE_KIB['1G'] / 1024 } as const;
+
+/** "1 socket × 2 cores × 2 threads" (dies only when more than one), as QEMU builds it. */
+export function topologyWords(cpu: CpuDefinition): string {
+  const t = topologyOf(cpu);
+  const n = (k: number, w: string): string => `${k} ${w}${k === 1 ? '' : 's'}`;
+  return [n(t.sockets, 'socket'), ...(t.dies > 1 ? [n(t.dies, 'die')] : []), n(t.cores, 'core'), n(t.threads, 'thread')].join(' × ');
+}
+
+/** Whether the definition sets any part of the topology (else QEMU's default: one socket per vCPU). */
+export function topologyGiven(cpu: CpuDefinition): boolean {
+  return cpu.sockets !== undefined || cpu.dies !== undefined || cpu.cores !== undefined || cpu.threads !== undefined;
+}
 
 /** Everything wrong with the CPU and memory settings, each with its fix. */
 export function cpuMemoryProblems(def: VmDefinition): string[] {
@@ -131,11 +144,7 @@ export function cpuDetail(def: VmDefinition): string {
   const { cpu } = def;
   const parts: string[] = [];
   if (cpu.maxVcpus !== undefined && cpu.maxVcpus > cpu.vcpus) parts.push(`${cpu.vcpus} of ${cpu.maxVcpus} vCPU slots plugged`);
-  if (cpu.sockets !== undefined || cpu.dies !== undefined || cpu.cores !== undefined || cpu.threads !== undefined) {
-    const t = topologyOf(cpu);
-    const n = (k: number, w: string): string => `${k} ${w}${k === 1 ? '' : 's'}`;
-    parts.push([n(t.sockets, 'socket'), ...(t.dies > 1 ? [n(t.dies, 'die')] : []), n(t.cores, 'core'), n(t.threads, 'thread')].join(' × '));
-  }
+  if (topologyGiven(cpu)) parts.push(topologyWords(cpu));
   if (cpu.features?.length) parts.push(`flags ${cpu.features.join(' ')}`);
   const pins = (cpu.pinning?.vcpus ?? []).map((p, i) => (p === null ? '' : `vCPU ${i} on ${p}`)).filter(Boolean);
   if (pins.length) parts.push(`pinned: ${pins.join(', ')}`);

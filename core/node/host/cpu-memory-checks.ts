@@ -3,11 +3,11 @@
 // can run. Reads sysfs under a root (fixture trees in tests).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatCpuSet, parseCpuSet } from '../../common/cpu-memory.ts';
+import { formatCpuSet, HUGEPAGE_KIB, parseCpuSet } from '../../common/cpu-memory.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
+import { hostCpuNodes } from './host-memory.ts';
 
-const PAGE_KIB = { '2M': 2048, '1G': 1048576 } as const;
 
 async function readText(path: string): Promise<string | null> {
   return readFile(path, 'utf8').then((t) => t.trim(), () => null);
@@ -15,17 +15,10 @@ async function readText(path: string): Promise<string | null> {
 
 /** The host's huge page pool of one size (null: this host has no pages of that size). */
 export async function hugepagePool(sysRoot: string, size: '2M' | '1G'): Promise<{ total: number; free: number; dir: string } | null> {
-  const dir = join(sysRoot, 'kernel/mm/hugepages', `hugepages-${PAGE_KIB[size]}kB`);
+  const dir = join(sysRoot, 'kernel/mm/hugepages', `hugepages-${HUGEPAGE_KIB[size]}kB`);
   const [total, free] = await Promise.all([readText(join(dir, 'nr_hugepages')), readText(join(dir, 'free_hugepages'))]);
   if (total === null || free === null) return null;
   return { total: Number(total), free: Number(free), dir };
-}
-
-/** Online host CPUs and NUMA nodes (sysfs lists; a host without NUMA has node 0). */
-export async function hostCpuNodes(sysRoot: string): Promise<{ cpus: number[]; nodes: number[] }> {
-  const cpus = parseCpuSet(await readText(join(sysRoot, 'devices/system/cpu/online')) ?? '') ?? [];
-  const nodes = parseCpuSet(await readText(join(sysRoot, 'devices/system/node/online')) ?? '0') ?? [0];
-  return { cpus, nodes };
 }
 
 export async function checkCpuMemoryHost(def: VmDefinition, sysRoot: string): Promise<void> {
@@ -53,13 +46,13 @@ export async function checkCpuMemoryHost(def: VmDefinition, sysRoot: string): Pr
     const size = mem.hugepages;
     const pool = await hugepagePool(sysRoot, size);
     if (!pool) {
-      throw new HangarError('invalid-input', `${cannot}: this host has no ${size === '1G' ? '1 GiB' : '2 MiB'} huge pages (the kernel offers no hugepages-${PAGE_KIB[size]}kB pool)`,
+      throw new HangarError('invalid-input', `${cannot}: this host has no ${size === '1G' ? '1 GiB' : '2 MiB'} huge pages (the kernel offers no hugepages-${HUGEPAGE_KIB[size]}kB pool)`,
         size === '1G' ? 'use 2M huge pages, or boot the host with hugepagesz=1G hugepages=N (the CPU needs pdpe1gb)' : 'use a kernel with huge page support, or leave hugepages out');
     }
-    const need = Math.ceil(def.memoryMiB * 1024 / PAGE_KIB[size]);
+    const need = Math.ceil(def.memoryMiB * 1024 / HUGEPAGE_KIB[size]);
     if (pool.free < need) {
       throw new HangarError('invalid-input', `${cannot}: it needs ${need} free ${size} huge pages for its ${def.memoryMiB} MiB, and the host's pool has ${pool.free} free (of ${pool.total})`,
-        `grow the pool as root: echo ${pool.total + need - pool.free} > ${join('/sys/kernel/mm/hugepages', `hugepages-${PAGE_KIB[size]}kB`, 'nr_hugepages')} (or sysctl vm.nr_hugepages=${pool.total + need - pool.free} for 2M pages), or leave hugepages out`);
+        `grow the pool as root: echo ${pool.total + need - pool.free} > ${join('/sys/kernel/mm/hugepages', `hugepages-${HUGEPAGE_KIB[size]}kB`, 'nr_hugepages')} (or sysctl vm.nr_hugepages=${pool.total + need - pool.free} for 2M pages), or leave hugepages out`);
     }
   }
 }

@@ -4,7 +4,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostCpuMemory } from '../../common/api.ts';
-import { parseCpuSet } from '../../common/cpu-memory.ts';
+import { HUGEPAGE_KIB, parseCpuSet } from '../../common/cpu-memory.ts';
 
 async function text(path: string): Promise<string | undefined> {
   return readFile(path, 'utf8').then((t) => t.trim(), () => undefined);
@@ -20,10 +20,16 @@ function meminfoKiB(content: string | undefined, key: string): number | undefine
   return m ? Number(m[1]) : undefined;
 }
 
+/** Online host CPUs and NUMA nodes (sysfs lists; a host without NUMA has node 0). */
+export async function hostCpuNodes(sysRoot: string): Promise<{ cpus: number[]; nodes: number[] }> {
+  const cpus = parseCpuSet(await text(join(sysRoot, 'devices/system/cpu/online')) ?? '') ?? [];
+  const nodes = parseCpuSet(await text(join(sysRoot, 'devices/system/node/online')) ?? '0') ?? [0];
+  return { cpus, nodes };
+}
+
 export async function hostCpuMemory(roots: { sysRoot: string; procRoot: string }): Promise<HostCpuMemory> {
   const sys = roots.sysRoot;
-  const online = parseCpuSet(await text(join(sys, 'devices/system/cpu/online')) ?? '') ?? [];
-  const nodeIds = parseCpuSet(await text(join(sys, 'devices/system/node/online')) ?? '') ?? [];
+  const { cpus: online, nodes: nodeIds } = await hostCpuNodes(sys);
   const nodes: HostCpuMemory['nodes'] = [];
   const nodeOfCpu = new Map<number, number>();
   for (const id of nodeIds) {
@@ -50,7 +56,7 @@ export async function hostCpuMemory(roots: { sysRoot: string; procRoot: string }
     const dir = join(poolRoot, name);
     const kib = Number(m[1]);
     hugepages.push({
-      size: kib === 2048 ? '2M' : kib === 1048576 ? '1G' : `${kib}K`, pageKiB: kib,
+      size: Object.entries(HUGEPAGE_KIB).find(([, k]) => k === kib)?.[0] ?? `${kib}K`, pageKiB: kib,
       total: await num(join(dir, 'nr_hugepages')) ?? 0, free: await num(join(dir, 'free_hugepages')) ?? 0,
       reserved: await num(join(dir, 'resv_hugepages')) ?? 0, surplus: await num(join(dir, 'surplus_hugepages')) ?? 0,
     });

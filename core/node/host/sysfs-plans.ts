@@ -2,6 +2,7 @@
 // devices to vfio-pci, create VFs and mdevs. Pure: plans are built from a device listing, shown
 // to the user as shell commands, and run only by host-helper.ts after validation.
 
+import { HUGEPAGE_KIB } from '../../common/cpu-memory.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { PciDevice } from '../../common/host-devices.ts';
 import { PCI_ADDRESS_RE } from '../../common/model.ts';
@@ -141,7 +142,7 @@ export function planSetKsm(now: string, value: '0' | '1'): HostOp[] {
   return now.trim() === value ? [] : [write('kernel/mm/ksm/run', value)];
 }
 
-export const hugepagePoolAttr = (size: '2M' | '1G'): string => `kernel/mm/hugepages/hugepages-${size === '2M' ? 2048 : 1048576}kB/nr_hugepages`;
+export const hugepagePoolAttr = (size: '2M' | '1G'): string => `kernel/mm/hugepages/hugepages-${HUGEPAGE_KIB[size]}kB/nr_hugepages`;
 
 /** The persistent huge page pool of one size (the kernel gives fewer when memory is fragmented). */
 export function planSetHugepages(now: string, size: '2M' | '1G', count: number): HostOp[] {

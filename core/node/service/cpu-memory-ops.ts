@@ -7,8 +7,11 @@ import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import type { CpuDefinition, VmDefinition } from '../../common/model.ts';
 import { isActive } from '../../common/state.ts';
-import { checkCpuMemoryHost, hostCpuNodes } from '../host/cpu-memory-checks.ts';
+import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
+import { hostCpuNodes } from '../host/host-memory.ts';
 import type { QmpClient } from '../qmp/client.ts';
+import { memoryBackend } from '../qemu/devices/memory.ts';
+import { needsSharedMemory } from '../qemu/vm-argv.ts';
 import { applyPinning } from './cpu-pinning.ts';
 import { hostRootsFromEnv } from './host-device-ops.ts';
 import type { VmInstance } from './vm-instance.ts';
@@ -147,13 +150,9 @@ export async function resizeMemory(vm: VmInstance, mib: number, deps: CpuMemoryD
   const qmp = vm.liveQmp('memory hotplug');
   const add = mib - running.memoryMiB;
   const n = Date.now().toString(36);
-  const mem = running.memory;
-  const memfd = mem?.hugepages !== undefined;
-  await qmp.execute('object-add', {
-    'qom-type': memfd ? 'memory-backend-memfd' : 'memory-backend-ram', id: `dimm-mem-${n}`, size: add * MIB,
-    ...(memfd ? { share: false, hugetlb: true, hugetlbsize: mem!.hugepages === '1G' ? 1024 * MIB : 2 * MIB } : {}),
-    ...(mem?.merge === false ? { merge: false } : {}),
-  });
+  // The same kind of backend as the boot memory: huge pages, KSM merging, shared for vhost-user back ends.
+  const backend = memoryBackend(`dimm-mem-${n}`, add, running, needsSharedMemory(running));
+  await qmp.execute('object-add', Object.fromEntries(Object.entries(backend).filter(([, v]) => v !== undefined)));
   try {
     await qmp.execute('device_add', { driver: 'pc-dimm', id: `dimm-${n}`, memdev: `dimm-mem-${n}` });
   } catch (e) {

@@ -5,7 +5,7 @@
 // words. Only the syntax of each field is checked here; the cross-field rules (a topology that
 // adds up, huge pages that divide the memory, ...) are the core's, whose error names the fix.
 import type { CpuMemoryChangeResult, CpuModelList } from '../../../core/common/api.ts';
-import { topologyOf } from '../../../core/common/cpu-memory.ts';
+import { topologyGiven, topologyOf, topologyWords } from '../../../core/common/cpu-memory.ts';
 import type { VmDefinition } from '../../../core/common/model.ts';
 
 export type HugepageChoice = 'none' | '2M' | '1G';
@@ -234,8 +234,5 @@ export function vcpuText(cpu: Pick<VmDefinition['cpu'], 'vcpus' | 'maxVcpus'>): 
 
 /** "1 socket × 2 cores × 2 threads" as QEMU builds it. */
 export function topologyText(cpu: VmDefinition['cpu']): string {
-  const t = topologyOf(cpu);
-  const n = (k: number, w: string): string => `${k} ${w}${k === 1 ? '' : 's'}`;
-  const given = cpu.sockets !== undefined || cpu.dies !== undefined || cpu.cores !== undefined || cpu.threads !== undefined;
-  return [n(t.sockets, 'socket'), ...(t.dies > 1 ? [n(t.dies, 'die')] : []), n(t.cores, 'core'), n(t.threads, 'thread')].join(' × ') + (given ? '' : ' (QEMU’s default)');
+  return topologyWords(cpu) + (topologyGiven(cpu) ? '' : ' (QEMU’s default)');
 }

@@ -81,7 +81,8 @@ export function toggle(sel: PinSelection, row: PinRow, cpu: number, on: boolean)
   return { ...sel, [String(row)]: [...cur].sort((a, b) => a - b) };
 }
 
-export type PinningRequest = { vcpus?: Array<string | null>; emulator?: string };
+/** A pinning as the definition and setCpuPinning have it. */
+export type PinningRequest = NonNullable<CpuDefinition['pinning']>;
 
 /** What setCpuPinning takes for the ticks: null when nothing is ticked anywhere (no pinning). */
 export function pinningRequest(sel: PinSelection, slots: number): PinningRequest | null {
@@ -99,9 +100,6 @@ export function pinningRequest(sel: PinSelection, slots: number): PinningRequest
 export function hasPins(p: PinningRequest | null | undefined): boolean {
   return !!p && (p.emulator !== undefined || (p.vcpus ?? []).some((v) => v !== null));
 }
-
-/** What "Clear pinning" sends: no pinning (the core unpins every running thread and drops the setting). */
-export const CLEAR_PINNING: PinningRequest | null = null;
 
 /** A row's pinning in words: "host CPUs 0-1" or "any host CPU (not pinned)". */
 export function rowSummary(cpus: readonly number[]): string {
