@@ -33,6 +33,10 @@ export interface NewVmChoices {
   tpm: boolean;
   memoryMiB: number;
   vcpus: number;
+  /** The CPU model ('' = the core picks: host under KVM, max under TCG, qemu64 for old OSes). */
+  cpuModel: string;
+  /** The last OS preset asks for a plain CPU model (an OS from before 2006). */
+  plainCpu: boolean;
   storage: StorageChoice;
   diskGiB: number;
   /** For storage = existing: an image used in place. */
@@ -55,7 +59,7 @@ export function defaultChoices(): NewVmChoices {
   return {
     name: '', source: 'iso', isoPath: '', importPath: '', importMode: 'in-place', kernelPath: '', initrdPath: '',
     cmdline: 'console=ttyS0', tftpDir: '', bootfile: '', osId: 'generic-linux', firmware: 'bios', tpm: false,
-    memoryMiB: 2048, vcpus: 2, storage: 'new', diskGiB: 20, existingDiskPath: '', diskBus: 'virtio-blk',
+    memoryMiB: 2048, vcpus: 2, cpuModel: '', plainCpu: false, storage: 'new', diskGiB: 20, existingDiskPath: '', diskBus: 'virtio-blk',
     network: 'user', nicModel: 'virtio-net', bridge: '', portForwards: '',
     cloudInit: { enabled: false, user: '', password: '', hostname: '', sshKey: '' },
     display: 'auto', video: 'virtio-gpu',
@@ -72,6 +76,7 @@ export function applyPreset(c: NewVmChoices, p: OsPreset): void {
   c.osId = p.osId;
   c.memoryMiB = p.memoryMiB;
   c.vcpus = p.vcpus;
+  c.plainCpu = p.plainCpu;
   c.diskGiB = Math.max(1, Math.round(p.diskBytes / 1024 ** 3));
   c.diskBus = p.diskBus;
   c.nicModel = p.nicModel;
@@ -185,6 +190,7 @@ export function buildCreateRequest(c: NewVmChoices, requestId?: string, allowOve
     name: c.name, osId: c.osId, memoryMiB: c.memoryMiB, cpu: { vcpus: c.vcpus }, firmware: c.firmware,
     boot: { order: bootOrder(c) },
   };
+  if (c.cpuModel) (def.cpu as Record<string, unknown>).model = c.cpuModel;
   if (c.tpm) def.tpm = { model: 'tpm-crb' };
   if (c.source === 'iso') def.cdroms = [{ id: 'cd0', file: c.isoPath, bus: c.diskBus === 'sata' ? 'sata' : 'ide' }];
   if (c.source === 'kernel') {
@@ -235,6 +241,7 @@ const esc = (s: string): string => s.replace(/,/g, ',,');
 /** The `hangar create` command that makes the same VM (the password is masked). */
 export function createCommand(c: NewVmChoices, allowOvercommit = false): string {
   const a: string[] = ['hangar', 'create', '--name', c.name, '--os', c.osId, '--memory', String(c.memoryMiB), '--vcpus', String(c.vcpus), '--firmware', c.firmware];
+  if (c.cpuModel) a.push('--cpu', c.cpuModel);
   if (c.tpm) a.push('--tpm');
   if (c.display === 'vnc') a.push('--display', 'vnc', '--video', c.video);
   else if (c.display === 'none') a.push('--display', 'none');

@@ -18,6 +18,8 @@ export interface OsPreset {
   tpm: boolean;
   /** virtio-vga where the OS has a virtio-gpu driver (resizable screen), else the standard VGA every OS drives. */
   video: PresetVideo;
+  /** An OS from before today's CPUID: it gets a plain named CPU model rather than host/max (cpuModelFor). */
+  plainCpu: boolean;
   /** Why each non-obvious choice was made, for the wizard to show. */
   notes: string[];
 }
@@ -48,6 +50,31 @@ export function videoFor(os: Pick<OsEntry, 'virtio'> | undefined): PresetVideo {
   return os?.virtio.gpu ? 'virtio-gpu' : 'vga';
 }
 
+/**
+ * OSes released before 2006 (Windows XP/2003 and older, DOS, 9x, Linux of that age) can crash or
+ * refuse to boot on the many CPUID leaves and features of a modern host or QEMU's max model
+ * (the reason libvirt users set a named model for them); qemu64 is what they were tested on.
+ */
+function wantsPlainCpu(os: OsEntry): boolean {
+  const family = os.family.toLowerCase();
+  if (family === 'win9x' || family === 'msdos') return true;
+  return !os.generic && os.releaseDate !== undefined && os.releaseDate < '2006-01-01';
+}
+
+/** The CPU model a new VM gets: passthrough of the host's CPU under KVM (fastest), QEMU's max under TCG. */
+export function cpuModelFor(p: Pick<OsPreset, 'plainCpu'>, accel: 'kvm' | 'tcg'): string {
+  if (p.plainCpu) return 'qemu64';
+  return accel === 'kvm' ? 'host' : 'max';
+}
+
+/** A new VM's raw definition with the CPU model cpuModelFor picks when none was given. */
+export function withCpuModelDefault(raw: Record<string, unknown>, os: OsEntry | undefined, accel: 'kvm' | 'tcg'): Record<string, unknown> {
+  const cpu = raw.cpu && typeof raw.cpu === 'object' ? (raw.cpu as Record<string, unknown>) : {};
+  if (cpu.model !== undefined) return raw;
+  const model = cpuModelFor({ plainCpu: os ? wantsPlainCpu(os) : false }, accel);
+  return { ...raw, cpu: { ...cpu, model } };
+}
+
 export function presetFor(os: OsEntry): OsPreset {
   const notes: string[] = [];
   const rec = os.recommended;
@@ -73,5 +100,7 @@ export function presetFor(os: OsEntry): OsPreset {
   } else {
     firmware = 'bios';
   }
-  return { osId: os.id, memoryMiB, vcpus, diskBytes, diskBus, nicModel, firmware, tpm, video: videoFor(os), notes };
+  const plainCpu = wantsPlainCpu(os);
+  if (plainCpu) notes.push('CPU model qemu64: an OS of this age can fail on the CPUID features of a modern CPU');
+  return { osId: os.id, memoryMiB, vcpus, diskBytes, diskBus, nicModel, firmware, tpm, video: videoFor(os), plainCpu, notes };
 }

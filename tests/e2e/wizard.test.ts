@@ -36,7 +36,7 @@ after(async () => {
   await session?.close();
 });
 
-interface Info { id: string; dir: string; state: string; pid?: number; definition: { firmware: string; memoryMiB: number; osId?: string; tpm?: { model: string }; disks: Array<{ file: string; format: string; owned: boolean; bus: string }>; cdroms: Array<{ file?: string }>; video: { model: string; display: string; clipboard: boolean }; inputs: Array<{ type: string }> } }
+interface Info { id: string; dir: string; state: string; pid?: number; definition: { firmware: string; cpu: { model: string }; memoryMiB: number; osId?: string; tpm?: { model: string }; disks: Array<{ file: string; format: string; owned: boolean; bus: string }>; cdroms: Array<{ file?: string }>; video: { model: string; display: string; clipboard: boolean }; inputs: Array<{ type: string }> } }
 
 const title = () => page.getByTestId('step-title');
 
@@ -145,6 +145,12 @@ describe('New VM wizard', () => {
     await next();
     await expectStep(4, 'Memory and CPUs');
     await setNumber('memory', 384);
+    // VMs run under TCG here: the OS's pick is max, marked as recommended; host is there but disabled.
+    const model = page.getByTestId('cpu-model');
+    await model.locator('option', { hasText: '(recommended)' }).waitFor({ state: 'attached' });
+    assert.equal(await model.inputValue(), 'max');
+    assert.equal(await model.locator('option[value="host"]').isDisabled(), true);
+    assert.match(await page.locator('#cpu-model-msg').innerText(), /Every CPU feature TCG can give/);
     await shot('4-resources');
     await next();
     await expectStep(5, 'Storage');
@@ -162,7 +168,7 @@ describe('New VM wizard', () => {
     await page.getByTestId('vm-name').fill('wiz-bios');
     await page.getByTestId('preview-cmdline').filter({ hasText: 'wiz-bios' }).waitFor({ timeout: 20_000 });
     const cmd = await page.getByTestId('create-command').innerText();
-    assert.match(cmd, /hangar create --name wiz-bios --os other --memory 384 .*--firmware bios .*--cdrom \S+guest\.iso.*--new-disk 2G,bus=sata .*hostfwd=tcp::22222-:22/s);
+    assert.match(cmd, /hangar create --name wiz-bios --os other --memory 384 .*--firmware bios --cpu max .*--cdrom \S+guest\.iso.*--new-disk 2G,bus=sata .*hostfwd=tcp::22222-:22/s);
     const argv = await page.getByTestId('preview-cmdline').innerText();
     assert.match(argv, /^ {2}-nodefaults \\$/m);
     assert.match(argv, /"driver":"ide-cd"/);
@@ -178,6 +184,7 @@ describe('New VM wizard', () => {
     assert.equal(info.definition.firmware, 'bios');
     assert.equal(info.definition.memoryMiB, 384);
     assert.equal(info.definition.osId, 'other');
+    assert.equal(info.definition.cpu.model, 'max');
     assert.deepEqual(info.definition.video, { model: 'vga', display: 'vnc', clipboard: true }, 'an ISO VM gets a display');
     assert.ok(info.definition.inputs.some((i) => i.type === 'tablet'), 'and a USB tablet');
     assert.equal(info.definition.cdroms[0]!.file, guest.iso);

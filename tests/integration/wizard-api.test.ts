@@ -128,6 +128,14 @@ describe('wizard API', () => {
     assert.equal(noMac(real), noMac(p.commandLine));
     assert.equal(info.definition!.disks[0]!.file, join(info.dir, 'disk0.qcow2'));
 
+    // No CPU model in the request: the core picks for the OS and the accelerator (TCG here).
+    assert.equal(p.definition.cpu.model, 'max');
+    assert.match(argv, /^-cpu\nmax$/m);
+    const xp = await conn.api.previewCreate(buildCreateRequest({ ...c, name: 'pv-xp', osId: 'winxp', tpm: false }));
+    assert.equal(xp.definition.cpu.model, 'qemu64', 'Windows XP (2001) gets a plain CPU model');
+    const chosen = await conn.api.previewCreate(buildCreateRequest({ ...c, name: 'pv-xp', osId: 'winxp', tpm: false, cpuModel: 'Nehalem' }));
+    assert.equal(chosen.definition.cpu.model, 'Nehalem', 'a model given is kept');
+
     const passt = await conn.api.previewCreate(buildCreateRequest({ ...c, name: 'pv-passt', network: 'passt' }));
     assert.match(passt.commandLine.join('\n'), /"type":"stream".*"addr":\{"type":"unix","path":"[^"]+passt0\.sock"\}/);
     assert.doesNotMatch(passt.commandLine.join('\n'), /hostfwd/, 'passt binds the forwards itself');

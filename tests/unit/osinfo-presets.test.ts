@@ -1,7 +1,7 @@
 // Preset logic (pure) and the built-in generic entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { presetFor } from '../../core/common/os-presets.ts';
+import { cpuModelFor, presetFor } from '../../core/common/os-presets.ts';
 import { GENERIC_OSES, genericFor } from '../../core/common/os-types.ts';
 import type { OsEntry } from '../../core/common/os-types.ts';
 
@@ -10,7 +10,7 @@ const gen = (id: string): OsEntry => GENERIC_OSES.find((o) => o.id === id)!;
 
 test('generic Linux: 2 GiB, 2 vCPUs, 20 GiB, virtio, BIOS', () => {
   assert.deepEqual({ ...presetFor(gen('generic-linux')), notes: [] }, {
-    osId: 'generic-linux', memoryMiB: 2048, vcpus: 2, diskBytes: 20 * GiB, diskBus: 'virtio-blk', nicModel: 'virtio-net', firmware: 'bios', tpm: false, video: 'virtio-gpu', notes: [],
+    osId: 'generic-linux', memoryMiB: 2048, vcpus: 2, diskBytes: 20 * GiB, diskBus: 'virtio-blk', nicModel: 'virtio-net', firmware: 'bios', tpm: false, video: 'virtio-gpu', plainCpu: false, notes: [],
   });
 });
 
@@ -62,4 +62,18 @@ test('virtio flags choose disk bus and NIC independently', () => {
   const p = presetFor(os({ virtio: { ...gen('generic-linux').virtio, blk: false, net: true } }));
   assert.equal(p.diskBus, 'sata');
   assert.equal(p.nicModel, 'virtio-net');
+});
+
+test('CPU model: host under KVM, max under TCG; OSes from before 2006 and DOS/9x get qemu64 with a note', () => {
+  const modern = presetFor(os({ releaseDate: '2023-06-10' }));
+  assert.equal(cpuModelFor(modern, 'kvm'), 'host');
+  assert.equal(cpuModelFor(modern, 'tcg'), 'max');
+  const xp = presetFor(os({ family: 'winnt', version: '5.1', releaseDate: '2001-10-25' }));
+  assert.equal(xp.plainCpu, true);
+  assert.equal(cpuModelFor(xp, 'kvm'), 'qemu64');
+  assert.equal(cpuModelFor(xp, 'tcg'), 'qemu64');
+  assert.ok(xp.notes.some((n) => /qemu64/.test(n)));
+  assert.equal(presetFor(os({ family: 'win9x' })).plainCpu, true);
+  assert.equal(presetFor(os({ releaseDate: undefined })).plainCpu, false, 'no date: a modern model');
+  assert.equal(presetFor(gen('generic-windows')).plainCpu, false);
 });

@@ -69,6 +69,35 @@ describe('new VM wizard store', () => {
     assert.deepEqual([wiz.choices.osId, wiz.choices.diskBus, wiz.choices.name], ['generic-windows', 'sata', 'mine']);
   });
 
+  it('CPU model: the OS and the accelerator pick it (max under TCG, host under KVM, qemu64 for an old OS) until the user picks one', async () => {
+    const wiz = await wizard();
+    await settle();
+    assert.equal(wiz.cpuModels?.accel, 'tcg');
+    assert.equal(wiz.choices.cpuModel, 'max');
+        const xp: OsEntry = { ...debian, id: 'winxp', name: 'Windows XP', family: 'winnt', version: '5.1', releaseDate: '2001-10-25' };
+    wiz.chooseOs(xp);
+    await settle();
+    assert.equal(wiz.choices.cpuModel, 'qemu64', 'an OS from 2001 gets a plain model');
+    assert.match(wiz.command, /--cpu qemu64/);
+    wiz.chooseOs(debian);
+    await settle();
+    assert.equal(wiz.choices.cpuModel, 'max');
+    wiz.chooseCpuModel('host');
+    assert.match(wiz.blocker('resources')!, /host needs KVM/);
+    wiz.chooseCpuModel('Nehalem');
+    assert.equal(wiz.blocker('resources'), null);
+    wiz.chooseOs(xp);
+    await settle();
+    assert.equal(wiz.choices.cpuModel, 'Nehalem', 'a model picked by hand stays when the OS changes');
+    // Under KVM the host's own CPU is the pick.
+    setActivePinia(createPinia());
+    core = new FakeCore();
+    core.cpuModelList = { ...core.cpuModelList, accel: 'kvm' };
+    const kvm = await wizard();
+    await settle();
+    assert.equal(kvm.choices.cpuModel, 'host');
+  });
+
   it('path checks: the newest answer wins; errors keep the core\'s message and fix', async () => {
     const wiz = await wizard();
     core.paths.set('/isos/a.iso', isoAnswer(null));

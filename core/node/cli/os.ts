@@ -26,6 +26,7 @@ export function presetText(p: OsPreset): string[] {
     `  disk      ${size(p.diskBytes)} on ${p.diskBus}`,
     `  NIC       ${p.nicModel}`,
     `  firmware  ${fw}${p.tpm ? ' with TPM 2.0' : ''}`,
+    `  CPU       ${p.plainCpu ? 'qemu64' : 'host under KVM, max under TCG'}`,
   ];
   for (const n of p.notes) lines.push(`  note: ${n}`);
   return lines;

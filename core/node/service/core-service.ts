@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
-import { videoFor } from '../../common/os-presets.ts';
+import { videoFor, withCpuModelDefault } from '../../common/os-presets.ts';
 import type {
   AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
@@ -289,7 +289,9 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     if (req.cloudInit) raw.cloudInit = await resolveCloudInitRequest(req.cloudInit);
     // cloud-init: the seed ISO rides on an extra read-only CD-ROM in the VM folder.
     const os = typeof raw.osId === 'string' ? await findOs(raw.osId).catch(() => undefined) : undefined;
-    const input = withSeedCdrom(withDisplayDefaults(raw, videoFor(os)), this.store.vmDir(id));
+    // No CPU model given: the one for this OS and accelerator (host under KVM, max under TCG, qemu64 for old OSes).
+    const accel = raw.accel === 'kvm' || raw.accel === 'tcg' ? raw.accel : (await this.probe()).best;
+    const input = withSeedCdrom(withDisplayDefaults(withCpuModelDefault(raw, os, accel), videoFor(os)), this.store.vmDir(id));
     const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
     const newDisks = req.newDisks ?? [];
     const dir = this.store.vmDir(id);

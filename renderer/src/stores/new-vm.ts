@@ -4,14 +4,14 @@
 //
 // Plain .ts so tests drive it in Node with a fake core.
 import { defineStore } from 'pinia';
-import { computed, reactive, ref, shallowRef } from 'vue';
-import type { CreatePreview, HostInfo, InspectExpect, PathInspection, VmInfo } from '../../../core/common/api.ts';
+import { computed, reactive, ref, shallowRef, watch } from 'vue';
+import type { CpuModelList, CreatePreview, HostInfo, InspectExpect, PathInspection, VmInfo } from '../../../core/common/api.ts';
 import {
   applyPreset, buildCreateRequest, checkCloudInit, checkDiskSize, checkMemory, checkName, checkVcpus, createCommand,
   defaultChoices, parsePortForwards,
 } from '../../../core/common/new-vm.ts';
 import type { FieldCheck, NewVmChoices } from '../../../core/common/new-vm.ts';
-import { presetFor } from '../../../core/common/os-presets.ts';
+import { cpuModelFor, presetFor } from '../../../core/common/os-presets.ts';
 import type { OsListEntry } from '../../../core/common/os-types.ts';
 import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
@@ -64,6 +64,11 @@ export const useNewVmStore = defineStore('newVm', () => {
   const bigDiskConfirmed = ref(false);
   /** More vCPUs than the host has CPUs was confirmed. */
   const vcpusConfirmed = ref(false);
+  /** QEMU's CPU models for the accelerator VMs get here (the core answers which). */
+  const cpuModels = shallowRef<CpuModelList | null>(null);
+  const cpuModelsError = shallowRef<UiError | null>(null);
+  /** The user picked the CPU model: the OS no longer chooses it. */
+  const cpuModelByHand = ref(false);
   const preview = shallowRef<CreatePreview | null>(null);
   const previewError = shallowRef<UiError | null>(null);
   const previewing = ref(false);
@@ -75,7 +80,29 @@ export const useNewVmStore = defineStore('newVm', () => {
   const timers = new Map<PathField, ReturnType<typeof setTimeout>>();
   const seq = new Map<PathField, number>();
 
+  /** The model the OS and the accelerator call for (host under KVM, max under TCG, qemu64 for old OSes). */
+  const recommendedCpuModel = computed(() => (cpuModels.value ? cpuModelFor({ plainCpu: choices.plainCpu }, cpuModels.value.accel) : ''));
+  watch(recommendedCpuModel, (m) => {
+    if (!cpuModelByHand.value) choices.cpuModel = m;
+  });
+
+  async function loadCpuModels(): Promise<void> {
+    if (cpuModels.value) return;
+    try {
+      cpuModels.value = await conn.api.cpuModels();
+      cpuModelsError.value = null;
+    } catch (e) {
+      cpuModelsError.value = toUiError(e);
+    }
+  }
+
+  function chooseCpuModel(model: string): void {
+    cpuModelByHand.value = true;
+    choices.cpuModel = model;
+  }
+
   async function loadHost(): Promise<void> {
+    void loadCpuModels();
     try {
       host.value = await conn.api.hostInfo();
       hostError.value = null;
@@ -180,6 +207,7 @@ export const useNewVmStore = defineStore('newVm', () => {
         return null;
       }
       case 'resources':
+        if (cpuModelByHand.value && choices.cpuModel === 'host' && cpuModels.value?.accel === 'tcg') return 'choose another CPU model: host needs KVM';
         return memoryCheck.value.error ?? vcpuCheck.value.error
           ?? (vcpuCheck.value.confirm && !vcpusConfirmed.value ? 'confirm the vCPUs (more than the host has CPUs)' : null);
       case 'storage':
@@ -316,6 +344,8 @@ export const useNewVmStore = defineStore('newVm', () => {
     nameTouched.value = false;
     bigDiskConfirmed.value = false;
     vcpusConfirmed.value = false;
+    cpuModelByHand.value = false;
+    choices.cpuModel = recommendedCpuModel.value;
     preview.value = null;
     previewError.value = null;
     createError.value = null;
@@ -323,9 +353,9 @@ export const useNewVmStore = defineStore('newVm', () => {
   }
 
   return {
-    choices, step, host, hostError, oses, checks, osChosenByHand, nameTouched, bigDiskConfirmed, vcpusConfirmed, preview, previewError, previewing,
+    choices, step, host, hostError, oses, checks, osChosenByHand, cpuModels, cpuModelsError, cpuModelByHand, recommendedCpuModel, nameTouched, bigDiskConfirmed, vcpusConfirmed, preview, previewError, previewing,
     creating, progress, createError, cancelled, detectedIso, nameCheck, memoryCheck, vcpuCheck, diskCheck, forwardsCheck,
     cloudInitErrors, stepIndex, command,
-    loadHost, loadOses, checkPath, chooseOs, blocker, firstBlocked, go, next, back, loadPreview, create, cancel, reset, pathOk,
+    loadHost, loadOses, loadCpuModels, chooseCpuModel, checkPath, chooseOs, blocker, firstBlocked, go, next, back, loadPreview, create, cancel, reset, pathOk,
   };
 });

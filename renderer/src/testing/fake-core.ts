@@ -2,7 +2,7 @@
 // real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
 // events, go down and come back. Console and display channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
-import type { CoreApi, CoreEvents, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
+import type { CoreApi, CoreEvents, CpuModelList, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
 import { parseDefinition } from '../../../core/common/definition.ts';
 import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../../core/common/device-edit.ts';
 import { vmDefinitionSchema } from '../../../core/common/model.ts';
@@ -126,6 +126,15 @@ export class FakeCore implements CoreTransport {
     tpm: { available: true },
     network: { user: { available: true }, passt: { available: true }, bridge: { available: false, reason: 'no bridge', fix: 'make one', bridges: [] } },
     pxe: { available: true }, cloudInit: { available: true },
+  };
+  /** What cpuModels answers: a TCG host (VMs run under TCG here, like our CI machines). */
+  cpuModelList: CpuModelList = {
+    accel: 'tcg',
+    models: [
+      { name: 'qemu64', unavailable: [], deprecated: false },
+      { name: 'Nehalem', unavailable: [], deprecated: false },
+      { name: 'Skylake-Client', unavailable: ['avx2', 'hle'], deprecated: false },
+    ],
   };
   /** What doctor answers: this host lacks /dev/vhost-net and /dev/vhost-vsock, like our CI machines. */
   checks: DoctorCheckInfo[] = [
@@ -277,6 +286,7 @@ export class FakeCore implements CoreTransport {
         this.keysSent.push(`${vm.name} ${keys.join('-')}`);
       },
       hostInfo: async () => this.host,
+      cpuModels: async (accel) => ({ ...this.cpuModelList, accel: accel ?? this.cpuModelList.accel }),
       osList: async () => GENERIC_OSES.map(({ media: _m, ...o }) => o),
       inspectPath: async (path) => {
         await this.pathGates.get(path);
