@@ -48,7 +48,8 @@ export const deviceKinds = ['disk', 'cdrom', 'nic', 'input', 'share', 'channel',
 export type DeviceKindName = (typeof deviceKinds)[number];
 
 export interface PendingChange {
-  kind: DeviceKindName;
+  /** A device kind, or the VM's CPU or memory settings. */
+  kind: DeviceKindName | 'cpu' | 'memory';
   id: string;
   change: 'add' | 'remove' | 'edit';
   /** In words, e.g. "disk disk1 (virtio-blk) will be added". */

@@ -165,3 +165,42 @@ export function memoryDetail(def: VmDefinition): string {
   }
   return parts.join('; ');
 }
+
+/** JSON with sorted keys and without undefined, so equal settings compare equal. */
+function same(a: unknown, b: unknown): boolean {
+  const norm = (v: unknown): unknown => (Array.isArray(v) ? v.map(norm)
+    : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => [k, norm((v as Record<string, unknown>)[k])]))
+      : v);
+  return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+}
+
+const arrow = (what: string, from: string, to: string): string => `${what} ${from} → ${to}`;
+
+/**
+ * The CPU and memory settings saved for the next start that the running VM does not have
+ * (what changed live is in both): each as "what before → after".
+ */
+export function cpuMemoryPending(running: VmDefinition, saved: VmDefinition): { cpu: string[]; memory: string[] } {
+  const r = running.cpu;
+  const s = saved.cpu;
+  const cpu: string[] = [];
+  if (r.model !== s.model) cpu.push(arrow('CPU model', r.model, s.model));
+  if (!same(r.features ?? [], s.features ?? [])) cpu.push(arrow('flags', r.features?.join(' ') || 'none', s.features?.join(' ') || 'none'));
+  if (r.vcpus !== s.vcpus) cpu.push(arrow('vCPUs', String(r.vcpus), String(s.vcpus)));
+  if ((r.maxVcpus ?? r.vcpus) !== (s.maxVcpus ?? s.vcpus)) cpu.push(arrow('vCPU slots', String(r.maxVcpus ?? r.vcpus), String(s.maxVcpus ?? s.vcpus)));
+  if (topologyWords(r) !== topologyWords(s)) cpu.push(arrow('topology', topologyWords(r), topologyWords(s)));
+  if (!same(r.pinning, s.pinning)) cpu.push('pinning changes');
+  const memory: string[] = [];
+  if (running.memoryMiB !== saved.memoryMiB) memory.push(arrow('size', `${running.memoryMiB} MiB`, `${saved.memoryMiB} MiB`));
+  const rm = running.memory;
+  const sm = saved.memory;
+  if (!same(rm ?? {}, sm ?? {})) {
+    if ((rm?.hugepages ?? 'none') !== (sm?.hugepages ?? 'none')) memory.push(arrow('huge pages', rm?.hugepages ?? 'none', sm?.hugepages ?? 'none'));
+    if ((rm?.merge ?? true) !== (sm?.merge ?? true)) memory.push(`KSM merging ${sm?.merge === false ? 'off' : 'on'}`);
+    const max = (m: typeof rm): string => (m?.maxMiB === undefined ? 'none' : `${m.maxMiB} MiB`);
+    if (max(rm) !== max(sm)) memory.push(arrow('hotplug maximum', max(rm), max(sm)));
+    if (!same(rm?.numa, sm?.numa) || !same(rm?.numaDistances, sm?.numaDistances)) memory.push('NUMA nodes change');
+    if (memory.length === 0) memory.push('memory settings change');
+  }
+  return { cpu, memory };
+}

@@ -2,6 +2,7 @@
 // the device differences between two definitions (what a running VM does not have yet). Pure TS,
 // shared by the core, the CLI and the UI. The result is re-validated by parseDefinition.
 import type { DeviceKindName, PendingChange } from './api.ts';
+import { cpuMemoryPending } from './cpu-memory.ts';
 import { HangarError } from './errors.ts';
 import type { VmDefinition } from './model.ts';
 
@@ -145,7 +146,7 @@ function typeOf(d: Raw): string {
 
 /**
  * What the saved definition changes against the one a VM runs: devices to add, remove or
- * change at the next start.
+ * change at the next start, and the CPU and memory settings saved for it.
  */
 export function pendingChanges(running: VmDefinition, saved: VmDefinition): PendingChange[] {
   const out: PendingChange[] = [];
@@ -169,5 +170,8 @@ export function pendingChanges(running: VmDefinition, saved: VmDefinition): Pend
     else if (had && !has) out.push({ kind, id, change: 'remove', summary: `${kindWord(kind)} ${id} will be removed` });
     else if (had && has && stable(r[kind]) !== stable(s[kind])) out.push({ kind, id, change: 'edit', summary: `${kindWord(kind)} ${id} will change` });
   }
+  const tuning = cpuMemoryPending(running, saved);
+  if (tuning.cpu.length) out.push({ kind: 'cpu', id: 'cpu', change: 'edit', summary: `CPU: ${tuning.cpu.join('; ')}` });
+  if (tuning.memory.length) out.push({ kind: 'memory', id: 'memory', change: 'edit', summary: `memory: ${tuning.memory.join('; ')}` });
   return out;
 }

@@ -188,6 +188,20 @@ describe('CPU and memory in the UI', { timeout: 600_000 }, () => {
     assert.equal((await h.json<Shown>(['show', RUNNING])).definition.memoryMiB, 160);
     await merr.getByRole('button', { name: 'Dismiss' }).click();
 
+    // Smaller memory cannot be taken live: saved, and the section lists it as pending with a restart.
+    await section.getByTestId('memory-size').fill('128');
+    await section.getByTestId('memory-set').click();
+    await section.getByTestId('memory-result').filter({ hasText: 'saved; applies at the next start' }).waitFor({ timeout: 30_000 });
+    const pendingBanner = section.getByTestId('cpumem-pending');
+    await pendingBanner.filter({ hasText: 'memory: size 160 MiB → 128 MiB' }).waitFor();
+    assert.equal(await pendingBanner.getByTestId('pending-restart').isEnabled(), true);
+    assert.deepEqual(await serious(), []);
+    // Back to what it runs with: nothing pending.
+    await section.getByTestId('memory-size').fill('160');
+    await section.getByTestId('memory-set').click();
+    await pendingBanner.waitFor({ state: 'detached' });
+    assert.equal((await h.json<Shown>(['show', RUNNING])).definition.memoryMiB, 160);
+
     // The grid: a row per vCPU slot and the emulator, a box per host CPU.
     const grid = page.getByTestId('pinning-grid');
     await grid.waitFor();

@@ -86,7 +86,7 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     assert.equal(unpromised(), before, 'the pages went back to the pool when QEMU ended');
   });
 
-  test('a running guest gets a vCPU (it onlines it), new pinning at once, and 128 MiB more memory; save then waits for a restart', async () => {
+  test('a running guest gets a vCPU (it onlines it), new pinning at once, and 128 MiB more memory; save then waits for a restart; the vCPU comes out again; a smaller memory waits as pending', async () => {
     const vm = await h.json<{ id: string }>(['create', '--name', 'grow', '--file', writeDef('grow', {}), '--vcpus', '1', '--maxcpus', '3', '--maxmem', '512M']);
     await h.ok(['start', 'grow']);
     await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
@@ -137,11 +137,41 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /cannot save VM "grow": 1 vCPU and 128 MiB of memory were added while it runs, which a restore could not bring back: restart the VM first/);
     assert.equal(await h.state('grow'), 'running');
-    // The next start boots with what was added.
+
+    // The hotplugged vCPU taken out again: the guest lets go (ACPI eject) and the running VM has one.
+    assert.match(await h.ok(['cpu', 'grow', 'set', '1']), /VM "grow" has 1 vCPU now: the guest released 1 vCPU \(under TCG no vCPU can be added again until the VM restarts\)/);
+    await guestSays('cat /sys/devices/system/cpu/present', /^0\s*$/m, 'the released vCPU is gone from the guest');
+    type Shown = { definition: { cpu: { vcpus: number }; memoryMiB: number }; pending?: Array<{ kind: string; id: string; change: string; summary: string }> };
+    let info = await h.json<Shown>(['show', 'grow']);
+    assert.equal(info.definition.cpu.vcpus, 1);
+    assert.deepEqual(info.pending ?? [], [], 'nothing waits for the next start');
+    // QEMU under TCG dies plugging a vCPU after a release (heap corruption, seen with 7.2): the
+    // count waits for the next start instead, and the guest keeps running.
+    assert.match(await h.ok(['cpu', 'grow', 'add']), /VM "grow" has 2 vCPUs from the next start: the guest released a vCPU in this run, and QEMU under TCG crashes when a vCPU is plugged after that/);
+    assert.equal(await h.state('grow'), 'running');
+    assert.deepEqual((await h.json<Shown>(['show', 'grow'])).pending, [{ kind: 'cpu', id: 'cpu', change: 'edit', summary: 'CPU: vCPUs 1 → 2' }]);
+
+    // Memory cannot be taken from a running guest: saved for the next start, listed as pending.
+    assert.match(await h.ok(['memory', 'grow', 'resize', '256M']), /VM "grow" has 256 MiB of memory from the next start: memory cannot be taken from a running guest/);
+    info = await h.json<Shown>(['show', 'grow']);
+    assert.equal(info.definition.memoryMiB, 256);
+    assert.deepEqual(info.pending, [
+      { kind: 'cpu', id: 'cpu', change: 'edit', summary: 'CPU: vCPUs 1 → 2' },
+      { kind: 'memory', id: 'memory', change: 'edit', summary: 'memory: size 320 MiB → 256 MiB' },
+    ]);
+    assert.match(await h.ok(['show', 'grow']), /^Pending:\s+memory: size 320 MiB → 256 MiB \(at the next start\)$/m);
+    assert.match(await h.ok(['device', 'list', 'grow']), /^pending: memory: size 320 MiB → 256 MiB$/m);
+
+    // The next start boots with what was added, and the smaller memory.
     await h.ok(['destroy', 'grow']);
     await h.ok(['start', 'grow']);
     await h.waitForSerial(vm.id, READY_MARKER, 2, 240_000);
-    assert.match(await h.consoleCommand('grow', 'cat /sys/devices/system/cpu/online; grep MemTotal /proc/meminfo', 3), /^0-1\s*$/m);
+    const after = await h.consoleCommand('grow', 'cat /sys/devices/system/cpu/online; grep MemTotal /proc/meminfo', 3);
+    assert.match(after, /^0-1\s*$/m);
+    const total = Number(/MemTotal:\s+(\d+) kB/.exec(after)![1]);
+    // 64 MiB more than the first boot's 192 MiB (the kernel keeps the same share of each).
+    assert.ok(total - before >= 56 * 1024 && total - before <= 68 * 1024, `MemTotal ${total} kB after booting with 256 MiB, ${before} kB with 192 MiB`);
+    assert.deepEqual((await h.json<Shown>(['show', 'grow'])).pending ?? [], []);
     await h.ok(['destroy', 'grow']);
   });
 

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cpuDetail, cpuMemoryProblems, formatCpuSet, memoryDetail, parseCpuSet, topologyOf } from '../../core/common/cpu-memory.ts';
+import { cpuDetail, cpuMemoryPending, cpuMemoryProblems, formatCpuSet, memoryDetail, parseCpuSet, topologyOf } from '../../core/common/cpu-memory.ts';
 import { parseDefinition } from '../../core/common/definition.ts';
+import { pendingChanges } from '../../core/common/device-edit.ts';
 import { HangarError } from '../../core/common/errors.ts';
 import { MODEL_VERSION } from '../../core/common/model.ts';
 import { applyCpuMemoryFlags, dropNulls } from '../../core/node/cli/cpu-memory-args.ts';
@@ -76,6 +77,24 @@ test('the words hangar show and the UI use for CPU and memory settings', () => {
   assert.equal(memoryDetail(def), 'grows to 2048 MiB (4 hotplug slots); 2M huge pages; KSM merging off; NUMA node 0: vCPUs 0-1, 256 MiB on host node 0 (bind); NUMA node 1: vCPUs 2-3, 256 MiB');
   assert.equal(cpuDetail(parseDefinition(base)), '');
   assert.equal(memoryDetail(parseDefinition(base)), '');
+});
+
+test('pending for the next start: each CPU and memory setting saved that the running VM lacks, as before → after', () => {
+  const running = parseDefinition({ ...base, memoryMiB: 512, cpu: { vcpus: 2, maxVcpus: 4 } });
+  assert.deepEqual(cpuMemoryPending(running, running), { cpu: [], memory: [] });
+  assert.deepEqual(pendingChanges(running, parseDefinition({ ...running })), [], 'the same settings in another key order are not a change');
+  const saved = parseDefinition({
+    ...base, memoryMiB: 256,
+    cpu: { model: 'Nehalem', features: ['-svm'], vcpus: 4, maxVcpus: 4, sockets: 1, cores: 2, threads: 2, pinning: { vcpus: ['0'] } },
+    memory: { hugepages: '2M', merge: false, maxMiB: 1024 },
+  });
+  assert.deepEqual(cpuMemoryPending(running, saved), {
+    cpu: ['CPU model max → Nehalem', 'flags none → -svm', 'vCPUs 2 → 4', 'topology 4 sockets × 1 core × 1 thread → 1 socket × 2 cores × 2 threads', 'pinning changes'],
+    memory: ['size 512 MiB → 256 MiB', 'huge pages none → 2M', 'KSM merging off', 'hotplug maximum none → 1024 MiB'],
+  });
+  assert.deepEqual(pendingChanges(running, saved).map((p) => [p.kind, p.id, p.change]), [['cpu', 'cpu', 'edit'], ['memory', 'memory', 'edit']]);
+  const numa = parseDefinition({ ...base, memoryMiB: 512, cpu: { vcpus: 2, maxVcpus: 4 }, memory: { numa: [{ cpus: '0-1', memoryMiB: 256 }, { cpus: '2-3', memoryMiB: 256 }] } });
+  assert.deepEqual(cpuMemoryPending(running, numa).memory, ['NUMA nodes change']);
 });
 
 test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with commas), --hugepages, --maxmem, --mem-merge', () => {

@@ -15,6 +15,8 @@ export const CPU_USAGE = `Usage:
                                      pin threads to host CPUs, at once on a running VM
   hangar memory NAME resize SIZE     e.g. 2G: grown live by a DIMM (up to --maxmem), else at the next start`;
 
+const vcpuWords = (n: number): string => `${n} vCPU${n === 1 ? '' : 's'}`;
+
 function result(print: (s: string) => void, what: string, r: CpuMemoryChangeResult, json: boolean): number {
   if (json) { print(JSON.stringify(r, null, 2)); return 0; }
   print(`${what} ${r.applied === 'now' ? 'now' : 'from the next start'}${r.note ? `: ${r.note}` : ''}`);
@@ -32,12 +34,12 @@ export async function cpuCommand(args: string[], values: Record<string, unknown>
   const json = values.json === true;
   if (verb === 'set') {
     const n = whole(arg, 'the vCPU count');
-    return result(print, `VM "${name}" has ${n} vCPUs`, await withCore((api) => api.setVcpus(name, n)), json);
+    return result(print, `VM "${name}" has ${vcpuWords(n)}`, await withCore((api) => api.setVcpus(name, n)), json);
   }
   if (verb === 'add') {
     const more = arg === undefined ? 1 : whole(arg, 'the number of vCPUs to add');
     const r = await withCore(async (api) => api.setVcpus(name, (await api.get(name)).definition!.cpu.vcpus + more));
-    return result(print, `VM "${name}" has ${r.info.definition!.cpu.vcpus} vCPUs`, r, json);
+    return result(print, `VM "${name}" has ${vcpuWords(r.info.definition!.cpu.vcpus)}`, r, json);
   }
   if (verb === 'pin') {
     if (!arg) throw new HangarError('invalid-input', 'pin needs a pinning or off', 'e.g. hangar cpu NAME pin vcpu0=0,vcpu1=1,emulator=0-1');

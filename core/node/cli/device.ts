@@ -64,6 +64,7 @@ export async function deviceCommand(sub: string | undefined, positionals: string
       print(table([['KIND', 'ID', 'TYPE', 'MODE', 'PENDING', 'DETAIL'],
         ...rows.map((r) => [r.kind, r.id, r.type, r.mode, mark(r.kind, r.id), r.detail]),
         ...removals.map((p) => [p.kind, p.id, '', '', 'remove', p.summary])]));
+      for (const p of pending.filter((x) => x.kind === 'cpu' || x.kind === 'memory')) print(`pending: ${p.summary}`);
       if (pending.length) print('PENDING changes apply at the next start of the VM.');
     }
     return 0;

@@ -260,6 +260,8 @@ function showText(v: VmInfo): string {
     for (const c of passthroughConsequences(d)) lines.push(`Consequence: ${c}`);
     lines.push(`Serial:      ${d.serial.enabled ? 'yes' : 'no'}`);
   }
+  // What is saved for the next start but not in the running VM (the lines above show what is saved).
+  for (const p of v.pending ?? []) lines.push(`Pending:     ${p.summary} (at the next start)`);
   return lines.join('\n');
 }
 

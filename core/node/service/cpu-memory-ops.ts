@@ -58,10 +58,17 @@ export async function setVcpus(vm: VmInstance, count: number, deps: CpuMemoryDep
   const plugged = cpus.filter((c) => c['qom-path']);
   let note: string | undefined;
   if (count > plugged.length) {
+    // QEMU under TCG corrupts its heap and dies plugging any vCPU after the guest released one
+    // (seen with 7.2 here, a fresh slot too): refused until the next start rather than lose the guest.
+    const released = vm.releasedVcpus();
+    if (vm.runningAccel === 'tcg' && released.size) {
+      await deps.save(vm, def);
+      return { applied: 'next-boot', note: `the guest released ${released.size === 1 ? 'a vCPU' : `${released.size} vCPUs`} in this run, and QEMU under TCG crashes when a vCPU is plugged after that: ${count} vCPUs at the next start` };
+    }
     // Lowest slots first (query-hotpluggable-cpus lists the highest first).
     const free = cpus.filter((c) => !c['qom-path']).reverse().slice(0, count - plugged.length);
     for (const c of free) {
-      const id = `vcpu-${Object.values(c.props).join('-')}`;
+      const id = vcpuId(c);
       try {
         await qmp.execute('device_add', { driver: c.type, id, ...c.props });
       } catch (e) {
@@ -72,18 +79,42 @@ export async function setVcpus(vm: VmInstance, count: number, deps: CpuMemoryDep
     // Only vCPUs plugged after boot have a device to delete (peripheral ids); boot vCPUs stay until the next start.
     const removable = plugged.filter((c) => c['qom-path']!.startsWith('/machine/peripheral/')).reverse().slice(0, plugged.length - count);
     for (const c of removable) await requestUnplug(qmp, c['qom-path']!.split('/').pop()!);
+    const unplugIds = removable.map((c) => c['qom-path']!.split('/').pop()!);
     const left = plugged.length - removable.length - count;
+    // A willing guest lets go within moments (ACPI eject); a later release is followed by the VM (DEVICE_DELETED).
+    const released = removable.length ? await waitForPlugged(qmp, plugged.length - removable.length, UNPLUG_WAIT_MS) : true;
+    if (released) for (const id of unplugIds) vm.releasedVcpus().add(id);
     note = removable.length
-      ? `the guest was asked to release ${removable.length} vCPU${removable.length > 1 ? 's' : ''} (it takes them offline when it agrees)${left > 0 ? `; ${left} boot vCPU${left > 1 ? 's' : ''} go at the next start` : ''}`
+      ? `${released ? `the guest released ${removable.length} vCPU${removable.length > 1 ? 's' : ''}${vm.runningAccel === 'tcg' ? ' (under TCG no vCPU can be added again until the VM restarts)' : ''}` : `the guest was asked to release ${removable.length} vCPU${removable.length > 1 ? 's' : ''} (it takes them offline when it agrees; until then they stay pending)`}${left > 0 ? `; ${left} boot vCPU${left > 1 ? 's' : ''} go at the next start` : ''}`
       : `vCPUs present at boot cannot be taken out of a running guest: ${count} vCPUs at the next start`;
   }
   await deps.save(vm, def);
-  const nowPlugged = (await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus')).filter((c) => c['qom-path']).length;
+  const nowPlugged = await pluggedCount(qmp);
   await vm.setRunningDefinition({ ...running, cpu: { ...running.cpu, vcpus: nowPlugged } });
   if (def.cpu.pinning) await applyPinning(qmp, vm.pid!, def.cpu.pinning);
   await vm.log(`vCPUs set to ${count} (${nowPlugged} plugged now, ${slots} slots)`);
   if (count > (plugged.length)) note = `${count - plugged.length} vCPU${count - plugged.length > 1 ? 's' : ''} added; a Linux guest brings them online with echo 1 > /sys/devices/system/cpu/cpuN/online (or a udev rule)`;
   return note === undefined ? { applied: nowPlugged === count ? 'now' : 'next-boot' } : { applied: nowPlugged === count ? 'now' : 'next-boot', note };
+}
+
+/** The device id Hangar gives the vCPU of a slot. */
+const vcpuId = (c: HotpluggableCpu): string => `vcpu-${Object.values(c.props).join('-')}`;
+
+/** How long a vCPU removal waits for the guest before answering (it may still agree later). */
+const UNPLUG_WAIT_MS = 10_000;
+
+/** The vCPUs QEMU has plugged now. */
+export async function pluggedCount(qmp: QmpClient): Promise<number> {
+  return (await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus')).filter((c) => c['qom-path']).length;
+}
+
+async function waitForPlugged(qmp: QmpClient, want: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pluggedCount(qmp) <= want) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function requestUnplug(qmp: QmpClient, id: string): Promise<void> {

@@ -39,7 +39,7 @@ import { crashPointForTests, killQemuForTests } from './test-crash.ts';
 import { liveDisks } from '../snapshots/block-nodes.ts';
 import { qemuInfo } from '../host/binaries.ts';
 import { applyPinning } from './cpu-pinning.ts';
-import { liveHotplugBlocker } from './cpu-memory-ops.ts';
+import { liveHotplugBlocker, pluggedCount } from './cpu-memory-ops.ts';
 import { discardSavedState, hasSavedState, readSavedMeta, restoreState, saveBlocker, saveState } from './saved-state.ts';
 import type { Domain } from './start-phases.ts';
 import { plugBlocker, plugDevice, releaseBackends, unplugBlocker } from './hotplug.ts';
@@ -87,6 +87,8 @@ interface Session {
   spawned?: SpawnedQemu;
   accel?: 'kvm' | 'tcg';
   accelNote?: string;
+  /** vCPU device ids the guest released during this QEMU run. */
+  releasedVcpus?: Set<string>;
   /** Things the user should know about this start (e.g. NVRAM recreated). */
   startNotes?: string[];
   /** Set when Hangar itself asked QEMU to exit, so the exit is not a crash. */
@@ -636,6 +638,16 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async onDeviceDeleted(session: LiveSession, deviceId: string): Promise<void> {
     const hw = this.hardware;
     if (this.session !== session || !hw) return;
+    if (deviceId.startsWith('vcpu-')) {
+      // A hotplugged vCPU the guest let go (maybe long after it was asked): the running VM has one fewer.
+      (session.releasedVcpus ??= new Set()).add(deviceId);
+      const vcpus = await pluggedCount(session.qmp).catch(() => hw.definition.cpu.vcpus - 1);
+      await this.saveHardware({ ...hw, definition: { ...hw.definition, cpu: { ...hw.definition.cpu, vcpus } } }).catch(() => {});
+      await this.logEvent(`the guest released vCPU ${deviceId}; ${vcpus} vCPUs now`);
+      this.emit('hardware');
+      this.deps.onChange(this);
+      return;
+    }
     for (const kind of Object.keys(listKindFields) as Array<keyof typeof listKindFields>) {
       const dev = findDevice(hw.definition, kind, deviceId);
       if (!dev) continue;
@@ -1016,6 +1028,18 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   }
 
   /** The QMP client of a running (or paused) VM, for operations outside the lifecycle (screen, keys). */
+  /** The accelerator the running QEMU uses. */
+  get runningAccel(): 'kvm' | 'tcg' | undefined {
+    return this.session?.accel;
+  }
+
+  /** vCPU device ids the guest released during this QEMU run (their slots may not take a vCPU again under TCG). */
+  releasedVcpus(): Set<string> {
+    const s = this.session;
+    if (!s) return new Set();
+    return (s.releasedVcpus ??= new Set());
+  }
+
   liveQmp(what: string): QmpClient {
     const qmp = this.session?.qmp;
     if (!qmp || !isActive(this.state) || this.state === 'starting' || this.state === 'stopping') {
