@@ -139,7 +139,7 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
   }
 });
 
-test('host checks before start: huge pages free (the fix names the pool size to set), host NUMA nodes, online CPUs for pins', async () => {
+test('host checks before start: huge pages free (the fix names the pool size to set), per host node for bound NUMA nodes, host NUMA nodes, online CPUs for pins', async () => {
   const root = mkdtempSync(join(tmpdir(), 'hgt-sys-'));
   const put = (p: string, text: string): void => { mkdirSync(dirname(join(root, p)), { recursive: true }); writeFileSync(join(root, p), text); };
   try {
@@ -158,6 +158,21 @@ test('host checks before start: huge pages free (the fix names the pool size to 
     await refused(def({ cpu: { vcpus: 2, pinning: { vcpus: ['0', '1-3'] } } }), /vCPU 1 is pinned to host CPUs 2-3, which are not online here \(online: 0-1\)/, /pin it to CPUs in 0-1/);
     await refused(def({ cpu: { vcpus: 1, pinning: { emulator: '7' } } }), /the emulator threads is pinned to host CPU 7/, /0-1/);
     await checkCpuMemoryHost(def({ cpu: { vcpus: 2, pinning: { vcpus: ['1', '0'], emulator: '0-1' } } }), root);
+    // Bound to a host node, a guest node's huge pages come from that node's pool alone.
+    put('devices/system/node/online', '0-1\n');
+    put('kernel/mm/hugepages/hugepages-2048kB/free_hugepages', '50\n');
+    put('devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages', '40\n');
+    put('devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages', '40\n');
+    put('devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages', '10\n');
+    put('devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages', '10\n');
+    const numa = (node1: Record<string, unknown>) => def({ cpu: { vcpus: 2 }, memory: { hugepages: '2M', numa: [{ cpus: '0', memoryMiB: 32, hostNodes: '0' }, { cpus: '1', memoryMiB: 32, ...node1 }] } });
+    await refused(numa({ hostNodes: '1' }), /guest NUMA node 1 is bound to host node 1 and needs 16 free 2M huge pages there, and that node has 10 free \(node 1: 10 of 10\)/,
+      /echo 16 > \/sys\/devices\/system\/node\/node1\/hugepages\/hugepages-2048kB\/nr_hugepages/);
+    await checkCpuMemoryHost(numa({ hostNodes: '0' }), root);
+    await checkCpuMemoryHost(numa({ hostNodes: '0-1' }), root);
+    await checkCpuMemoryHost(numa({ hostNodes: '1', policy: 'preferred' }), root);
+    await refused(def({ cpu: { vcpus: 2 }, memory: { hugepages: '2M', numa: [{ cpus: '0', memoryMiB: 32, hostNodes: '1' }, { cpus: '1', memoryMiB: 32, hostNodes: '1' }] } }),
+      /guest NUMA nodes 0, 1 are bound to host node 1 and need 32 free 2M huge pages there/, /echo 32 >/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
