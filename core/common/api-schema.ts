@@ -107,7 +107,7 @@ export const apiArgSchemas = {
   removeMdev: z.tuple([mdevUuid]),
   setAutostart: z.tuple([ref, z.boolean()]),
   setVcpus: z.tuple([ref, z.number().int().min(1, 'a VM needs at least 1 vCPU').max(288)]),
-  setCpuPinning: z.tuple([ref, z.strictObject({ vcpus: z.array(cpuSetSchema.nullable()).max(288).optional(), emulator: cpuSetSchema.optional() }).nullable()]),
+  setCpuPinning: z.tuple([ref, z.strictObject({ vcpus: z.array(cpuSetSchema.nullable()).max(288).optional(), emulator: cpuSetSchema.optional(), iothreads: cpuSetSchema.optional() }).nullable()]),
   resizeMemory: z.tuple([ref, z.number().int().min(16, 'a VM needs at least 16 MiB').max(4 * 1024 * 1024)]),
   hostCpuMemory: none,
   cpuModels: z.union([none, z.tuple([z.enum(['kvm', 'tcg'])])]),

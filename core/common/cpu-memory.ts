@@ -92,6 +92,7 @@ export function cpuMemoryProblems(def: VmDefinition): string[] {
   if (pins.length > t.maxVcpus) problems.push(`CPU pinning lists ${pins.length} vCPUs but the VM has ${t.maxVcpus} vCPU slots`);
   for (const [i, p] of pins.entries()) if (p !== null && parseCpuSet(p) === null) problems.push(`CPU pinning of vCPU ${i}: "${p}" has a range that runs backwards`);
   if (cpu.pinning?.emulator !== undefined && parseCpuSet(cpu.pinning.emulator) === null) problems.push(`CPU pinning of the emulator: "${cpu.pinning.emulator}" has a range that runs backwards`);
+  if (cpu.pinning?.iothreads !== undefined && parseCpuSet(cpu.pinning.iothreads) === null) problems.push(`CPU pinning of the I/O threads: "${cpu.pinning.iothreads}" has a range that runs backwards`);
 
   const mem = def.memory;
   if (!mem) return problems;
@@ -149,6 +150,7 @@ export function cpuDetail(def: VmDefinition): string {
   const pins = (cpu.pinning?.vcpus ?? []).map((p, i) => (p === null ? '' : `vCPU ${i} on ${p}`)).filter(Boolean);
   if (pins.length) parts.push(`pinned: ${pins.join(', ')}`);
   if (cpu.pinning?.emulator) parts.push(`emulator on ${cpu.pinning.emulator}`);
+  if (cpu.pinning?.iothreads) parts.push(`I/O threads on ${cpu.pinning.iothreads}`);
   return parts.join('; ');
 }
 

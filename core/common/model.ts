@@ -50,10 +50,12 @@ export const cpuSchema = z.looseObject({
   dies: z.number().int().min(1).optional(),
   cores: z.number().int().min(1).optional(),
   threads: z.number().int().min(1).optional(),
-  /** Host CPUs each thread may run on (sched_setaffinity): vCPU n's list at index n, the emulator's other threads apart. */
+  /** Host CPUs each thread may run on (sched_setaffinity): vCPU n's list at index n, the disks' I/O threads and the emulator's other threads apart. */
   pinning: z.looseObject({
     vcpus: z.array(cpuSetSchema.nullable()).max(288).optional(),
     emulator: cpuSetSchema.optional(),
+    /** Every I/O thread (disks with iothread); unset: they run where the emulator does. */
+    iothreads: cpuSetSchema.optional(),
   }).optional(),
 });
 

@@ -6,6 +6,7 @@
 // host's huge page pool and KSM settings are put back afterwards.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
@@ -43,13 +44,16 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
   test('the guest sees its topology and NUMA nodes; its memory sits on reserved 2 MiB huge pages; threads run where pinned', async () => {
     restorePool = reserveHugepages2M(96, 'the huge page test');
     const before = unpromised();
-    const file = writeDef('tuned', {});
+    // A disk with its own I/O thread, pinned apart from the emulator.
+    const disk = join(h.home, 'tuned-disk.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
+    const file = writeDef('tuned', { disks: [{ id: 'disk0', file: disk, format: 'qcow2', iothread: true }] });
     // An Intel model: Linux reads SMT siblings from Intel's CPUID leaves, while TCG's max CPU is
     // AMD-flavoured without topoext, where the guest counts every thread as a core.
     const vm = await h.json<{ id: string }>(['create', '--name', 'tuned', '--file', file, '--cpu', 'Nehalem', '--vcpus', '4', '--topology', 'sockets=1,cores=2,threads=2',
-      '--numa', 'cpus=0-1,mem=128M', '--numa', 'cpus=2-3,mem=64M', '--numa-distances', '10,21/21,10', '--hugepages', '2M', '--pin', 'vcpu0=0,vcpu1=1,vcpu2=0,vcpu3=1,emulator=0-1', '--allow-overcommit']);
+      '--numa', 'cpus=0-1,mem=128M', '--numa', 'cpus=2-3,mem=64M', '--numa-distances', '10,21/21,10', '--hugepages', '2M', '--pin', 'vcpu0=0,vcpu1=1,vcpu2=0,vcpu3=1,emulator=0-1,iothreads=1', '--allow-overcommit']);
     const shown = await h.ok(['show', 'tuned']);
-    assert.match(shown, /CPU:\s+1 socket × 2 cores × 2 threads; pinned: vCPU 0 on 0, vCPU 1 on 1, vCPU 2 on 0, vCPU 3 on 1; emulator on 0-1/);
+    assert.match(shown, /CPU:\s+1 socket × 2 cores × 2 threads; pinned: vCPU 0 on 0, vCPU 1 on 1, vCPU 2 on 0, vCPU 3 on 1; emulator on 0-1; I\/O threads on 1/);
     assert.match(shown, /Memory:\s+2M huge pages; NUMA node 0: vCPUs 0-1, 128 MiB; NUMA node 1: vCPUs 2-3, 64 MiB/);
     await h.ok(['start', 'tuned']);
     await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
@@ -80,7 +84,10 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     const vcpuTids = tids.filter((t) => /^CPU \d+\/TCG$/.test(comm(t)));
     assert.equal(vcpuTids.length, 4, tids.map((t) => `${t} ${comm(t)}`).join('\n'));
     for (const t of vcpuTids) assert.equal(allowed(t), ['0', '1', '0', '1'][Number(/^CPU (\d+)/.exec(comm(t))![1])], `vCPU thread ${comm(t)}`);
-    for (const t of tids.filter((x) => !vcpuTids.includes(x))) assert.equal(allowed(t), '0-1', `emulator thread ${t} ${comm(t)}`);
+    const ioTids = tids.filter((t) => comm(t) === 'IO io-disk0');
+    assert.equal(ioTids.length, 1, tids.map((t) => `${t} ${comm(t)}`).join('\n'));
+    assert.equal(allowed(ioTids[0]!), '1', 'the I/O thread runs where pinned');
+    for (const t of tids.filter((x) => !vcpuTids.includes(x) && !ioTids.includes(x))) assert.equal(allowed(t), '0-1', `emulator thread ${t} ${comm(t)}`);
 
     await h.ok(['destroy', 'tuned']);
     assert.equal(unpromised(), before, 'the pages went back to the pool when QEMU ended');

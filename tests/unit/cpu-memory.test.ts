@@ -116,8 +116,8 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
   applyCpuMemoryFlags({ maxmem: '1G' }, plain);
   assert.deepEqual(plain, { memory: { maxMiB: 1024, slots: null } }, 'a maximum alone: default slots');
   const pinned: Record<string, unknown> = {};
-  applyCpuMemoryFlags({ pin: 'vcpu0=0,2,vcpu2=1,emulator=3' }, pinned);
-  assert.deepEqual(pinned, { cpu: { pinning: { vcpus: ['0,2', null, '1'], emulator: '3' } } });
+  applyCpuMemoryFlags({ pin: 'vcpu0=0,2,vcpu2=1,emulator=3,iothreads=0-1' }, pinned);
+  assert.deepEqual(pinned, { cpu: { pinning: { vcpus: ['0,2', null, '1'], emulator: '3', iothreads: '0-1' } } });
   // Edit patches mark what a flag takes away with null (the edit's merge removes it).
   const patch: Record<string, unknown> = {};
   applyCpuMemoryFlags({ cpu: 'host', hugepages: 'off', maxmem: 'off' }, patch);

@@ -15,7 +15,7 @@ import {
   changeText, cpuMemoryPatch, cpuModelOptions, formFromDefinition, modelNote, parseFeatures, topologyNote, topologyText, vcpuText,
 } from '../../renderer/src/tuning/cpu-memory-form.ts';
 import {
-  hasPins, pinningColumns, pinningRequest, pinningRows, rowSummary, sameSelection, selectionFromPinning, toggle,
+  hasIoThreads, hasPins, pinningColumns, pinningRequest, pinningRows, rowSummary, sameSelection, selectionFromPinning, toggle,
 } from '../../renderer/src/tuning/pinning.ts';
 import type { HostCpu } from '../../renderer/src/tuning/pinning.ts';
 import { Poller } from '../../renderer/src/util/poller.ts';
@@ -53,6 +53,15 @@ describe('pinning grid', () => {
     // Ticks come out as the shortest CPU list.
     assert.deepEqual(pinningRequest(toggle(toggle(toggle({}, 1, 3, true), 1, 2, true), 1, 6, true), 2), { vcpus: [null, '2-3,6'] });
     assert.equal(sameSelection(sel, selectionFromPinning(c)), true);
+    // A disk with an I/O thread adds a row for the I/O threads, to and from pinning.iothreads.
+    const io = def({ cpu: { vcpus: 1, pinning: { iothreads: '2-3' } } }).cpu;
+    assert.deepEqual(pinningRows(io, true), [0, 'emulator', 'iothreads']);
+    const ioSel = selectionFromPinning(io, true);
+    assert.deepEqual(ioSel, { 0: [], emulator: [], iothreads: [2, 3] });
+    assert.deepEqual(pinningRequest(ioSel, 1), { iothreads: '2-3' });
+    assert.equal(hasPins({ iothreads: '1' }), true);
+    assert.equal(hasIoThreads(def({ cpu: { vcpus: 1 } })), false);
+    assert.equal(hasIoThreads(def({ cpu: { vcpus: 1, pinning: { iothreads: '1' } } })), true, 'a pin to clear keeps the row');
     assert.equal(sameSelection(sel, toggle(sel, 1, 0, true)), false);
     assert.equal(rowSummary([]), 'any host CPU');
     assert.equal(rowSummary([0, 1, 2, 5]), 'host CPUs 0-2,5');

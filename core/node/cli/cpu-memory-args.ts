@@ -104,7 +104,8 @@ export function applyCpuMemoryFlags(f: CpuMemoryFlags, def: Record<string, unkno
         const m = /^vcpu(\d+)$/.exec(k);
         if (m) vcpus[Number(m[1])] = v;
         else if (k === 'emulator') pinning.emulator = v;
-        else throw new HangarError('invalid-input', `--pin: unknown key "${k}"`, 'use vcpuN=CPUS (N from 0) and emulator=CPUS, e.g. --pin vcpu0=0,vcpu1=1,emulator=2-3');
+        else if (k === 'iothreads') pinning.iothreads = v;
+        else throw new HangarError('invalid-input', `--pin: unknown key "${k}"`, 'use vcpuN=CPUS (N from 0), emulator=CPUS and iothreads=CPUS, e.g. --pin vcpu0=0,vcpu1=1,emulator=2,iothreads=3');
       }
       if (vcpus.length) pinning.vcpus = Array.from(vcpus, (x) => x ?? null);
       cpu.pinning = pinning;

@@ -45,7 +45,7 @@ export async function cpuCommand(args: string[], values: Record<string, unknown>
     if (!arg) throw new HangarError('invalid-input', 'pin needs a pinning or off', 'e.g. hangar cpu NAME pin vcpu0=0,vcpu1=1,emulator=0-1');
     const patch: Record<string, unknown> = {};
     applyCpuMemoryFlags({ pin: arg }, patch);
-    const pinning = (patch.cpu as { pinning: { vcpus?: Array<string | null>; emulator?: string } | null }).pinning;
+    const pinning = (patch.cpu as { pinning: { vcpus?: Array<string | null>; emulator?: string; iothreads?: string } | null }).pinning;
     return result(print, `VM "${name}" ${pinning ? 'pinned' : 'unpinned'}`, await withCore((api) => api.setCpuPinning(name, pinning)), json);
   }
   throw new HangarError('invalid-input', `unknown cpu command "${verb}"`, 'use hangar cpu NAME set|add|pin');

@@ -62,7 +62,7 @@ export async function checkCpuMemoryHost(def: VmDefinition, sysRoot: string): Pr
         `bind it to host nodes ${formatCpuSet(nodes)}, or leave hostNodes out`);
     }
   }
-  const pins = [...(def.cpu.pinning?.vcpus ?? []).map((p, i) => [`vCPU ${i}`, p] as const), ['the emulator threads', def.cpu.pinning?.emulator] as const];
+  const pins = [...(def.cpu.pinning?.vcpus ?? []).map((p, i) => [`vCPU ${i}`, p] as const), ['the emulator threads', def.cpu.pinning?.emulator] as const, ['the I/O threads', def.cpu.pinning?.iothreads] as const];
   for (const [who, set] of pins) {
     if (set === null || set === undefined || !cpus.length) continue;
     const off = (parseCpuSet(set) ?? []).filter((c) => !cpus.includes(c));

@@ -142,6 +142,7 @@ export async function setPinning(vm: VmInstance, pinning: CpuDefinition['pinning
   const everywhere = online.length ? `0-${Math.max(...online)}` : undefined;
   const effective = {
     emulator: pinning?.emulator ?? everywhere,
+    iothreads: pinning?.iothreads ?? pinning?.emulator ?? everywhere,
     vcpus: Array.from({ length: vm.runningDefinition.cpu.maxVcpus ?? vm.runningDefinition.cpu.vcpus }, (_, i) => pinning?.vcpus?.[i] ?? everywhere ?? null),
   };
   await applyPinning(qmp, vm.pid!, effective);

@@ -1,7 +1,8 @@
 // Pins a running QEMU's threads to host CPUs (sched_setaffinity through util-linux's taskset):
-// each vCPU thread (thread ids from query-cpus-fast) to its own list, every other thread (the
-// main loop, I/O and workers: "the emulator") to the emulator list. Threads QEMU starts later
-// inherit the main thread's mask, which is why the emulator threads go first.
+// each vCPU thread (thread ids from query-cpus-fast) to its own list, the disks' I/O threads
+// (query-iothreads) to theirs, every other thread (the main loop and workers: "the emulator") to
+// the emulator list. Threads QEMU starts later inherit the main thread's mask, which is why the
+// emulator threads go first.
 import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -31,16 +32,28 @@ async function pin(tid: number, cpus: string): Promise<void> {
   }
 }
 
+/** Thread ids of the I/O threads (disks with iothread). */
+export async function ioThreads(qmp: QmpClient): Promise<number[]> {
+  const list = await qmp.execute<Array<{ id: string; 'thread-id': number }>>('query-iothreads');
+  return list.map((t) => t['thread-id']);
+}
+
 /** Applies the pinning (the parts that are set) to the QEMU process `pid`. */
 export async function applyPinning(qmp: QmpClient, pid: number, pinning: CpuDefinition['pinning']): Promise<void> {
   if (!pinning) return;
   const vcpus = await vcpuThreads(qmp);
+  const io = await ioThreads(qmp);
   if (pinning.emulator !== undefined) {
     const set = formatForTaskset(pinning.emulator);
-    const vcpuTids = new Set(vcpus.values());
-    const tids = (await readdir(`/proc/${pid}/task`)).map(Number).filter((t) => !vcpuTids.has(t));
+    // I/O threads follow the emulator unless they have a list of their own.
+    const apart = new Set([...vcpus.values(), ...(pinning.iothreads !== undefined ? io : [])]);
+    const tids = (await readdir(`/proc/${pid}/task`)).map(Number).filter((t) => !apart.has(t));
     // The main thread first: threads it starts from now on inherit its mask.
     for (const tid of [pid, ...tids.filter((t) => t !== pid)]) await pin(tid, set);
+  }
+  if (pinning.iothreads !== undefined) {
+    const set = formatForTaskset(pinning.iothreads);
+    for (const tid of io) await pin(tid, set);
   }
   for (const [i, cpus] of (pinning.vcpus ?? []).entries()) {
     const tid = vcpus.get(i);

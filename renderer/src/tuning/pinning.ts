@@ -5,7 +5,7 @@
 // (unit-tested in Node); PinningGrid.vue only renders it.
 import type { HostCpuMemory } from '../../../core/common/api.ts';
 import { formatCpuSet, parseCpuSet } from '../../../core/common/cpu-memory.ts';
-import type { CpuDefinition } from '../../../core/common/model.ts';
+import type { CpuDefinition, VmDefinition } from '../../../core/common/model.ts';
 
 export type HostCpu = HostCpuMemory['cpus'][number];
 
@@ -50,24 +50,29 @@ export function coreLabel(g: CoreGroup, packages: number): string {
   return packages > 1 ? `Package ${g.package} core ${g.core}` : `Core ${g.core}`;
 }
 
-/** The rows of the grid: "0" .. "n-1" for the vCPU slots, then "emulator". */
-export type PinRow = number | 'emulator';
+/** The rows of the grid: "0" .. "n-1" for the vCPU slots, then "emulator", then "iothreads" (disks with an I/O thread). */
+export type PinRow = number | 'emulator' | 'iothreads';
 
-export function pinningRows(cpu: Pick<CpuDefinition, 'vcpus' | 'maxVcpus'>): PinRow[] {
-  const slots = cpu.maxVcpus ?? cpu.vcpus;
-  return [...Array.from({ length: slots }, (_, i) => i), 'emulator'];
+/** Whether a VM has I/O threads to pin (or a pin for them to clear). */
+export function hasIoThreads(def: Pick<VmDefinition, 'disks' | 'cpu'>): boolean {
+  return def.disks.some((d) => d.iothread) || def.cpu.pinning?.iothreads !== undefined;
 }
 
-export const rowLabel = (row: PinRow): string => (row === 'emulator' ? 'Emulator' : `vCPU ${row}`);
+export function pinningRows(cpu: Pick<CpuDefinition, 'vcpus' | 'maxVcpus'>, ioThreads = false): PinRow[] {
+  const slots = cpu.maxVcpus ?? cpu.vcpus;
+  return [...Array.from({ length: slots }, (_, i) => i), 'emulator', ...(ioThreads ? ['iothreads' as const] : [])];
+}
+
+export const rowLabel = (row: PinRow): string => (row === 'emulator' ? 'Emulator' : row === 'iothreads' ? 'I/O threads' : `vCPU ${row}`);
 
 /** The ticks of the grid: row key ("0", "1" ..., "emulator") -> host CPUs, ascending. */
 export type PinSelection = Record<string, number[]>;
 
 /** The ticks a definition's pinning gives (rows without a pin: none). */
-export function selectionFromPinning(cpu: Pick<CpuDefinition, 'vcpus' | 'maxVcpus' | 'pinning'>): PinSelection {
+export function selectionFromPinning(cpu: Pick<CpuDefinition, 'vcpus' | 'maxVcpus' | 'pinning'>, ioThreads = false): PinSelection {
   const sel: PinSelection = {};
-  for (const row of pinningRows(cpu)) {
-    const text = row === 'emulator' ? cpu.pinning?.emulator : cpu.pinning?.vcpus?.[row];
+  for (const row of pinningRows(cpu, ioThreads)) {
+    const text = row === 'emulator' ? cpu.pinning?.emulator : row === 'iothreads' ? cpu.pinning?.iothreads : cpu.pinning?.vcpus?.[row];
     sel[String(row)] = text ? parseCpuSet(text) ?? [] : [];
   }
   return sel;
@@ -92,13 +97,14 @@ export function pinningRequest(sel: PinSelection, slots: number): PinningRequest
   });
   while (vcpus.length && vcpus[vcpus.length - 1] === null) vcpus.pop();
   const emulator = sel.emulator?.length ? formatCpuSet(sel.emulator) : undefined;
-  if (!vcpus.length && emulator === undefined) return null;
-  return { ...(vcpus.length ? { vcpus } : {}), ...(emulator !== undefined ? { emulator } : {}) };
+  const iothreads = sel.iothreads?.length ? formatCpuSet(sel.iothreads) : undefined;
+  if (!vcpus.length && emulator === undefined && iothreads === undefined) return null;
+  return { ...(vcpus.length ? { vcpus } : {}), ...(emulator !== undefined ? { emulator } : {}), ...(iothreads !== undefined ? { iothreads } : {}) };
 }
 
 /** Whether a pinning pins any thread (an empty one, {}, pins none). */
 export function hasPins(p: PinningRequest | null | undefined): boolean {
-  return !!p && (p.emulator !== undefined || (p.vcpus ?? []).some((v) => v !== null));
+  return !!p && (p.emulator !== undefined || p.iothreads !== undefined || (p.vcpus ?? []).some((v) => v !== null));
 }
 
 /** A row's pinning in words: "host CPUs 0-1" or "any host CPU (not pinned)". */

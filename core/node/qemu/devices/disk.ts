@@ -50,8 +50,9 @@ export function diskFrontend(disk: DiskDefinition, ctx: BuildContext): { control
   return { controllers, device: { driver: 'ide-hd', bus: slot.bus, unit: slot.unit, ...common } };
 }
 
+/** Short, so QEMU can name the thread "IO io-disk0" (a Linux thread name holds 15 bytes; longer ones stay unnamed). */
 export function diskIothreadId(id: string): string {
-  return `${id}-iothread`;
+  return `io-${id}`;
 }
 
 export function vhostUserChardevId(id: string): string {
