@@ -72,7 +72,7 @@ function vcpuAllowed(pid: number, vcpu: number): string {
 }
 
 describe('CPU and memory in the UI', { timeout: 600_000 }, () => {
-  test('a stopped VM: the dialog lists the CPU models, refuses a topology that does not add up with the core\'s message and saves a good one', async () => {
+  test('a stopped VM: the dialog lists the CPU models, refuses a topology that does not add up with the core\'s message and saves a good one; guest NUMA nodes split, refused, mended and removed', async () => {
     await page.goto(`${serve.url}#/vm/${STOPPED}/overview`);
     const section = page.getByTestId('cpu-memory');
     await section.getByTestId('cpu-vcpus').filter({ hasText: '2 vCPUs' }).waitFor();
@@ -151,6 +151,36 @@ describe('CPU and memory in the UI', { timeout: 600_000 }, () => {
     assert.equal(await mres.getAttribute('data-applied'), 'next-boot');
     assert.equal((await h.json<Shown>(['show', STOPPED])).definition.memoryMiB, 192);
     await section.getByTestId('mem-size').filter({ hasText: '192 MiB' }).waitFor();
+
+    // Guest NUMA nodes: split evenly over two, one node's memory changed so they no longer add up
+    // (the core refuses with the sum), then mended and bound to host node 0.
+    await page.getByTestId('cpu-memory-edit').click();
+    await dialog.getByTestId('numa-split-count').fill('2');
+    await dialog.getByTestId('numa-split').click();
+    assert.equal(await dialog.getByTestId('numa-cpus-0').inputValue(), '0-1');
+    assert.equal(await dialog.getByTestId('numa-cpus-1').inputValue(), '2-3');
+    assert.equal(await dialog.getByTestId('numa-memory-1').inputValue(), '96');
+    assert.equal(await dialog.getByTestId('numa-policy-0').isDisabled(), true, 'no policy without host nodes');
+    await dialog.getByTestId('numa-memory-1').fill('64');
+    await dialog.getByTestId('cpumem-save').click();
+    await err.waitFor();
+    assert.match(await err.innerText(), /the nodes' memory adds up to 160 MiB, not the VM's 192 MiB/);
+    await dialog.getByTestId('numa-memory-1').fill('96');
+    await dialog.getByTestId('numa-host-0').fill('0');
+    await dialog.getByTestId('numa-policy-0').selectOption('preferred');
+    assert.deepEqual(await serious(), []);
+    await dialog.getByTestId('cpumem-save').click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.deepEqual((await h.json<Shown>(['show', STOPPED])).definition.memory?.numa,
+      [{ cpus: '0-1', memoryMiB: 96, hostNodes: '0', policy: 'preferred' }, { cpus: '2-3', memoryMiB: 96 }]);
+    await section.getByTestId('mem-numa').filter({ hasText: 'Node 0: vCPUs 0-1, 96 MiB, on host node 0 (preferred)' }).waitFor();
+    // Removed again: one node.
+    await page.getByTestId('cpu-memory-edit').click();
+    await dialog.getByTestId('numa-remove-1').click();
+    await dialog.getByTestId('numa-remove-0').click();
+    await dialog.getByTestId('cpumem-save').click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await h.json<Shown>(['show', STOPPED])).definition.memory?.numa, undefined);
     shots.push(await screenshot(page, 'cpumem-2-overview-stopped'));
   });
 
