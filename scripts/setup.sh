@@ -39,6 +39,8 @@ declare -A test_pkgs=(
   [dpdk-dev]=/usr/bin/dpdk-testpmd
   # systemd-analyze verify checks the unit `hangar service install` writes.
   [systemd]=/usr/bin/systemd-analyze
+  # qemu-ga, copied into the test guest's initramfs (tests/guest/build.sh).
+  [qemu-guest-agent]=/usr/sbin/qemu-ga
 )
 
 missing=()

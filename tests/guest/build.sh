@@ -136,6 +136,9 @@ if [[ "$HAVE_EFI" == yes ]]; then
   need_cmd mcopy mtools
 fi
 need_cmd qemu-img qemu-utils
+# The guest agent (Debian's build, with its shared libraries copied next to it).
+QEMU_GA=/usr/sbin/qemu-ga
+[[ -x "$QEMU_GA" ]] || need_pkg qemu-guest-agent
 if ((${#MISSING_PKGS[@]})); then
   log "missing packages: ${MISSING_PKGS[*]}. Install them (as root) with:"
   printf '  apt-get install -y --no-install-recommends %s\n' "${MISSING_PKGS[*]}" >&2
@@ -227,6 +230,36 @@ done
 depmod -b "$ROOT" "$KVER" 2> "$TMP/depmod.log" || { cat "$TMP/depmod.log" >&2; die 'depmod failed'; }
 # Drop the binary indexes; busybox modprobe reads the text files.
 rm -f "$ROOT/lib/modules/$KVER"/*.bin
+
+# ---- qemu-ga and the shared libraries it needs (same paths as on the host; the loader too)
+mkdir -p "$ROOT/usr/sbin" "$ROOT/var/lib/qemu-ga"
+cp -L "$QEMU_GA" "$ROOT/usr/sbin/qemu-ga"
+while read -r lib; do
+  mkdir -p "$ROOT$(dirname "$lib")"
+  cp -L "$lib" "$ROOT$lib"
+done < <(ldd "$QEMU_GA" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+# qemu-ga's guest-shutdown runs `/sbin/shutdown -h|-r|-H -P +0 MSG` (systemd's); busybox has no
+# shutdown, so this one powers off (or reboots, halts) at once.
+rm -f "$ROOT/sbin/shutdown"
+cat > "$ROOT/sbin/shutdown" <<'EOF'
+#!/bin/sh
+action=poweroff
+for a in "$@"; do
+  case "$a" in -r) action=reboot ;; -H) action=halt ;; esac
+done
+echo "hangar: shutdown requested ($action)" > /dev/console
+sync
+exec /bin/busybox $action -f
+EOF
+chmod 0755 "$ROOT/sbin/shutdown"
+# guest-get-osinfo reads os-release.
+cat > "$ROOT/etc/os-release" <<'EOF'
+NAME="Hangar Test Guest"
+ID=hangar-test-guest
+VERSION_ID=1
+VERSION="1 (busybox)"
+PRETTY_NAME="Hangar Test Guest 1"
+EOF
 
 # ---- /etc files
 printf 'hangar-guest\n' > "$ROOT/etc/hostname"
@@ -434,6 +467,21 @@ echo "hangar: modules loaded:$loaded"
 acpid -l /var/log/acpid.log
 
 hangar-lspci
+
+# The guest agent, when the VM has its channel. Without udev nobody makes /dev/virtio-ports/NAME,
+# so the links are made here from sysfs. A guest with an agent also takes a DHCP lease on eth0 (in
+# the background) so that the agent has an IP address to report.
+for p in /sys/class/virtio-ports/*; do
+  [ -r "$p/name" ] || continue
+  mkdir -p /dev/virtio-ports
+  ln -sf "../${p##*/}" "/dev/virtio-ports/$(cat "$p/name")"
+done
+if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
+  qemu-ga -d -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 -f /run/qemu-ga.pid -t /var/lib/qemu-ga -l /var/log/qemu-ga.log
+  if [ -e /sys/class/net/eth0 ]; then
+    udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 10 > /dev/null 2>&1 &
+  fi
+fi
 
 # Hand PID 1 over to busybox init (/etc/inittab): it respawns the console shell, reaps
 # orphans, and makes `poweroff`/`reboot`/`halt` typed in the guest work.

@@ -5,6 +5,8 @@
 // What a booted guest does (serial console on ttyS0, 115200):
 //   - loads its kernel modules, starts acpid (ACPI power button -> clean power off, so
 //     QMP `system_powerdown` makes QEMU exit within a second or so),
+//   - with a virtio-serial port named org.qemu.guest_agent.0: runs qemu-ga on it (guest-shutdown
+//     powers off at once; /etc/os-release names "Hangar Test Guest") and takes a DHCP lease on eth0,
 //   - prints the PCI device list between HANGAR-PCI-BEGIN / HANGAR-PCI-END (parsePciBlock),
 //   - prints READY_MARKER on its own line right before the first shell prompt (GUEST_PROMPT);
 //     input sent after the marker is read by that shell. The shell is respawned on exit.
