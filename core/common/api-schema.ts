@@ -79,6 +79,15 @@ export const apiArgSchemas = {
     timeoutSec: z.number().int().positive().max(86_400).optional(),
     wait: z.boolean().optional(),
   }).optional()])]),
+  agentInfo: z.union([refOnly, z.tuple([ref, z.strictObject({ timeoutMs: z.number().int().positive().max(60_000).optional() }).optional()])]),
+  agentPing: refOnly,
+  agentExec: z.union([
+    z.tuple([ref, z.array(z.string().max(65_536)).min(1, 'give the command to run in the guest').max(4096)]),
+    z.tuple([ref, z.array(z.string().max(65_536)).min(1, 'give the command to run in the guest').max(4096), z.strictObject({
+      timeoutMs: z.number().int().positive().max(24 * 3600_000).optional(),
+      input: z.string().max(16 * 1024 * 1024).optional(),
+    }).optional()]),
+  ]),
   destroy: refOnly,
   reboot: refOnly,
   reset: refOnly,

@@ -5,6 +5,12 @@ import type { OsListEntry, OsDetection } from './os-types.ts';
 import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
+import type { AgentExecOptions, AgentExecResult, AgentInfo } from './guest-agent.ts';
+
+export interface AgentInfoOptions {
+  /** How long to wait for the agent's first answer (default 3000 ms). */
+  timeoutMs?: number;
+}
 
 export interface VmSummary {
   id: string;
@@ -300,6 +306,12 @@ export interface CoreApi {
   /** Managed save: RAM and device state to the VM's folder, QEMU ends, the VM is `saved`; start restores it. */
   save(ref: string): Promise<VmInfo>;
   shutdown(ref: string, opts?: ShutdownOptions): Promise<VmInfo>;
+  /** What the guest agent reports (OS, hostname, interfaces and addresses); available: false with the reason and fix otherwise. */
+  agentInfo(ref: string, opts?: AgentInfoOptions): Promise<AgentInfo>;
+  /** guest-ping; a 'timeout' error when no agent answers. */
+  agentPing(ref: string): Promise<void>;
+  /** Runs argv in the guest through the agent; its exit code and output. */
+  agentExec(ref: string, argv: string[], opts?: AgentExecOptions): Promise<AgentExecResult>;
   destroy(ref: string): Promise<VmInfo>;
   reboot(ref: string): Promise<VmInfo>;
   reset(ref: string): Promise<VmInfo>;
@@ -416,7 +428,7 @@ export interface CoreEvents {
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'agentInfo', 'agentPing', 'agentExec', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'daemonStatus', 'daemonStop',

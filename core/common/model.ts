@@ -1,6 +1,7 @@
 // The versioned VM definition. Every object is "loose": fields this version does not know
 // (written by a newer Hangar or by hand) survive a load/save round trip.
 import { z } from 'zod';
+import { shutdownModes } from './guest-agent.ts';
 
 export const MODEL_VERSION = 1;
 
@@ -427,6 +428,8 @@ export const vmDefinitionSchema = z.looseObject({
   cloudInit: cloudInitSchema.optional(),
   /** Seconds to wait for an ACPI shutdown before forcing the VM off. */
   shutdownTimeoutSec: z.number().int().min(1).max(3600).default(60),
+  /** How Shut Down asks the guest: auto (absent) = the guest agent when it answers, else ACPI; agent; acpi. */
+  shutdownMode: z.enum(shutdownModes).optional(),
   /** A linked clone: the VM whose disk images this one's disks read through (that VM is protected while this one exists). */
   linkedTo: z.uuid().optional(),
   /** Started when the core starts (once per host boot; see core/node/service/autostart.ts). */

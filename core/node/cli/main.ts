@@ -35,12 +35,18 @@ VMs:
   save NAME                          save a running VM's RAM and device state to its folder and stop
                                      it (the VM is then "saved"; start restores it)
   shutdown NAME [--timeout S] [--no-wait]
-                                     ACPI shutdown, forced off after the timeout
+                                     shut down through the guest agent when it answers, else ACPI
+                                     (edit --shutdown-mode auto|agent|acpi); forced off after the timeout
   destroy NAME                       force off (like pulling the plug)
   reboot NAME | reset NAME           ACPI reboot | hard reset
   pause NAME | resume NAME           freeze | continue the VM's CPUs
   delete NAME [--delete-disks]       remove a stopped VM (disks kept unless asked)
   cmdline NAME                       print the QEMU command line
+Guest agent (qemu-ga on the org.qemu.guest_agent.0 channel, which new VMs get):
+  agent NAME info [--json]           the guest's OS, hostname and IP addresses (also in hangar show)
+  agent NAME ping                    whether the agent answers (a timeout error when it does not)
+  agent NAME exec [--timeout S] [--input TEXT] -- CMD [ARGS...]
+                                     run a program in the guest: its output, and its exit code as ours
 Devices:
   device list NAME [--json]          every device with its I/O virtualization mode (and pending changes)
   device add NAME KIND [SPEC]        add a disk, NIC, ... (hotplugged into a running VM where QEMU can)
@@ -402,9 +408,22 @@ export async function main(argv: string[]): Promise<number> {
     case 'show': {
       const { values, positionals } = parse(rest, {});
       const info = await withCore((api) => api.get(one(positionals)));
-      if (values.json) printJson(info);
-      else print(showText(info));
+      // A running guest with the agent channel: what the agent says (OS, hostname, IPs), asked briefly.
+      const hasAgent = info.state === 'running' && info.definition?.channels.some((c) => c.name === 'org.qemu.guest_agent.0');
+      const agent = hasAgent ? await withCore((api) => api.agentInfo(info.name, { timeoutMs: 1500 })) : undefined;
+      if (values.json) printJson(agent ? { ...info, agent } : info);
+      else print(showText(info) + (agent ? `\n${(await import('./agent.ts')).agentInfoLines(agent).join('\n')}` : ''));
       return 0;
+    }
+    case 'agent': {
+      // Everything after "--" is the guest's command line, options included.
+      const dash = rest.indexOf('--');
+      const command = dash >= 0 ? rest.slice(dash + 1) : [];
+      const { values, positionals } = parse(dash >= 0 ? rest.slice(0, dash) : rest, { timeout: { type: 'string' }, input: { type: 'string' } });
+      const [name, sub, ...extra] = positionals;
+      const agent = await import('./agent.ts');
+      if (extra.length) throw new HangarError('invalid-input', `unexpected ${extra.map((p) => JSON.stringify(p)).join(' ')} (put the guest's command after --)`, agent.AGENT_USAGE);
+      return agent.agentCommand(name, sub, values, command, withCore, print, (m) => process.stderr.write(`${m}\n`));
     }
     case 'create': {
       // `--tpm` alone means the default model: parseArgs has no optional values, so spell it out.
@@ -438,7 +457,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'edit': {
       const { values, positionals } = parse(rest, {
         name: { type: 'string' }, description: { type: 'string' }, memory: { type: 'string' },
-        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'allow-overcommit': { type: 'boolean' }, ...CPU_MEMORY_OPTIONS,
+        accel: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'shutdown-mode': { type: 'string' }, 'allow-overcommit': { type: 'boolean' }, ...CPU_MEMORY_OPTIONS,
       });
       const patch: Record<string, unknown> = {};
       const num = (k: string): number => {
@@ -452,6 +471,7 @@ export async function main(argv: string[]): Promise<number> {
       applyCpuMemoryFlags(values as CpuMemoryFlags, patch);
       if (values.accel !== undefined) patch.accel = values.accel;
       if (values['shutdown-timeout'] !== undefined) patch.shutdownTimeoutSec = num('shutdown-timeout');
+      if (values['shutdown-mode'] !== undefined) patch.shutdownMode = values['shutdown-mode'];
       if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout, or a CPU or memory flag (hangar edit --help)');
       const info = await withCore((api) => api.edit(one(positionals), patch, values['allow-overcommit'] ? { allowOvercommit: true } : undefined));
       if (values.json) printJson(info);

@@ -8,9 +8,12 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
+import { AGENT_CHANNEL_NAME, agentInstallHint, withAgentChannel } from '../../common/guest-agent.ts';
+import type { AgentExecOptions, AgentExecResult, AgentInfo } from '../../common/guest-agent.ts';
+import { agentExec, pingAgent, readAgentInfo } from '../agent/agent-ops.ts';
 import { videoFor, withCpuModelDefault } from '../../common/os-presets.ts';
 import type {
-  AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, VmInfo, VmSummary,
+  AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, AgentInfoOptions, VmInfo, VmSummary,
   Screenshot, SerialLogPage, SerialLogReadOptions,
 } from '../../common/api.ts';
 import type { CpuMemoryChangeResult, CpuModelList, HostCpuMemory } from '../../common/api.ts';
@@ -291,7 +294,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const os = typeof raw.osId === 'string' ? await findOs(raw.osId).catch(() => undefined) : undefined;
     // No CPU model given: the one for this OS and accelerator (host under KVM, max under TCG, qemu64 for old OSes).
     const accel = raw.accel === 'kvm' || raw.accel === 'tcg' ? raw.accel : (await this.probe()).best;
-    const input = withSeedCdrom(withDisplayDefaults(withCpuModelDefault(raw, os, accel), videoFor(os)), this.store.vmDir(id));
+    const input = withSeedCdrom(withAgentChannel(withDisplayDefaults(withCpuModelDefault(raw, os, accel), videoFor(os))), this.store.vmDir(id));
     const disks = Array.isArray(input.disks) ? [...(input.disks as Record<string, unknown>[])] : [];
     const newDisks = req.newDisks ?? [];
     const dir = this.store.vmDir(id);
@@ -508,6 +511,44 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const vm = this.find(ref);
     await vm.save((done, total) => this.emit('snapshotProgress', { vm: vm.name, op: 'save', snapshot: '', step: 'saving the RAM and device state', fraction: total > 0 ? Math.min(1, done / total) : 0, doneBytes: done, totalBytes: total }));
     return vm.info();
+  }
+
+  /** What the guest agent says (OS, hostname, interfaces); available: false with the reason and the fix when it cannot say. */
+  async agentInfo(ref: string, opts: AgentInfoOptions = {}): Promise<AgentInfo> {
+    const vm = this.find(ref);
+    const hint = agentInstallHint(vm.stored.definition?.osId);
+    if (!isActive(vm.state) || vm.state === 'paused') {
+      return { available: false, interfaces: [], reason: `VM "${vm.name}" is ${vm.state}: the guest agent answers only while the guest runs` };
+    }
+    const sock = vm.agentSocket();
+    if (!sock) {
+      return { available: false, interfaces: [], reason: `VM "${vm.name}" has no guest agent channel (${AGENT_CHANNEL_NAME})`,
+        fix: `\`hangar device add ${vm.name} channel ${AGENT_CHANNEL_NAME}\`, restart the VM, then ${hint}` };
+    }
+    const info = await readAgentInfo(sock, opts.timeoutMs);
+    if (!info.available) info.fix = hint;
+    return info;
+  }
+
+  /** Runs a program in the guest through the agent (guest-exec) and returns its exit code and output. */
+  async agentExec(ref: string, argv: string[], opts: AgentExecOptions = {}): Promise<AgentExecResult> {
+    return agentExec(this.runningAgentSocket(ref), argv, opts);
+  }
+
+  /** guest-ping: resolves when the agent answers; a 'timeout' error (with how to install one) when not. */
+  async agentPing(ref: string): Promise<void> {
+    await pingAgent(this.runningAgentSocket(ref));
+  }
+
+  private runningAgentSocket(ref: string): string {
+    const vm = this.find(ref);
+    if (!isActive(vm.state) || vm.state === 'paused') throw new HangarError('invalid-state', `VM "${vm.name}" is ${vm.state}: the guest agent answers only while the guest runs`);
+    const sock = vm.agentSocket();
+    if (!sock) {
+      throw new HangarError('invalid-state', `VM "${vm.name}" has no guest agent channel (${AGENT_CHANNEL_NAME})`,
+        `\`hangar device add ${vm.name} channel ${AGENT_CHANNEL_NAME}\`, then restart the VM`);
+    }
+    return sock;
   }
 
   async shutdown(ref: string, opts: ShutdownOptions = {}): Promise<VmInfo> {

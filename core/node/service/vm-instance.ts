@@ -47,6 +47,8 @@ import type { LiveHardware } from './hotplug.ts';
 import { findDevice, isListKind, listKindFields, pendingChanges } from '../../common/device-edit.ts';
 import type { DeviceKindName } from '../../common/api.ts';
 import { parseDefinition } from '../../common/definition.ts';
+import { AGENT_CHANNEL_NAME, agentInstallHint } from '../../common/guest-agent.ts';
+import { agentShutdown, agentSyncTime } from '../agent/agent-ops.ts';
 
 export interface InstanceDeps {
   runtimeDir: string;
@@ -304,7 +306,28 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
           `\`hangar start ${this.name} --discard-saved\` discards the saved state and boots afresh (what the guest had in RAM is lost)`);
       }
       await this.logEvent(`restored from the state saved ${meta?.savedAt ?? ''}`.trim());
+      this.syncGuestTime('restore');
     });
+  }
+
+  /** The unix socket of the running VM's guest agent channel; null without the channel. */
+  agentSocket(): string | null {
+    const i = this.runningDefinition.channels.findIndex((c) => c.name === AGENT_CHANNEL_NAME);
+    return i < 0 ? null : this.paths.channelSocket(i);
+  }
+
+  /**
+   * The guest's clock stood still while paused or saved: the agent sets it from the RTC (QEMU's
+   * clock follows the host's). Best effort, in the background: a guest without an agent just
+   * keeps its old time, and the log says so.
+   */
+  private syncGuestTime(after: string): void {
+    const sock = this.agentSocket();
+    if (!sock) return;
+    void agentSyncTime(sock).then(
+      () => this.logEvent(`guest clock set through the guest agent after ${after}`),
+      (e: unknown) => this.logEvent(`guest clock not set after ${after}: ${(e as Error).message}`),
+    ).catch(() => {});
   }
 
   /**
@@ -1069,12 +1092,38 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const timeout = timeoutSec ?? this.definition.shutdownTimeoutSec;
     await this.exclusive('shutdown', async () => {
       const s = this.live();
+      // shutdownMode: the guest agent (guest-shutdown) when it answers, ACPI otherwise (auto);
+      // agent only; ACPI only.
+      const mode = this.definition.shutdownMode ?? 'auto';
+      const agentSock = mode === 'acpi' ? null : this.agentSocket();
+      if (mode === 'agent' && !agentSock) {
+        throw new HangarError('invalid-state', `VM "${this.name}" shuts down through the guest agent, but it has no guest agent channel`,
+          `add it (\`hangar device add ${this.name} channel ${AGENT_CHANNEL_NAME}\`, then restart), or set shutdownMode to auto or acpi`);
+      }
+      const before = this.state;
       s.intent = 'poweroff';
       this.setState('shutting-down');
       clearTimeout(s.timer);
       const forceOff = (why: string): void => {
         if (this.session === s && this.state === 'shutting-down') void this.forceOff(`forced off: ${why}`).catch(() => {});
       };
+      if (agentSock) {
+        try {
+          await agentShutdown(agentSock, 'powerdown');
+          await this.logEvent('shutdown requested through the guest agent');
+          s.timer = setTimeout(() => forceOff(`the guest did not power off within ${timeout} s of the guest agent's shutdown`), timeout * 1000);
+          return;
+        } catch (e) {
+          const why = (e as Error).message;
+          if (mode === 'agent') {
+            s.intent = null;
+            if (this.session === s && this.state === 'shutting-down') this.setState(before);
+            throw new HangarError('timeout', `VM "${this.name}" could not be shut down through the guest agent: ${why}`,
+              `${agentInstallHint(this.definition.osId)}; or set shutdownMode to auto (ACPI when the agent does not answer)`);
+          }
+          await this.logEvent(`guest agent did not take the shutdown (${why}): ACPI power button instead`);
+        }
+      }
       let pressed = false;
       s.timer = setTimeout(() => forceOff(pressed ? `the guest did not power off within ${timeout} s of the ACPI power button`
         : `QEMU did not take the ACPI power button within ${timeout} s (not responding)`), timeout * 1000);
@@ -1197,7 +1246,10 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       // it again at once: ask, and say why rather than report a resume that did not hold.
       await sleep(RESUME_SETTLE_MS);
       const st = await s.qmp.queryStatus().catch(() => null);
-      if (!st || st.running || this.session !== s) return;
+      if (!st || st.running || this.session !== s) {
+        if (this.session === s) this.syncGuestTime('resume');
+        return;
+      }
       const ioReason = st.status === 'io-error' ? await ioErrorPauseReason(s.qmp, this.runningDefinition.disks).catch(() => undefined) : undefined;
       this.applyRunState(st.status);
       if (ioReason && this.state === 'paused') this.setState('paused', ioReason);

@@ -1,0 +1,128 @@
+// The guest agent end to end (real CLI, daemon, QEMU under TCG, the test guest booted by kernel +
+// initrd with qemu-ga): a new VM gets the agent channel; the agent reports the guest's OS,
+// hostname and the user-mode NIC's address (in `hangar agent info` and `hangar show`); exec
+// returns output and exit codes; a guest whose agent stopped gives a quick timeout, not a hang;
+// Shut Down goes through the agent and works with the guest's ACPI handler (acpid) stopped.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AgentInfo } from '../../core/common/guest-agent.ts';
+import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
+import { HangarHarness, sleep } from '../helpers/hangar.ts';
+
+let h: HangarHarness;
+let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
+
+interface Info { id: string; dir: string; state: string; reason?: string; definition: { channels: Array<{ id: string; name: string }> } }
+
+const QEMU_GA = 'qemu-ga -d -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 -f /run/qemu-ga.pid -t /var/lib/qemu-ga';
+
+/** Asks the agent until the guest's DHCP lease shows (udhcpc runs in the background at boot). */
+async function infoWithAddress(name: string, address: string, timeoutMs = 120_000): Promise<AgentInfo> {
+  const deadline = Date.now() + timeoutMs;
+  let last: AgentInfo | undefined;
+  while (Date.now() < deadline) {
+    const r = await h.run(['agent', name, 'info', '--json']);
+    if (r.stdout.trim()) {
+      last = JSON.parse(r.stdout) as AgentInfo;
+      if (last.interfaces.some((i) => i.addresses.some((a) => a.startsWith(`${address}/`)))) return last;
+    }
+    await sleep(1000);
+  }
+  throw new Error(`the agent never reported ${address}: ${JSON.stringify(last)}`);
+}
+
+before(async () => {
+  guest = await ensureTestGuest();
+  h = new HangarHarness();
+});
+
+after(async () => {
+  await h?.cleanup();
+});
+
+describe('guest agent', () => {
+  let vm: Info;
+
+  before(async () => {
+    vm = await h.json<Info>(['create', '--name', 'ga', '--memory', '256', '--accel', 'tcg', '--nic', 'user,model=virtio-net',
+      '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE]);
+    await h.ok(['start', 'ga']);
+    await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+  });
+
+  test('a new VM has the org.qemu.guest_agent.0 channel', () => {
+    assert.deepEqual(vm.definition.channels, [{ id: 'agent0', name: 'org.qemu.guest_agent.0' }]);
+  });
+
+  test('the agent reports the OS, hostname and the NIC address; hangar show lists the address', { timeout: 180_000 }, async () => {
+    const info = await infoWithAddress('ga', '10.0.2.15');
+    assert.equal(info.available, true);
+    assert.match(info.version ?? '', /^\d+\.\d+/);
+    assert.equal(info.os?.name, 'Hangar Test Guest');
+    assert.equal(info.os?.prettyName, 'Hangar Test Guest 1');
+    assert.equal(info.hostname, 'hangar-guest');
+    const eth0 = info.interfaces.find((i) => i.name === 'eth0');
+    assert.ok(eth0, JSON.stringify(info.interfaces));
+    assert.match(eth0.mac ?? '', /^52:54:00(:[0-9a-f]{2}){3}$/);
+    assert.ok(!info.interfaces.some((i) => i.name === 'lo'), 'loopback left out');
+
+    const show = await h.ok(['show', 'ga']);
+    assert.match(show, /^Guest OS: +Hangar Test Guest 1/m);
+    assert.match(show, /^Guest NIC eth0: 52:54:00\S+ .*10\.0\.2\.15\/24/m);
+    const json = await h.json<{ agent?: AgentInfo }>(['show', 'ga']);
+    assert.ok(json.agent?.interfaces.some((i) => i.addresses.includes('10.0.2.15/24')));
+  });
+
+  test('exec returns the output and the exit code of the guest command', { timeout: 60_000 }, async () => {
+    const hi = await h.run(['agent', 'ga', 'exec', '--', 'echo', 'hi']);
+    assert.equal(hi.code, 0, hi.stderr);
+    assert.equal(hi.stdout, 'hi\n');
+    const fail = await h.run(['agent', 'ga', 'exec', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.equal(fail.code, 3);
+    assert.equal(fail.stdout, 'out\n');
+    assert.match(fail.stderr, /^err$/m);
+    const input = await h.run(['agent', 'ga', 'exec', '--input', 'from the host\n', '--', 'cat']);
+    assert.equal(input.stdout, 'from the host\n');
+  });
+
+  test('with the agent stopped in the guest: a timeout error within seconds, not a hang', { timeout: 120_000 }, async () => {
+    await h.consoleCommand('ga', 'killall qemu-ga; sleep 1; pidof qemu-ga || echo AGENT-GONE', 4);
+    const t0 = Date.now();
+    const ping = await h.run(['agent', 'ga', 'ping'], { timeoutMs: 30_000 });
+    const took = Date.now() - t0;
+    assert.notEqual(ping.code, 0);
+    assert.match(ping.stderr, /guest agent did not answer within 3 s/);
+    assert.ok(took < 10_000, `ping gave up after ${took} ms`);
+    const info = await h.run(['agent', 'ga', 'info', '--json'], { timeoutMs: 30_000 });
+    assert.equal(info.code, 1);
+    const parsed = JSON.parse(info.stdout) as AgentInfo;
+    assert.equal(parsed.available, false);
+    assert.match(parsed.fix ?? '', /qemu-guest-agent/);
+    const t1 = Date.now();
+    assert.match(await h.ok(['show', 'ga']), /^Guest agent: not answering/m);
+    assert.ok(Date.now() - t1 < 10_000, 'show waits only briefly for a silent agent');
+
+    // Started again, it answers again (a session after a timed-out one is synchronised afresh).
+    await h.consoleCommand('ga', QEMU_GA, 3);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await h.run(['agent', 'ga', 'ping']);
+      if (r.code === 0) break;
+      if (Date.now() > deadline) throw new Error(`the restarted agent does not answer: ${r.stderr}`);
+      await sleep(500);
+    }
+  });
+
+  test('Shut Down goes through the agent and works with acpid stopped', { timeout: 180_000 }, async () => {
+    const killed = await h.run(['agent', 'ga', 'exec', '--', 'sh', '-c', 'killall acpid; sleep 1; pidof acpid || echo ACPID-GONE']);
+    assert.match(killed.stdout, /ACPID-GONE/);
+    await h.ok(['shutdown', 'ga', '--timeout', '60'], { timeoutMs: 120_000 });
+    await h.waitForState('ga', 'stopped');
+    const info = await h.json<Info>(['show', 'ga']);
+    assert.doesNotMatch(info.reason ?? '', /forced off/);
+    assert.match(h.serialLog(vm.id), /hangar: shutdown requested \(poweroff\)/);
+    assert.match(readFileSync(join(vm.dir, 'logs', 'hangar.log'), 'utf8'), /shutdown requested through the guest agent/);
+  });
+});
