@@ -7,6 +7,7 @@ import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
 import { cpuSetSchema, diskBuses, macSchema, PCI_ADDRESS_RE } from './model.ts';
 import { SNAPSHOT_NAME_MAX, snapshotKinds } from './snapshots.ts';
+import { STATS_MAX_RANGE_SECONDS } from './stats.ts';
 
 const ref = z.string().min(1, 'a VM name or id is required').max(256, 'a VM name or id is at most 256 characters');
 const requestId = z.string().min(1, 'a request id is required').max(64, 'a request id is at most 64 characters');
@@ -140,6 +141,10 @@ export const apiArgSchemas = {
   revertSnapshot: z.tuple([ref, snapshotName]),
   deleteSnapshot: z.tuple([ref, snapshotName]),
   snapshotScreenshot: z.tuple([ref, snapshotName]),
+  statsHistory: z.union([refOnly, z.tuple([ref, z.number().int().positive().max(STATS_MAX_RANGE_SECONDS, `a history range is at most ${STATS_MAX_RANGE_SECONDS} seconds (a day)`).optional()])]),
+  statsLatest: none,
+  watchStats: z.tuple([z.array(ref).max(1024).nullable()]),
+  statsMetrics: none,
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

@@ -5,6 +5,7 @@ import type { OsListEntry, OsDetection } from './os-types.ts';
 import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
+import type { StatsHistory, StatsSample } from './stats.ts';
 import type { AgentExecOptions, AgentExecResult, AgentInfo } from './guest-agent.ts';
 
 export interface AgentInfoOptions {
@@ -384,6 +385,14 @@ export interface CoreApi {
   deleteSnapshot(ref: string, snapshot: string): Promise<SnapshotList>;
   /** The guest's screen when the snapshot was taken (PNG, base64); not-found when it kept none. */
   snapshotScreenshot(ref: string, snapshot: string): Promise<Screenshot>;
+  /** A VM's performance history over the last rangeSeconds (default 600; 1 s points up to an hour, minute averages up to a day). */
+  statsHistory(ref: string, rangeSeconds?: number): Promise<StatsHistory>;
+  /** The newest sample of every running VM (what `hangar top` shows). */
+  statsLatest(): Promise<StatsSample[]>;
+  /** This connection's live samples (statsSample events): the VMs named (ids or names), every running VM (null), or none ([]). */
+  watchStats(refs: string[] | null): Promise<void>;
+  /** The running VMs' counters and gauges in Prometheus' text format. */
+  statsMetrics(): Promise<string>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -425,11 +434,14 @@ export interface CoreEvents {
   createProgress(e: { requestId: string; step: string; fraction: number }): void;
   /** Progress of a snapshot create, revert or delete. */
   snapshotProgress(e: SnapshotProgress): void;
+  /** A running VM's newest sample, pushed only to connections that watch it (watchStats). */
+  statsSample(e: StatsSample): void;
 }
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'agentInfo', 'agentPing', 'agentExec', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
+  'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -33,6 +33,7 @@ export function createCoreClient(link: RpcLink, events: Partial<CoreEvents> = {}
     vmListChanged: () => events.vmListChanged?.(),
     createProgress: (e) => events.createProgress?.(e),
     snapshotProgress: (e) => events.snapshotProgress?.(e),
+    statsSample: (e) => events.statsSample?.(e),
   }, {
     post: (data: string) => { if (!isClosed) link.send(data); },
     on: (fn) => { handler = fn; },

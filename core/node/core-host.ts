@@ -5,12 +5,15 @@ import { HangarError } from '../common/errors.ts';
 import { startDaemonCore } from './daemon.ts';
 import { daemonEndpoint, localEndpoint } from './rpc/endpoint.ts';
 import type { CoreEndpoint } from './rpc/endpoint.ts';
+import { connectCore } from './rpc/client.ts';
 
 export interface CoreHost {
   endpoint: CoreEndpoint;
   mode: 'in-process' | 'relay';
   /** Called when a client asked the core to stop (`hangar daemon stop`), in-process mode only. */
   onStopRequested?: () => void;
+  /** The running VMs' statistics in Prometheus' text format (browser mode's /metrics). */
+  metrics(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -20,6 +23,7 @@ export async function startCoreHost(): Promise<CoreHost> {
     const host: CoreHost = {
       endpoint: localEndpoint(core.service),
       mode: 'in-process',
+      metrics: () => core.service.statsMetrics(),
       stop: async () => { core.stop(); },
     };
     core.service.onStopRequested = () => {
@@ -30,5 +34,15 @@ export async function startCoreHost(): Promise<CoreHost> {
   } catch (e) {
     if (!(e instanceof HangarError && e.code === 'already-exists')) throw e;
   }
-  return { endpoint: daemonEndpoint(), mode: 'relay', stop: async () => {} };
+  return { endpoint: daemonEndpoint(), mode: 'relay', metrics: relayedMetrics, stop: async () => {} };
+}
+
+/** Asks the daemon for its metrics on a short-lived connection (a scrape every 15 s or so). */
+async function relayedMetrics(): Promise<string> {
+  const c = await connectCore({ autostart: false });
+  try {
+    return await c.api.statsMetrics();
+  } finally {
+    c.close();
+  }
 }

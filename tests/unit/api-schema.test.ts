@@ -15,7 +15,7 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory']);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory', 'statsLatest', 'statsMetrics']);
   const sample = (m: string): unknown[] => {
     if (noArgs.has(m)) return [];
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
@@ -35,6 +35,8 @@ test('every API method has a schema', () => {
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     if (m === 'setAutostart') return ['vm', true];
     if (m === 'cpuModels') return ['tcg'];
+    if (m === 'watchStats') return [null];
+    if (m === 'statsHistory') return ['vm', 3600];
     if (m === 'setVcpus') return ['vm', 2];
     if (m === 'setCpuPinning') return ['vm', { vcpus: ['0-1', null], emulator: '2' }];
     if (m === 'resizeMemory') return ['vm', 2048];

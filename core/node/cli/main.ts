@@ -102,6 +102,12 @@ Console:
 Guest OSes:
   os list [--search TEXT] [--json]   guest OSes known to osinfo-db (generic entries first)
   os detect ISO [--json]             identify an install ISO and show the VM defaults for it
+Performance:
+  top [--once [--json]]              running VMs sorted by CPU with memory, disk and network rates,
+                                     refreshed every second (q quits); --once prints one table
+  stats NAME [--json] [--history 10m]
+                                     a running VM's CPU, memory, per-disk and per-NIC rates now, or
+                                     min/mean/max over its history (kept an hour at 1 s, a day per minute)
 Host:
   doctor [--json]                    check what this host can run
   daemon status|stop|run             manage the core daemon
@@ -535,6 +541,15 @@ export async function main(argv: string[]): Promise<number> {
     case 'display': {
       const { values, positionals } = parse(rest, { listen: { type: 'string' }, 'allow-remote': { type: 'boolean' } });
       return (await import('./display.ts')).displayCommand(one(positionals), values, withCore, print, (m) => process.stderr.write(`${m}\n`));
+    }
+    case 'top': {
+      const { values, positionals } = parse(rest, { once: { type: 'boolean' } });
+      if (positionals.length) throw new HangarError('invalid-input', `top takes no VM names, got ${positionals.map((p) => JSON.stringify(p)).join(' ')}`, 'hangar top [--once [--json]]');
+      return (await import('./stats.ts')).topCommand(values, withCore, print);
+    }
+    case 'stats': {
+      const { values, positionals } = parse(rest, { history: { type: 'string' } });
+      return (await import('./stats.ts')).statsCommand(one(positionals), values, withCore, print);
     }
     case 'doctor': {
       const { values } = parse(rest, {});

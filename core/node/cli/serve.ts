@@ -36,7 +36,7 @@ export async function serveCommand(values: Record<string, unknown>, log: (line: 
   const core = await startCoreHost();
   let web;
   try {
-    web = await startWebServer({ endpoint: core.endpoint, staticDir, port, host, allowRemote });
+    web = await startWebServer({ endpoint: core.endpoint, staticDir, port, host, allowRemote, metrics: () => core.metrics() });
   } catch (e) {
     await core.stop();
     throw e;

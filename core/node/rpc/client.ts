@@ -93,6 +93,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
     vmListChanged: () => events.vmListChanged?.(),
     createProgress: (e) => events.createProgress?.(e),
     snapshotProgress: (e) => events.snapshotProgress?.(e),
+    statsSample: (e) => events.statsSample?.(e),
   });
   return { api: client.api, events, close: () => client.close() };
 }

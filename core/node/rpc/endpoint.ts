@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import { createBirpc } from 'birpc';
 import type { CoreApi, CoreEvents } from '../../common/api.ts';
+import type { StatsSample } from '../../common/stats.ts';
 import { coreApiMethods } from '../../common/api.ts';
 import { checkApiArgs } from '../../common/api-schema.ts';
 import { HangarError, isHangarError } from '../../common/errors.ts';
@@ -87,13 +88,21 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
   return {
     serveRpc(link) {
       let handler: ((data: unknown) => void) | null = null;
-      const rpc = createBirpc<CoreEvents, CoreApi>(functions, {
+      // Live samples go only to a connection that asked (watchStats): which VMs, null = all, empty = none.
+      let watching: Set<string> | null = new Set();
+      const perConnection: CoreApi = Object.assign(Object.create(null) as CoreApi, functions, {
+        watchStats: async (refs: string[] | null): Promise<void> => {
+          await functions.watchStats(refs);
+          watching = service.statsWatchIds(refs);
+        },
+      });
+      const rpc = createBirpc<CoreEvents, CoreApi>(perConnection, {
         post: (data: string) => { try { link.send(data); } catch { /* closed */ } },
         on: (fn) => { handler = fn; },
         serialize: (v) => JSON.stringify(v),
         // Messages arrive already parsed and checked (checkRpcMessage below).
         deserialize: (v: unknown) => v,
-        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress'],
+        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
         // Never rethrow into the event loop: an unhandled rejection would end the core.
         onGeneralError: (e) => { logRefusal('an RPC message', e instanceof Error ? e.message : String(e)); return true; },
@@ -106,6 +115,10 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       service.on('vmListChanged', onList);
       service.on('createProgress', onProgress);
       service.on('snapshotProgress', onSnapshot);
+      const onStats = (e: StatsSample): void => {
+        if (watching === null || watching.has(e.vmId)) void rpc.statsSample.asEvent(e).catch(() => {});
+      };
+      service.on('statsSample', onStats);
       const refused = connectionRefusalLog();
       link.onMessage((m) => {
         // A malformed message gets an error reply on this link only; the core carries on.
@@ -126,6 +139,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         service.off('vmListChanged', onList);
         service.off('createProgress', onProgress);
         service.off('snapshotProgress', onSnapshot);
+        service.off('statsSample', onStats);
         rpc.$close();
       });
     },

@@ -61,6 +61,11 @@ import { checkDefinitionFiles, checkDefinitionFits, checkDiskFile, checkHostFit,
 import type { ValidationContext } from './validate-request.ts';
 import type { HostChangeResult, HostDeviceReport } from '../../common/host-devices.ts';
 import * as hostOps from './host-device-ops.ts';
+import type { StatsHistory, StatsSample } from '../../common/stats.ts';
+import { StatsHub, statsIntervalFromEnv } from '../stats/stats-hub.ts';
+import { nicUnavailableReason } from '../stats/vm-sampler.ts';
+import type { StatsTarget } from '../stats/vm-sampler.ts';
+import { prometheusText } from '../stats/prometheus.ts';
 import type { HostRoots, VmView } from './host-device-ops.ts';
 
 export const HANGAR_VERSION = '0.1.0';
@@ -82,6 +87,7 @@ export type CoreServiceEvents = {
   vmListChanged: [];
   createProgress: [{ requestId: string; step: string; fraction: number }];
   snapshotProgress: [SnapshotProgress];
+  statsSample: [StatsSample];
 };
 
 export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
@@ -100,13 +106,22 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   constructor(readonly opts: CoreServiceOptions) {
     super();
     this.store = new VmStore(opts.dataDir);
+    this.stats = new StatsHub({
+      intervalMs: statsIntervalFromEnv(),
+      targets: () => [...this.vms.values()].map((vm) => vm.statsTarget()).filter((t): t is StatsTarget => t !== null),
+      onSample: (s) => this.emit('statsSample', s),
+    });
   }
+
+  /** Samples the running VMs and keeps their history (stats-hub.ts). */
+  readonly stats: StatsHub;
 
   async init(): Promise<void> {
     await this.store.init();
     await sweepCloneStaging(this.store.vmsDir, await readdir(this.store.vmsDir).catch(() => [] as string[]));
     await this.refresh();
     await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
+    this.stats.start();
   }
 
   /** Starts the VMs marked autostart, once per host boot (after the core listens: starts take a while). */
@@ -596,6 +611,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       const result = await this.store.remove(vm.stored, opts.deleteDisks ?? false);
       vm.detach();
       this.vms.delete(vm.id);
+      this.stats.forget(vm.id);
       this.loadedMtime.delete(vm.id);
       this.emit('vmListChanged');
       return result;
@@ -777,6 +793,35 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     return snapshotScreenshot(await this.findFresh(ref), snapshot);
   }
 
+  async statsHistory(ref: string, rangeSeconds = 600): Promise<StatsHistory> {
+    const vm = await this.findFresh(ref);
+    // NICs without counters: as the newest sample found them, else as the back end says.
+    const latestNics = this.stats.latest(vm.id)?.nics;
+    const unavailable = latestNics
+      ? latestNics.flatMap((n) => (n.available ? [] : [{ id: n.id, reason: n.reason }]))
+      : (vm.stored.definition?.nics ?? []).flatMap((n) => { const reason = nicUnavailableReason(n.network); return reason ? [{ id: n.id, reason }] : []; });
+    return this.stats.history(vm.id, vm.name, rangeSeconds, unavailable);
+  }
+
+  async statsLatest(): Promise<StatsSample[]> {
+    return [...this.vms.values()].flatMap((vm) => this.stats.latest(vm.id) ?? []);
+  }
+
+  /** Per connection: the RPC endpoint keeps each connection's choice (endpoint.ts); here only the names are checked. */
+  async watchStats(refs: string[] | null): Promise<void> {
+    for (const r of refs ?? []) this.find(r);
+  }
+
+  /** Resolves watchStats' refs to VM ids. */
+  statsWatchIds(refs: string[] | null): Set<string> | null {
+    return refs === null ? null : new Set(refs.map((r) => this.find(r).id));
+  }
+
+  async statsMetrics(): Promise<string> {
+    const latest = await this.statsLatest();
+    return prometheusText(latest, [...this.vms.values()].filter((v) => v.statsTarget()).length);
+  }
+
   async daemonStatus(): Promise<DaemonStatus> {
     const vms = [...this.vms.values()];
     return {
@@ -798,6 +843,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   /** Lets go of every VM without stopping them: QEMU outlives the core. */
   close(): void {
+    this.stats.stop();
     for (const vm of this.vms.values()) vm.detach();
   }
 }

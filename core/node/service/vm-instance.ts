@@ -22,6 +22,7 @@ import type { VmRuntimePaths } from '../paths.ts';
 import { QmpClient } from '../qmp/client.ts';
 import type { RunState } from '../qmp/client.ts';
 import { withQmpHealth } from '../qmp/health.ts';
+import type { StatsTarget } from '../stats/vm-sampler.ts';
 import { buildArgv } from '../qemu/vm-argv.ts';
 import { qemuHardening, sandboxPlugBlocker } from '../sandbox/qemu-hardening.ts';
 import type { StoredVm } from '../store/vm-store.ts';
@@ -1061,6 +1062,16 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     const s = this.session;
     if (!s) return new Set();
     return (s.releasedVcpus ??= new Set());
+  }
+
+  /** What the statistics sampler reads of the running QEMU; null while none runs or its monitor does not answer. */
+  statsTarget(): StatsTarget | null {
+    const s = this.session;
+    if (!s?.qmp || !this.hardware || !isActive(this.state) || this.state === 'starting' || this.state === 'stopping') return null;
+    return {
+      id: this.id, name: this.name, pid: s.pid, qmp: s.qmp, definition: this.hardware.definition,
+      ...(this.hardware.definition.balloon && this.balloonBytes ? { balloonActualBytes: this.balloonBytes.actual } : {}),
+    };
   }
 
   liveQmp(what: string): QmpClient {

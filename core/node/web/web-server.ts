@@ -42,6 +42,8 @@ export interface WebServerOptions {
   token?: string;
   /** Where refusals are logged, one line each (default: stderr). */
   log?: (line: string) => void;
+  /** The Prometheus text served at /metrics (behind the same token; Prometheus can send it as a bearer token). */
+  metrics?: () => Promise<string>;
 }
 
 export interface WebServer {
@@ -109,7 +111,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       } catch { /* not a URL */ }
       if (!ok) return { status: 403, message: `refused: Origin "${origin ?? ''}" is not this Hangar server` };
     }
-    if (!tokenMatches(url.searchParams.get('token'), token) && !tokenMatches(cookieToken(req, cookieName()), token)) {
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (!tokenMatches(url.searchParams.get('token'), token) && !tokenMatches(cookieToken(req, cookieName()), token) && !tokenMatches(bearer, token)) {
       return { status: 401, message: 'refused: missing or wrong token: open the full URL (with ?token=) that `hangar serve` printed' };
     }
     return null;
@@ -135,6 +138,11 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+        return;
+      }
+      if (url.pathname === '/metrics' && opts.metrics) {
+        const text = await opts.metrics();
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text);
         return;
       }
       // The page loaded with ?token= sets a cookie so its scripts and styles load without it.

@@ -72,6 +72,7 @@ export const useConnectionStore = defineStore('connection', () => {
     vmListChanged: new Set(),
     createProgress: new Set(),
     snapshotProgress: new Set(),
+    statsSample: new Set(),
   };
   const connectedListeners = new Set<(info: { reconnect: boolean }) => void>();
 
@@ -126,6 +127,7 @@ export const useConnectionStore = defineStore('connection', () => {
         vmListChanged: () => emit('vmListChanged'),
         createProgress: (e) => emit('createProgress', e),
         snapshotProgress: (e) => emit('snapshotProgress', e),
+        statsSample: (e) => emit('statsSample', e),
       });
     } catch (e) {
       failedAttempts.value++;

@@ -1,0 +1,102 @@
+// Performance statistics of running VMs: the shapes the core samples, keeps and serves (API,
+// CLI, UI). Rates are per second over the last sampling interval; CPU percentages are of one
+// host core (100 = one core busy, as virt-top and top show it).
+
+export interface DiskSample {
+  id: string;
+  rdBytesPerSec: number;
+  wrBytesPerSec: number;
+  rdOpsPerSec: number;
+  wrOpsPerSec: number;
+  /** Mean time an operation of this interval took (reads and writes together), ms; 0 without operations. */
+  latencyMs: number;
+  /** Counters since QEMU started. */
+  rdBytes: number;
+  wrBytes: number;
+  rdOps: number;
+  wrOps: number;
+}
+
+export type NicSample = {
+  id: string;
+  available: true;
+  /** The host's tap device the counters come from (its rx is the guest's tx). */
+  device: string;
+  /** Seen from the guest: rx = into the guest. */
+  rxBytesPerSec: number;
+  txBytesPerSec: number;
+  rxPacketsPerSec: number;
+  txPacketsPerSec: number;
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+} | { id: string; available: false; reason: string };
+
+export interface StatsSample {
+  vmId: string;
+  name: string;
+  /** Epoch ms. */
+  t: number;
+  /** Interval the rates cover, ms. */
+  intervalMs: number;
+  /** vCPU threads plus QEMU's other threads, percent of one host core. */
+  cpuPercent: number;
+  vcpuPercent: number;
+  /** QEMU's main loop, I/O and worker threads ("the emulator"). */
+  otherPercent: number;
+  vcpus: number;
+  /** CPU time since QEMU started, seconds. */
+  cpuSeconds: number;
+  vcpuSeconds: number;
+  /** Host memory QEMU holds (resident set). */
+  rssBytes: number;
+  /** Guest memory as defined, and what the balloon leaves the guest (with a balloon). */
+  memoryBytes: number;
+  balloonActualBytes?: number;
+  disks: DiskSample[];
+  nics: NicSample[];
+}
+
+/** Columnar history of one VM: `t` (epoch ms) and one array per series, null where no sample. */
+export interface StatsHistory {
+  vmId: string;
+  name: string;
+  /** Seconds between points: 1 for the last hour, 60 beyond it (averaged per minute). */
+  stepSeconds: number;
+  t: number[];
+  /** Keys: cpu, vcpu, rss, balloon, disk.ID.{rdBps,wrBps,rdIops,wrIops,latMs}, nic.ID.{rxBps,txBps,rxPps,txPps}. */
+  series: Record<string, Array<number | null>>;
+  /** NICs without counters, and why. */
+  unavailable: Array<{ id: string; reason: string }>;
+  /** The newest sample (absent when the VM does not run). */
+  latest?: StatsSample;
+}
+
+/** The longest history served: a day at one point per minute. */
+export const STATS_MAX_RANGE_SECONDS = 86_400;
+
+/** A counter's per-second rate between two readings; a counter that went back (QEMU restarted, device re-plugged) counts from zero. */
+export function counterRate(prev: number, cur: number, seconds: number): number {
+  if (!(seconds > 0)) return 0;
+  const d = cur >= prev ? cur - prev : cur;
+  return d / seconds;
+}
+
+/** "10m", "90s", "1h", "2d" or plain seconds -> seconds; null when not a duration. */
+export function parseDuration(s: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(s.trim());
+  if (!m) return null;
+  const mult = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  const v = Math.round(Number(m[1]) * mult);
+  return v > 0 ? v : null;
+}
+
+/** Bytes per second as people read them: "0 B/s", "512 KiB/s", "3.2 MiB/s". */
+export function formatRate(bytesPerSec: number): string {
+  const units = ['B/s', 'KiB/s', 'MiB/s', 'GiB/s'];
+  let v = bytesPerSec;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i === 0 || v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
