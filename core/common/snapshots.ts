@@ -38,6 +38,8 @@ export interface SnapshotInfo {
   vmStateBytes?: number;
   /** A screenshot of the guest's screen at the time (running VMs with a display), a file in the VM's snapshots/ folder. */
   screenshot?: string;
+  /** How the guest was handled for a live disk-only snapshot: filesystems frozen by the guest agent, or why not. */
+  note?: string;
   /** Set when the disks do not hold what this record says (checked on load); revert is refused then. */
   problem?: string;
 }

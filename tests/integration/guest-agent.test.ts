@@ -46,7 +46,7 @@ describe('guest agent', () => {
   let vm: Info;
 
   before(async () => {
-    vm = await h.json<Info>(['create', '--name', 'ga', '--memory', '256', '--accel', 'tcg', '--nic', 'user,model=virtio-net',
+    vm = await h.json<Info>(['create', '--name', 'ga', '--memory', '256', '--accel', 'tcg', '--nic', 'user,model=virtio-net', '--new-disk', '64M',
       '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE]);
     await h.ok(['start', 'ga']);
     await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
@@ -87,6 +87,15 @@ describe('guest agent', () => {
     assert.equal(input.stdout, 'from the host\n');
   });
 
+  test('a live disk-only snapshot freezes the guest filesystems through the agent and says so', { timeout: 120_000 }, async () => {
+    const out = await h.ok(['snapshot', 'create', 'ga', 'frozen', '--disk-only'], { timeoutMs: 120_000 });
+    assert.match(out, /guest filesystems frozen by the guest agent \(\d+\)/);
+    // Thawed afterwards: the agent reports the freeze state as thawed.
+    const st = await h.run(['agent', 'ga', 'exec', '--', 'echo', 'still-writable']);
+    assert.equal(st.stdout, 'still-writable\n');
+    assert.match(readFileSync(join(vm.dir, 'logs', 'hangar.log'), 'utf8'), /snapshot "frozen" taken \(internal; guest filesystems frozen/);
+  });
+
   test('with the agent stopped in the guest: a timeout error within seconds, not a hang', { timeout: 120_000 }, async () => {
     await h.consoleCommand('ga', 'killall qemu-ga; sleep 1; pidof qemu-ga || echo AGENT-GONE', 4);
     const t0 = Date.now();
@@ -103,6 +112,8 @@ describe('guest agent', () => {
     const t1 = Date.now();
     assert.match(await h.ok(['show', 'ga']), /^Guest agent: not answering/m);
     assert.ok(Date.now() - t1 < 10_000, 'show waits only briefly for a silent agent');
+    const snap = await h.ok(['snapshot', 'create', 'ga', 'unfrozen', '--disk-only'], { timeoutMs: 120_000 });
+    assert.match(snap, /guest filesystems not frozen \(the guest agent did not answer within 2 s.*\): crash-consistent/);
 
     // Started again, it answers again (a session after a timed-out one is synchronised afresh).
     await h.consoleCommand('ga', QEMU_GA, 3);

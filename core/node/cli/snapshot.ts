@@ -63,7 +63,7 @@ export async function snapshotCommand(sub: string | undefined, positionals: stri
       };
       const s = await progress((api) => api.createSnapshot(vm!, req)) as Awaited<ReturnType<CoreApi['createSnapshot']>>;
       if (values.json) print(JSON.stringify(s, null, 2));
-      else print(`snapshot "${s.name}" of VM "${vm}" taken (${s.kind}${s.memory ? ', with RAM' : ', disk only'})`);
+      else print(`snapshot "${s.name}" of VM "${vm}" taken (${s.kind}${s.memory ? ', with RAM' : ', disk only'}${s.note ? `; ${s.note}` : ''})`);
       return 0;
     }
     case 'revert': {

@@ -30,6 +30,7 @@ import { crashPointForTests, killQemuForTests } from '../service/test-crash.ts';
 import { readSnapshotFile, snapshotInfo, writeSnapshotFile } from './snapshot-store.ts';
 import { isInside } from '../store/vm-store.ts';
 import type { SnapshotFile, SnapshotRecord } from './snapshot-store.ts';
+import { withGuestFrozen } from '../agent/quiesce.ts';
 
 export interface SnapshotDeps {
   /** Writes the VM's definition (atomically) and tells clients. */
@@ -259,8 +260,11 @@ export class SnapshotOps {
       crashPointForTests('snapshot-journal');
       this.progress(vm, 'create', name, memory ? 'saving the RAM and the disks' : 'snapshotting the disks', 0);
       try {
-        if (kind === 'internal') await this.createInternal(vm, record, memory);
-        else await this.createExternal(vm, record, overlays);
+        const take = (): Promise<void> => (kind === 'internal' ? this.createInternal(vm, record, memory) : this.createExternal(vm, record, overlays));
+        // A running guest's disks alone: frozen filesystems make them consistent (the RAM of a
+        // memory snapshot already is, and a paused or stopped guest writes nothing).
+        if (vm.state === 'running' && !memory) record.note = (await withGuestFrozen(vm.agentSocket(), take, (l) => vm.log(l))).note;
+        else await take();
       } catch (e) {
         // Nothing half-made stays: the record and journal go (the op undid its own disk changes).
         data.snapshots = data.snapshots.filter((s) => s.id !== record.id);
@@ -276,7 +280,7 @@ export class SnapshotOps {
       delete data.journal;
       await writeSnapshotFile(vm.stored.dir, data);
       this.progress(vm, 'create', name, 'done', 1);
-      await vm.log(`snapshot "${name}" taken (${kind}${memory ? ', with memory' : ''})`);
+      await vm.log(`snapshot "${name}" taken (${kind}${memory ? ', with memory' : ''}${record.note ? `; ${record.note}` : ''})`);
       return snapshotInfo(record);
     });
   }

@@ -29,6 +29,8 @@ const record = z.looseObject({
   disks: z.array(diskRecord),
   vmStateBytes: z.number().optional(),
   screenshot: z.string().optional(),
+  /** How the guest was handled (its filesystems frozen by the guest agent, or why not). */
+  note: z.string().optional(),
   /** The VM definition when it was taken (raw: parsed, and migrated, when a revert uses it). */
   definition: z.record(z.string(), z.unknown()),
 });
@@ -102,6 +104,7 @@ export function snapshotInfo(r: SnapshotRecord, problem?: string): SnapshotInfo 
   };
   if (r.vmStateBytes !== undefined) i.vmStateBytes = r.vmStateBytes;
   if (r.screenshot) i.screenshot = r.screenshot;
+  if (r.note) i.note = r.note;
   if (problem) i.problem = problem;
   return i;
 }
