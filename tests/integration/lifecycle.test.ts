@@ -37,6 +37,8 @@ describe('lifecycle', () => {
   test('create, start, console answers, ACPI shutdown -> stopped', async () => {
     const { id } = await createKernelVm('basic', ['--new-disk', '64M']);
     assert.equal(await h.state('basic'), 'stopped');
+    // ACPI rather than the guest agent (which Shut Down prefers when it answers).
+    await h.ok(['edit', 'basic', '--shutdown-mode', 'acpi']);
     await boot('basic', id);
     assert.equal(await h.state('basic'), 'running');
     const out = await h.consoleCommand('basic', 'echo $((6*7))');
