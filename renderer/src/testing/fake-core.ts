@@ -2,6 +2,7 @@
 // real birpc to a fake CoreApi (errors cross as payloads, as from the real core), which can emit
 // events, go down and come back. Console and display channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
+import type { AgentInfo } from '../../../core/common/guest-agent.ts';
 import type { CoreApi, CoreEvents, CpuModelList, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
 import { parseDefinition } from '../../../core/common/definition.ts';
 import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../../core/common/device-edit.ts';
@@ -174,6 +175,8 @@ export class FakeCore implements CoreTransport {
     this.holdCreates = false;
     for (const w of this.createWaiters.splice(0)) w();
   }
+  /** What agentInfo answers per VM name (default: no agent answering). */
+  readonly agentInfos = new Map<string, AgentInfo>();
   /** What screenshot answers (a 1x1 PNG by default). */
   screen = { pngBase64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', width: 1, height: 1 };
   /** Screenshots answered. */
@@ -249,6 +252,7 @@ export class FakeCore implements CoreTransport {
         return s;
       }),
       get: async (ref) => this.find(ref),
+      agentInfo: async (ref) => this.agentInfos.get(this.find(ref).name) ?? { available: false, interfaces: [], reason: 'the guest agent did not answer within 2 s' },
       start: lifecycle('start', 'running'),
       shutdown: lifecycle('shutdown', 'shutting-down'),
       destroy: lifecycle('destroy', 'stopped'),
