@@ -63,6 +63,25 @@ export function topologyGiven(cpu: CpuDefinition): boolean {
   return cpu.sockets !== undefined || cpu.dies !== undefined || cpu.cores !== undefined || cpu.threads !== undefined;
 }
 
+/** Whether the VM's memory hotplug room is one virtio-mem device (else DIMMs, or no hotplug). */
+export function usesVirtioMem(def: VmDefinition): boolean {
+  return def.memory?.hotplug === 'virtio-mem' && def.memory.maxMiB !== undefined;
+}
+
+/** The memory hotplug room a start gives the guest (MiB above the boot memory; 0 for none). */
+export function hotplugRoomMiB(def: VmDefinition): number {
+  const max = def.memory?.maxMiB;
+  return max === undefined ? 0 : Math.max(0, max - def.memoryMiB);
+}
+
+/**
+ * The virtio-mem block size in MiB: QEMU's default, the larger of 2 MiB (the host's transparent
+ * huge page size) and the backend's page size, so the huge page size on huge pages.
+ */
+export function virtioMemBlockMiB(def: VmDefinition): number {
+  return def.memory?.hugepages ? MIB_PER_PAGE[def.memory.hugepages] : 2;
+}
+
 /** Everything wrong with the CPU and memory settings, each with its fix. */
 export function cpuMemoryProblems(def: VmDefinition): string[] {
   const problems: string[] = [];
@@ -100,12 +119,29 @@ export function cpuMemoryProblems(def: VmDefinition): string[] {
     const page = MIB_PER_PAGE[mem.hugepages];
     if (def.memoryMiB % page) problems.push(`memory: ${def.memoryMiB} MiB is not a whole number of ${mem.hugepages} huge pages: use a multiple of ${page} MiB`);
   }
+  const virtioMem = mem.hotplug === 'virtio-mem';
   if (mem.maxMiB !== undefined) {
-    if (mem.maxMiB <= def.memoryMiB) problems.push(`memory: the hotplug maximum (${mem.maxMiB} MiB) must be above the boot memory (${def.memoryMiB} MiB)`);
-    if (def.machine === 'microvm') problems.push('memory: a microvm has no memory hotplug (use machine q35, or leave out the maximum)');
+    // Equal is a room all used (a guest grown live to its maximum): it boots with no hotplug room.
+    if (mem.maxMiB < def.memoryMiB) problems.push(`memory: the hotplug maximum (${mem.maxMiB} MiB) must be above the boot memory (${def.memoryMiB} MiB)`);
+    if (def.machine === 'microvm' && !virtioMem) problems.push('memory: a microvm has no memory hotplug (use machine q35, or leave out the maximum)');
   }
   if (mem.slots !== undefined && mem.maxMiB === undefined) problems.push('memory: hotplug slots need a maximum to grow to (set maxMiB, e.g. --maxmem 4G)');
+  if (mem.hotplug !== undefined && mem.maxMiB === undefined) {
+    problems.push(`memory: ${virtioMem ? 'virtio-mem' : 'DIMM'} hotplug needs a maximum to grow to (set maxMiB above the boot memory, e.g. --maxmem ${Math.max(def.memoryMiB * 2, 1024)}M${virtioMem ? ',virtio-mem' : ''})`);
+  }
   const nodes = mem.numa ?? [];
+  if (virtioMem) {
+    const block = virtioMemBlockMiB(def);
+    const why = mem.hugepages ? ` (the ${mem.hugepages} huge page size)` : '';
+    if (mem.maxMiB !== undefined && (def.memoryMiB % block || mem.maxMiB % block)) {
+      const up = (n: number): number => Math.ceil(n / block) * block;
+      problems.push(`memory: virtio-mem plugs memory in ${block} MiB blocks${why}: make the boot memory (${def.memoryMiB} MiB) and the maximum (${mem.maxMiB} MiB) multiples of ${block} MiB, e.g. ${up(def.memoryMiB)} and ${up(Math.max(mem.maxMiB, up(def.memoryMiB) + block))} MiB`);
+    }
+    if (mem.slots !== undefined) problems.push('memory: hotplug slots are DIMM slots, and virtio-mem needs none (one device covers the whole room): leave slots out, or use DIMM hotplug');
+    // One virtio-mem device on node 0 would leave the other nodes unable to grow: not offered.
+    if (nodes.length) problems.push('memory: virtio-mem hotplug does not go with guest NUMA nodes here: remove the NUMA nodes, or use DIMM hotplug (hotplug dimm)');
+    if (def.machine !== 'q35' && def.machine !== 'pc') problems.push(`memory: virtio-mem is a PCI device, and a ${def.machine} machine has no PCI bus for it: use machine q35 or pc, or DIMM hotplug`);
+  }
   if (nodes.length) {
     const owner = new Map<number, number>();
     nodes.forEach((n, i) => {
@@ -159,7 +195,10 @@ export function memoryDetail(def: VmDefinition): string {
   const mem = def.memory;
   if (!mem) return '';
   const parts: string[] = [];
-  if (mem.maxMiB !== undefined) parts.push(`grows to ${mem.maxMiB} MiB (${mem.slots ?? 4} hotplug slots)`);
+  if (mem.maxMiB !== undefined && mem.maxMiB <= def.memoryMiB) parts.push(`at its hotplug maximum of ${mem.maxMiB} MiB (raise it to grow live again)`);
+  else if (mem.maxMiB !== undefined) {
+    parts.push(mem.hotplug === 'virtio-mem' ? `grows to ${mem.maxMiB} MiB by virtio-mem (and shrinks live)` : `grows to ${mem.maxMiB} MiB by DIMMs (${mem.slots ?? 4} hotplug slots)`);
+  }
   if (mem.hugepages) parts.push(`${mem.hugepages} huge pages`);
   if (mem.merge === false) parts.push('KSM merging off');
   for (const [i, n] of (mem.numa ?? []).entries()) {
@@ -201,6 +240,7 @@ export function cpuMemoryPending(running: VmDefinition, saved: VmDefinition): { 
     if ((rm?.merge ?? true) !== (sm?.merge ?? true)) memory.push(`KSM merging ${sm?.merge === false ? 'off' : 'on'}`);
     const max = (m: typeof rm): string => (m?.maxMiB === undefined ? 'none' : `${m.maxMiB} MiB`);
     if (max(rm) !== max(sm)) memory.push(arrow('hotplug maximum', max(rm), max(sm)));
+    if ((rm?.hotplug ?? 'dimm') !== (sm?.hotplug ?? 'dimm')) memory.push(arrow('hotplug by', rm?.hotplug ?? 'dimm', sm?.hotplug ?? 'dimm'));
     if (!same(rm?.numa, sm?.numa) || !same(rm?.numaDistances, sm?.numaDistances)) memory.push('NUMA nodes change');
     if (memory.length === 0) memory.push('memory settings change');
   }

@@ -62,6 +62,8 @@ export const cpuSchema = z.looseObject({
 
 export const hugepageSizes = ['2M', '1G'] as const;
 export const numaPolicies = ['bind', 'preferred', 'interleave'] as const;
+/** How memory is added to (and, with virtio-mem, taken from) a running guest. */
+export const memoryHotplugMethods = ['dimm', 'virtio-mem'] as const;
 
 /** A guest NUMA node: its vCPUs and memory, optionally placed on host nodes. */
 export const numaNodeSchema = z.looseObject({
@@ -80,6 +82,12 @@ export const memoryTuningSchema = z.looseObject({
   /** Memory hotplug: the most the guest can grow to (MiB) and the DIMM slots for it. */
   maxMiB: z.number().int().min(16).optional(),
   slots: z.number().int().min(1).max(256).optional(),
+  /**
+   * How the room up to maxMiB is used: dimm (the default) plugs a pc-dimm per grow, and memory
+   * only comes out at the next start; virtio-mem gives the guest one virtio-mem device over the
+   * whole room whose plugged size is set live, both ways (a Linux 5.8+ guest with virtio_mem).
+   */
+  hotplug: z.enum(memoryHotplugMethods).optional(),
   /** Guest NUMA nodes (their memory adds up to memoryMiB, their CPUs cover every vCPU slot). */
   numa: z.array(numaNodeSchema).max(64).optional(),
   /** distances[i][j] from node i to node j (10 = local); default QEMU's (10 local, 20 remote). */
@@ -442,6 +450,7 @@ export type DiskDefinition = z.infer<typeof diskSchema>;
 export type CpuDefinition = z.infer<typeof cpuSchema>;
 export type MemoryTuning = z.infer<typeof memoryTuningSchema>;
 export type NumaNode = z.infer<typeof numaNodeSchema>;
+export type MemoryHotplugMethod = (typeof memoryHotplugMethods)[number];
 export type CdromDefinition = z.infer<typeof cdromSchema>;
 export type NicDefinition = z.infer<typeof nicSchema>;
 export type TpmDefinition = z.infer<typeof tpmSchema>;

@@ -35,7 +35,7 @@ import type { VirtiofsdPaths } from '../../core/node/service/virtiofsd.ts';
 
 const QEMU = 'qemu-system-x86_64';
 const GUEST_DIR = join(homedir(), '.cache', 'hangar-test-guest');
-const PCI_DRIVERS = new Set(['virtio-blk-pci', 'virtio-net-pci', 'virtio-scsi-pci', 'e1000', 'rtl8139', 'ahci', 'virtio-serial-pci', 'vhost-user-fs-pci']);
+const PCI_DRIVERS = new Set(['virtio-blk-pci', 'virtio-net-pci', 'virtio-scsi-pci', 'e1000', 'rtl8139', 'ahci', 'virtio-serial-pci', 'vhost-user-fs-pci', 'virtio-mem-pci']);
 
 type Json = Record<string, unknown>;
 
@@ -428,6 +428,25 @@ async function runFixture(name: string): Promise<void> {
         const size = backends.find((b) => b.id === /memdev=([^,]+)/.exec(n)![1])!.size as number;
         assert.match(info, new RegExp(`node ${i} size: ${size / 1048576} MB`), info);
       }
+    }
+    // virtio-mem: the device over its backend, nothing plugged yet, the boot memory apart from it.
+    const vmems = devices.filter((d) => d.driver === 'virtio-mem-pci');
+    if (vmems.length) {
+      type MemDev = { type: string; data: { id: string; memdev: string; size: number; 'requested-size': number; 'max-size': number; 'block-size': number } };
+      const listed = (await client.execute<MemDev[]>('query-memory-devices')).filter((m) => m.type === 'virtio-mem');
+      for (const d of vmems) {
+        const m = listed.find((x) => x.data.id === d.id);
+        assert.ok(m, `virtio-mem device ${String(d.id)} missing from query-memory-devices`);
+        const backend = backends.find((b) => b.id === d.memdev)!;
+        assert.equal(m.data.memdev, `/objects/${String(d.memdev)}`, `${String(d.id)}: memdev`);
+        assert.equal(m.data['max-size'], backend.size, `${String(d.id)}: the whole backend is its room`);
+        assert.equal(m.data['requested-size'], d['requested-size'], `${String(d.id)}: requested size`);
+        assert.equal(m.data.size, 0, `${String(d.id)}: nothing plugged before the guest runs`);
+        assert.equal(m.data['block-size'], backend.hugetlb === true ? backend.hugetlbsize : 2 * 1048576, `${String(d.id)}: block size (the huge page size on huge pages)`);
+      }
+      const size = /size=(\d+)M/.exec(valueArg(argv, '-m') ?? '')![1];
+      const summary = await client.execute<{ 'base-memory': number }>('query-memory-size-summary');
+      assert.equal(summary['base-memory'], Number(size) * 1048576, 'boot memory = -m size');
     }
     // The vCPU slots and topology (query-hotpluggable-cpus lists every slot, the plugged ones with a QOM path).
     const smp = valueArg(argv, '-smp');

@@ -176,6 +176,7 @@ CORE_MODULES=(
 )
 EXTRA_MODULES=(
   virtio_input nvme isofs xhci_pci ehci_pci uhci_hcd usbhid hid_generic pvpanic_pci i6300esb virtiofs
+  virtio_mem
 )
 : > "$TMP/insmods"
 missing_mods=()
@@ -440,6 +441,10 @@ dmesg -n 1
 
 hostname -F /etc/hostname
 ip link set lo up
+
+# Hotplugged memory (DIMMs, virtio-mem blocks) comes online by itself, as a distribution's udev
+# rule does it; movable, so virtio-mem can take it out again (the kernel's default leaves it offline).
+echo online_movable > /sys/devices/system/memory/auto_online_blocks 2>/dev/null
 
 # Kernel modules, dependencies first (see /etc/hangar-modules); failures are ignored.
 kver="$(cat /etc/hangar-kernel)"

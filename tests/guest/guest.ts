@@ -7,6 +7,8 @@
 //     QMP `system_powerdown` makes QEMU exit within a second or so),
 //   - with a virtio-serial port named org.qemu.guest_agent.0: runs qemu-ga on it (guest-shutdown
 //     powers off at once; /etc/os-release names "Hangar Test Guest") and takes a DHCP lease on eth0,
+//   - brings hotplugged memory online by itself, movable (DIMMs, virtio-mem blocks; the
+//     virtio_mem driver is loaded),
 //   - prints the PCI device list between HANGAR-PCI-BEGIN / HANGAR-PCI-END (parsePciBlock),
 //   - prints READY_MARKER on its own line right before the first shell prompt (GUEST_PROMPT);
 //     input sent after the marker is read by that shell. The shell is respawned on exit.

@@ -2,8 +2,9 @@
 // 1 socket × 2 cores × 2 threads topology, two NUMA nodes, 2 MiB huge pages and pinned threads
 // shows it all from inside (/proc/cpuinfo, /sys/devices/system/node) and from the host (the huge
 // page pool's reservation, each thread's Cpus_allowed_list); bad settings are refused before QEMU
-// starts, with the fix; KSM merges two guests' identical pages unless one has mem-merge off. The
-// host's huge page pool and KSM settings are put back afterwards.
+// starts, with the fix; KSM merges two guests' identical pages unless one has mem-merge off; a
+// guest with virtio-mem grows and shrinks live (MemTotal inside follows). The host's huge page pool
+// and KSM settings are put back afterwards.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -180,6 +181,62 @@ describe('CPU and memory tuning', { timeout: 900_000 }, () => {
     assert.ok(total - before >= 56 * 1024 && total - before <= 68 * 1024, `MemTotal ${total} kB after booting with 256 MiB, ${before} kB with 192 MiB`);
     assert.deepEqual((await h.json<Shown>(['show', 'grow'])).pending ?? [], []);
     await h.ok(['destroy', 'grow']);
+  });
+
+  test('virtio-mem: an idle device saves and restores; the guest grows by 256 MiB and shrinks by 128 MiB live (MemTotal follows); save waits while memory is plugged; below the boot memory waits for the next start', async (t) => {
+    const vm = await h.json<{ id: string }>(['create', '--name', 'vmem', '--file', writeDef('vmem', {}), '--memory', '256', '--maxmem', '768M,virtio-mem']);
+    assert.match(await h.ok(['show', 'vmem']), /^Memory:\s+grows to 768 MiB by virtio-mem \(and shrinks live\)$/m);
+    // Off again whatever happens: a guest left running would count in the next tests' memory.
+    t.after(() => h.run(['destroy', 'vmem']).then(() => {}));
+    await h.ok(['start', 'vmem']);
+    await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+    const memTotal = async (): Promise<number> => Number(/MemTotal:\s+(\d+) kB/.exec(await h.consoleCommand('vmem', 'grep MemTotal /proc/meminfo', 2))![1]);
+    /** Polls MemTotal (kB) until ok() holds; the guest plugs and unplugs in the background. */
+    const memTotalUntil = async (ok: (kb: number) => boolean, what: string): Promise<number> => {
+      let kb = 0;
+      for (let i = 0; i < 30; i++) {
+        kb = await memTotal();
+        if (ok(kb)) return kb;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.fail(`${what}: MemTotal stayed at ${kb} kB`);
+    };
+    // The guest's virtio_mem driver took the device.
+    assert.match(await h.consoleCommand('vmem', 'ls /sys/bus/virtio/drivers/virtio_mem/', 2), /virtio\d+/);
+
+    // Nothing plugged: the device is on the command line, and its state restores with the rest.
+    await h.ok(['save', 'vmem']);
+    assert.equal(await h.state('vmem'), 'saved');
+    await h.ok(['start', 'vmem']);
+    assert.equal(await h.state('vmem'), 'running');
+    const before = await memTotal();
+
+    // Grown live: the guest plugs 256 MiB of blocks, onlines them, and MemTotal grows by that much.
+    assert.match(await h.ok(['memory', 'vmem', 'resize', '512M']), /^VM "vmem" has 512 MiB of memory now: the guest has 512 MiB now \(256 MiB at boot \+ 256 MiB plugged by virtio-mem\)$/m);
+    const grown = await memTotalUntil((kb) => kb - before >= 240 * 1024, 'the guest onlines the plugged memory');
+    assert.ok(grown - before <= 256 * 1024, `MemTotal grew by ${(grown - before) / 1024} MiB`);
+    assert.equal((await h.json<{ definition: { memoryMiB: number } }>(['show', 'vmem'])).definition.memoryMiB, 512);
+
+    // A save now would restore into another memory layout: refused with the way out.
+    const r = await h.run(['save', 'vmem']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /cannot save VM "vmem": 256 MiB of memory is plugged by virtio-mem, which a restore would start with as boot memory.*set the memory back to the 256 MiB it booted with/);
+
+    // Shrunk live: the guest offlines and unplugs 128 MiB (movable blocks), MemTotal goes down by that much.
+    const shrunk = await h.ok(['memory', 'vmem', 'resize', '384M']);
+    assert.match(shrunk, /^VM "vmem" has 384 MiB of memory now: the guest (has 384 MiB now \(256 MiB at boot \+ 128 MiB plugged by virtio-mem\)|is still unplugging)/m);
+    const after = await memTotalUntil((kb) => grown - kb >= 120 * 1024, 'the guest gives back 128 MiB');
+    assert.ok(grown - after <= 128 * 1024, `MemTotal went down by ${(grown - after) / 1024} MiB`);
+    type Shown = { definition: { memoryMiB: number }; pending?: Array<{ summary: string }> };
+    assert.deepEqual((await h.json<Shown>(['show', 'vmem'])).pending ?? [], []);
+
+    // Below the boot memory: down to it now, the rest at the next start.
+    assert.match(await h.ok(['memory', 'vmem', 'resize', '192M']),
+      /^VM "vmem" has 192 MiB of memory from the next start: virtio-mem gives back only what it plugged: the guest is (down to|still unplugging toward) the 256 MiB it booted with.*; 192 MiB at the next start$/m);
+    await memTotalUntil((kb) => Math.abs(kb - before) <= 8 * 1024, 'the guest gives back all it had plugged');
+    const info = await h.json<Shown>(['show', 'vmem']);
+    assert.equal(info.definition.memoryMiB, 192);
+    assert.deepEqual(info.pending?.map((p) => p.summary), ['memory: size 256 MiB → 192 MiB']);
   });
 
   test('bad settings are refused with the fix: a topology that does not add up at create, missing huge pages, host nodes and CPUs at start (QEMU never runs)', async () => {

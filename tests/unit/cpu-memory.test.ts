@@ -6,13 +6,16 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cpuDetail, cpuMemoryPending, cpuMemoryProblems, formatCpuSet, memoryDetail, parseCpuSet, topologyOf } from '../../core/common/cpu-memory.ts';
+import { cpuDetail, cpuMemoryPending, cpuMemoryProblems, formatCpuSet, memoryDetail, parseCpuSet, topologyOf, virtioMemBlockMiB } from '../../core/common/cpu-memory.ts';
 import { parseDefinition } from '../../core/common/definition.ts';
 import { pendingChanges } from '../../core/common/device-edit.ts';
 import { HangarError } from '../../core/common/errors.ts';
 import { MODEL_VERSION } from '../../core/common/model.ts';
 import { applyCpuMemoryFlags, dropNulls } from '../../core/node/cli/cpu-memory-args.ts';
 import { checkCpuMemoryHost } from '../../core/node/host/cpu-memory-checks.ts';
+import { memoryParts } from '../../core/node/qemu/devices/memory.ts';
+import type { QmpClient } from '../../core/node/qmp/client.ts';
+import { liveHotplugBlocker } from '../../core/node/service/cpu-memory-ops.ts';
 import { hostCpuMemory } from '../../core/node/host/host-memory.ts';
 import { overcommitNote, overcommitRatio } from '../../core/node/service/start-phases.ts';
 
@@ -74,7 +77,7 @@ test('the words hangar show and the UI use for CPU and memory settings', () => {
     memory: { maxMiB: 2048, hugepages: '2M', merge: false, numa: [{ cpus: '0-1', memoryMiB: 256, hostNodes: '0' }, { cpus: '2-3', memoryMiB: 256 }] },
   });
   assert.equal(cpuDetail(def), '2 of 4 vCPU slots plugged; 1 socket × 2 cores × 2 threads; flags -svm; pinned: vCPU 0 on 0; emulator on 1');
-  assert.equal(memoryDetail(def), 'grows to 2048 MiB (4 hotplug slots); 2M huge pages; KSM merging off; NUMA node 0: vCPUs 0-1, 256 MiB on host node 0 (bind); NUMA node 1: vCPUs 2-3, 256 MiB');
+  assert.equal(memoryDetail(def), 'grows to 2048 MiB by DIMMs (4 hotplug slots); 2M huge pages; KSM merging off; NUMA node 0: vCPUs 0-1, 256 MiB on host node 0 (bind); NUMA node 1: vCPUs 2-3, 256 MiB');
   assert.equal(cpuDetail(parseDefinition(base)), '');
   assert.equal(memoryDetail(parseDefinition(base)), '');
 });
@@ -114,14 +117,14 @@ test('CLI flags: --cpu with flags, --topology, --maxcpus, --numa (CPU lists with
   assert.deepEqual(dist, { memory: { numaDistances: [[10, 21], [21, 10]] } });
   const plain: Record<string, unknown> = {};
   applyCpuMemoryFlags({ maxmem: '1G' }, plain);
-  assert.deepEqual(plain, { memory: { maxMiB: 1024, slots: null } }, 'a maximum alone: default slots');
+  assert.deepEqual(plain, { memory: { maxMiB: 1024, slots: null, hotplug: null } }, 'a maximum alone: DIMMs, default slots');
   const pinned: Record<string, unknown> = {};
   applyCpuMemoryFlags({ pin: 'vcpu0=0,2,vcpu2=1,emulator=3,iothreads=0-1' }, pinned);
   assert.deepEqual(pinned, { cpu: { pinning: { vcpus: ['0,2', null, '1'], emulator: '3', iothreads: '0-1' } } });
   // Edit patches mark what a flag takes away with null (the edit's merge removes it).
   const patch: Record<string, unknown> = {};
   applyCpuMemoryFlags({ cpu: 'host', hugepages: 'off', maxmem: 'off' }, patch);
-  assert.deepEqual(patch, { cpu: { model: 'host', features: null }, memory: { hugepages: null, maxMiB: null, slots: null } });
+  assert.deepEqual(patch, { cpu: { model: 'host', features: null }, memory: { hugepages: null, maxMiB: null, slots: null, hotplug: null } });
   for (const [flags, re] of [
     [{ cpu: 'max,avx2' }, /"avx2" is not a feature flag/],
     [{ topology: 'sockets=1,cpus=2' }, /unknown key "cpus"/],
@@ -201,4 +204,99 @@ test('a start past host memory × HANGAR_MEMORY_OVERCOMMIT warns with the number
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('virtio-mem hotplug: needs a maximum, sizes on its blocks (2 MiB, or the huge page size), no DIMM slots, no NUMA nodes, q35 or pc only', () => {
+  const vmem = (memoryMiB: number, memory: Record<string, unknown>, extra: Record<string, unknown> = {}): string[] => problemsOf({ memoryMiB, memory: { hotplug: 'virtio-mem', ...memory }, ...extra });
+  assert.deepEqual(vmem(256, { maxMiB: 768 }), []);
+  assert.deepEqual(vmem(256, { maxMiB: 768 }, { machine: 'pc' }), []);
+  assert.deepEqual(vmem(2048, { maxMiB: 4096, hugepages: '1G' }), []);
+  assert.match(vmem(256, {})[0]!, /virtio-mem hotplug needs a maximum to grow to \(set maxMiB above the boot memory, e.g. --maxmem 1024M,virtio-mem\)/);
+  assert.match(vmem(257, { maxMiB: 768 })[0]!, /virtio-mem plugs memory in 2 MiB blocks: make the boot memory \(257 MiB\) and the maximum \(768 MiB\) multiples of 2 MiB, e.g. 258 and 768 MiB/);
+  assert.match(vmem(1024, { maxMiB: 1536, hugepages: '1G' })[0]!, /virtio-mem plugs memory in 1024 MiB blocks \(the 1G huge page size\): .* e.g. 1024 and 2048 MiB/);
+  assert.match(vmem(256, { maxMiB: 768, slots: 2 })[0]!, /hotplug slots are DIMM slots, and virtio-mem needs none/);
+  assert.match(vmem(256, { maxMiB: 768, numa: [{ cpus: '0', memoryMiB: 256 }] })[0]!, /virtio-mem hotplug does not go with guest NUMA nodes here: remove the NUMA nodes, or use DIMM hotplug/);
+  const micro = vmem(256, { maxMiB: 768 }, { machine: 'microvm', boot: { kernel: { kernel: '/k' } } })[0]!;
+  assert.match(micro, /virtio-mem is a PCI device, and a microvm machine has no PCI bus for it: use machine q35 or pc/);
+  assert.doesNotMatch(micro, /a microvm has no memory hotplug/, 'one message for one problem');
+  assert.match(problemsOf({ memoryMiB: 256, memory: { hotplug: 'dimm' } })[0]!, /DIMM hotplug needs a maximum/);
+  assert.match(problemsOf({ memoryMiB: 256, memory: { hotplug: 'balloon', maxMiB: 512 } })[0]!, /hotplug/);
+  // A guest grown live to its maximum is saved as it is: it boots with no room.
+  assert.deepEqual(vmem(768, { maxMiB: 768 }), []);
+  assert.equal(virtioMemBlockMiB(parseDefinition({ ...base, memory: { hugepages: '2M' } })), 2);
+});
+
+test('virtio-mem argv: -m with maxmem and no DIMM slots, one virtio-mem-pci over a backend of the room made like the boot memory, nothing requested; no room, no hotplug', () => {
+  const def = (memoryMiB: number, memory: Record<string, unknown>) => parseDefinition({ ...base, memoryMiB, memory });
+  let p = memoryParts(def(256, { maxMiB: 768, hotplug: 'virtio-mem' }), false);
+  assert.deepEqual(p.options, [
+    { opt: '-m', keyval: { size: '256M', slots: undefined, maxmem: '768M' } },
+    { opt: '-object', json: { 'qom-type': 'memory-backend-ram', id: 'vmem0-mem', size: 512 * 1048576, share: undefined, hugetlb: undefined, hugetlbsize: undefined, merge: undefined, 'host-nodes': undefined, policy: undefined } },
+  ]);
+  assert.deepEqual(p.devices, [{ driver: 'virtio-mem-pci', id: 'vmem0', memdev: 'vmem0-mem', 'requested-size': 0 }]);
+  assert.deepEqual(p.machine, {});
+  // Huge pages, no KSM, shared (vhost-user): the room's backend is of the same kind as the boot memory's.
+  p = memoryParts(def(256, { maxMiB: 512, hotplug: 'virtio-mem', hugepages: '2M', merge: false }), true);
+  const objects = p.options.flatMap((o) => ('json' in o ? [o.json as Record<string, unknown>] : []));
+  assert.deepEqual(objects.map((o) => [o.id, o['qom-type'], o.size, o.share, o.hugetlbsize, o.merge]), [
+    ['vmem0-mem', 'memory-backend-memfd', 256 * 1048576, true, 2097152, false],
+    ['mem0', 'memory-backend-memfd', 256 * 1048576, true, 2097152, false],
+  ]);
+  // DIMMs as before; a maximum reached leaves neither slots nor a device (QEMU refuses slots without room).
+  assert.deepEqual(memoryParts(def(256, { maxMiB: 768 }), false).options[0], { opt: '-m', keyval: { size: '256M', slots: 4, maxmem: '768M' } });
+  for (const hotplug of ['dimm', 'virtio-mem']) {
+    p = memoryParts(def(768, { maxMiB: 768, hotplug }), false);
+    assert.deepEqual(p.options, [{ opt: '-m', keyval: { size: '768M', slots: undefined, maxmem: undefined } }], hotplug);
+    assert.deepEqual(p.devices, [], hotplug);
+  }
+});
+
+test('virtio-mem in words, as pending, by CLI flag, and in the huge page check (its whole room is reserved at start)', async () => {
+  const d = parseDefinition({ ...base, memoryMiB: 256, memory: { maxMiB: 768, hotplug: 'virtio-mem' } });
+  assert.equal(memoryDetail(d), 'grows to 768 MiB by virtio-mem (and shrinks live)');
+  assert.equal(memoryDetail(parseDefinition({ ...base, memoryMiB: 768, memory: { maxMiB: 768, hotplug: 'virtio-mem' } })), 'at its hotplug maximum of 768 MiB (raise it to grow live again)');
+  const dimm = parseDefinition({ ...base, memoryMiB: 256, memory: { maxMiB: 768 } });
+  assert.deepEqual(cpuMemoryPending(dimm, d).memory, ['hotplug by dimm → virtio-mem']);
+  assert.deepEqual(cpuMemoryPending(d, dimm).memory, ['hotplug by virtio-mem → dimm']);
+
+  const flags: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ maxmem: '768M,virtio-mem' }, flags);
+  assert.deepEqual(flags, { memory: { maxMiB: 768, slots: null, hotplug: 'virtio-mem' } });
+  const back: Record<string, unknown> = {};
+  applyCpuMemoryFlags({ maxmem: '1G,slots=2,dimm' }, back);
+  assert.deepEqual(back, { memory: { maxMiB: 1024, slots: 2, hotplug: null } }, 'dimm is the default: named, it takes virtio-mem away');
+  assert.throws(() => applyCpuMemoryFlags({ maxmem: '1G,dimm,virtio-mem' }, {}), /give one hotplug method, not dimm and virtio-mem/);
+  assert.throws(() => applyCpuMemoryFlags({ maxmem: '1G,virtio' }, {}), /--maxmem: "virtio" is not key=value/);
+
+  const root = mkdtempSync(join(tmpdir(), 'hgt-sys-'));
+  try {
+    mkdirSync(join(root, 'kernel/mm/hugepages/hugepages-2048kB'), { recursive: true });
+    mkdirSync(join(root, 'devices/system/cpu'), { recursive: true });
+    writeFileSync(join(root, 'devices/system/cpu/online'), '0-1\n');
+    writeFileSync(join(root, 'kernel/mm/hugepages/hugepages-2048kB/nr_hugepages'), '100\n');
+    writeFileSync(join(root, 'kernel/mm/hugepages/hugepages-2048kB/free_hugepages'), '100\n');
+    const huge = (hotplug: string) => parseDefinition({ ...base, memoryMiB: 128, memory: { hugepages: '2M', maxMiB: 256, hotplug } });
+    await checkCpuMemoryHost(huge('dimm'), root);
+    await assert.rejects(checkCpuMemoryHost(huge('virtio-mem'), root), /needs 128 free 2M huge pages for its 128 MiB and its 128 MiB of virtio-mem room, and the host's pool has 100 free/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('save and RAM snapshots with virtio-mem: an idle device restores with the rest; memory it plugged blocks with the way out', async () => {
+  const fake = (devices: unknown[], cpus: unknown[] = []): QmpClient => ({
+    execute: async (cmd: string) => {
+      if (cmd === 'query-memory-devices') return devices;
+      if (cmd === 'query-hotpluggable-cpus') return cpus;
+      if (cmd === 'query-memory-size-summary') return { 'base-memory': 256 * 1048576, 'plugged-memory': 0 };
+      throw new Error(`unexpected ${cmd}`);
+    },
+  }) as unknown as QmpClient;
+  const vmem = (size: number, requested: number) => ({ type: 'virtio-mem', data: { id: 'vmem0', size: size * 1048576, 'requested-size': requested * 1048576, 'max-size': 512 * 1048576 } });
+  assert.equal(await liveHotplugBlocker(fake([vmem(0, 0)])), null);
+  assert.equal(await liveHotplugBlocker(fake([vmem(128, 128)])),
+    '128 MiB of memory is plugged by virtio-mem, which a restore would start with as boot memory, not the layout the state was saved from: set the memory back to the 256 MiB it booted with (and let the guest unplug), or restart the VM first');
+  assert.match((await liveHotplugBlocker(fake([vmem(64, 0)])))!, /^64 MiB of memory is plugged by virtio-mem \(0 MiB asked\)/);
+  const dimm = { type: 'dimm', data: { id: 'dimm-x', size: 128 * 1048576 } };
+  assert.equal(await liveHotplugBlocker(fake([dimm])), '128 MiB of memory was added while it runs, which a restore could not bring back: restart the VM first (it then boots with them)');
 });

@@ -12,7 +12,7 @@ import type { VmDefinition } from '../../core/common/model.ts';
 import { committedView, hostChangeText, kibText, ksmView, parsePoolCount, poolLabel, poolShortfall } from '../../renderer/src/host/host-memory.ts';
 import { ManualTimers, settle } from '../../renderer/src/testing/fake-core.ts';
 import {
-  changeText, cpuMemoryPatch, cpuModelOptions, formFromDefinition, modelNote, parseFeatures, topologyNote, topologyText, vcpuText,
+  changeText, cpuMemoryPatch, cpuModelOptions, formFromDefinition, hotplugText, modelNote, parseFeatures, topologyNote, topologyText, vcpuText,
 } from '../../renderer/src/tuning/cpu-memory-form.ts';
 import {
   hasIoThreads, hasPins, pinningColumns, pinningRequest, pinningRows, rowSummary, sameSelection, selectionFromPinning, toggle,
@@ -77,7 +77,7 @@ describe('Edit CPU and memory form', () => {
     const form = formFromDefinition(d);
     assert.deepEqual(form, {
       model: 'max', features: '-svm', vcpus: '2', maxVcpus: '', sockets: '1', dies: '', cores: '2', threads: '',
-      memoryMiB: '512', hugepages: '2M', merge: true, maxMiB: '1024', slots: '',
+      memoryMiB: '512', hugepages: '2M', merge: true, maxMiB: '1024', slots: '', hotplug: 'dimm',
     });
     const r = cpuMemoryPatch({ ...form, features: '', sockets: '', cores: '', hugepages: 'none', maxMiB: '', merge: false }, d);
     assert.ok(r.ok);
@@ -93,6 +93,25 @@ describe('Edit CPU and memory form', () => {
     const p3 = cpuMemoryPatch({ ...formFromDefinition(plain), hugepages: '1G', merge: false }, plain);
     assert.ok(p3.ok);
     assert.deepEqual(p3.patch.memory, { hugepages: '1G', merge: false });
+  });
+
+  it('memory hotplug by DIMMs or virtio-mem: the method goes with a maximum, virtio-mem without slots; the Overview line says which', () => {
+    const plain = def();
+    const vm = cpuMemoryPatch({ ...formFromDefinition(plain), maxMiB: '1536', slots: '2', hotplug: 'virtio-mem' }, plain);
+    assert.ok(vm.ok);
+    assert.deepEqual(vm.patch.memory, { maxMiB: 1536, hotplug: 'virtio-mem' }, 'slots are DIMM slots: not sent with virtio-mem');
+    const d = def({ memory: { maxMiB: 1536, hotplug: 'virtio-mem' } });
+    assert.equal(formFromDefinition(d).hotplug, 'virtio-mem');
+    // Back to DIMMs, or no maximum at all: the method goes (null) with it.
+    for (const change of [{ hotplug: 'dimm' as const }, { maxMiB: '' }]) {
+      const r = cpuMemoryPatch({ ...formFromDefinition(d), ...change }, d);
+      assert.ok(r.ok);
+      assert.equal(r.patch.memory!.hotplug, null, JSON.stringify(change));
+    }
+    assert.equal(hotplugText(d), 'up to 1.5 GiB by virtio-mem (grows and shrinks live)');
+    assert.equal(hotplugText(def({ memory: { maxMiB: 2048, slots: 2 } })), 'up to 2 GiB (2 DIMM slots)');
+    assert.equal(hotplugText(plain), 'none: memory cannot grow while the VM runs');
+    assert.equal(hotplugText(def({ memoryMiB: 1536, memory: { maxMiB: 1536, hotplug: 'virtio-mem' } })), 'none left: the memory is at its hotplug maximum of 1.5 GiB');
   });
 
   it('refuses unreadable fields beside them; the cross-field rules are left to the core', () => {

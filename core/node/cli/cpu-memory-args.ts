@@ -1,9 +1,9 @@
 // The CPU and memory flags `hangar create` and `hangar edit` share, turned into definition
 // fields: --cpu MODEL[,+flag,-flag] --topology sockets=..,dies=..,cores=..,threads=.. --maxcpus N
 // --numa cpus=0-1,mem=512M[,host=0,policy=bind] (one per guest node) --hugepages 2M|1G|off
-// --maxmem SIZE[,slots=N] --mem-merge on|off. Syntax only: the core checks what they add up to.
+// --maxmem SIZE[,slots=N][,virtio-mem] --mem-merge on|off. Syntax only: the core checks what they add up to.
 import { HangarError } from '../../common/errors.ts';
-import { hugepageSizes, numaPolicies } from '../../common/model.ts';
+import { hugepageSizes, memoryHotplugMethods, numaPolicies } from '../../common/model.ts';
 import { parseSize } from '../store/qemu-img.ts';
 
 export interface CpuMemoryFlags {
@@ -33,8 +33,10 @@ export const CPU_MEMORY_USAGE = `  --cpu MODEL[,+FLAG,-FLAG]          host (KVM 
                                      on (hangar host topology lists them); --pin off removes it
   --topology sockets=S,dies=D,cores=C,threads=T
                                      the guest's CPU layout; S×D×C×T = maxcpus (or vcpus)
-  --memory MiB  --maxmem SIZE[,slots=N]
-                                     boot memory, and how far it can grow by hotplug (N DIMM slots, 4)
+  --memory MiB  --maxmem SIZE[,slots=N][,virtio-mem]
+                                     boot memory, and how far it can grow by hotplug: by DIMMs (N slots,
+                                     4), or by virtio-mem, which also shrinks live (a Linux 5.8+ guest
+                                     with virtio_mem; sizes in 2 MiB blocks, or the huge page size)
   --numa cpus=0-1,mem=512M[,host=0][,policy=bind|preferred|interleave]
                                      one guest NUMA node per flag, in order; CPUs and memory must
                                      cover the VM's (host= binds its memory to host NUMA nodes)
@@ -121,12 +123,17 @@ export function applyCpuMemoryFlags(f: CpuMemoryFlags, def: Record<string, unkno
     memory.merge = f['mem-merge'] === 'on';
   }
   if (f.maxmem !== undefined) {
-    if (f.maxmem === 'off') { memory.maxMiB = null; memory.slots = null; } else {
+    if (f.maxmem === 'off') { memory.maxMiB = null; memory.slots = null; memory.hotplug = null; } else {
       const [size, ...rest] = f.maxmem.split(',');
       memory.maxMiB = mib('--maxmem', size!);
       memory.slots = null;
-      for (const [k, v] of pairs('--maxmem', rest.join(','))) {
-        if (k !== 'slots') throw new HangarError('invalid-input', `--maxmem: unknown key "${k}"`, 'e.g. --maxmem 4G,slots=4');
+      // The method is named bare (DIMMs unless told): given again, the flag says it all anew.
+      memory.hotplug = null;
+      const methods = rest.filter((x) => (memoryHotplugMethods as readonly string[]).includes(x));
+      if (methods.length > 1) throw new HangarError('invalid-input', `--maxmem: give one hotplug method, not ${methods.join(' and ')}`, 'e.g. --maxmem 4G,virtio-mem');
+      if (methods[0] === 'virtio-mem') memory.hotplug = 'virtio-mem';
+      for (const [k, v] of pairs('--maxmem', rest.filter((x) => !methods.includes(x)).join(','))) {
+        if (k !== 'slots') throw new HangarError('invalid-input', `--maxmem: unknown key "${k}"`, 'e.g. --maxmem 4G,slots=4 (DIMMs) or --maxmem 4G,virtio-mem');
         memory.slots = whole('--maxmem slots', v);
       }
     }

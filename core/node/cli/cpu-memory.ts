@@ -13,7 +13,8 @@ export const CPU_USAGE = `Usage:
   hangar cpu NAME add [N]            N more vCPUs (default 1)
   hangar cpu NAME pin vcpu0=0-1,vcpu1=2,emulator=3 | off
                                      pin threads to host CPUs, at once on a running VM
-  hangar memory NAME resize SIZE     e.g. 2G: grown live by a DIMM (up to --maxmem), else at the next start`;
+  hangar memory NAME resize SIZE     e.g. 2G: grown live by a DIMM or virtio-mem (up to --maxmem), shrunk
+                                     live by virtio-mem down to the boot memory, else at the next start`;
 
 const vcpuWords = (n: number): string => `${n} vCPU${n === 1 ? '' : 's'}`;
 

@@ -3,7 +3,7 @@
 // can run. Reads sysfs under a root (fixture trees in tests).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatCpuSet, HUGEPAGE_KIB, parseCpuSet } from '../../common/cpu-memory.ts';
+import { formatCpuSet, hotplugRoomMiB, HUGEPAGE_KIB, parseCpuSet, usesVirtioMem } from '../../common/cpu-memory.ts';
 import { HangarError } from '../../common/errors.ts';
 import type { VmDefinition } from '../../common/model.ts';
 import { hostCpuNodes } from './host-memory.ts';
@@ -78,10 +78,12 @@ export async function checkCpuMemoryHost(def: VmDefinition, sysRoot: string): Pr
       throw new HangarError('invalid-input', `${cannot}: this host has no ${size === '1G' ? '1 GiB' : '2 MiB'} huge pages (the kernel offers no hugepages-${HUGEPAGE_KIB[size]}kB pool)`,
         size === '1G' ? 'use 2M huge pages, or boot the host with hugepagesz=1G hugepages=N (the CPU needs pdpe1gb)' : 'use a kernel with huge page support, or leave hugepages out');
     }
-    const need = Math.ceil(def.memoryMiB * 1024 / HUGEPAGE_KIB[size]);
+    // virtio-mem's backend is mapped whole at start (its pages reserved), plugged or not.
+    const room = usesVirtioMem(def) ? hotplugRoomMiB(def) : 0;
+    const need = Math.ceil((def.memoryMiB + room) * 1024 / HUGEPAGE_KIB[size]);
     await checkNodePools(def, sysRoot, size, cannot);
     if (pool.free < need) {
-      throw new HangarError('invalid-input', `${cannot}: it needs ${need} free ${size} huge pages for its ${def.memoryMiB} MiB, and the host's pool has ${pool.free} free (of ${pool.total})`,
+      throw new HangarError('invalid-input', `${cannot}: it needs ${need} free ${size} huge pages for its ${def.memoryMiB} MiB${room ? ` and its ${room} MiB of virtio-mem room` : ''}, and the host's pool has ${pool.free} free (of ${pool.total})`,
         `grow the pool as root: echo ${pool.total + need - pool.free} > ${join('/sys/kernel/mm/hugepages', `hugepages-${HUGEPAGE_KIB[size]}kB`, 'nr_hugepages')} (or sysctl vm.nr_hugepages=${pool.total + need - pool.free} for 2M pages), or leave hugepages out`);
     }
   }

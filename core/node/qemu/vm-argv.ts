@@ -188,6 +188,7 @@ export function buildOptions(def: VmDefinition, ctx: ArgvContext): QemuOption[] 
   if (def.watchdog) mergeParts(parts, watchdogParts(def.watchdog));
   if (def.rng) mergeParts(parts, rngParts(def.rng, def.machine));
   if (def.balloon) mergeParts(parts, balloonParts(def.balloon, def.machine));
+  parts.devices.push(...memory.devices);
   for (const sh of def.shares) mergeParts(parts, shareParts(sh, bctx));
   def.serialPorts.forEach((p, i) => mergeParts(parts, serialPortParts(p, i, serialPortTarget(def, ctx, i))));
   if (def.channels.length || displayNeedsVirtioSerial(def.video, def.machine)) mergeParts(parts, virtioSerialParts(def.machine));

@@ -1,8 +1,9 @@
 // CPU and memory changes of a VM, live where QEMU and the guest allow and saved for the next boot
 // in any case: vCPUs added into free slots (device_add of the CPU type query-hotpluggable-cpus
 // names) or taken out again (device_del, which the guest must agree to); thread pinning changed on
-// the running threads; memory grown by a pc-dimm on its own backend. What cannot happen live says
-// so and applies at the next start.
+// the running threads; memory grown by a pc-dimm on its own backend, or grown and shrunk by setting
+// the virtio-mem device's requested size (the guest plugs and unplugs blocks of it). What cannot
+// happen live says so and applies at the next start.
 import { HangarError } from '../../common/errors.ts';
 import { parseDefinition } from '../../common/definition.ts';
 import type { CpuDefinition, VmDefinition } from '../../common/model.ts';
@@ -10,7 +11,7 @@ import { isActive } from '../../common/state.ts';
 import { checkCpuMemoryHost } from '../host/cpu-memory-checks.ts';
 import { hostCpuNodes } from '../host/host-memory.ts';
 import type { QmpClient } from '../qmp/client.ts';
-import { memoryBackend } from '../qemu/devices/memory.ts';
+import { memoryBackend, VIRTIO_MEM_ID } from '../qemu/devices/memory.ts';
 import { needsSharedMemory } from '../qemu/vm-argv.ts';
 import { applyPinning } from './cpu-pinning.ts';
 import { hostRootsFromEnv } from './host-device-ops.ts';
@@ -175,6 +176,7 @@ export async function resizeMemory(vm: VmInstance, mib: number, deps: CpuMemoryD
     await deps.save(vm, def);
     return { applied: 'now' };
   }
+  if (running.memory?.hotplug === 'virtio-mem') return resizeVirtioMem(vm, mib, def, deps);
   if (mib < running.memoryMiB) {
     await deps.save(vm, def);
     return { applied: 'next-boot', note: `memory cannot be taken from a running guest here: ${mib} MiB at the next start (the balloon can lend memory back meanwhile)` };
@@ -198,16 +200,90 @@ export async function resizeMemory(vm: VmInstance, mib: number, deps: CpuMemoryD
   return { applied: 'now', note: `${add} MiB added as a DIMM; a Linux guest brings it online by itself when memhp_default_state=online (else echo online > /sys/devices/system/memory/memoryN/state)` };
 }
 
+/** A memory device as query-memory-devices lists it (pc-dimm, virtio-mem). */
+interface MemoryDevice { type: string; data: { id?: string; size?: number; 'requested-size'?: number; 'max-size'?: number; 'block-size'?: number } }
+
+/** The virtio-mem device's sizes in bytes (size: what the guest has plugged), or undefined. */
+async function virtioMemSizes(qmp: QmpClient): Promise<{ size: number; requested: number; max: number; block: number } | undefined> {
+  const devs = await qmp.execute<MemoryDevice[]>('query-memory-devices');
+  const d = devs.find((x) => x.type === 'virtio-mem' && x.data.id === VIRTIO_MEM_ID)?.data;
+  return d && { size: d.size ?? 0, requested: d['requested-size'] ?? 0, max: d['max-size'] ?? 0, block: d['block-size'] ?? 2 * MIB };
+}
+
+/** How long a virtio-mem resize waits for the guest to plug or unplug before answering. */
+const VIRTIO_MEM_WAIT_MS = 10_000;
+
+/**
+ * virtio-mem: the device's requested size becomes (target - boot memory), up or down; the guest
+ * plugs or unplugs blocks until its size reaches it (waited for a bounded time, then reported as
+ * still going). Below the boot memory only what was plugged comes back now, the rest at the next
+ * start. The boot memory is QEMU's own base-memory (query-memory-size-summary).
+ */
+async function resizeVirtioMem(vm: VmInstance, mib: number, def: VmDefinition, deps: CpuMemoryDeps): Promise<CpuMemoryChange> {
+  const running = vm.runningDefinition;
+  const qmp = vm.liveQmp('memory hotplug');
+  const dev = await virtioMemSizes(qmp);
+  if (!dev) {
+    // Started at its maximum: no room, so no device.
+    await deps.save(vm, def);
+    return { applied: 'next-boot', note: `the running VM has no virtio-mem room (it started at its hotplug maximum): ${mib} MiB at the next start` };
+  }
+  const base = (await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'] / MIB;
+  const want = Math.max(0, mib - base) * MIB;
+  if (want % dev.block) {
+    throw new HangarError('invalid-input', `VM "${vm.name}" plugs memory by virtio-mem in ${dev.block / MIB} MiB blocks above its ${base} MiB boot memory: ${mib} MiB is not on a block`,
+      `use a multiple of ${dev.block / MIB} MiB, e.g. ${base + Math.round((mib - base) * MIB / dev.block) * dev.block / MIB} MiB`);
+  }
+  const growing = want > dev.size;
+  try {
+    await qmp.execute('qom-set', { path: `/machine/peripheral/${VIRTIO_MEM_ID}`, property: 'requested-size', value: want });
+  } catch (e) {
+    throw new HangarError('qmp-error', `QEMU could not set the virtio-mem size of VM "${vm.name}": ${(e as Error).message}`, 'the definition is unchanged');
+  }
+  const deadline = Date.now() + VIRTIO_MEM_WAIT_MS;
+  let now = dev;
+  while (now.size !== want && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    now = (await virtioMemSizes(qmp)) ?? now;
+  }
+  const reached = base + now.size / MIB;
+  const live = Math.max(mib, base);
+  await deps.save(vm, def);
+  await vm.setRunningDefinition({ ...running, memoryMiB: live });
+  await vm.log(`memory set to ${live} MiB by virtio-mem (${now.size / MIB} of ${want / MIB} MiB plugged above the ${base} MiB boot memory)`);
+  const where = now.size === want
+    ? `the guest has ${reached} MiB now (${base} MiB at boot + ${now.size / MIB} MiB plugged by virtio-mem)`
+    : `the guest is still ${growing ? 'plugging' : 'unplugging'}: ${reached} MiB so far (${now.size / MIB} of ${want / MIB} MiB plugged above the ${base} MiB boot memory)${growing ? '; a guest without the virtio_mem driver (Linux 5.8+) never plugs' : '; Linux takes back only memory it can move out of the way, and keeps trying'}`;
+  if (mib < base) {
+    const down = now.size === want ? `the guest is down to the ${base} MiB it booted with now` : `the guest is still unplugging toward the ${base} MiB it booted with (${reached} MiB so far)`;
+    return { applied: 'next-boot', note: `virtio-mem gives back only what it plugged: ${down}; ${mib} MiB at the next start` };
+  }
+  return { applied: 'now', note: where };
+}
+
 /**
  * Why the running VM's RAM state cannot be saved or snapshotted now, or null: vCPUs or DIMMs
- * plugged while it runs are not in the command line a restore would start QEMU with.
+ * plugged while it runs are not in the command line a restore would start QEMU with; nor is
+ * memory plugged by virtio-mem (a restore boots with it as boot memory, a different layout).
+ * An idle virtio-mem device is on the command line and its state restores with the rest.
  */
 export async function liveHotplugBlocker(qmp: QmpClient): Promise<string | null> {
-  const dimms = await qmp.execute<Array<{ type: string; data: { size?: number } }>>('query-memory-devices').catch(() => []);
+  const devs = await qmp.execute<MemoryDevice[]>('query-memory-devices').catch(() => []);
+  const dimms = devs.filter((d) => d.type !== 'virtio-mem');
+  const vmem = devs.find((d) => d.type === 'virtio-mem');
   const cpus = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus').catch(() => []);
   const hotCpus = cpus.filter((c) => c['qom-path']?.startsWith('/machine/peripheral/')).length;
   const dimmMiB = dimms.reduce((a, d) => a + (d.data.size ?? 0), 0) / MIB;
-  if (!dimms.length && !hotCpus) return null;
+  const vmemSize = (vmem?.data.size ?? 0) / MIB;
+  const vmemAsked = (vmem?.data['requested-size'] ?? 0) / MIB;
+  if (!dimms.length && !hotCpus && !vmemSize && !vmemAsked) return null;
   const what = [hotCpus ? `${hotCpus} vCPU${hotCpus > 1 ? 's' : ''}` : '', dimms.length ? `${dimmMiB} MiB of memory` : ''].filter(Boolean).join(' and ');
-  return `${what} ${hotCpus + dimms.length > 1 ? 'were' : 'was'} added while it runs, which a restore could not bring back: restart the VM first (it then boots with them)`;
+  let vmemText = '';
+  if (vmemSize || vmemAsked) {
+    const base = await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary').then((r) => `${r['base-memory'] / MIB} MiB`, () => 'boot memory');
+    vmemText = `${vmemSize} MiB of memory is plugged by virtio-mem${vmemAsked !== vmemSize ? ` (${vmemAsked} MiB asked)` : ''}, which a restore would start with as boot memory, not the layout the state was saved from: `
+      + `set the memory back to the ${base} it booted with (and let the guest unplug), or restart the VM first`;
+  }
+  if (!what) return vmemText;
+  return `${what} ${hotCpus + dimms.length > 1 ? 'were' : 'was'} added while it runs, which a restore could not bring back: restart the VM first (it then boots with them)${vmemText ? `; and ${vmemText}` : ''}`;
 }

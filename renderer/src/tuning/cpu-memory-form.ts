@@ -6,7 +6,8 @@
 // adds up, huge pages that divide the memory, ...) are the core's, whose error names the fix.
 import type { CpuMemoryChangeResult, CpuModelList } from '../../../core/common/api.ts';
 import { topologyGiven, topologyOf, topologyWords } from '../../../core/common/cpu-memory.ts';
-import type { VmDefinition } from '../../../core/common/model.ts';
+import type { MemoryHotplugMethod, VmDefinition } from '../../../core/common/model.ts';
+import { formatMemory } from '../util/format.ts';
 
 export type HugepageChoice = 'none' | '2M' | '1G';
 
@@ -26,6 +27,8 @@ export interface CpuMemoryForm {
   merge: boolean;
   maxMiB: string;
   slots: string;
+  /** How the room up to maxMiB is plugged: DIMMs (grow only) or virtio-mem (grow and shrink). */
+  hotplug: MemoryHotplugMethod;
 }
 
 export type CpuMemoryField = keyof CpuMemoryForm;
@@ -49,6 +52,7 @@ export function formFromDefinition(def: VmDefinition): CpuMemoryForm {
     merge: mem?.merge !== false,
     maxMiB: text(mem?.maxMiB),
     slots: text(mem?.slots),
+    hotplug: mem?.hotplug ?? 'dimm',
   };
 }
 
@@ -132,7 +136,10 @@ export function cpuMemoryPatch(form: CpuMemoryForm, def: VmDefinition): { ok: tr
   // Merging on is the default: a definition without memory settings needs none for it.
   if (curMem || !form.merge) memory.merge = form.merge;
   set(memory, curMem, 'maxMiB', maxMiB ?? null);
-  set(memory, curMem, 'slots', slots ?? null);
+  // virtio-mem has no DIMM slots; without a maximum there is no hotplug method either.
+  const virtioMem = form.hotplug === 'virtio-mem' && maxMiB !== null;
+  set(memory, curMem, 'slots', virtioMem ? null : slots ?? null);
+  set(memory, curMem, 'hotplug', virtioMem ? 'virtio-mem' : null);
 
   const patch: CpuMemoryPatch = { cpu };
   if (Object.keys(memory).length) patch.memory = memory;
@@ -217,6 +224,15 @@ export function modelNote(list: CpuModelList | null, model: string): string {
 /** The accelerator to ask QEMU about for a VM (auto: the core answers with the one VMs get here). */
 export function modelAccel(def: Pick<VmDefinition, 'accel'>): 'kvm' | 'tcg' | undefined {
   return def.accel === 'auto' ? undefined : def.accel;
+}
+
+/** The Overview's hotplug line: how far memory can grow, and by what. */
+export function hotplugText(def: Pick<VmDefinition, 'memoryMiB' | 'memory'>): string {
+  const m = def.memory;
+  if (m?.maxMiB === undefined) return 'none: memory cannot grow while the VM runs';
+  if (m.maxMiB <= def.memoryMiB) return `none left: the memory is at its hotplug maximum of ${formatMemory(m.maxMiB)}`;
+  const max = formatMemory(m.maxMiB);
+  return m.hotplug === 'virtio-mem' ? `up to ${max} by virtio-mem (grows and shrinks live)` : `up to ${max} (${m.slots ?? 4} DIMM slots)`;
 }
 
 /** What a live CPU or memory change did, in words. */
