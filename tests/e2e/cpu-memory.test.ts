@@ -2,7 +2,7 @@
 // real core and QEMU under TCG: a stopped VM's "Edit CPU and memory" dialog lists QEMU's CPU
 // models with the ones TCG cannot give disabled (the missing features named), refuses a topology
 // that does not add up with the core's message (the dialog stays open) and saves a good one with
-// flags, slots, huge pages, KSM merging off and a hotplug maximum; a running test guest gets a
+// flags, slots, huge pages, KSM merging off and a hotplug maximum (then by virtio-mem); a running test guest gets a
 // second vCPU from the Overview (hotplugged now), refuses to grow memory without a hotplug maximum
 // (the core's reason and fix), and gets pinned from the grid (its "CPU 0/TCG" thread's
 // Cpus_allowed_list in /proc follows, also when the pinning is cleared); the Host page shows the
@@ -133,6 +133,14 @@ describe('CPU and memory in the UI', { timeout: 600_000 }, () => {
     assert.match(await section.getByTestId('mem-hugepages').innerText(), /2M pages/);
     assert.match(await section.getByTestId('mem-merge').innerText(), /off/);
     assert.match(await section.getByTestId('mem-hotplug').innerText(), /up to 512 MiB \(4 DIMM slots\)/);
+    // virtio-mem instead of DIMMs (no slots for it): saved, and the Overview says so.
+    await page.getByTestId('cpu-memory-edit').click();
+    await dialog.getByTestId('cpumem-hotplug-virtio-mem').check();
+    assert.equal(await dialog.getByTestId('cpumem-slots').isDisabled(), true);
+    await dialog.getByTestId('cpumem-save').click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await h.json<Shown>(['show', STOPPED])).definition.memory?.hotplug, 'virtio-mem');
+    await section.getByTestId('mem-hotplug').filter({ hasText: 'up to 512 MiB by virtio-mem (grows and shrinks live)' }).waitFor();
     // Settings cleared in the dialog leave the definition.
     await page.getByTestId('cpu-memory-edit').click();
     await dialog.getByTestId('cpumem-features').fill('');
