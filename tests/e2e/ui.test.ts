@@ -107,6 +107,15 @@ describe('lifecycle and console from the UI', () => {
     shots.push(await screenshot(page, 'vm-console'));
   });
 
+  test('the Overview shows the guest OS and hostname the guest agent reports', async () => {
+    await page.getByRole('tab', { name: 'Overview' }).click();
+    await page.getByTestId('guest-os').filter({ hasText: 'Hangar Test Guest 1' }).waitFor({ timeout: 40_000 });
+    assert.match(await page.getByTestId('guest-agent').innerText(), /hangar-guest/);
+    assert.equal(await page.getByTestId('shutdown-mode').inputValue(), 'auto');
+    shots.push(await screenshot(page, 'vm-overview-guest'));
+    await page.getByRole('tab', { name: 'Console' }).click();
+  });
+
   test('Shut Down from the UI -> stopped, the console says so', async () => {
     await toolbar().getByRole('button', { name: 'Shut Down', exact: true }).click();
     await detailsState('stopped', 60_000);

@@ -1118,29 +1118,38 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       const forceOff = (why: string): void => {
         if (this.session === s && this.state === 'shutting-down') void this.forceOff(`forced off: ${why}`).catch(() => {});
       };
+      // One timeout for the whole shutdown, whichever way the guest is asked: the timeout is the promise.
+      type Step = 'agent' | 'agent-asked' | 'acpi' | 'acpi-pressed';
+      let step: Step = agentSock ? 'agent' : 'acpi';
+      const timedOut: Record<Step, string> = {
+        'agent': `the guest agent did not take the shutdown within ${timeout} s`,
+        'agent-asked': `the guest did not power off within ${timeout} s of the guest agent's shutdown`,
+        'acpi': `QEMU did not take the ACPI power button within ${timeout} s (not responding)`,
+        'acpi-pressed': `the guest did not power off within ${timeout} s of the ACPI power button`,
+      };
+      s.timer = setTimeout(() => forceOff(timedOut[step]), timeout * 1000);
       if (agentSock) {
         try {
           await agentShutdown(agentSock, 'powerdown');
+          step = 'agent-asked';
           await this.logEvent('shutdown requested through the guest agent');
-          s.timer = setTimeout(() => forceOff(`the guest did not power off within ${timeout} s of the guest agent's shutdown`), timeout * 1000);
           return;
         } catch (e) {
           const why = (e as Error).message;
           if (mode === 'agent') {
+            clearTimeout(s.timer);
             s.intent = null;
             if (this.session === s && this.state === 'shutting-down') this.setState(before);
             throw new HangarError('timeout', `VM "${this.name}" could not be shut down through the guest agent: ${why}`,
               `${agentInstallHint(this.definition.osId)}; or set shutdownMode to auto (ACPI when the agent does not answer)`);
           }
+          step = 'acpi';
           await this.logEvent(`guest agent did not take the shutdown (${why}): ACPI power button instead`);
         }
       }
-      let pressed = false;
-      s.timer = setTimeout(() => forceOff(pressed ? `the guest did not power off within ${timeout} s of the ACPI power button`
-        : `QEMU did not take the ACPI power button within ${timeout} s (not responding)`), timeout * 1000);
       try {
         await s.qmp.execute('system_powerdown', undefined, { timeoutMs: timeout * 1000 });
-        pressed = true;
+        step = 'acpi-pressed';
       } catch (e) {
         if (e instanceof HangarError && e.code === 'qmp-closed') return; // QEMU is exiting: onQmpClosed settles it
         clearTimeout(s.timer);
