@@ -19,6 +19,7 @@ export function createAppRouter(): Router {
           { path: 'console', name: 'console', props: true, component: () => import('./views/ConsoleTab.vue') },
           { path: 'devices', name: 'devices', props: true, component: () => import('./views/DevicesTab.vue') },
           { path: 'snapshots', name: 'snapshots', props: true, component: () => import('./views/SnapshotsTab.vue') },
+          { path: 'performance', name: 'performance', props: true, component: () => import('./views/PerformanceTab.vue') },
         ],
       },
       { path: '/new', name: 'new', component: () => import('./views/NewVmView.vue') },
