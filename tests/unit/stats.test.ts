@@ -167,7 +167,9 @@ describe('StatsHub', () => {
     await hub.tick();
     assert.equal(hub.latest(VM_ID), undefined, 'a stopped VM has no live sample');
     assert.equal(hub.history(VM_ID, 'fake', 600, []).t.length, 4, 'its history stays');
-    assert.ok(hub.historyBytes(VM_ID) > 0);
+    const bytes = hub.historyBytes(VM_ID);
+    assert.ok(bytes.hour > 3600 * 4 && bytes.hour < 200 * 1024, `an hour of a VM without disks: ${bytes.hour} bytes`);
+    assert.ok(bytes.day > 0 && bytes.day < bytes.hour);
   });
 });
 

@@ -35,10 +35,6 @@ class VmHistory {
     if (minute) this.minutes.push(minute.timeSec, minute.values);
     this.latest = s;
   }
-
-  get bytes(): number {
-    return this.fine.bytes + this.minutes.bytes;
-  }
 }
 
 export interface StatsHubOptions {
@@ -88,18 +84,23 @@ export class StatsHub {
         }
         const s = await entry.sampler.sample(t, this.opts.now?.() ?? Date.now()).catch(() => null);
         if (!s) return;
-        let h = this.histories.get(t.id);
-        if (!h) {
-          h = new VmHistory(this.intervalMs);
-          this.histories.set(t.id, h);
-        }
-        // The first sample of a run has no rates: kept as the latest, not drawn as a dip to 0.
-        if (s.intervalMs > 0) h.add(s); else h.latest = s;
+        this.record(s);
         this.opts.onSample?.(s);
       }));
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** Keeps a sample in its VM's history. */
+  record(s: StatsSample): void {
+    let h = this.histories.get(s.vmId);
+    if (!h) {
+      h = new VmHistory(this.intervalMs);
+      this.histories.set(s.vmId, h);
+    }
+    // The first sample of a run has no rates: kept as the latest, not drawn as a dip to 0.
+    if (s.intervalMs > 0) h.add(s); else h.latest = s;
   }
 
   /** The newest sample of a running VM. */
@@ -123,8 +124,9 @@ export class StatsHub {
     this.histories.delete(id);
   }
 
-  /** Bytes of history held for a VM (the benchmark's figure). */
-  historyBytes(id: string): number {
-    return this.histories.get(id)?.bytes ?? 0;
+  /** Bytes of history held for a VM: the hour at the sampling interval and the day of minutes (the benchmark's figures). */
+  historyBytes(id: string): { hour: number; day: number } {
+    const h = this.histories.get(id);
+    return { hour: h?.fine.bytes ?? 0, day: h?.minutes.bytes ?? 0 };
   }
 }
