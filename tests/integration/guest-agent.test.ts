@@ -1,8 +1,9 @@
 // The guest agent end to end (real CLI, daemon, QEMU under TCG, the test guest booted by kernel +
 // initrd with qemu-ga): a new VM gets the agent channel; the agent reports the guest's OS,
 // hostname and the user-mode NIC's address (in `hangar agent info` and `hangar show`); exec
-// returns output and exit codes; a guest whose agent stopped gives a quick timeout, not a hang;
-// Shut Down goes through the agent and works with the guest's ACPI handler (acpid) stopped.
+// returns output and exit codes; live disk-only snapshots freeze the guest's filesystems; a guest
+// whose agent stopped gives a quick timeout, not a hang; Reboot and Shut Down go through the agent,
+// and Shut Down works with the guest's ACPI handler (acpid) stopped.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -123,6 +124,22 @@ describe('guest agent', () => {
       if (r.code === 0) break;
       if (Date.now() > deadline) throw new Error(`the restarted agent does not answer: ${r.stderr}`);
       await sleep(500);
+    }
+  });
+
+  test('Reboot goes through the agent: the guest restarts itself and QEMU keeps running', { timeout: 240_000 }, async () => {
+    const pid = (await h.json<{ pid: number }>(['show', 'ga'])).pid;
+    await h.ok(['reboot', 'ga']);
+    await h.waitForSerial(vm.id, READY_MARKER, 2, 200_000);
+    assert.match(h.serialLog(vm.id), /hangar: shutdown requested \(reboot\)/);
+    assert.equal(await h.state('ga'), 'running');
+    assert.equal((await h.json<{ pid: number }>(['show', 'ga'])).pid, pid, 'the same QEMU');
+    assert.match(readFileSync(join(vm.dir, 'logs', 'hangar.log'), 'utf8'), /reboot requested through the guest agent/);
+    // The agent of the new boot answers.
+    const deadline = Date.now() + 60_000;
+    while ((await h.run(['agent', 'ga', 'ping'])).code !== 0) {
+      if (Date.now() > deadline) throw new Error('the agent did not come back after the reboot');
+      await sleep(1000);
     }
   });
 

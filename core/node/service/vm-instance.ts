@@ -1219,10 +1219,34 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     await this.waitFor((st) => !isActive(st), 10_000);
   }
 
-  /** ACPI reboot: power button, and when the guest has shut down, reset and continue. */
+  /**
+   * Reboot through the guest agent when it answers (shutdownMode as for shutdown): the guest
+   * restarts itself and QEMU keeps running, as when the guest reboots on its own. Otherwise ACPI:
+   * power button, and when the guest has shut down, reset and continue.
+   */
   reboot(): Promise<void> {
     return this.exclusive('reboot', async () => {
       const s = this.live();
+      const mode = this.definition.shutdownMode ?? 'auto';
+      const agentSock = mode === 'acpi' ? null : this.agentSocket();
+      if (mode === 'agent' && !agentSock) {
+        throw new HangarError('invalid-state', `VM "${this.name}" reboots through the guest agent, but it has no guest agent channel`,
+          `add it (\`hangar device add ${this.name} channel ${AGENT_CHANNEL_NAME}\`, then restart), or set shutdownMode to auto or acpi`);
+      }
+      if (agentSock && this.state === 'running') {
+        try {
+          await agentShutdown(agentSock, 'reboot');
+          await this.logEvent('reboot requested through the guest agent');
+          return;
+        } catch (e) {
+          const why = (e as Error).message;
+          if (mode === 'agent') {
+            throw new HangarError('timeout', `VM "${this.name}" could not be rebooted through the guest agent: ${why}`,
+              `${agentInstallHint(this.definition.osId)}; or set shutdownMode to auto (ACPI when the agent does not answer)`);
+          }
+          await this.logEvent(`guest agent did not take the reboot (${why}): ACPI power button instead`);
+        }
+      }
       s.intent = 'reboot';
       this.setState('rebooting');
       await s.qmp.systemPowerdown();
