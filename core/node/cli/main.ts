@@ -38,7 +38,7 @@ VMs:
                                      shut down through the guest agent when it answers, else ACPI
                                      (edit --shutdown-mode auto|agent|acpi); forced off after the timeout
   destroy NAME                       force off (like pulling the plug)
-  reboot NAME | reset NAME           ACPI reboot | hard reset
+  reboot NAME | reset NAME           reboot (through the guest agent when it answers, else ACPI) | hard reset
   pause NAME | resume NAME           freeze | continue the VM's CPUs
   delete NAME [--delete-disks]       remove a stopped VM (disks kept unless asked)
   cmdline NAME                       print the QEMU command line
