@@ -72,8 +72,8 @@ describe('guest agent', () => {
     const show = await h.ok(['show', 'ga']);
     assert.match(show, /^Guest OS: +Hangar Test Guest 1/m);
     assert.match(show, /^Guest NIC eth0: 52:54:00\S+ .*10\.0\.2\.15\/24/m);
-    const json = await h.json<{ agent?: AgentInfo }>(['show', 'ga']);
-    assert.ok(json.agent?.interfaces.some((i) => i.addresses.includes('10.0.2.15/24')));
+    // show --json never waits for the guest (scripts poll it); agent info --json has the addresses.
+    assert.equal((await h.json<{ agent?: AgentInfo }>(['show', 'ga'])).agent, undefined);
   });
 
   test('exec returns the output and the exit code of the guest command', { timeout: 60_000 }, async () => {

@@ -414,11 +414,15 @@ export async function main(argv: string[]): Promise<number> {
     case 'show': {
       const { values, positionals } = parse(rest, {});
       const info = await withCore((api) => api.get(one(positionals)));
+      if (values.json) {
+        // Scripts poll this: it never waits for a guest (`hangar agent NAME info --json` asks the agent).
+        printJson(info);
+        return 0;
+      }
       // A running guest with the agent channel: what the agent says (OS, hostname, IPs), asked briefly.
       const hasAgent = info.state === 'running' && info.definition?.channels.some((c) => c.name === 'org.qemu.guest_agent.0');
       const agent = hasAgent ? await withCore((api) => api.agentInfo(info.name, { timeoutMs: 1500 })) : undefined;
-      if (values.json) printJson(agent ? { ...info, agent } : info);
-      else print(showText(info) + (agent ? `\n${(await import('./agent.ts')).agentInfoLines(agent).join('\n')}` : ''));
+      print(showText(info) + (agent ? `\n${(await import('./agent.ts')).agentInfoLines(agent).join('\n')}` : ''));
       return 0;
     }
     case 'agent': {
