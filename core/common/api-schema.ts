@@ -2,6 +2,7 @@
 // whatever transport it came by (unix socket, MessagePort, WebSocket). Definitions themselves
 // are validated deeper (parseDefinition / checkDefinition); this layer rejects wrong shapes.
 import { z } from 'zod';
+import { shutdownModes } from './guest-agent.ts';
 import type { CoreApi } from './api.ts';
 import { deviceKinds } from './api.ts';
 import { HangarError } from './errors.ts';
@@ -82,6 +83,7 @@ export const apiArgSchemas = {
   }).optional()])]),
   agentInfo: z.union([refOnly, z.tuple([ref, z.strictObject({ timeoutMs: z.number().int().positive().max(60_000).optional() }).optional()])]),
   agentPing: refOnly,
+  setShutdownMode: z.tuple([ref, z.enum(shutdownModes)]),
   agentExec: z.union([
     z.tuple([ref, z.array(z.string().max(65_536)).min(1, 'give the command to run in the guest').max(4096)]),
     z.tuple([ref, z.array(z.string().max(65_536)).min(1, 'give the command to run in the guest').max(4096), z.strictObject({

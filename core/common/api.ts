@@ -6,7 +6,7 @@ import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
 import type { StatsHistory, StatsSample } from './stats.ts';
-import type { AgentExecOptions, AgentExecResult, AgentInfo } from './guest-agent.ts';
+import type { AgentExecOptions, AgentExecResult, AgentInfo, ShutdownMode } from './guest-agent.ts';
 
 export interface AgentInfoOptions {
   /** How long to wait for the agent's first answer (default 3000 ms). */
@@ -313,6 +313,8 @@ export interface CoreApi {
   agentPing(ref: string): Promise<void>;
   /** Runs argv in the guest through the agent; its exit code and output. */
   agentExec(ref: string, argv: string[], opts?: AgentExecOptions): Promise<AgentExecResult>;
+  /** How Shut Down and Reboot ask the guest (any state: it changes no hardware). */
+  setShutdownMode(ref: string, mode: ShutdownMode): Promise<VmInfo>;
   destroy(ref: string): Promise<VmInfo>;
   reboot(ref: string): Promise<VmInfo>;
   reset(ref: string): Promise<VmInfo>;
@@ -439,7 +441,7 @@ export interface CoreEvents {
 }
 
 export const coreApiMethods = [
-  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'agentInfo', 'agentPing', 'agentExec', 'destroy', 'reboot', 'reset', 'pause', 'resume',
+  'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'agentInfo', 'agentPing', 'agentExec', 'setShutdownMode', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics',

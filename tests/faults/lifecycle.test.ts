@@ -156,6 +156,9 @@ describe('hangs do not hold a VM hostage (found #7, case 10, resume)', () => {
     const disk = join(mnt, 'disk.raw');
     execFileSync('truncate', ['-s', '64M', disk]);
     vm = await createVm('hangs', ['--disk', `${disk},format=raw,bus=virtio-blk`, '--tpm', '--nic', 'passt']);
+    // The ACPI power button alone: the shutdown tests below are about guests and QEMUs ignoring it
+    // (the guest agent would power the guest off anyway).
+    await h.ok(['edit', vm.name, '--shutdown-mode', 'acpi']);
     await h.ok(['start', vm.name], { timeoutMs: 120_000 });
     await h.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
   });
@@ -177,8 +180,6 @@ describe('hangs do not hold a VM hostage (found #7, case 10, resume)', () => {
   });
 
   test('found #7: shutdown --timeout 5 on a guest that ignores the power button forces it off after 5 s', async () => {
-    // The ACPI power button alone (the guest agent would power it off anyway).
-    await h.ok(['edit', vm.name, '--shutdown-mode', 'acpi']);
     await h.consoleCommand(vm.name, 'killall acpid; echo ACPID-GONE', 2);
     const t0 = Date.now();
     const r = await h.run(['shutdown', vm.name, '--timeout', '5'], { timeoutMs: 90_000 });

@@ -146,6 +146,9 @@ describe('guest agent', () => {
   test('Shut Down goes through the agent and works with acpid stopped', { timeout: 180_000 }, async () => {
     const killed = await h.run(['agent', 'ga', 'exec', '--', 'sh', '-c', 'killall acpid; sleep 1; pidof acpid || echo ACPID-GONE']);
     assert.match(killed.stdout, /ACPID-GONE/);
+    // The mode changes while the VM runs (it changes no hardware): the agent only.
+    assert.match(await h.ok(['edit', 'ga', '--shutdown-mode', 'agent']), /go through the guest agent/);
+    assert.equal((await h.json<{ definition: { shutdownMode?: string } }>(['show', 'ga'])).definition.shutdownMode, 'agent');
     await h.ok(['shutdown', 'ga', '--timeout', '60'], { timeoutMs: 120_000 });
     await h.waitForState('ga', 'stopped');
     const info = await h.json<Info>(['show', 'ga']);

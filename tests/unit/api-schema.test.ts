@@ -28,6 +28,7 @@ test('every API method has a schema', () => {
     if (m === 'setBalloon') return ['vm', 256];
     if (m === 'sendKeys') return ['vm', ['ctrl', 'alt', 'delete']];
     if (m === 'agentExec') return ['vm', ['echo', 'hi'], { timeoutMs: 5000, input: 'x' }];
+    if (m === 'setShutdownMode') return ['vm', 'acpi'];
     if (m === 'bindVfio' || m === 'releaseVfio') return ['0000:01:00.0'];
     if (m === 'setSriovVfs') return ['0000:03:00.0', 4];
     if (m === 'setVfConfig') return ['0000:03:00.0', 0, { mac: '52:54:00:12:34:56', vlan: 10 }];

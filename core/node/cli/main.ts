@@ -18,6 +18,7 @@ import { cpuDetail, memoryDetail } from '../../common/cpu-memory.ts';
 import type { CreateFlags } from './create-args.ts';
 import { applyCpuMemoryFlags, CPU_MEMORY_OPTIONS, CPU_MEMORY_USAGE } from './cpu-memory-args.ts';
 import type { CpuMemoryFlags } from './cpu-memory-args.ts';
+import type { ShutdownMode } from '../../common/guest-agent.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
 // so `hangar list` starts fast.
 
@@ -481,7 +482,16 @@ export async function main(argv: string[]): Promise<number> {
       applyCpuMemoryFlags(values as CpuMemoryFlags, patch);
       if (values.accel !== undefined) patch.accel = values.accel;
       if (values['shutdown-timeout'] !== undefined) patch.shutdownTimeoutSec = num('shutdown-timeout');
-      if (values['shutdown-mode'] !== undefined) patch.shutdownMode = values['shutdown-mode'];
+      if (values['shutdown-mode'] !== undefined) {
+        // Any state (a running VM's next Shut Down follows it); checked by the core.
+        const mode = values['shutdown-mode'] as ShutdownMode;
+        const info = await withCore((api) => api.setShutdownMode(one(positionals), mode));
+        if (!Object.keys(patch).length) {
+          if (values.json) printJson(info);
+          else print(`Updated VM "${info.name}": Shut Down and Reboot go through ${mode === 'auto' ? 'the guest agent when it answers, else ACPI' : mode === 'agent' ? 'the guest agent' : 'ACPI'}`);
+          return 0;
+        }
+      }
       if (!Object.keys(patch).length) throw new HangarError('invalid-input', 'nothing to change', 'pass at least one of --name --description --memory --vcpus --accel --shutdown-timeout, or a CPU or memory flag (hangar edit --help)');
       const info = await withCore((api) => api.edit(one(positionals), patch, values['allow-overcommit'] ? { allowOvercommit: true } : undefined));
       if (values.json) printJson(info);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
 import { AGENT_CHANNEL_NAME, agentInstallHint, withAgentChannel } from '../../common/guest-agent.ts';
-import type { AgentExecOptions, AgentExecResult, AgentInfo } from '../../common/guest-agent.ts';
+import type { AgentExecOptions, AgentExecResult, AgentInfo, ShutdownMode } from '../../common/guest-agent.ts';
 import { agentExec, pingAgent, readAgentInfo } from '../agent/agent-ops.ts';
 import { videoFor, withCpuModelDefault } from '../../common/os-presets.ts';
 import type {
@@ -548,6 +548,14 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Runs a program in the guest through the agent (guest-exec) and returns its exit code and output. */
   async agentExec(ref: string, argv: string[], opts: AgentExecOptions = {}): Promise<AgentExecResult> {
     return agentExec(this.runningAgentSocket(ref), argv, opts);
+  }
+
+  /** How Shut Down and Reboot ask the guest; any state (it changes no hardware, and the next Shut Down reads it). */
+  async setShutdownMode(ref: string, mode: ShutdownMode): Promise<VmInfo> {
+    const vm = await this.findFresh(ref);
+    const def = vm.definition;
+    if ((def.shutdownMode ?? 'auto') !== mode) await this.saveDefinition(vm, { ...def, shutdownMode: mode });
+    return vm.info();
   }
 
   /** guest-ping: resolves when the agent answers; a 'timeout' error (with how to install one) when not. */
