@@ -21,11 +21,34 @@ function run(cmd, args, env = {}) {
   });
 }
 
+/** Runs a command with its output held back, for checks that run side by side (printed whole when done). */
+function runQuiet(cmd, args) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const out = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', (d) => out.push(d));
+    child.on('exit', (code, signal) => resolve({ code: code ?? (signal ? 1 : 0), output: Buffer.concat(out).toString() }));
+  });
+}
+
 async function check(name, cmd, args) {
   console.log(`\n=== ${name} ===`);
   const code = await run(cmd, args);
   if (code === 0) totals.passed++; else totals.failed++;
   report.push(`${name}: ${code === 0 ? 'passed' : 'FAILED'}`);
+}
+
+/** Checks that need no guests run side by side on the two cores; each counts as one test. */
+async function checksTogether(list) {
+  console.log(`\n=== ${list.map((c) => c.name).join(' + ')} (side by side) ===`);
+  const results = await Promise.all(list.map((c) => runQuiet(c.cmd, c.args)));
+  for (const [i, c] of list.entries()) {
+    const { code, output } = results[i];
+    console.log(`\n--- ${c.name} ---\n${output.trimEnd()}`);
+    if (code === 0) totals.passed++; else totals.failed++;
+    report.push(`${c.name}: ${code === 0 ? 'passed' : 'FAILED'}`);
+  }
 }
 
 async function nodeSuite(name, dir, extra = []) {
@@ -53,15 +76,19 @@ async function nodeSuite(name, dir, extra = []) {
   report.push(`${name}: ${passed} passed, ${failed + extraFail} failed, ${skipped} skipped`);
 }
 
-const suites = {
-  lint: () => check('lint', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '.']),
-  // tsc for core/electron/tests, then vue-tsc for the renderer (its own tsconfig: DOM, .vue); one check.
-  typecheck: () => check('typecheck', process.execPath, ['-e', `
+const lint = { name: 'lint', cmd: process.execPath, args: [join(root, 'node_modules/eslint/bin/eslint.js'), '.'] };
+// tsc for core/electron/tests, then vue-tsc for the renderer (its own tsconfig: DOM, .vue); one check.
+const typecheck = { name: 'typecheck', cmd: process.execPath, args: ['-e', `
     const { spawnSync } = require('node:child_process');
     const run = (args) => spawnSync(process.execPath, args, { stdio: 'inherit' }).status === 0;
     const tsc = run([${JSON.stringify(join(root, 'node_modules/typescript/bin/tsc'))}, '-p', 'tsconfig.json']);
     const vue = run([${JSON.stringify(join(root, 'node_modules/vue-tsc/bin/vue-tsc.js'))}, '-p', 'renderer/tsconfig.json']);
-    process.exit(tsc && vue ? 0 : 1);`]),
+    process.exit(tsc && vue ? 0 : 1);`] };
+
+const suites = {
+  // Lint and typecheck side by side when both run (each single-threaded, no guests involved).
+  lint: () => (only.length && !only.includes('typecheck') ? check(lint.name, lint.cmd, lint.args) : checksTogether([lint, typecheck])),
+  typecheck: () => (only.length && !only.includes('lint') ? check(typecheck.name, typecheck.cmd, typecheck.args) : Promise.resolve()),
   unit: () => nodeSuite('unit', 'tests/unit'),
   golden: () => nodeSuite('golden', 'tests/golden'),
   integration: () => nodeSuite('integration', 'tests/integration', ['--test-concurrency=1']),
