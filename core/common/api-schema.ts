@@ -147,6 +147,7 @@ export const apiArgSchemas = {
   statsLatest: none,
   watchStats: z.tuple([z.array(ref).max(1024).nullable()]),
   statsMetrics: none,
+  hostSummary: none,
   daemonStatus: none,
   daemonStop: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;

@@ -5,8 +5,8 @@ import type { OsListEntry, OsDetection } from './os-types.ts';
 import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
-import type { StatsHistory, StatsSample } from './stats.ts';
-import type { AgentExecOptions, AgentExecResult, AgentInfo, ShutdownMode } from './guest-agent.ts';
+import type { HostSummary, StatsHistory, StatsSample } from './stats.ts';
+import type { AgentExecOptions, AgentExecResult, AgentInfo, GuestSummary, ShutdownMode } from './guest-agent.ts';
 
 export interface AgentInfoOptions {
   /** How long to wait for the agent's first answer (default 3000 ms). */
@@ -24,6 +24,8 @@ export interface VmSummary {
   pid?: number;
   /** The VM shows a screen (a video device with a VNC display; see displayCapabilities). */
   display?: boolean;
+  /** Running or paused VM with the agent channel, once the core's background poll has finished once (agent-watch.ts). */
+  guest?: GuestSummary;
 }
 
 export interface VmInfo extends VmSummary {
@@ -395,6 +397,8 @@ export interface CoreApi {
   watchStats(refs: string[] | null): Promise<void>;
   /** The running VMs' counters and gauges in Prometheus' text format. */
   statsMetrics(): Promise<string>;
+  /** Host CPU and memory, and what the running VMs commit and hold (the list page's summary, `hangar top`'s header). */
+  hostSummary(): Promise<HostSummary>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -438,12 +442,14 @@ export interface CoreEvents {
   snapshotProgress(e: SnapshotProgress): void;
   /** A running VM's newest sample, pushed only to connections that watch it (watchStats). */
   statsSample(e: StatsSample): void;
+  /** The host summary, about once per stats interval, to connections whose watchStats set is not empty (null or a non-empty list). */
+  hostStats(e: HostSummary): void;
 }
 
 export const coreApiMethods = [
   'list', 'get', 'create', 'cancelCreate', 'edit', 'resizeDisk', 'addDevice', 'editDevice', 'removeDevice', 'setBalloon', 'start', 'save', 'shutdown', 'agentInfo', 'agentPing', 'agentExec', 'setShutdownMode', 'destroy', 'reboot', 'reset', 'pause', 'resume',
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
-  'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics',
+  'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics', 'hostSummary',
   'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

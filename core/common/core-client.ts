@@ -34,6 +34,7 @@ export function createCoreClient(link: RpcLink, events: Partial<CoreEvents> = {}
     createProgress: (e) => events.createProgress?.(e),
     snapshotProgress: (e) => events.snapshotProgress?.(e),
     statsSample: (e) => events.statsSample?.(e),
+    hostStats: (e) => events.hostStats?.(e),
   }, {
     post: (data: string) => { if (!isClosed) link.send(data); },
     on: (fn) => { handler = fn; },

@@ -31,6 +31,19 @@ export interface AgentInfo {
   interfaces: AgentInterface[];
 }
 
+/** What the core last learned from a running VM's agent (polled in the background), for lists. */
+export interface GuestSummary {
+  /** The agent answered at the last poll. */
+  agent: boolean;
+  /** Addresses without prefix length and without link-local IPv6 (guestAddresses), in interface order. */
+  addresses: string[];
+  /** e.g. "Debian GNU/Linux 12 (bookworm)". */
+  os?: string;
+  hostname?: string;
+  /** Epoch ms of the poll. */
+  at: number;
+}
+
 export interface AgentExecOptions {
   /** How long the command may run (default 30 s). */
   timeoutMs?: number;

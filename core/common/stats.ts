@@ -73,6 +73,25 @@ export interface StatsHistory {
   latest?: StatsSample;
 }
 
+/** The host as the list page's summary and `hangar top`'s header show it. */
+export interface HostSummary {
+  /** Epoch ms of the reading. */
+  t: number;
+  /** Online host CPUs. */
+  cpus: number;
+  /** Host CPU busy over the last interval, percent of ALL CPUs (0-100), from /proc/stat; null before a second reading exists. */
+  cpuPercent: number | null;
+  memTotalBytes: number;
+  /** MemAvailable from /proc/meminfo. */
+  memAvailableBytes: number;
+  /** Guest memory of running and paused VMs as defined (boot memory plus hotplugged). */
+  committedBytes: number;
+  /** What those VMs' QEMU processes hold (sum of RSS). */
+  guestRssBytes: number;
+  runningVms: number;
+  definedVms: number;
+}
+
 /** The longest history served: a day at one point per minute. */
 export const STATS_MAX_RANGE_SECONDS = 86_400;
 

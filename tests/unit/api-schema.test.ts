@@ -15,7 +15,7 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory', 'statsLatest', 'statsMetrics']);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory', 'statsLatest', 'statsMetrics', 'hostSummary']);
   const sample = (m: string): unknown[] => {
     if (noArgs.has(m)) return [];
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];

@@ -94,6 +94,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
     createProgress: (e) => events.createProgress?.(e),
     snapshotProgress: (e) => events.snapshotProgress?.(e),
     statsSample: (e) => events.statsSample?.(e),
+    hostStats: (e) => events.hostStats?.(e),
   });
   return { api: client.api, events, close: () => client.close() };
 }

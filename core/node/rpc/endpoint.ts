@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import { createBirpc } from 'birpc';
 import type { CoreApi, CoreEvents } from '../../common/api.ts';
-import type { StatsSample } from '../../common/stats.ts';
+import type { HostSummary, StatsSample } from '../../common/stats.ts';
 import { coreApiMethods } from '../../common/api.ts';
 import { checkApiArgs } from '../../common/api-schema.ts';
 import { HangarError, isHangarError } from '../../common/errors.ts';
@@ -90,10 +90,21 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       let handler: ((data: unknown) => void) | null = null;
       // Live samples go only to a connection that asked (watchStats): which VMs, null = all, empty = none.
       let watching: Set<string> | null = new Set();
+      let closed = false;
+      // hostStats: only while this connection watches something; the listener itself is the
+      // service's cue (no listener, no host summary built).
+      const onHost = (e: HostSummary): void => { void rpc.hostStats.asEvent(e).catch(() => {}); };
+      let hostListening = false;
+      const setHostListening = (on: boolean): void => {
+        if (on === hostListening) return;
+        hostListening = on;
+        if (on) service.on('hostStats', onHost); else service.off('hostStats', onHost);
+      };
       const perConnection: CoreApi = Object.assign(Object.create(null) as CoreApi, functions, {
         watchStats: async (refs: string[] | null): Promise<void> => {
           await functions.watchStats(refs);
           watching = service.statsWatchIds(refs);
+          if (!closed) setHostListening(watching === null || watching.size > 0);
         },
       });
       const rpc = createBirpc<CoreEvents, CoreApi>(perConnection, {
@@ -102,7 +113,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         serialize: (v) => JSON.stringify(v),
         // Messages arrive already parsed and checked (checkRpcMessage below).
         deserialize: (v: unknown) => v,
-        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample'],
+        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
         // Never rethrow into the event loop: an unhandled rejection would end the core.
         onGeneralError: (e) => { logRefusal('an RPC message', e instanceof Error ? e.message : String(e)); return true; },
@@ -140,6 +151,8 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         service.off('createProgress', onProgress);
         service.off('snapshotProgress', onSnapshot);
         service.off('statsSample', onStats);
+        closed = true;
+        setHostListening(false);
         rpc.$close();
       });
     },

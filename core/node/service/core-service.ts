@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { constants, copyFile, readdir, readFile, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { cpus as osCpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
@@ -61,7 +61,9 @@ import { checkDefinitionFiles, checkDefinitionFits, checkDiskFile, checkHostFit,
 import type { ValidationContext } from './validate-request.ts';
 import type { HostChangeResult, HostDeviceReport } from '../../common/host-devices.ts';
 import * as hostOps from './host-device-ops.ts';
-import type { StatsHistory, StatsSample } from '../../common/stats.ts';
+import type { HostSummary, StatsHistory, StatsSample } from '../../common/stats.ts';
+import { readMeminfo } from '../stats/host-stats.ts';
+import { residentBytes } from '../stats/proc-stats.ts';
 import { StatsHub, statsIntervalFromEnv } from '../stats/stats-hub.ts';
 import { nicUnavailableReason } from '../stats/vm-sampler.ts';
 import type { StatsTarget } from '../stats/vm-sampler.ts';
@@ -88,6 +90,8 @@ export type CoreServiceEvents = {
   createProgress: [{ requestId: string; step: string; fraction: number }];
   snapshotProgress: [SnapshotProgress];
   statsSample: [StatsSample];
+  /** Emitted after each stats round only while someone listens (a connection watching stats). */
+  hostStats: [HostSummary];
 };
 
 export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
@@ -110,6 +114,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       intervalMs: statsIntervalFromEnv(),
       targets: () => [...this.vms.values()].map((vm) => vm.statsTarget()).filter((t): t is StatsTarget => t !== null),
       onSample: (s) => this.emit('statsSample', s),
+      onRound: () => { if (this.listenerCount('hostStats') > 0) this.emit('hostStats', this.hostSummaryNow()); },
     });
   }
 
@@ -828,6 +833,32 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   async statsMetrics(): Promise<string> {
     const latest = await this.statsLatest();
     return prometheusText(latest, [...this.vms.values()].filter((v) => v.statsTarget()).length);
+  }
+
+  /**
+   * The host now: memory and the VMs' figures are read at the call; CPU busy is the stats hub's
+   * figure between its last two rounds (null only in the first interval after the core starts).
+   */
+  async hostSummary(): Promise<HostSummary> {
+    return this.hostSummaryNow();
+  }
+
+  private hostSummaryNow(): HostSummary {
+    const mem = readMeminfo();
+    if (!mem) throw new HangarError('io-error', 'cannot read the host memory figures from /proc/meminfo', 'Hangar needs a Linux host with /proc mounted');
+    // VMs with a QEMU process (running, paused and on their way up or down) commit their memory.
+    const active = [...this.vms.values()].filter((v) => isActive(v.state));
+    let committed = 0, rss = 0;
+    for (const v of active) {
+      committed += v.runningDefinition.memoryMiB * 1024 * 1024;
+      if (v.pid) rss += residentBytes(v.pid) ?? 0;
+    }
+    const cpu = this.stats.hostCpu;
+    return {
+      t: Date.now(), cpus: cpu.cpus || osCpus().length, cpuPercent: cpu.percent,
+      memTotalBytes: mem.totalBytes, memAvailableBytes: mem.availableBytes,
+      committedBytes: committed, guestRssBytes: rss, runningVms: active.length, definedVms: this.vms.size,
+    };
   }
 
   async daemonStatus(): Promise<DaemonStatus> {

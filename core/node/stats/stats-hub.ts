@@ -3,6 +3,7 @@
 // whether or not anyone watches; a VM that stops is no longer sampled (its history stays until
 // the VM is deleted, so a restart continues the same graphs).
 import type { StatsHistory, StatsSample } from '../../common/stats.ts';
+import { HostCpuMeter } from './host-stats.ts';
 import { SeriesRing, WindowAverage } from './series-ring.ts';
 import { sampleSeries, VmSampler } from './vm-sampler.ts';
 import type { StatsTarget } from './vm-sampler.ts';
@@ -42,6 +43,8 @@ export interface StatsHubOptions {
   /** The running VMs right now. */
   targets: () => StatsTarget[];
   onSample?: (s: StatsSample) => void;
+  /** After each round (with or without running VMs): the host's CPU figure is fresh (hostCpu). */
+  onRound?: () => void;
   now?: () => number;
 }
 
@@ -51,6 +54,8 @@ export class StatsHub {
   private readonly histories = new Map<string, VmHistory>();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
+  /** Host CPU busy between the last two rounds: one /proc/stat read per round, so a cold hostSummary has a figure. */
+  readonly hostCpu = new HostCpuMeter();
 
   constructor(private readonly opts: StatsHubOptions) {
     this.intervalMs = opts.intervalMs ?? DEFAULT_STATS_INTERVAL_MS;
@@ -72,6 +77,7 @@ export class StatsHub {
     if (this.ticking) return;
     this.ticking = true;
     try {
+      this.hostCpu.read();
       const targets = this.opts.targets();
       const live = new Set(targets.map((t) => t.id));
       // Stopped VMs: no more sampling; a new QEMU (new pid) starts its rates afresh.
@@ -87,6 +93,7 @@ export class StatsHub {
         this.record(s);
         this.opts.onSample?.(s);
       }));
+      this.opts.onRound?.();
     } finally {
       this.ticking = false;
     }
