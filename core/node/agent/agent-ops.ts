@@ -21,23 +21,28 @@ async function optional<T>(s: AgentSession, execute: string): Promise<T | undefi
 /** The agent's version, the guest's OS, hostname and interfaces; `available: false` with the reason when there is no answer. */
 export async function readAgentInfo(socketPath: string, syncTimeoutMs?: number): Promise<AgentInfo> {
   try {
-    return await withAgent(socketPath, async (s) => {
-      const info: AgentInfo = { available: true, interfaces: [] };
-      const gi = await s.command<{ version?: string }>('guest-info');
-      if (gi?.version) info.version = gi.version;
-      const os = parseOsInfo(await optional(s, 'guest-get-osinfo'));
-      if (os) info.os = os;
-      const host = await optional<{ 'host-name'?: string }>(s, 'guest-get-host-name');
-      if (host?.['host-name']) info.hostname = host['host-name'];
-      info.interfaces = parseInterfaces(await optional(s, 'guest-network-get-interfaces'));
-      return info;
-    }, syncTimeoutMs);
+    return await queryAgentInfo(socketPath, syncTimeoutMs);
   } catch (e) {
     const err = e as HangarError;
     const out: AgentInfo = { available: false, interfaces: [], reason: err.message };
     if (err.hint) out.fix = err.hint;
     return out;
   }
+}
+
+/** As readAgentInfo, but a failure throws (background: see withAgent; 'busy' when it gave way). */
+export function queryAgentInfo(socketPath: string, syncTimeoutMs?: number, opts: { background?: boolean } = {}): Promise<AgentInfo> {
+  return withAgent(socketPath, async (s) => {
+    const info: AgentInfo = { available: true, interfaces: [] };
+    const gi = await s.command<{ version?: string }>('guest-info');
+    if (gi?.version) info.version = gi.version;
+    const os = parseOsInfo(await optional(s, 'guest-get-osinfo'));
+    if (os) info.os = os;
+    const host = await optional<{ 'host-name'?: string }>(s, 'guest-get-host-name');
+    if (host?.['host-name']) info.hostname = host['host-name'];
+    info.interfaces = parseInterfaces(await optional(s, 'guest-network-get-interfaces'));
+    return info;
+  }, syncTimeoutMs, opts);
 }
 
 /** guest-ping: resolves when the agent answers, throws 'timeout' when it does not. */

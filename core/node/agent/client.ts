@@ -33,14 +33,17 @@ export class AgentSession {
   }
 
   /** Connects and synchronises (guest-sync-delimited); a silent guest is a 'timeout' error after syncTimeoutMs. */
-  static async open(socketPath: string, syncTimeoutMs = AGENT_SYNC_TIMEOUT_MS): Promise<AgentSession> {
+  static async open(socketPath: string, syncTimeoutMs = AGENT_SYNC_TIMEOUT_MS, signal?: AbortSignal): Promise<AgentSession> {
     const sock = await new Promise<Socket>((resolve, reject) => {
       const s = connect(socketPath);
       const t = setTimeout(() => { s.destroy(); reject(new HangarError('timeout', 'could not connect to the guest agent channel')); }, syncTimeoutMs);
       s.once('connect', () => { clearTimeout(t); resolve(s); });
       s.once('error', (e) => { clearTimeout(t); reject(new HangarError('invalid-state', `cannot open the guest agent channel: ${e.message}`)); });
+      signal?.addEventListener('abort', () => { clearTimeout(t); s.destroy(); reject(new HangarError('busy', 'the guest agent session gave way')); }, { once: true });
     });
     const session = new AgentSession(sock);
+    // Aborting closes the socket: whatever the session waits for fails at once ('qmp-closed').
+    signal?.addEventListener('abort', () => session.close(), { once: true });
     try {
       await session.sync(syncTimeoutMs);
     } catch (e) {
@@ -111,16 +114,36 @@ export class AgentSession {
 }
 
 const locks = new Map<string, Promise<unknown>>();
+/** A background session in progress per socket, and how to end it. */
+const backgroundRuns = new Map<string, AbortController>();
 
-/** Runs fn on a fresh, synchronised session on socketPath, one at a time per socket; closes it after. */
-export function withAgent<T>(socketPath: string, fn: (s: AgentSession) => Promise<T>, syncTimeoutMs?: number): Promise<T> {
+/**
+ * Runs fn on a fresh, synchronised session on socketPath, one at a time per socket; closes it after.
+ * background (the list's poll, agent-watch.ts): never waits behind another caller (a 'busy' error
+ * when the socket is in use) and gives way at once to any other caller (its session is closed,
+ * the poll fails with 'busy'), so polling never delays a shutdown, a freeze or an exec.
+ */
+export function withAgent<T>(socketPath: string, fn: (s: AgentSession) => Promise<T>, syncTimeoutMs?: number, opts: { background?: boolean } = {}): Promise<T> {
+  if (opts.background && locks.has(socketPath)) {
+    return Promise.reject(new HangarError('busy', 'the guest agent channel is in use'));
+  }
+  if (!opts.background) backgroundRuns.get(socketPath)?.abort();
+  const abort = opts.background ? new AbortController() : null;
+  if (abort) backgroundRuns.set(socketPath, abort);
   const prev = locks.get(socketPath) ?? Promise.resolve();
   const run = prev.catch(() => {}).then(async () => {
-    const session = await AgentSession.open(socketPath, syncTimeoutMs);
     try {
-      return await fn(session);
+      const session = await AgentSession.open(socketPath, syncTimeoutMs, abort?.signal);
+      try {
+        return await fn(session);
+      } finally {
+        session.close();
+      }
+    } catch (e) {
+      if (abort?.signal.aborted) throw new HangarError('busy', 'the guest agent session gave way to another caller');
+      throw e;
     } finally {
-      session.close();
+      if (abort && backgroundRuns.get(socketPath) === abort) backgroundRuns.delete(socketPath);
     }
   });
   const tail = run.catch(() => {});

@@ -10,7 +10,8 @@ import { sendKeys, takeScreenshot } from '../display/display-ops.ts';
 import { withDisplayDefaults } from '../../common/display.ts';
 import { AGENT_CHANNEL_NAME, agentInstallHint, withAgentChannel } from '../../common/guest-agent.ts';
 import type { AgentExecOptions, AgentExecResult, AgentInfo, ShutdownMode } from '../../common/guest-agent.ts';
-import { agentExec, pingAgent, readAgentInfo } from '../agent/agent-ops.ts';
+import { agentExec, pingAgent, queryAgentInfo, readAgentInfo } from '../agent/agent-ops.ts';
+import { AgentWatch, agentPollFromEnv } from '../agent/agent-watch.ts';
 import { videoFor, withCpuModelDefault } from '../../common/os-presets.ts';
 import type {
   AddDeviceOptions, CloneRequest, CloudInitRequest, StartOptions, CoreApi, DeviceChange, DeviceKindName, RemoveDeviceOptions, CreatePreview, CreateVmRequest, DirListing, EditOptions, HostInfo, InspectExpect, PathInspection, DaemonStatus, ImportDiskRequest, DeleteOptions, DoctorCheckInfo, ShutdownOptions, AgentInfoOptions, VmInfo, VmSummary,
@@ -65,7 +66,7 @@ import type { HostSummary, StatsHistory, StatsSample } from '../../common/stats.
 import { readMeminfo } from '../stats/host-stats.ts';
 import { residentBytes } from '../stats/proc-stats.ts';
 import { StatsHub, statsIntervalFromEnv } from '../stats/stats-hub.ts';
-import { nicUnavailableReason } from '../stats/vm-sampler.ts';
+import { diskUnavailableReason, nicUnavailableReason } from '../stats/vm-sampler.ts';
 import type { StatsTarget } from '../stats/vm-sampler.ts';
 import { prometheusText } from '../stats/prometheus.ts';
 import type { HostRoots, VmView } from './host-device-ops.ts';
@@ -116,7 +117,15 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       onSample: (s) => this.emit('statsSample', s),
       onRound: () => { if (this.listenerCount('hostStats') > 0) this.emit('hostStats', this.hostSummaryNow()); },
     });
+    this.agentWatch = new AgentWatch({
+      fastMs: agentPollFromEnv(),
+      query: (sock) => queryAgentInfo(sock, undefined, { background: true }),
+      changed: (id) => { const vm = this.vms.get(id); if (vm) this.emit('vmChanged', { id: vm.id, name: vm.name, state: vm.state }); },
+    });
   }
+
+  /** Polls running guests' agents for the list (agent-watch.ts). */
+  private readonly agentWatch: AgentWatch;
 
   /** Samples the running VMs and keeps their history (stats-hub.ts). */
   readonly stats: StatsHub;
@@ -126,6 +135,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     await sweepCloneStaging(this.store.vmsDir, await readdir(this.store.vmsDir).catch(() => [] as string[]));
     await this.refresh();
     await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
+    for (const vm of this.vms.values()) this.agentWatch.track(vm);
     this.stats.start();
   }
 
@@ -192,7 +202,10 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     const vm = new VmInstance(stored, {
       runtimeDir: this.opts.runtimeDir,
       probe: () => this.probe(),
-      onChange: (v) => this.emit('vmChanged', { id: v.id, name: v.name, state: v.state }),
+      onChange: (v) => {
+        this.agentWatch.track(v);
+        this.emit('vmChanged', { id: v.id, name: v.name, state: v.state });
+      },
       assignments: () => hostOps.hostAssignments(this.vmViews()),
       otherGuestsMiB: (self) => [...this.vms.values()].filter((v) => v !== self && isActive(v.state)).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0),
       saveDefinition: (v, def) => this.saveDefinition(v, def),
@@ -250,11 +263,17 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async list(): Promise<VmSummary[]> {
     await this.refresh();
-    return [...this.vms.values()].map((vm) => vm.summary()).sort((a, b) => byName.compare(a.name, b.name));
+    return [...this.vms.values()].map((vm) => this.withGuest(vm.summary())).sort((a, b) => byName.compare(a.name, b.name));
   }
 
   async get(ref: string): Promise<VmInfo> {
-    return (await this.findFresh(ref)).info();
+    return this.withGuest((await this.findFresh(ref)).info());
+  }
+
+  /** Adds what the background agent poll last learned (running or paused VMs with the channel). */
+  private withGuest<T extends VmSummary>(s: T): T {
+    const guest = this.agentWatch.summary(s.id);
+    return guest ? { ...s, guest } : s;
   }
 
   /** What the one validation (validate-request.ts) needs to know about the other VMs. */
@@ -546,6 +565,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
         fix: `\`hangar device add ${vm.name} channel ${AGENT_CHANNEL_NAME}\`, restart the VM, then ${hint}` };
     }
     const info = await readAgentInfo(sock, opts.timeoutMs);
+    this.agentWatch.record(vm.id, vm.pid, info);
     if (!info.available) info.fix = hint;
     return info;
   }
@@ -625,6 +645,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       vm.detach();
       this.vms.delete(vm.id);
       this.stats.forget(vm.id);
+      this.agentWatch.forget(vm.id);
       this.loadedMtime.delete(vm.id);
       this.emit('vmListChanged');
       return result;
@@ -808,11 +829,16 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async statsHistory(ref: string, rangeSeconds = 600): Promise<StatsHistory> {
     const vm = await this.findFresh(ref);
-    // NICs without counters: as the newest sample found them, else as the back end says.
-    const latestNics = this.stats.latest(vm.id)?.nics;
-    const unavailable = latestNics
-      ? latestNics.flatMap((n) => (n.available ? [] : [{ id: n.id, reason: n.reason }]))
-      : (vm.stored.definition?.nics ?? []).flatMap((n) => { const reason = nicUnavailableReason(n.network); return reason ? [{ id: n.id, reason }] : []; });
+    // Disks and NICs without counters: as the newest sample found them, else as the definition says.
+    const latest = this.stats.latest(vm.id);
+    const def = vm.stored.definition;
+    const disks = latest
+      ? (latest.disksUnavailable ?? [])
+      : (def?.disks ?? []).filter((d) => d.bus === 'vhost-user-blk').map((d) => ({ id: d.id, reason: diskUnavailableReason(d) }));
+    const nics = latest
+      ? latest.nics.flatMap((n) => (n.available ? [] : [{ id: n.id, reason: n.reason }]))
+      : (def?.nics ?? []).flatMap((n) => { const reason = nicUnavailableReason(n.network); return reason ? [{ id: n.id, reason }] : []; });
+    const unavailable = [...disks.map((d) => ({ ...d, kind: 'disk' as const })), ...nics.map((n) => ({ ...n, kind: 'nic' as const }))];
     return this.stats.history(vm.id, vm.name, rangeSeconds, unavailable);
   }
 
@@ -883,6 +909,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Lets go of every VM without stopping them: QEMU outlives the core. */
   close(): void {
     this.stats.stop();
+    this.agentWatch.close();
     for (const vm of this.vms.values()) vm.detach();
   }
 }
