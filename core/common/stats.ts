@@ -55,6 +55,8 @@ export interface StatsSample {
   memoryBytes: number;
   balloonActualBytes?: number;
   disks: DiskSample[];
+  /** Disks without I/O counters (vhost-user-blk, or any QEMU did not report), and why; absent when none. */
+  disksUnavailable?: Array<{ id: string; reason: string }>;
   nics: NicSample[];
 }
 
@@ -67,8 +69,8 @@ export interface StatsHistory {
   t: number[];
   /** Keys: cpu, vcpu, rss, balloon, disk.ID.{rdBps,wrBps,rdIops,wrIops,latMs}, nic.ID.{rxBps,txBps,rxPps,txPps}. */
   series: Record<string, Array<number | null>>;
-  /** NICs without counters, and why. */
-  unavailable: Array<{ id: string; reason: string }>;
+  /** Devices without counters, and why: NICs (kind 'nic') and disks (kind 'disk'); kind is always set by this core. */
+  unavailable: Array<{ id: string; reason: string; kind?: 'disk' | 'nic' }>;
   /** The newest sample (absent when the VM does not run). */
   latest?: StatsSample;
 }

@@ -1,13 +1,15 @@
 // Statistics without QEMU: counter rates, duration parsing, /proc stat parsing, the typed-array
 // history ring and its per-minute averages, the sampler's rates against a fake monitor and this
-// process's own /proc entries, and the Prometheus text.
+// process's own /proc entries, disks without counters, the host's /proc/stat and /proc/meminfo,
+// and the Prometheus text.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { counterRate, formatRate, parseDuration } from '../../core/common/stats.ts';
 import type { StatsSample } from '../../core/common/stats.ts';
 import { parseStatTicks } from '../../core/node/stats/proc-stats.ts';
 import { SeriesRing, WindowAverage } from '../../core/node/stats/series-ring.ts';
-import { deviceIdOfQdev, nicUnavailableReason, VmSampler } from '../../core/node/stats/vm-sampler.ts';
+import { deviceIdOfQdev, diskUnavailableReason, nicUnavailableReason, VmSampler } from '../../core/node/stats/vm-sampler.ts';
+import { cpuBusyPercent, parseMeminfo, parseProcStat, readMeminfo } from '../../core/node/stats/host-stats.ts';
 import type { StatsTarget } from '../../core/node/stats/vm-sampler.ts';
 import { StatsHub } from '../../core/node/stats/stats-hub.ts';
 import { prometheusText } from '../../core/node/stats/prometheus.ts';
@@ -187,5 +189,44 @@ describe('prometheusText', () => {
     assert.match(text, /^hangar_vm_memory_resident_bytes\{vm="we\\"b",id="id1"\} 1000$/m);
     assert.match(text, /^hangar_vms_running\{\} 1$/m);
     assert.doesNotMatch(text, /network/);
+  });
+});
+
+describe('disks without counters', () => {
+  it('lists a vhost-user-blk disk (which query-blockstats never reports) as unavailable with the reason, next to the counted disk', async () => {
+    const { target } = fakeTarget({ disks: [
+      { id: 'disk0', file: '/tmp/x.qcow2', format: 'qcow2' },
+      { id: 'disk1', file: '/tmp/y.raw', format: 'raw', bus: 'vhost-user-blk' },
+    ] });
+    const s = new VmSampler();
+    await s.sample(target, 1_000_000);
+    const second = await s.sample(target, 1_001_000);
+    assert.deepEqual(second?.disks.map((d) => d.id), ['disk0']);
+    assert.deepEqual(second?.disksUnavailable, [{ id: 'disk1', reason: 'vhost-user-blk disks are served by an external daemon (qemu-storage-daemon); QEMU keeps no I/O counters for them' }]);
+    // A VM whose disks are all counted carries no disksUnavailable at all.
+    const plain = await new VmSampler().sample(fakeTarget({ disks: [{ id: 'disk0', file: '/tmp/x.qcow2', format: 'qcow2' }] }).target, 1);
+    assert.equal(plain?.disksUnavailable, undefined);
+  });
+  it('says QEMU did not report any other disk missing from query-blockstats', () => {
+    const def = parseDefinition({ id: VM_ID, name: 'f', memoryMiB: 64, disks: [{ id: 'd9', file: '/tmp/z.qcow2', format: 'qcow2' }] });
+    assert.match(diskUnavailableReason(def.disks[0]!), /query-blockstats does not list it/);
+  });
+});
+
+describe('host figures', () => {
+  const stat1 = 'cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 50 0 50 350 50 0 0 0 0 0\ncpu1 50 0 50 350 50 0 0 0 0 0\nintr 1\n';
+  const stat2 = 'cpu  250 0 150 850 150 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0 0 0\n';
+  it('counts online CPUs and busy time without idle and iowait', () => {
+    assert.deepEqual(parseProcStat(stat1), { cpus: 2, busy: 200, total: 1000 });
+    // 200 busy of 400 more ticks: 50% of all CPUs.
+    assert.equal(cpuBusyPercent(parseProcStat(stat1)!, parseProcStat(stat2)!), 50);
+    assert.equal(cpuBusyPercent(parseProcStat(stat1)!, parseProcStat(stat1)!), null, 'no time passed: no figure');
+    assert.equal(parseProcStat('intr 1\n'), null);
+  });
+  it('reads MemTotal and MemAvailable in bytes, and this host\'s own meminfo', () => {
+    assert.deepEqual(parseMeminfo('MemTotal:       2048 kB\nMemFree:  10 kB\nMemAvailable:   1024 kB\n'), { totalBytes: 2048 * 1024, availableBytes: 1024 * 1024 });
+    assert.equal(parseMeminfo('MemFree: 1 kB\n'), null);
+    const m = readMeminfo();
+    assert.ok(m && m.totalBytes > 0 && m.availableBytes <= m.totalBytes);
   });
 });

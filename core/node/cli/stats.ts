@@ -123,6 +123,7 @@ function sampleText(s: StatsSample): string {
   for (const d of s.disks) {
     lines.push(`Disk ${d.id}: read ${formatRate(d.rdBytesPerSec)} (${d.rdOpsPerSec.toFixed(0)} IOPS), write ${formatRate(d.wrBytesPerSec)} (${d.wrOpsPerSec.toFixed(0)} IOPS), latency ${d.latencyMs.toFixed(2)} ms; ${mibText(d.rdBytes)} read, ${mibText(d.wrBytes)} written in all`);
   }
+  for (const d of s.disksUnavailable ?? []) lines.push(`Disk ${d.id}: no counters: ${d.reason}`);
   for (const n of s.nics) {
     if (!n.available) lines.push(`NIC ${n.id}: no counters: ${n.reason}`);
     else lines.push(`NIC ${n.id} (${n.device}): receive ${formatRate(n.rxBytesPerSec)} (${n.rxPacketsPerSec.toFixed(0)} packets/s), send ${formatRate(n.txBytesPerSec)} (${n.txPacketsPerSec.toFixed(0)} packets/s)`);
@@ -141,7 +142,7 @@ function historyText(h: StatsHistory, range: string): string {
     rows.push([k, f(Math.min(...xs)), f(sum(xs) / xs.length), f(Math.max(...xs))]);
   }
   if (rows.length > 1) lines.push(table(rows));
-  for (const u of h.unavailable) lines.push(`NIC ${u.id}: no counters: ${u.reason}`);
+  for (const u of h.unavailable) lines.push(`${u.kind === 'disk' ? 'Disk' : 'NIC'} ${u.id}: no counters: ${u.reason}`);
   return lines.join('\n');
 }
 

@@ -39,6 +39,13 @@ export function nicUnavailableReason(net: VmDefinition['nics'][number]['network'
   }
 }
 
+/** Why a disk has no I/O counters: vhost-user-blk disks never do; any other only when QEMU did not report it. */
+export function diskUnavailableReason(disk: VmDefinition['disks'][number]): string {
+  return disk.bus === 'vhost-user-blk'
+    ? 'vhost-user-blk disks are served by an external daemon (qemu-storage-daemon); QEMU keeps no I/O counters for them'
+    : 'QEMU reports no I/O counters for it (query-blockstats does not list it)';
+}
+
 /** qdev is the device id, or its QOM path (/machine/peripheral/ID/virtio-backend). */
 export function deviceIdOfQdev(qdev: string): string {
   return /^\/machine\/peripheral\/([^/]+)/.exec(qdev)?.[1] ?? qdev;
@@ -107,6 +114,7 @@ export class VmSampler {
         rdBytes: d.rdBytes, wrBytes: d.wrBytes, rdOps: d.rdOps, wrOps: d.wrOps,
       };
     });
+    const disksUnavailable = def.disks.filter((d) => !disksRaw.has(d.id)).map((d) => ({ id: d.id, reason: diskUnavailableReason(d) }));
     const nics: NicSample[] = def.nics.map((n): NicSample => {
       const reason = nicUnavailableReason(n.network);
       if (reason) return { id: n.id, available: false, reason };
@@ -128,7 +136,7 @@ export class VmSampler {
       cpuSeconds: ticks.total / CLOCK_TICKS, vcpuSeconds: ticks.vcpus / CLOCK_TICKS,
       rssBytes: rss, memoryBytes: def.memoryMiB * 1024 * 1024,
       ...(target.balloonActualBytes !== undefined ? { balloonActualBytes: target.balloonActualBytes } : {}),
-      disks, nics,
+      disks, ...(disksUnavailable.length ? { disksUnavailable } : {}), nics,
     };
   }
 }
