@@ -74,7 +74,7 @@ export async function benchStats(): Promise<void> {
       await sleep(3000);
       const busy = await daemonCpu(pid);
       const rss = (await h.json<{ rssBytes: number }>(['daemon', 'status'])).rssBytes;
-      const top = await h.json<unknown[]>(['top', '--once']);
+      const top = (await h.json<{ vms: unknown[] }>(['top', '--once'])).vms;
       const perVm = (busy - idle) / n;
       console.log(`stats sampling of ${n} running VM${n === 1 ? '' : 's'} at 1 s: daemon ${busy.toFixed(2)}% of one core (${idle.toFixed(2)}% sampling once a minute) -> ${perVm.toFixed(3)}% per VM (target < 0.2%); ${top.length} VMs in hangar top; daemon RSS ${(rss / 1048576).toFixed(1)} MiB`);
     }

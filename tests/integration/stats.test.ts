@@ -4,18 +4,21 @@
 // disk counters and series; traffic over the bridge's tap shows in the NIC series while the
 // user-mode NIC says why it has none; `hangar top --once --json` lists both VMs by CPU;
 // `hangar stats --history` returns the samples; live samples reach only a connection that
-// watches; /metrics answers with the token and refuses without.
+// watches; the host summary agrees with /proc/meminfo and counts the two VMs, and its hostStats
+// events reach only a watching connection; live `hangar top` (no terminal) redraws plain tables
+// with the host line until Ctrl-C; /metrics answers with the token and refuses without.
 // Needs root (the bridge and qemu-bridge-helper's ACL): fails, never skips, without it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { StatsHistory, StatsSample } from '../../core/common/stats.ts';
-import type { TopRow } from '../../core/node/cli/stats.ts';
+import type { HostSummary, StatsHistory, StatsSample } from '../../core/common/stats.ts';
+import type { TopJson } from '../../core/node/cli/stats.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { addAclLines, createBridge, requireRoot, testBridgeName } from '../helpers/bridge-host.ts';
 import type { TestBridge } from '../helpers/bridge-host.ts';
-import { HangarHarness, sleep } from '../helpers/hangar.ts';
+import { HANGAR_BIN, HangarHarness, sleep } from '../helpers/hangar.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -118,11 +121,12 @@ describe('statistics', { timeout: 900_000 }, () => {
     assert.ok(hist.series['nic.net0.txBps']!.some((v) => (v ?? 0) > 4000), 'the send series shows the pings');
     assert.ok(hist.series['nic.net0.rxBps']!.some((v) => (v ?? 0) > 4000), 'the receive series shows the replies');
     assert.equal(hist.series['nic.net1.rxBps'], undefined, 'no series for the user-mode NIC');
-    assert.deepEqual(hist.unavailable, [{ id: 'net1', reason: 'user-mode networking (slirp) keeps no counters Hangar can read' }]);
+    assert.deepEqual(hist.unavailable, [{ id: 'net1', reason: 'user-mode networking (slirp) keeps no counters Hangar can read', kind: 'nic' }]);
   });
 
   test('hangar top --once --json lists the running VMs by CPU; hangar stats --history returns the samples', async () => {
-    const rows = await h.json<TopRow[]>(['top', '--once']);
+    const { vms: rows, host } = await h.json<TopJson>(['top', '--once']);
+    assert.equal(host.runningVms, 2, JSON.stringify(host));
     assert.deepEqual(rows.map((r) => r.name).sort(), ['idle', 'st']);
     for (const r of rows) {
       assert.ok(r.rssBytes > 0 && r.vcpus === 1, JSON.stringify(r));
@@ -132,6 +136,7 @@ describe('statistics', { timeout: 900_000 }, () => {
     assert.equal(rows.find((r) => r.name === 'idle')!.netRxBytesPerSec, null, 'a VM without NICs has no network rates');
     const text = await h.ok(['top', '--once']);
     assert.match(text, /^NAME\s+CPU\s+VCPUS\s+RSS\s+MEMORY\s+DISK RD\s+DISK WR\s+NET RX\s+NET TX$/m, text);
+    assert.match(text, /^Host: CPU [\d.]+% of \d+ CPUs?, memory 288 MiB committed \/ \d+ MiB total, \d+ MiB available, guests hold \d+ MiB; 2\/2 VMs running$/m, text);
 
     const hist = await history('1m');
     assert.equal(hist.vmId, vmId);
@@ -169,6 +174,70 @@ describe('statistics', { timeout: 900_000 }, () => {
       assert.equal(got.length, n, 'an empty list stops them');
     } finally {
       c.close();
+    }
+  });
+
+  test('the host summary agrees with /proc/meminfo and counts the running VMs\' memory; hostStats reach only a watching connection', async () => {
+    process.env.HANGAR_HOME = h.home;
+    const { connectCore } = await import('../../core/node/rpc/client.ts');
+    const watched: HostSummary[] = [];
+    const unwatched: HostSummary[] = [];
+    const c = await connectCore({ autostart: false, events: { hostStats: (e) => { watched.push(e); } } });
+    const quiet = await connectCore({ autostart: false, events: { hostStats: (e) => { unwatched.push(e); } } });
+    try {
+      const hs = await c.api.hostSummary();
+      const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+      assert.equal(hs.memTotalBytes, kb('MemTotal'));
+      const avail = kb('MemAvailable');
+      assert.ok(Math.abs(hs.memAvailableBytes - avail) <= avail * 0.1, `available ${hs.memAvailableBytes} vs /proc/meminfo ${avail}`);
+      assert.equal(hs.committedBytes, (256 + 32) * 1024 * 1024, 'st (256 MiB) and the paused idle (32 MiB)');
+      assert.equal(hs.runningVms, 2);
+      assert.equal(hs.definedVms, 2);
+      assert.ok(hs.guestRssBytes > 64 * 1024 * 1024 && hs.guestRssBytes < hs.memTotalBytes, `guest RSS ${hs.guestRssBytes}`);
+      assert.ok(hs.cpus >= 1);
+      assert.ok(hs.cpuPercent !== null && hs.cpuPercent >= 0 && hs.cpuPercent <= 100, `host CPU ${hs.cpuPercent}`);
+      await sleep(2500);
+      assert.equal(watched.length, 0, 'nothing before watchStats');
+      await c.api.watchStats(['idle']);
+      await quiet.api.watchStats([]);
+      await sleep(3500);
+      assert.ok(watched.length >= 2, `about one a second: ${watched.length}`);
+      assert.ok(watched.every((e) => e.runningVms === 2 && e.memTotalBytes === hs.memTotalBytes));
+      assert.equal(unwatched.length, 0, 'never to a connection that did not watch (or watched nothing)');
+      await c.api.watchStats([]);
+      await sleep(1500);
+      const n = watched.length;
+      await sleep(2500);
+      assert.equal(watched.length, n, 'an empty list stops them');
+    } finally {
+      c.close();
+      quiet.close();
+    }
+  });
+
+  test('live hangar top without a terminal redraws plain tables with the host line until Ctrl-C, then exits 0', async () => {
+    const child = spawn(process.execPath, [HANGAR_BIN, 'top'], { env: h.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      const frames = (): string[] => out.split(/^(?=hangar top - )/m).filter((f) => f.startsWith('hangar top - '));
+      const deadline = Date.now() + 60_000;
+      // Three frames, so at least two are redraws after the first.
+      while (frames().length < 3 && Date.now() < deadline) await sleep(200);
+      const shown = frames();
+      assert.ok(shown.length >= 3, `redraws: ${shown.length}\n${out}\n${err}`);
+      for (const f of shown.slice(1)) {
+        assert.match(f, /^Host: CPU \S+ of \d+ CPUs?, memory 288 MiB committed/m, f);
+        assert.match(f, /^st\s+\d+\.\d%/m, f);
+      }
+      assert.ok(!out.includes('\x1b['), 'no escape codes without a terminal');
+      child.kill('SIGINT');
+      assert.equal(await exited, 0, err);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
 

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { randomUUID } from 'node:crypto';
-import type { CoreApi, CreateVmRequest, VmInfo, VmSummary } from '../../common/api.ts';
+import type { CoreApi, CreateVmRequest, VmInfo } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
 import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
@@ -10,6 +10,7 @@ import { portForwardsOf } from '../../common/model.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { connectCore } from '../rpc/client.ts';
 import { progressPrinter } from './progress.ts';
+import { listText } from './list.ts';
 import type { SnapshotProgress } from '../../common/snapshots.ts';
 import { passthroughConsequences } from '../../common/passthrough-consequences.ts';
 import { usbHostLabel } from '../../common/device-rows.ts';
@@ -25,7 +26,7 @@ import type { ShutdownMode } from '../../common/guest-agent.ts';
 const USAGE = `Usage: hangar COMMAND [options]
 
 VMs:
-  list [--json]                      list VMs with their state
+  list [--json]                      list VMs with their state and guest address (from the guest agent)
   show NAME [--json]                 show a VM's definition and state
   create --name NAME [options]       define a new VM (see: hangar create --help)
   edit NAME [--name N] [--memory MiB] [--vcpus N] [--accel auto|kvm|tcg] [--description T]
@@ -104,8 +105,9 @@ Guest OSes:
   os list [--search TEXT] [--json]   guest OSes known to osinfo-db (generic entries first)
   os detect ISO [--json]             identify an install ISO and show the VM defaults for it
 Performance:
-  top [--once [--json]]              running VMs sorted by CPU with memory, disk and network rates,
-                                     refreshed every second (q quits); --once prints one table
+  top [--once [--json]]              host CPU and memory, then running VMs sorted by CPU with memory,
+                                     disk and network rates, refreshed every second (q or Ctrl-C quits);
+                                     --once prints one table
   stats NAME [--json] [--history 10m]
                                      a running VM's CPU, memory, per-disk and per-NIC rates now, or
                                      min/mean/max over its history (kept an hour at 1 s, a day per minute)
@@ -218,16 +220,6 @@ function printJson(v: unknown): void {
 function mib(n?: number): string {
   if (n === undefined) return '-';
   return n >= 1024 && n % 1024 === 0 ? `${n / 1024} GiB` : `${n} MiB`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
-}
-
-function listText(vms: VmSummary[]): string {
-  if (!vms.length) return 'No VMs yet. Create one with `hangar create --name NAME ...`.';
-  return table([['NAME', 'STATE', 'VCPUS', 'MEMORY', 'NOTE'], ...vms.map((v) => [v.name, v.state, String(v.vcpus ?? '-'), mib(v.memoryMiB), v.reason ?? ''])]);
 }
 
 const firmwareLabel: Record<VmDefinition['firmware'], string> = {

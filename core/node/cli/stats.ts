@@ -1,9 +1,10 @@
-// `hangar top` (virt-top's twin: running VMs sorted by CPU, refreshed every second, q quits) and
-// `hangar stats NAME` (one VM's newest sample, or its history with --history).
+// `hangar top` (virt-top's twin: a host line, then running VMs sorted by CPU, refreshed every
+// second; q quits on a terminal, Ctrl-C anywhere; without a terminal it prints plain tables one
+// after another, like top -b) and `hangar stats NAME` (one VM's newest sample, or its history).
 import type { CoreApi } from '../../common/api.ts';
 import { HangarError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
-import type { StatsHistory, StatsSample } from '../../common/stats.ts';
+import type { HostSummary, StatsHistory, StatsSample } from '../../common/stats.ts';
 import { formatRate, parseDuration } from '../../common/stats.ts';
 import { connectCore } from '../rpc/client.ts';
 import { table } from './table.ts';
@@ -49,8 +50,22 @@ export function topRows(samples: readonly StatsSample[]): TopRow[] {
 const mibText = (b: number): string => `${Math.round(b / (1024 * 1024))} MiB`;
 const pct = (p: number): string => `${p.toFixed(1)}%`;
 
-export function topText(rows: readonly TopRow[], at: Date): string {
-  const head = `hangar top - ${at.toTimeString().slice(0, 8)}, ${rows.length} running VM${rows.length === 1 ? '' : 's'}, CPU ${pct(sum(rows.map((r) => r.cpuPercent)))} of one core`;
+/** `hangar top --once --json`: the host line's figures and the rows. */
+export interface TopJson {
+  host: HostSummary;
+  vms: TopRow[];
+}
+
+/** virt-top's second header line: host CPU (of all CPUs), memory committed to guests against the total, what is free, VMs. */
+export function hostLine(h: HostSummary): string {
+  const cpu = h.cpuPercent === null ? '-' : pct(h.cpuPercent);
+  return `Host: CPU ${cpu} of ${h.cpus} CPU${h.cpus === 1 ? '' : 's'}, memory ${mibText(h.committedBytes)} committed / ${mibText(h.memTotalBytes)} total, `
+    + `${mibText(h.memAvailableBytes)} available, guests hold ${mibText(h.guestRssBytes)}; ${h.runningVms}/${h.definedVms} VMs running`;
+}
+
+export function topText(rows: readonly TopRow[], at: Date, host?: HostSummary): string {
+  const head = `hangar top - ${at.toTimeString().slice(0, 8)}, ${rows.length} running VM${rows.length === 1 ? '' : 's'}, CPU ${pct(sum(rows.map((r) => r.cpuPercent)))} of one core`
+    + (host ? `\n${hostLine(host)}` : '');
   if (!rows.length) return `${head}\n\nNo running VMs.`;
   return `${head}\n\n${table([
     ['NAME', 'CPU', 'VCPUS', 'RSS', 'MEMORY', 'DISK RD', 'DISK WR', 'NET RX', 'NET TX'],
@@ -79,38 +94,57 @@ async function settledLatest(api: CoreApi, vm?: string): Promise<StatsSample[]> 
 
 export async function topCommand(values: Record<string, unknown>, withCore: WithCore, print: (s: string) => void): Promise<number> {
   if (values.once) {
-    const rows = topRows(await withCore((api) => settledLatest(api)));
-    print(values.json ? JSON.stringify(rows, null, 2) : topText(rows, new Date()));
+    const { rows, host } = await withCore(async (api) => ({ rows: topRows(await settledLatest(api)), host: await api.hostSummary() }));
+    const out: TopJson = { host, vms: rows };
+    print(values.json ? JSON.stringify(out, null, 2) : topText(rows, new Date(), host));
     return 0;
   }
   if (values.json) throw new HangarError('invalid-input', '--json needs --once', 'hangar top --once --json');
   const latest = new Map<string, StatsSample>();
-  const conn = await connectCore({ autostart: true, events: { statsSample: (s) => { latest.set(s.vmId, s); } } });
+  let host: HostSummary | undefined;
+  const conn = await connectCore({ autostart: true, events: { statsSample: (s) => { latest.set(s.vmId, s); }, hostStats: (h) => { host = h; } } });
   for (const s of await conn.api.statsLatest()) latest.set(s.vmId, s);
+  host = await conn.api.hostSummary();
+  // Watching every VM also brings the host figures (hostStats) each interval.
   await conn.api.watchStats(null);
   const out = process.stdout;
-  const draw = (): void => {
-    // A VM not sampled for a few seconds has stopped.
-    for (const [id, s] of latest) if (Date.now() - s.t > 3000) latest.delete(id);
-    const text = topText(topRows([...latest.values()]), new Date());
-    out.write(out.isTTY ? `\x1b[H\x1b[2J${text}\n\n(q quits)\n` : `${text}\n\n`);
-  };
+  const tty = out.isTTY === true;
   return new Promise<number>((resolve) => {
-    const timer = setInterval(draw, 1000);
-    draw();
     const stdin = process.stdin;
+    const keys = stdin.isTTY === true;
+    let done = false;
     const quit = (): void => {
+      if (done) return;
+      done = true;
       clearInterval(timer);
-      if (stdin.isTTY) stdin.setRawMode(false);
-      stdin.pause();
+      process.off('SIGINT', quit);
+      process.off('SIGTERM', quit);
+      if (keys) {
+        stdin.setRawMode(false);
+        stdin.pause();
+      }
       conn.close();
       resolve(0);
     };
-    if (stdin.isTTY) stdin.setRawMode(true);
-    // q, Q, Ctrl-C (raw mode delivers it as a byte) or the end of input.
-    stdin.on('data', (d: Buffer) => { if (d.includes(0x71) || d.includes(0x51) || d.includes(0x03)) quit(); });
-    stdin.on('end', quit);
-    process.once('SIGINT', quit);
+    const draw = (): void => {
+      // A VM not sampled for a few seconds has stopped.
+      for (const [id, s] of latest) if (Date.now() - s.t > 3000) latest.delete(id);
+      const text = topText(topRows([...latest.values()]), new Date(), host);
+      // A terminal gets the screen redrawn in place; anything else (a pipe, a log) plain tables one after another.
+      out.write(tty ? `\x1b[H\x1b[2J${text}\n\n(q quits)\n` : `${text}\n\n`);
+    };
+    const timer = setInterval(draw, 1000);
+    // `hangar top | head`: the reader went away.
+    out.on('error', quit);
+    draw();
+    if (keys) {
+      // q, Q or Ctrl-C (raw mode delivers it as a byte). Without a terminal, stdin is not ours to read (it may be closed).
+      stdin.setRawMode(true);
+      stdin.on('data', (d: Buffer) => { if (d.includes(0x71) || d.includes(0x51) || d.includes(0x03)) quit(); });
+      stdin.on('end', quit);
+    }
+    process.on('SIGINT', quit);
+    process.on('SIGTERM', quit);
   });
 }
 
