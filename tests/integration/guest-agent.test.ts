@@ -3,12 +3,15 @@
 // hostname and the user-mode NIC's address (in `hangar agent info` and `hangar show`); exec
 // returns output and exit codes; live disk-only snapshots freeze the guest's filesystems; a guest
 // whose agent stopped gives a quick timeout, not a hang; Reboot and Shut Down go through the agent,
-// and Shut Down works with the guest's ACPI handler (acpid) stopped.
+// and Shut Down works with the guest's ACPI handler (acpid) stopped. The core's background poll
+// (fast here: HANGAR_AGENT_POLL_MS) puts the agent, address, OS and hostname in list() and
+// `hangar list`, and its next poll after qemu-ga dies says agent: false with a vmChanged event.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AgentInfo } from '../../core/common/guest-agent.ts';
+import type { AgentInfo, GuestSummary } from '../../core/common/guest-agent.ts';
+import type { CoreConnection } from '../../core/node/rpc/client.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
 
@@ -34,9 +37,24 @@ async function infoWithAddress(name: string, address: string, timeoutMs = 120_00
   throw new Error(`the agent never reported ${address}: ${JSON.stringify(last)}`);
 }
 
+/** The agent poll every 500 ms until it answers, then every 3 s (6x), so the list follows quickly. */
+const POLL_MS = 500;
+
+/** list() until the VM's guest summary satisfies ok (the core polls in the background). */
+async function listedGuest(name: string, ok: (g: GuestSummary | undefined) => boolean, timeoutMs: number): Promise<GuestSummary | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let last: GuestSummary | undefined;
+  for (;;) {
+    last = (await h.json<Array<{ name: string; guest?: GuestSummary }>>(['list'])).find((v) => v.name === name)?.guest;
+    if (ok(last)) return last;
+    if (Date.now() > deadline) throw new Error(`list() never showed the expected guest summary for ${name}: ${JSON.stringify(last)}`);
+    await sleep(300);
+  }
+}
+
 before(async () => {
   guest = await ensureTestGuest();
-  h = new HangarHarness();
+  h = new HangarHarness({ env: { HANGAR_AGENT_POLL_MS: String(POLL_MS) } });
 });
 
 after(async () => {
@@ -76,6 +94,18 @@ describe('guest agent', () => {
     assert.equal((await h.json<{ agent?: AgentInfo }>(['show', 'ga'])).agent, undefined);
   });
 
+  test('list() carries what the background poll learned: agent, address, OS, hostname; hangar list shows the address', { timeout: 120_000 }, async () => {
+    // The address test above saw the lease already; the poll runs every 3 s once the agent answered.
+    const g = await listedGuest('ga', (x) => !!x?.agent && x.addresses.includes('10.0.2.15'), 30_000);
+    assert.equal(g?.os, 'Hangar Test Guest 1');
+    assert.equal(g?.hostname, 'hangar-guest');
+    assert.ok(!g?.addresses.some((a) => /^fe80:|\//i.test(a)), `no link-local addresses, no prefix lengths: ${JSON.stringify(g?.addresses)}`);
+    assert.ok(Math.abs(Date.now() - (g?.at ?? 0)) < 60_000, 'at is the poll time');
+    const text = await h.ok(['list']);
+    assert.match(text, /^NAME\s+STATE\s+VCPUS\s+MEMORY\s+ADDRESS\s+NOTE$/m, text);
+    assert.match(text, /^ga\s+running\s+1\s+256 MiB\s+10\.0\.2\.15\b/m, text);
+  });
+
   test('exec returns the output and the exit code of the guest command', { timeout: 60_000 }, async () => {
     const hi = await h.run(['agent', 'ga', 'exec', '--', 'echo', 'hi']);
     assert.equal(hi.code, 0, hi.stderr);
@@ -97,8 +127,24 @@ describe('guest agent', () => {
     assert.match(readFileSync(join(vm.dir, 'logs', 'hangar.log'), 'utf8'), /snapshot "frozen" taken \(internal; guest filesystems frozen/);
   });
 
-  test('with the agent stopped in the guest: a timeout error within seconds, not a hang', { timeout: 120_000 }, async () => {
-    await h.consoleCommand('ga', 'killall qemu-ga; sleep 1; pidof qemu-ga || echo AGENT-GONE', 4);
+  test('with the agent stopped in the guest: the next poll says so (vmChanged); a timeout error within seconds, not a hang', { timeout: 180_000 }, async () => {
+    process.env.HANGAR_HOME = h.home;
+    const { connectCore } = await import('../../core/node/rpc/client.ts');
+    const changed: string[] = [];
+    const conn: CoreConnection = await connectCore({ autostart: false, events: { vmChanged: (e) => { changed.push(e.name); } } });
+    try {
+      await listedGuest('ga', (x) => x?.agent === true, 30_000);
+      changed.length = 0;
+      await h.consoleCommand('ga', 'killall qemu-ga; sleep 1; pidof qemu-ga || echo AGENT-GONE', 4);
+      // No explicit agent call yet: only the background poll (every 3 s, 3 s sync timeout) can notice.
+      const gone = await listedGuest('ga', (x) => x?.agent === false, 30_000);
+      assert.deepEqual(gone?.addresses, []);
+      assert.ok(changed.includes('ga'), 'a vmChanged event told clients to re-fetch');
+      assert.equal((await h.json<{ state: string }>(['show', 'ga'])).state, 'running', 'the VM itself did not change state');
+      assert.match(await h.ok(['list']), /^ga\s+running\s+1\s+256 MiB\s+-$/m);
+    } finally {
+      conn.close();
+    }
     const t0 = Date.now();
     const ping = await h.run(['agent', 'ga', 'ping'], { timeoutMs: 30_000 });
     const took = Date.now() - t0;
@@ -125,6 +171,7 @@ describe('guest agent', () => {
       if (Date.now() > deadline) throw new Error(`the restarted agent does not answer: ${r.stderr}`);
       await sleep(500);
     }
+    await listedGuest('ga', (x) => x?.agent === true && x.addresses.includes('10.0.2.15'), 30_000);
   });
 
   test('Reboot goes through the agent: the guest restarts itself and QEMU keeps running', { timeout: 240_000 }, async () => {
