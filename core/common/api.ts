@@ -397,7 +397,7 @@ export interface CoreApi {
   watchStats(refs: string[] | null): Promise<void>;
   /** The running VMs' counters and gauges in Prometheus' text format. */
   statsMetrics(): Promise<string>;
-  /** Host CPU and memory, and what the running VMs commit and hold (the list page's summary, `hangar top`'s header). */
+  /** Host CPU and memory, and what the running VMs commit and hold (the list page's summary, `hangar top`'s header); cpuPercent is null only in the first stats interval after the core starts. */
   hostSummary(): Promise<HostSummary>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
