@@ -73,6 +73,7 @@ export const useConnectionStore = defineStore('connection', () => {
     createProgress: new Set(),
     snapshotProgress: new Set(),
     statsSample: new Set(),
+    hostStats: new Set(),
   };
   const connectedListeners = new Set<(info: { reconnect: boolean }) => void>();
 
@@ -128,6 +129,7 @@ export const useConnectionStore = defineStore('connection', () => {
         createProgress: (e) => emit('createProgress', e),
         snapshotProgress: (e) => emit('snapshotProgress', e),
         statsSample: (e) => emit('statsSample', e),
+        hostStats: (e) => emit('hostStats', e),
       });
     } catch (e) {
       failedAttempts.value++;

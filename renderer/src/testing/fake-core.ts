@@ -3,6 +3,7 @@
 // events, go down and come back. Console and display channels are scripted by the tests. Not bundled.
 import { createBirpc } from 'birpc';
 import type { AgentInfo } from '../../../core/common/guest-agent.ts';
+import type { HostSummary, StatsSample } from '../../../core/common/stats.ts';
 import type { CoreApi, CoreEvents, CpuModelList, CreateVmRequest, DeviceChange, DeviceKindName, DoctorCheckInfo, HostInfo, PathInspection, VmInfo, VmSummary } from '../../../core/common/api.ts';
 import { parseDefinition } from '../../../core/common/definition.ts';
 import { findDevice, pendingChanges, withDeviceAdded, withDeviceEdited, withDeviceRemoved } from '../../../core/common/device-edit.ts';
@@ -190,6 +191,14 @@ export class FakeCore implements CoreTransport {
   /** Console channels the UI opened (the test plays the core's side). */
   readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array> }[] = [];
 
+  /** What statsLatest answers. */
+  samples: StatsSample[] = [];
+  /** What hostSummary answers. */
+  hostSummary: HostSummary = {
+    t: 1000, cpus: 4, cpuPercent: 12.5, memTotalBytes: 8 * 2 ** 30, memAvailableBytes: 6 * 2 ** 30,
+    committedBytes: 2 ** 30, guestRssBytes: 2 ** 29, runningVms: 1, definedVms: 2,
+  };
+
   add(vm: VmInfo): void {
     this.vms.set(vm.name, vm);
   }
@@ -244,6 +253,9 @@ export class FakeCore implements CoreTransport {
         return next;
       };
     const impl: Partial<CoreApi> = {
+      statsLatest: async () => [...this.samples],
+      hostSummary: async () => this.hostSummary,
+      watchStats: async (refs) => { for (const r of refs ?? []) this.find(r); },
       list: async () => [...this.vms.values()].map(({ id, name, state, vcpus, memoryMiB, reason }): VmSummary => {
         const s: VmSummary = { id, name, state };
         if (vcpus !== undefined) s.vcpus = vcpus;
@@ -554,6 +566,15 @@ export class FakeCore implements CoreTransport {
     for (const s of this.sessions) void s.rpc.vmChanged.asEvent({ id: vm.id, name: vm.name, state: vm.state }).catch(() => {});
   }
 
+  /** Pushes a sample to every connection (the fake does not filter by watchStats: tests check the calls). */
+  emitStatsSample(s: StatsSample): void {
+    for (const x of this.sessions) void x.rpc.statsSample.asEvent(s).catch(() => {});
+  }
+
+  emitHostStats(h: HostSummary): void {
+    for (const x of this.sessions) void x.rpc.hostStats.asEvent(h).catch(() => {});
+  }
+
   emitCreateProgress(e: { requestId: string; step: string; fraction: number }): void {
     for (const s of this.sessions) void s.rpc.createProgress.asEvent(e).catch(() => {});
   }
@@ -586,7 +607,7 @@ export class FakeCore implements CoreTransport {
       on: (fn) => { handler = fn; },
       serialize: (v) => JSON.stringify(v),
       deserialize: (v: string) => JSON.parse(v),
-      eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress'],
+      eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats'],
       timeout: -1,
     });
     core.onMessage((m) => handler?.(m));
