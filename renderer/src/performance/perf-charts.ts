@@ -1,7 +1,7 @@
 // What the Performance tab draws, from a VM's history: one chart per quantity (CPU %, memory,
 // disk MB/s, disk IOPS, network MB/s), one line per series (per disk and per NIC), in uPlot's
 // columnar data shape, plus the newest value of each line for the screen-reader table.
-import type { StatsHistory } from '../../../core/common/stats.ts';
+import type { StatsHistory, StatsSample } from '../../../core/common/stats.ts';
 
 export interface ChartLine { key: string; label: string }
 export interface ChartSpec { id: string; title: string; unit: string; lines: ChartLine[]; scale: number }
@@ -48,3 +48,50 @@ export const perfRanges = [
   { seconds: 3600, label: '1 hour' },
   { seconds: 86_400, label: '1 day' },
 ] as const;
+
+/** A sample as history series: the keys StatsHistory documents (the core's sampleSeries in
+ * core/node/stats/vm-sampler.ts, which the renderer may not import; a unit test keeps them equal). */
+export function sampleSeries(s: StatsSample): Map<string, number> {
+  const m = new Map<string, number>([['cpu', s.cpuPercent], ['vcpu', s.vcpuPercent], ['rss', s.rssBytes]]);
+  if (s.balloonActualBytes !== undefined) m.set('balloon', s.balloonActualBytes);
+  for (const d of s.disks) {
+    m.set(`disk.${d.id}.rdBps`, d.rdBytesPerSec);
+    m.set(`disk.${d.id}.wrBps`, d.wrBytesPerSec);
+    m.set(`disk.${d.id}.rdIops`, d.rdOpsPerSec);
+    m.set(`disk.${d.id}.wrIops`, d.wrOpsPerSec);
+    m.set(`disk.${d.id}.latMs`, d.latencyMs);
+  }
+  for (const n of s.nics) {
+    if (!n.available) continue;
+    m.set(`nic.${n.id}.rxBps`, n.rxBytesPerSec);
+    m.set(`nic.${n.id}.txBps`, n.txBytesPerSec);
+    m.set(`nic.${n.id}.rxPps`, n.rxPacketsPerSec);
+    m.set(`nic.${n.id}.txPps`, n.txPacketsPerSec);
+  }
+  return m;
+}
+
+/** Ranges kept at one point per second: the tab appends the pushed samples instead of asking again. */
+export const LIVE_RANGE_MAX_SECONDS = 3600;
+
+/**
+ * Appends a pushed sample to a per-second history in place (a series new in the sample gets
+ * nulls before it, one the sample lacks gets a null) and drops points older than the range.
+ * False when the sample is another VM's or not newer than the last point.
+ */
+export function appendSample(h: StatsHistory, s: StatsSample, rangeSeconds: number): boolean {
+  if (s.vmId !== h.vmId || (h.t.length && s.t <= h.t[h.t.length - 1]!)) return false;
+  const values = sampleSeries(s);
+  for (const key of values.keys()) if (!h.series[key]) h.series[key] = h.t.map(() => null);
+  h.t.push(s.t);
+  for (const [key, arr] of Object.entries(h.series)) arr.push(values.get(key) ?? null);
+  h.latest = s;
+  let drop = 0;
+  const from = s.t - rangeSeconds * 1000;
+  while (drop < h.t.length && h.t[drop]! < from) drop++;
+  if (drop) {
+    h.t.splice(0, drop);
+    for (const arr of Object.values(h.series)) arr.splice(0, drop);
+  }
+  return true;
+}
