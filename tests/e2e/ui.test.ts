@@ -71,6 +71,9 @@ describe('VM list and details', () => {
     await createVm('e2e-a');
     await rowState('e2e-a', 'stopped');
     assert.match(await row('e2e-a').innerText(), /256 MiB/);
+    // A stopped VM has no address: "—" on screen, said as "no guest agent".
+    assert.equal(await row('e2e-a').getByRole('gridcell', { name: 'no guest agent', exact: true }).count(), 1);
+    assert.equal((await row('e2e-a').getByTestId('guest-address').locator('[aria-hidden="true"]').innerText()).trim(), '—');
     shots.push(await screenshot(page, 'vm-list'));
   });
 
