@@ -158,6 +158,38 @@ describe('stats store against the fake core', () => {
   });
 });
 
+describe('stats store: leaving and coming back', () => {
+  it('drops the figures of VMs nobody watches any more, and seeds again when the list comes back', async () => {
+    setActivePinia(createPinia());
+    const core = new FakeCore();
+    core.add(fakeVm('alpha', 'running'));
+    core.add(fakeVm('beta', 'running'));
+    core.samples = [sample('alpha', 1000, 10), sample('beta', 1000, 20)];
+    const conn = useConnectionStore();
+    const stats = useStatsStore();
+    conn.start({ transport: core, timers: new ManualTimers() });
+    await settle();
+    const list = stats.claim('all');
+    await settle();
+    assert.deepEqual([...stats.cpu.keys()].sort(), ['id-alpha', 'id-beta']);
+    const perf = stats.claim(['alpha']); // by name, as the Performance tab claims
+    list.release();
+    await settle();
+    assert.deepEqual([...stats.cpu.keys()], ['id-alpha'], 'beta is no longer watched: its series goes');
+    core.emitStatsSample(sample('beta', 2000, 21)); // late push for beta: ignored
+    core.emitStatsSample(sample('alpha', 2000, 11));
+    await settle();
+    assert.deepEqual([...stats.cpu.keys()], ['id-alpha']);
+    assert.deepEqual(stats.cpu.get('id-alpha'), [10, 11]);
+    const latestCalls = core.calls.filter((c) => c === 'statsLatest').length;
+    stats.claim('all');
+    await settle();
+    assert.equal(core.calls.filter((c) => c === 'statsLatest').length, latestCalls + 1, 'the list back: seeded again');
+    assert.deepEqual(stats.cpu.get('id-beta'), [20], 'a fresh series for beta');
+    perf.release();
+  });
+});
+
 describe('host summary', () => {
   it('is fetched once per connection for the views that show it, then follows the hostStats pushes', async () => {
     setActivePinia(createPinia());

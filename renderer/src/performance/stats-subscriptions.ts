@@ -49,6 +49,13 @@ export function sameWatchSet(a: WatchSet, b: WatchSet): boolean {
   return a.length === b.length && a.every((r, i) => r === b[i]);
 }
 
+/** Whether every VM `inner` asks for is in `outer` too (null = every VM). */
+export function coveredBy(inner: WatchSet, outer: WatchSet): boolean {
+  if (outer === null) return true;
+  if (inner === null) return false;
+  return inner.every((r) => outer.includes(r));
+}
+
 /** How many CPU figures the list's sparkline keeps per VM (a minute at the core's 1 s). */
 export const CPU_SERIES_POINTS = 60;
 

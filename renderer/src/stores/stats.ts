@@ -2,7 +2,8 @@
 // running VM; the Performance tab: its VM) and this store asks the core for the union with one
 // watchStats per change (the core keeps ONE set per connection and each call replaces it), asks
 // again after a reconnect, and keeps the newest sample and a short CPU series per VM from the
-// statsSample pushes, seeded once per connection from statsLatest. Keyed by VM id (names change).
+// statsSample pushes, seeded from statsLatest when the watched VMs grow (the list: once per
+// connection). Figures of VMs nobody watches any more are dropped. Keyed by VM id (names change).
 //
 // Plain .ts (no .vue imports) so tests drive it in Node against the fake core.
 import { defineStore } from 'pinia';
@@ -10,7 +11,7 @@ import { onBeforeUnmount, shallowReactive, shallowRef, watch } from 'vue';
 import type { WatchSource } from 'vue';
 import type { HostSummary, StatsSample } from '../../../core/common/stats.ts';
 import { isActive } from '../../../core/common/state.ts';
-import { StatsClaims, appendCpu, sameWatchSet } from '../performance/stats-subscriptions.ts';
+import { StatsClaims, appendCpu, coveredBy, sameWatchSet } from '../performance/stats-subscriptions.ts';
 import type { StatsWant, WatchSet } from '../performance/stats-subscriptions.ts';
 import { useConnectionStore } from './connection.ts';
 
@@ -37,9 +38,13 @@ export const useStatsStore = defineStore('stats', () => {
   let again = false;
   /** Bumped per connection: an answer from an older connection says nothing about this one. */
   let generation = 0;
-  let seeded = false;
+  /** What the last statsLatest seeded on this connection (null = every VM; [] = nothing yet). */
+  let seededFor: WatchSet = [];
 
   function ingest(s: StatsSample): void {
+    // A push can still arrive for a VM just left (before the core has the new set).
+    const want = claims.union();
+    if (want !== null && !want.includes(s.vmId) && !want.includes(s.name)) return;
     const prev = latest.get(s.vmId);
     const next = appendCpu(cpu.get(s.vmId), prev?.t, s);
     if (!next) return;
@@ -71,19 +76,33 @@ export const useStatsStore = defineStore('stats', () => {
     }
   }
 
-  /** The newest samples once per connection, so the views show figures before the first push. */
+  /** The newest samples when the watched VMs grow (once per connection for the list), so the views show figures before the first push. */
   async function seed(): Promise<void> {
     const want = claims.union();
-    if (seeded || (want !== null && !want.length) || conn.status !== 'connected') return;
-    seeded = true;
+    if ((want !== null && !want.length) || coveredBy(want, seededFor) || conn.status !== 'connected') return;
+    const before = seededFor;
+    seededFor = want;
     const gen = generation;
     try {
       calls.statsLatest++;
       const samples = await conn.api.statsLatest();
       if (gen === generation) for (const s of samples) ingest(s);
     } catch {
-      if (gen === generation) seeded = false; // an older core without statistics, or the link dropped
+      if (gen === generation) seededFor = before; // an older core without statistics, or the link dropped
     }
+  }
+
+  /** VMs nobody watches any more get no pushes: their figures go (coming back starts a fresh series, not one across a gap). */
+  function prune(): void {
+    const want = claims.union();
+    if (want === null) return;
+    for (const [id, s] of latest) {
+      if (!want.includes(id) && !want.includes(s.name)) {
+        latest.delete(id);
+        cpu.delete(id);
+      }
+    }
+    if (!coveredBy(seededFor, want)) seededFor = want;
   }
 
   async function seedHost(): Promise<void> {
@@ -100,6 +119,7 @@ export const useStatsStore = defineStore('stats', () => {
   }
 
   function changed(): void {
+    prune();
     void sync();
     void seed();
     void seedHost();
@@ -108,7 +128,7 @@ export const useStatsStore = defineStore('stats', () => {
   conn.onConnected(() => {
     generation++;
     sent = [];
-    seeded = false;
+    seededFor = [];
     hostSeeded = false;
     again = true;
     changed();
