@@ -31,6 +31,8 @@ let shots: string[];
 /** RPC calls the page sent over its WebSockets, by method (birpc requests carry "m"). */
 const rpcSent = new Map<string, number>();
 const sent = (m: string): number => rpcSent.get(m) ?? 0;
+/** The arguments of the last watchStats the page sent (JSON). */
+let lastWatch = '';
 
 before(async () => {
   const guest = await ensureTestGuest();
@@ -38,8 +40,9 @@ before(async () => {
   ({ h, serve, page, pageErrors, shots } = session);
   page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
     if (typeof payload !== 'string' || !payload.startsWith('{')) return;
-    const m = (JSON.parse(payload) as { m?: unknown }).m;
+    const { m, a } = JSON.parse(payload) as { m?: unknown; a?: unknown };
     if (typeof m === 'string') rpcSent.set(m, sent(m) + 1);
+    if (m === 'watchStats') lastWatch = JSON.stringify(a);
   }));
   const disk = join(h.home, 'perf.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
@@ -81,7 +84,7 @@ describe('performance in the UI', { timeout: 600_000 }, () => {
     const sparkSel = `[data-testid="vm-row"][data-vm="${VM}"] [data-testid="cpu-sparkline"]`;
     await page.locator(sparkSel).waitFor({ timeout: 30_000 });
     const latestBefore = sent('statsLatest');
-    assert.ok(sent('watchStats') >= 1, 'the list asked the core to push samples');
+    assert.equal(lastWatch, '[null]', 'the list asked the core to push every running VM\'s samples');
     const n0 = await numberAttr(sparkSel, 'data-points');
     assert.ok(n0 >= 1 && n0 < 57, `a short series to start with (${n0})`);
     await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel as string)?.getAttribute('data-points')) >= (n as number), [sparkSel, n0 + 3], { timeout: 30_000 });
@@ -128,6 +131,7 @@ describe('performance in the UI', { timeout: 600_000 }, () => {
     await page.goto(`${serve.url}#/vm/${VM}/performance`);
     await page.getByRole('tab', { name: 'Performance' }).and(page.locator('[aria-selected="true"]')).waitFor();
     for (const id of ['cpu', 'memory', 'disk', 'iops']) await page.getByTestId(`perf-chart-${id}`).locator('canvas').waitFor();
+    assert.equal(lastWatch, `[["${VM}"]]`, 'the list gone, only this VM is watched');
     assert.equal(await page.getByTestId('perf-chart-net').count(), 0, 'no network chart: the only NIC has no counters');
     assert.match(await page.getByTestId('perf-unavailable').innerText(), /^Network net0: no counters: user-mode networking \(slirp\) keeps no counters Hangar can read\.$/);
     const table = page.getByTestId('perf-latest');
@@ -156,6 +160,10 @@ describe('performance in the UI', { timeout: 600_000 }, () => {
     await page.getByTestId('perf-chart-cpu').locator('canvas').waitFor();
     assert.ok(await inkOf('cpu') > 500, 'redrawn for the new range');
     assert.equal(sent('statsHistory'), historyBefore + 1, 'a new range fetches its history once');
+
+    await page.getByRole('link', { name: 'Virtual machines' }).click();
+    await page.locator(`[data-testid="vm-row"][data-vm="${VM}"] [data-testid="cpu-sparkline"]`).waitFor({ timeout: 10_000 });
+    assert.equal(lastWatch, '[null]', 'back on the list: every VM again');
     assert.deepEqual(pageErrors, []);
   });
 });
