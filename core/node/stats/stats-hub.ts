@@ -3,9 +3,10 @@
 // whether or not anyone watches; a VM that stops is no longer sampled (its history stays until
 // the VM is deleted, so a restart continues the same graphs).
 import type { StatsHistory, StatsSample } from '../../common/stats.ts';
+import { sampleSeries } from '../../common/stats.ts';
 import { HostCpuMeter } from './host-stats.ts';
 import { SeriesRing, WindowAverage } from './series-ring.ts';
-import { sampleSeries, VmSampler } from './vm-sampler.ts';
+import { VmSampler } from './vm-sampler.ts';
 import type { StatsTarget } from './vm-sampler.ts';
 
 export const DEFAULT_STATS_INTERVAL_MS = 1000;

@@ -140,24 +140,3 @@ export class VmSampler {
     };
   }
 }
-
-/** A sample as history series (the keys StatsHistory documents). */
-export function sampleSeries(s: StatsSample): Map<string, number> {
-  const m = new Map<string, number>([['cpu', s.cpuPercent], ['vcpu', s.vcpuPercent], ['rss', s.rssBytes]]);
-  if (s.balloonActualBytes !== undefined) m.set('balloon', s.balloonActualBytes);
-  for (const d of s.disks) {
-    m.set(`disk.${d.id}.rdBps`, d.rdBytesPerSec);
-    m.set(`disk.${d.id}.wrBps`, d.wrBytesPerSec);
-    m.set(`disk.${d.id}.rdIops`, d.rdOpsPerSec);
-    m.set(`disk.${d.id}.wrIops`, d.wrOpsPerSec);
-    m.set(`disk.${d.id}.latMs`, d.latencyMs);
-  }
-  for (const n of s.nics) {
-    if (!n.available) continue;
-    m.set(`nic.${n.id}.rxBps`, n.rxBytesPerSec);
-    m.set(`nic.${n.id}.txBps`, n.txBytesPerSec);
-    m.set(`nic.${n.id}.rxPps`, n.rxPacketsPerSec);
-    m.set(`nic.${n.id}.txPps`, n.txPacketsPerSec);
-  }
-  return m;
-}

@@ -2,6 +2,7 @@
 // disk MB/s, disk IOPS, network MB/s), one line per series (per disk and per NIC), in uPlot's
 // columnar data shape, plus the newest value of each line for the screen-reader table.
 import type { StatsHistory, StatsSample } from '../../../core/common/stats.ts';
+import { sampleSeries } from '../../../core/common/stats.ts';
 
 export interface ChartLine { key: string; label: string }
 export interface ChartSpec { id: string; title: string; unit: string; lines: ChartLine[]; scale: number }
@@ -48,28 +49,6 @@ export const perfRanges = [
   { seconds: 3600, label: '1 hour' },
   { seconds: 86_400, label: '1 day' },
 ] as const;
-
-/** A sample as history series: the keys StatsHistory documents (the core's sampleSeries in
- * core/node/stats/vm-sampler.ts, which the renderer may not import; a unit test keeps them equal). */
-export function sampleSeries(s: StatsSample): Map<string, number> {
-  const m = new Map<string, number>([['cpu', s.cpuPercent], ['vcpu', s.vcpuPercent], ['rss', s.rssBytes]]);
-  if (s.balloonActualBytes !== undefined) m.set('balloon', s.balloonActualBytes);
-  for (const d of s.disks) {
-    m.set(`disk.${d.id}.rdBps`, d.rdBytesPerSec);
-    m.set(`disk.${d.id}.wrBps`, d.wrBytesPerSec);
-    m.set(`disk.${d.id}.rdIops`, d.rdOpsPerSec);
-    m.set(`disk.${d.id}.wrIops`, d.wrOpsPerSec);
-    m.set(`disk.${d.id}.latMs`, d.latencyMs);
-  }
-  for (const n of s.nics) {
-    if (!n.available) continue;
-    m.set(`nic.${n.id}.rxBps`, n.rxBytesPerSec);
-    m.set(`nic.${n.id}.txBps`, n.txBytesPerSec);
-    m.set(`nic.${n.id}.rxPps`, n.rxPacketsPerSec);
-    m.set(`nic.${n.id}.txPps`, n.txPacketsPerSec);
-  }
-  return m;
-}
 
 /** Ranges kept at one point per second: the tab appends the pushed samples instead of asking again. */
 export const LIVE_RANGE_MAX_SECONDS = 3600;
