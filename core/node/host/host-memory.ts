@@ -15,7 +15,8 @@ async function num(path: string): Promise<number | undefined> {
   return t !== undefined && /^-?\d+$/.test(t) ? Number(t) : undefined;
 }
 
-function meminfoKiB(content: string | undefined, key: string): number | undefined {
+/** A /proc/meminfo (or a node's meminfo) field in KiB; undefined when absent. */
+export function meminfoKiB(content: string | undefined, key: string): number | undefined {
   const m = content ? new RegExp(`^(?:Node \\d+ )?${key}:\\s+(\\d+) kB`, 'm').exec(content) : null;
   return m ? Number(m[1]) : undefined;
 }

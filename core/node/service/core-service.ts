@@ -207,7 +207,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
         this.emit('vmChanged', { id: v.id, name: v.name, state: v.state });
       },
       assignments: () => hostOps.hostAssignments(this.vmViews()),
-      otherGuestsMiB: (self) => [...this.vms.values()].filter((v) => v !== self && isActive(v.state)).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0),
+      otherGuestsMiB: (self) => this.guestsMiB(self),
       saveDefinition: (v, def) => this.saveDefinition(v, def),
     });
     this.vms.set(stored.id, vm);
@@ -736,8 +736,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
 
   async hostCpuMemory(): Promise<HostCpuMemory> {
     const host = await hostCpuMemory(this.hostRoots);
-    const running = [...this.vms.values()].filter((v) => isActive(v.state));
-    const vms = running.map((v) => {
+    const vms = this.activeVms().map((v) => {
       const d = v.runningDefinition;
       const b = v.info().balloon;
       return {
@@ -745,7 +744,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
         ...(b && d.balloon ? { balloon: { ...b, freePageReporting: d.balloon.freePageReporting } } : {}),
       };
     });
-    return { ...host, committed: { totalMiB: vms.reduce((a, v) => a + v.memoryMiB, 0), vms } };
+    return { ...host, committed: { totalMiB: this.guestsMiB(), vms } };
   }
 
   async cpuModels(accel?: 'kvm' | 'tcg'): Promise<CpuModelList> {
@@ -872,19 +871,25 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   private hostSummaryNow(): HostSummary {
     const mem = readMeminfo();
     if (!mem) throw new HangarError('io-error', 'cannot read the host memory figures from /proc/meminfo', 'Hangar needs a Linux host with /proc mounted');
-    // VMs with a QEMU process (running, paused and on their way up or down) commit their memory.
-    const active = [...this.vms.values()].filter((v) => isActive(v.state));
-    let committed = 0, rss = 0;
-    for (const v of active) {
-      committed += v.runningDefinition.memoryMiB * 1024 * 1024;
-      if (v.pid) rss += residentBytes(v.pid) ?? 0;
-    }
+    const active = this.activeVms();
+    // RSS as this round's samples read it; /proc only for a VM not sampled yet.
+    const rss = active.reduce((a, v) => a + (this.stats.latest(v.id)?.rssBytes ?? (v.pid ? residentBytes(v.pid) ?? 0 : 0)), 0);
     const cpu = this.stats.hostCpu;
     return {
       t: Date.now(), cpus: cpu.cpus || osCpus().length, cpuPercent: cpu.percent,
       memTotalBytes: mem.totalBytes, memAvailableBytes: mem.availableBytes,
-      committedBytes: committed, guestRssBytes: rss, runningVms: active.length, definedVms: this.vms.size,
+      committedBytes: this.guestsMiB() * 1024 * 1024, guestRssBytes: rss, runningVms: active.length, definedVms: this.vms.size,
     };
+  }
+
+  /** VMs with a QEMU process (running, paused, and on their way up or down): they commit their memory. */
+  private activeVms(): VmInstance[] {
+    return [...this.vms.values()].filter((v) => isActive(v.state));
+  }
+
+  /** Guest memory the active VMs commit (all but `except`), MiB. */
+  private guestsMiB(except?: VmInstance): number {
+    return this.activeVms().filter((v) => v !== except).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0);
   }
 
   async daemonStatus(): Promise<DaemonStatus> {

@@ -1,6 +1,7 @@
 // The host's side of the statistics: CPU busy from /proc/stat (two readings apart) and memory
 // from /proc/meminfo. Small synchronous reads, as in proc-stats.ts.
 import { readFileSync } from 'node:fs';
+import { meminfoKiB } from '../host/host-memory.ts';
 
 export interface CpuTimes {
   /** Online CPUs (the cpuN lines). */
@@ -33,8 +34,8 @@ export function cpuBusyPercent(prev: CpuTimes, cur: CpuTimes): number | null {
 /** MemTotal and MemAvailable in bytes (kB in the file); null when the file lacks them. */
 export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number } | null {
   const kb = (k: string): number | null => {
-    const m = new RegExp(`^${k}:\\s+(\\d+)\\s*kB`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : null;
+    const v = meminfoKiB(text, k);
+    return v === undefined ? null : v * 1024;
   };
   const totalBytes = kb('MemTotal');
   const availableBytes = kb('MemAvailable') ?? kb('MemFree');
