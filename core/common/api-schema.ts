@@ -150,6 +150,7 @@ export const apiArgSchemas = {
   hostSummary: none,
   daemonStatus: none,
   daemonStop: none,
+  capabilities: none,
 } satisfies Record<keyof CoreApi, z.ZodType>;
 
 /**

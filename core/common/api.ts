@@ -6,6 +6,7 @@ import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
 import type { HostSummary, StatsHistory, StatsSample } from './stats.ts';
+import type { DriverCapabilities } from './connections.ts';
 import type { AgentExecOptions, AgentExecResult, AgentInfo, GuestSummary, ShutdownMode } from './guest-agent.ts';
 
 export interface AgentInfoOptions {
@@ -399,6 +400,8 @@ export interface CoreApi {
   statsMetrics(): Promise<string>;
   /** Host CPU and memory, and what the running VMs commit and hold (the list page's summary, `hangar top`'s header); cpuPercent is null only in the first stats interval after the core starts. */
   hostSummary(): Promise<HostSummary>;
+  /** What this connection's driver can do (a libvirt connection lacks Hangar-only features); the UI disables the rest with the reason. */
+  capabilities(): Promise<DriverCapabilities>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -451,5 +454,5 @@ export const coreApiMethods = [
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics', 'hostSummary',
-  'daemonStatus', 'daemonStop',
+  'capabilities', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'io-error'
   | 'daemon-unavailable'
   | 'cancelled'
+  /** The connection's driver (e.g. libvirt) cannot do this; the message says why. */
+  | 'unsupported'
   | 'internal';
 
 export interface ErrorPayload {

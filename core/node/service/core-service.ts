@@ -1,5 +1,7 @@
 // The core service: owns every VM, implements the API contract that the CLI, the desktop app
 // and browser mode all use.
+import { connectionLabel, LOCAL_CONNECTION } from '../../common/connections.ts';
+import type { DriverCapabilities } from '../../common/connections.ts';
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -890,6 +892,11 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Guest memory the active VMs commit (all but `except`), MiB. */
   private guestsMiB(except?: VmInstance): number {
     return this.activeVms().filter((v) => v !== except).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0);
+  }
+
+  /** This core can do everything the API names; a connection layer in front of it sets the connection's name. */
+  async capabilities(): Promise<DriverCapabilities> {
+    return { driver: 'hangar', connection: LOCAL_CONNECTION, label: connectionLabel({ kind: 'local' }), unsupported: {} };
   }
 
   async daemonStatus(): Promise<DaemonStatus> {
