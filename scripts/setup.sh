@@ -41,6 +41,8 @@ declare -A test_pkgs=(
   [systemd]=/usr/bin/systemd-analyze
   # qemu-ga, copied into the test guest's initramfs (tests/guest/build.sh).
   [qemu-guest-agent]=/usr/sbin/qemu-ga
+  [libvirt-daemon-system]=/usr/sbin/libvirtd
+  [libvirt-clients]=/usr/bin/virsh
 )
 
 missing=()
