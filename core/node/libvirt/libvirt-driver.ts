@@ -1,0 +1,341 @@
+// A libvirtd's domains behind Hangar's CoreApi (virt-manager's vmmConnection, cockpit-machines'
+// libvirtApi): list, details, lifecycle, autostart and undefine through virsh, events from
+// `virsh event --loop` (polling without it). What a libvirt domain cannot do through Hangar
+// throws 'unsupported' with the reason (unsupported.ts), and capabilities() lists those reasons.
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import { coreApiMethods } from '../../common/api.ts';
+import type { CoreApi, DeleteOptions, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
+import { connectionLabel, parseConnectionUri } from '../../common/connections.ts';
+import type { DriverCapabilities } from '../../common/connections.ts';
+import { HangarError } from '../../common/errors.ts';
+import { assertCan } from '../../common/state.ts';
+import type { VmAction } from '../../common/state.ts';
+import { readDomainFacts } from './domain-facts.ts';
+import type { DomainDiskSource } from './domain-facts.ts';
+import { readDomainXml } from './domain-xml-read.ts';
+import { LIBVIRT_STATE, libvirtActive } from './states.ts';
+import type { LibvirtStatus } from './states.ts';
+import { libvirtUnsupported, unsupportedError } from './unsupported.ts';
+import { runVirsh, runVirshBatch } from './virsh.ts';
+import { parseDomstats, parseDominfo, parseNameList, parseUuidNameList, statusFromStats, summaryFromStats } from './virsh-parse.ts';
+import { DomainWatcher } from './watch.ts';
+
+export { libvirtUnsupported } from './unsupported.ts';
+
+export interface LibvirtDriverOptions {
+  /** How often to list the domains when `virsh event` is not available (default 2000 ms). */
+  pollMs?: number;
+  /** The connection's name as the user saved it (capabilities().connection); default: the URI. */
+  connectionName?: string;
+}
+
+/** The model's default (VmDefinition.shutdownTimeoutSec): libvirt keeps no such setting per domain. */
+const DEFAULT_SHUTDOWN_TIMEOUT_SEC = 60;
+const STATS = ['domstats', '--state', '--balloon', '--vcpu', '--nowait'];
+const START_TIMEOUT_MS = 180_000;
+const SAVE_TIMEOUT_MS = 600_000;
+
+/** One domain as libvirt reports it now. */
+interface DomainStatus {
+  summary: VmSummary;
+  raw: LibvirtStatus;
+  /** libvirt's id of the running QEMU ('-' when inactive): a new start gives a new id. */
+  runId: string;
+  autostart: boolean;
+  persistent: boolean;
+}
+
+export class LibvirtDriver extends EventEmitter {
+  readonly uri: string;
+  readonly connectionName: string;
+  private readonly label: string;
+  /** libvirtd on this computer: its plain files are ours to remove (qemu+ssh: only through libvirt). */
+  private readonly local: boolean;
+  private readonly watcher: DomainWatcher;
+  private closed = false;
+  /** Shutdowns asked through this driver: shown as shutting-down until the run ends; forced off at the deadline. */
+  private readonly shutdowns = new Map<string, { runId: string; timer: NodeJS.Timeout }>();
+
+  constructor(uri: string, opts: LibvirtDriverOptions = {}) {
+    super();
+    const target = parseConnectionUri(uri);
+    if (target.kind !== 'libvirt') {
+      throw new HangarError('invalid-input', `"${uri}" is not a libvirt URI`, 'use qemu:///system, qemu:///session or qemu+ssh://[user@]host/system');
+    }
+    this.uri = target.uri;
+    this.connectionName = opts.connectionName ?? this.uri;
+    this.label = connectionLabel(target);
+    this.local = target.host === undefined;
+    this.watcher = new DomainWatcher(this.uri, () => this.list(), {
+      vmChanged: (s) => this.emit('vmChanged', { id: s.id, name: s.name, state: s.state }),
+      vmListChanged: () => this.emit('vmListChanged'),
+    }, opts.pollMs ?? 2000);
+    // Watch libvirtd only while someone listens: an idle driver runs no child processes.
+    this.on('newListener', (event: string) => {
+      if ((event === 'vmChanged' || event === 'vmListChanged') && !this.closed) this.watcher.start();
+    });
+    this.on('removeListener', () => {
+      if (this.listenerCount('vmChanged') + this.listenerCount('vmListChanged') === 0) this.watcher.stop();
+    });
+  }
+
+  /** How the driver follows changes now: 'events' (virsh event), 'polling', or 'idle' (no listeners). */
+  get watchMode(): 'idle' | 'events' | 'polling' {
+    return this.watcher.mode;
+  }
+
+  /** Stops watching (kills the `virsh event` child) and the pending force-off timers. */
+  close(): void {
+    this.closed = true;
+    this.watcher.stop();
+    for (const s of this.shutdowns.values()) clearTimeout(s.timer);
+    this.shutdowns.clear();
+  }
+
+  /** The CoreApi: every method of coreApiMethods, the ones libvirt cannot do throwing 'unsupported'. */
+  api(): CoreApi {
+    const supported: Partial<CoreApi> = {
+      list: () => this.list(),
+      get: (ref) => this.get(ref),
+      start: (ref, opts) => this.start(ref, opts),
+      save: (ref) => this.simple(ref, 'save', ['managedsave'], SAVE_TIMEOUT_MS),
+      shutdown: (ref, opts) => this.shutdown(ref, opts),
+      destroy: (ref) => this.destroy(ref),
+      reboot: (ref) => this.simple(ref, 'reboot', ['reboot']),
+      reset: (ref) => this.simple(ref, 'reset', ['reset']),
+      pause: (ref) => this.simple(ref, 'pause', ['suspend']),
+      resume: (ref) => this.resume(ref),
+      setAutostart: (ref, on) => this.setAutostart(ref, on),
+      delete: (ref, opts) => this.delete(ref, opts),
+      capabilities: () => this.capabilities(),
+    };
+    const api: Record<string, unknown> = {};
+    for (const m of coreApiMethods) {
+      api[m] = supported[m] ?? (async () => { throw unsupportedError(m); });
+    }
+    return api as unknown as CoreApi;
+  }
+
+  async capabilities(): Promise<DriverCapabilities> {
+    return { driver: 'libvirt', connection: this.connectionName, label: this.label, unsupported: libvirtUnsupported };
+  }
+
+  /** All domains with their states: one virsh process however many domains there are. */
+  async list(): Promise<VmSummary[]> {
+    const [ids, saved, stats] = await runVirshBatch(this.uri, [
+      ['list', '--all', '--uuid', '--name'],
+      ['list', '--all', '--name', '--with-managed-save'],
+      STATS,
+    ]);
+    const savedNames = new Set(parseNameList(saved!));
+    const byName = parseDomstats(stats!);
+    const out: VmSummary[] = [];
+    for (const { uuid, name } of parseUuidNameList(ids!)) {
+      const st = byName.get(name);
+      if (!st) continue; // undefined between the two commands
+      out.push(this.overlay(summaryFromStats(uuid, name, st, savedNames.has(name))));
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A domain's details: its state, and its XML read into Hangar's model (what does not fit is left out). */
+  async get(ref: string): Promise<VmInfo> {
+    const [st, xml] = await Promise.all([this.status(ref), runVirsh(this.uri, ['dumpxml', '--inactive', '--domain', ref])]);
+    const info: VmInfo = { ...st.summary, dir: '' };
+    try {
+      const { definition } = readDomainXml(xml);
+      info.definition = { ...definition, autostart: st.autostart };
+    } catch (e) {
+      // Shown, not fatal: the domain still lists and runs; only its details are missing.
+      info.reason ??= `Hangar cannot read this domain's XML: ${(e as Error).message}`;
+    }
+    return info;
+  }
+
+  private async status(ref: string): Promise<DomainStatus> {
+    const [infoText, statsText] = await runVirshBatch(this.uri, [['dominfo', '--domain', ref], [...STATS, '--domain', ref]]);
+    const info = parseDominfo(infoText!);
+    const uuid = info.get('UUID');
+    const name = info.get('Name');
+    if (!uuid || !name) throw new HangarError('internal', `virsh dominfo ${ref} printed no UUID or name`, undefined, { infoText });
+    const stats = [...parseDomstats(statsText!).values()][0] ?? new Map<string, string>();
+    const managedSave = info.get('Managed save') === 'yes';
+    return {
+      summary: this.overlay(summaryFromStats(uuid.toLowerCase(), name, stats, managedSave)),
+      raw: statusFromStats(stats, managedSave),
+      runId: info.get('Id') ?? '-',
+      autostart: info.get('Autostart') === 'enable',
+      persistent: info.get('Persistent') === 'yes',
+    };
+  }
+
+  /** A shutdown asked through this driver shows as shutting-down while libvirt still says running. */
+  private overlay(s: VmSummary): VmSummary {
+    const pending = this.shutdowns.get(s.id);
+    if (!pending) return s;
+    if (s.state === 'running') return { ...s, state: 'shutting-down' };
+    if (s.state !== 'paused') this.forgetShutdown(s.id);
+    return s;
+  }
+
+  private forgetShutdown(id: string): void {
+    const s = this.shutdowns.get(id);
+    if (s) clearTimeout(s.timer);
+    this.shutdowns.delete(id);
+  }
+
+  /** Checks the state with Hangar's rules (so the error reads as it does for Hangar's own VMs), then runs one virsh command. */
+  private async simple(ref: string, action: VmAction, command: string[], timeoutMs?: number): Promise<VmInfo> {
+    const st = await this.status(ref);
+    assertCan(action, st.summary.state, st.summary.name);
+    await runVirsh(this.uri, [...command, '--domain', st.summary.id], timeoutMs !== undefined ? { timeoutMs } : {});
+    return this.get(st.summary.id);
+  }
+
+  async start(ref: string, opts: StartOptions = {}): Promise<VmInfo> {
+    const st = await this.status(ref);
+    assertCan('start', st.summary.state, st.summary.name);
+    const id = st.summary.id;
+    this.forgetShutdown(id);
+    // on_crash=preserve keeps a crashed QEMU: clear it first, as Hangar's start does after a crash.
+    if (st.raw.state === LIBVIRT_STATE.crashed) await runVirsh(this.uri, ['destroy', '--domain', id]);
+    const args = ['start', '--domain', id];
+    if (opts.discardSaved && st.summary.state === 'saved') args.push('--force-boot');
+    await runVirsh(this.uri, args, { timeoutMs: START_TIMEOUT_MS });
+    return this.get(id);
+  }
+
+  async resume(ref: string): Promise<VmInfo> {
+    const st = await this.status(ref);
+    assertCan('resume', st.summary.state, st.summary.name);
+    // A guest suspended to RAM (S3) is woken, not resumed: libvirt refuses `resume` for it.
+    const cmd = st.raw.state === LIBVIRT_STATE.pmsuspended ? 'dompmwakeup' : 'resume';
+    await runVirsh(this.uri, [cmd, '--domain', st.summary.id]);
+    return this.get(st.summary.id);
+  }
+
+  async destroy(ref: string): Promise<VmInfo> {
+    const st = await this.status(ref);
+    assertCan('destroy', st.summary.state, st.summary.name);
+    this.forgetShutdown(st.summary.id);
+    // A crash libvirt already cleaned up (shut off, reason crashed) has no QEMU left to stop.
+    if (libvirtActive(st.raw)) await runVirsh(this.uri, ['destroy', '--domain', st.summary.id]);
+    return this.get(st.summary.id);
+  }
+
+  /**
+   * ACPI (or agent, as libvirt picks) shutdown; forced off after timeoutSec (ShutdownOptions: the
+   * seconds before forcing off; default 60, the model's default, as libvirt stores none). With
+   * wait, resolves once the domain is off; without, the force-off timer runs in this process.
+   */
+  async shutdown(ref: string, opts: ShutdownOptions = {}): Promise<VmInfo> {
+    const timeoutSec = opts.timeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+    if (!(Number.isFinite(timeoutSec) && timeoutSec > 0)) {
+      throw new HangarError('invalid-input', `shutdown timeout must be a positive number of seconds, got ${timeoutSec}`);
+    }
+    const st = await this.status(ref);
+    assertCan('shutdown', st.summary.state, st.summary.name);
+    const id = st.summary.id;
+    await runVirsh(this.uri, ['shutdown', '--domain', id]);
+    this.forgetShutdown(id);
+    const forceOff = async (): Promise<void> => {
+      this.forgetShutdown(id);
+      const now = await this.status(id).catch(() => null);
+      // Only the same run (same libvirt id) still up: a domain restarted meanwhile is left alone.
+      if (now && now.runId === st.runId && libvirtActive(now.raw)) await runVirsh(this.uri, ['destroy', '--domain', id]);
+    };
+    const timer = setTimeout(() => void forceOff().catch(() => {}), timeoutSec * 1000);
+    timer.unref(); // a CLI that asked without --wait may exit; a daemon keeps the timer
+    this.shutdowns.set(id, { runId: st.runId, timer });
+    this.emit('vmChanged', { id, name: st.summary.name, state: 'shutting-down' });
+    if (!opts.wait) return this.get(id);
+    const deadline = Date.now() + timeoutSec * 1000;
+    while (Date.now() < deadline) {
+      const now = await this.status(id);
+      if (!libvirtActive(now.raw) || now.runId !== st.runId) {
+        this.forgetShutdown(id);
+        return this.get(id);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await forceOff();
+    return this.get(id);
+  }
+
+  async setAutostart(ref: string, on: boolean): Promise<VmInfo> {
+    const st = await this.status(ref);
+    if (!st.persistent) {
+      throw new HangarError('invalid-state', `cannot mark domain "${st.summary.name}" to start with libvirtd: it is transient (not defined)`,
+        `define it first: virsh -c ${this.uri} dumpxml ${st.summary.name} > ${st.summary.name}.xml && virsh -c ${this.uri} define ${st.summary.name}.xml`);
+    }
+    await runVirsh(this.uri, on ? ['autostart', '--domain', st.summary.id] : ['autostart', '--disable', '--domain', st.summary.id]);
+    return this.get(st.summary.id);
+  }
+
+  /**
+   * Undefines a stopped domain (its NVRAM, TPM state, managed save image and snapshot metadata
+   * with it). deleteDisks also removes its writable, unshared disk images; CD-ROMs, read-only and
+   * shareable disks and block devices are kept and listed.
+   */
+  async delete(ref: string, opts: DeleteOptions = {}): Promise<{ deletedFiles: string[]; keptFiles: string[] }> {
+    const st = await this.status(ref);
+    assertCan('delete', st.summary.state, st.summary.name);
+    if (libvirtActive(st.raw)) {
+      // libvirt 'crashed' with on_crash=preserve: QEMU is still there; undefine would only make it transient.
+      throw new HangarError('invalid-state', `cannot delete domain "${st.summary.name}": its crashed QEMU is still there`,
+        'force it off (destroy) first');
+    }
+    const id = st.summary.id;
+    const facts = readDomainFacts(await runVirsh(this.uri, ['dumpxml', '--inactive', '--domain', id]));
+    const args = ['undefine', '--domain', id, '--managed-save', '--snapshots-metadata', '--checkpoints-metadata'];
+    if (facts.hasNvram) args.push('--nvram');
+    if (facts.hasTpmState) args.push('--tpm');
+    await runVirsh(this.uri, args);
+    this.forgetShutdown(id);
+    const deletedFiles: string[] = [];
+    const keptFiles: string[] = [];
+    for (const d of facts.disks) {
+      const label = diskLabel(d);
+      if (!label) continue;
+      if (!opts.deleteDisks || !deletable(d)) {
+        keptFiles.push(label);
+        continue;
+      }
+      if (await this.removeDisk(d)) deletedFiles.push(label);
+      else keptFiles.push(label);
+    }
+    this.emit('vmListChanged');
+    return { deletedFiles, keptFiles };
+  }
+
+  /** A storage volume through libvirt (works remotely too); a plain file of a local URI with rm. */
+  private async removeDisk(d: DomainDiskSource): Promise<boolean> {
+    try {
+      if (d.type === 'volume' && d.pool && d.volume) await runVirsh(this.uri, ['vol-delete', '--pool', d.pool, '--vol', d.volume]);
+      else await runVirsh(this.uri, ['vol-delete', '--vol', d.file!]);
+      return true;
+    } catch {
+      // Not in any libvirt pool: only a local libvirtd's files are this computer's to remove.
+      if (d.type !== 'file' || !d.file || !this.local) return false;
+      try {
+        await rm(d.file);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+  }
+}
+
+function diskLabel(d: DomainDiskSource): string | undefined {
+  if (d.file) return d.file;
+  if (d.dev) return d.dev;
+  if (d.pool && d.volume) return `${d.pool}/${d.volume}`;
+  return undefined;
+}
+
+/** Only a writable, unshared image of the domain's own (never a CD-ROM or a host block device). */
+function deletable(d: DomainDiskSource): boolean {
+  return d.device === 'disk' && !d.readonly && !d.shareable && (d.type === 'file' || d.type === 'volume');
+}
