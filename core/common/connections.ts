@@ -16,6 +16,8 @@ export type ConnectionTarget =
     /** Environment for the remote core (e.g. HANGAR_DATA_DIR), from `?env.NAME=value`. */
     env?: Record<string, string>;
   }
+  /** Another Hangar core on this machine (another data dir), by its socket: a second core for tests and migration. */
+  | { kind: 'hangar-unix'; socket: string }
   | {
     kind: 'libvirt';
     /** The URI as virsh takes it (`virsh -c URI`). */
@@ -60,7 +62,7 @@ const USER_RE = /^[A-Za-z0-9._][A-Za-z0-9._-]*$/;
 
 function badUri(uri: string, why: string): HangarError {
   return new HangarError('invalid-input', `"${uri}" is not a connection URI: ${why}`,
-    'use local, ssh://[user@]host[:port], qemu:///system, qemu:///session or qemu+ssh://[user@]host/system');
+    'use local, ssh://[user@]host[:port], qemu:///system, qemu:///session, qemu+ssh://[user@]host/system or hangar+unix:///path/hangar.sock');
 }
 
 /** Parses what the user typed (a URI, or `local`) into a connection target; errors say how to write it. */
@@ -82,6 +84,10 @@ export function parseConnectionUri(uri: string): ConnectionTarget {
   if (port !== undefined && !(port >= 1 && port <= 65535)) throw badUri(text, `port ${hp[2]} is outside 1-65535`);
   const params = new URLSearchParams(query.slice(1));
 
+  if (scheme === 'hangar+unix') {
+    if (host || !path.endsWith('.sock') || query) throw badUri(text, 'hangar+unix:// takes the absolute path of a core socket: hangar+unix:///path/to/hangar.sock');
+    return { kind: 'hangar-unix', socket: decodeURIComponent(path) };
+  }
   if (scheme === 'ssh' || scheme === 'hangar+ssh') {
     if (!host) throw badUri(text, 'ssh:// needs a host');
     if (path !== '' && path !== '/') throw badUri(text, 'a Hangar ssh:// URI has no path');
@@ -122,6 +128,7 @@ export function parseConnectionUri(uri: string): ConnectionTarget {
 /** The words a switcher shows for a target. */
 export function connectionLabel(t: ConnectionTarget): string {
   if (t.kind === 'local') return 'Hangar on this computer';
+  if (t.kind === 'hangar-unix') return `Hangar at ${t.socket}`;
   if (t.kind === 'hangar-ssh') return `Hangar on ${t.user ? `${t.user}@` : ''}${t.host}`;
   return t.host ? `libvirt ${t.mode} on ${t.user ? `${t.user}@` : ''}${t.host}` : `libvirt ${t.mode} (this computer)`;
 }

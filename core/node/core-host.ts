@@ -4,11 +4,13 @@
 import { HangarError } from '../common/errors.ts';
 import { startDaemonCore } from './daemon.ts';
 import { daemonEndpoint, localEndpoint } from './rpc/endpoint.ts';
-import type { CoreEndpoint } from './rpc/endpoint.ts';
+import { connectionEndpoint } from './rpc/connection-endpoint.ts';
+import type { ConnectionEndpoint } from './rpc/connection-endpoint.ts';
 import { connectCore } from './rpc/client.ts';
 
 export interface CoreHost {
-  endpoint: CoreEndpoint;
+  /** Serves every connection: `local` from this machine's core, the others opened here (ssh, libvirt). */
+  endpoint: ConnectionEndpoint;
   mode: 'in-process' | 'relay';
   /** Called when a client asked the core to stop (`hangar daemon stop`), in-process mode only. */
   onStopRequested?: () => void;
@@ -21,7 +23,7 @@ export async function startCoreHost(): Promise<CoreHost> {
   try {
     const core = await startDaemonCore();
     const host: CoreHost = {
-      endpoint: localEndpoint(core.service),
+      endpoint: connectionEndpoint(localEndpoint(core.service)),
       mode: 'in-process',
       metrics: () => core.service.statsMetrics(),
       stop: async () => { core.stop(); },
@@ -34,7 +36,7 @@ export async function startCoreHost(): Promise<CoreHost> {
   } catch (e) {
     if (!(e instanceof HangarError && e.code === 'already-exists')) throw e;
   }
-  return { endpoint: daemonEndpoint(), mode: 'relay', metrics: relayedMetrics, stop: async () => {} };
+  return { endpoint: connectionEndpoint(daemonEndpoint()), mode: 'relay', metrics: relayedMetrics, stop: async () => {} };
 }
 
 /** Asks the daemon for its metrics on a short-lived connection (a scrape every 15 s or so). */

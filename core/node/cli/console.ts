@@ -1,13 +1,13 @@
 // `hangar console`: raw-terminal attach (Ctrl+] detaches), or a scripted pipe when stdin is
 // not a terminal: stdin goes to the guest, guest output is printed until stdin ends + grace.
 import { HangarError } from '../../common/errors.ts';
-import { openConsoleStream } from '../rpc/client.ts';
+import { cliStreams } from './connection.ts';
 import { stripTerminalQueries } from '../console/terminal-queries.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl+]
 
 export async function runConsole(vm: string, opts: { graceSec: number; replay: boolean }): Promise<number> {
-  const { socket, rest, vmName, replayBytes } = await openConsoleStream(vm, opts.replay);
+  const { socket, rest, vmName, replayBytes } = await (await cliStreams()).openConsole(vm, opts.replay);
   const out = process.stdout;
   // The first replayBytes are history: shown without the terminal queries they contain.
   let historyLeft = replayBytes;

@@ -6,7 +6,7 @@ import type { CoreApi, VmInfo } from '../../common/api.ts';
 import { displayCapabilities, parseKeyCombo } from '../../common/display.ts';
 import { HangarError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
-import { openDisplayStream } from '../rpc/client.ts';
+import { cliStreams } from './connection.ts';
 import { isLoopbackAddress } from '../web/web-server.ts';
 import { proxyViewer } from '../display/rfb-proxy.ts';
 import { oneTimeVncPassword } from '../display/vnc-auth.ts';
@@ -83,7 +83,7 @@ export async function displayCommand(name: string, values: Record<string, unknow
   const server = createServer((viewer) => {
     viewer.on('error', () => {});
     void proxyViewer(viewer, password, async () => {
-      const s = await openDisplayStream(info.name);
+      const s = await (await cliStreams()).openDisplay(info.name);
       return { socket: s.socket, rest: s.rest };
     }, {
       onViewer: (r) => warn(`viewer connected from ${r}`),

@@ -8,7 +8,7 @@ import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
 import { portForwardsOf } from '../../common/model.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
-import { connectCore } from '../rpc/client.ts';
+import { cliConnect, takeConnectOption } from './connection.ts';
 import { progressPrinter } from './progress.ts';
 import { listText } from './list.ts';
 import type { SnapshotProgress } from '../../common/snapshots.ts';
@@ -23,7 +23,13 @@ import type { ShutdownMode } from '../../common/guest-agent.ts';
 // Heavier modules (the daemon, zod, yaml, qemu-img) load only for the commands that need them,
 // so `hangar list` starts fast.
 
-const USAGE = `Usage: hangar COMMAND [options]
+const USAGE = `Usage: hangar [--connect NAME|URI] COMMAND [options]
+
+Connections (--connect, or HANGAR_CONNECT; default: local, this computer's Hangar core):
+  connect list [--json]              the saved connections (local is always there)
+  connect add NAME URI               save one: ssh://[user@]host[:port] (a Hangar core there, through
+                                     your ssh), qemu:///system, qemu:///session, qemu+ssh://[user@]host/system
+  connect remove NAME | test NAME    forget one (its VMs are untouched) | check that it answers
 
 VMs:
   list [--json]                      list VMs with their state and guest address (from the guest agent)
@@ -114,6 +120,7 @@ Performance:
 Host:
   doctor [--json]                    check what this host can run
   daemon status|stop|run             manage the core daemon
+  daemon stdio                       relay stdin/stdout to the core (what ssh:// connections run remotely)
 Browser mode:
   serve [--port N] [--host ADDR --allow-remote]
                                      serve the UI on http://127.0.0.1:N (default 7480; 0 = any
@@ -288,7 +295,7 @@ function networkLabel(net: NetworkDefinition): string {
 /** A snapshot operation with its progress events drawn on stderr. */
 async function withSnapshotProgress<T>(fn: (api: CoreApi) => Promise<T>, step: (e: SnapshotProgress) => string): Promise<T> {
   const progress = progressPrinter(process.stderr);
-  const conn = await connectCore({ autostart: true, events: { snapshotProgress: (e) => { if (e.step !== 'done') progress.update(step(e), e.fraction); } } });
+  const conn = await cliConnect({ autostart: true, events: { snapshotProgress: (e) => { if (e.step !== 'done') progress.update(step(e), e.fraction); } } });
   try {
     return await fn(conn.api);
   } finally {
@@ -306,7 +313,7 @@ function createWithProgress(req: CreateVmRequest): Promise<VmInfo> {
 async function withCopyProgress(call: (api: CoreApi, requestId: string) => Promise<VmInfo>): Promise<VmInfo> {
   const requestId = randomUUID();
   const progress = progressPrinter(process.stderr);
-  const conn = await connectCore({
+  const conn = await cliConnect({
     autostart: true,
     events: { createProgress: (e) => { if (e.requestId === requestId) progress.update(e.step, e.fraction); } },
   });
@@ -329,7 +336,7 @@ async function withCopyProgress(call: (api: CoreApi, requestId: string) => Promi
 }
 
 async function withCore<T>(fn: (api: CoreApi) => Promise<T>): Promise<T> {
-  const conn = await connectCore({ autostart: true });
+  const conn = await cliConnect({ autostart: true });
   try {
     return await fn(conn.api);
   } finally {
@@ -372,7 +379,7 @@ async function reconnectedInfo(ref: string): Promise<VmInfo | null> {
  * Returns the VM's info and, when the core was lost, a line saying so.
  */
 async function lifecycleCall(ref: string, verb: string, fn: (api: CoreApi) => Promise<VmInfo>): Promise<{ info: VmInfo; lostCore?: string }> {
-  const conn = await connectCore({ autostart: true });
+  const conn = await cliConnect({ autostart: true });
   try {
     return { info: await fn(conn.api) };
   } catch (e) {
@@ -391,7 +398,7 @@ async function lifecycleCall(ref: string, verb: string, fn: (api: CoreApi) => Pr
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  const [cmd, ...rest] = takeConnectOption(argv);
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     print(USAGE);
     return cmd ? 0 : 2;
@@ -639,6 +646,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'daemon':
       return daemonCommand(rest);
+    case 'connect': {
+      const [sub, ...args] = rest;
+      const { values, positionals } = parse(args, {});
+      return (await import('./connect.ts')).connectCommand(sub, positionals, values, print);
+    }
     case 'serve': {
       const { values } = parse(rest, { port: { type: 'string' }, host: { type: 'string' }, 'allow-remote': { type: 'boolean' } });
       return (await import('./serve.ts')).serveCommand(values, print);
@@ -661,7 +673,11 @@ export async function main(argv: string[]): Promise<number> {
 
 async function daemonCommand(rest: string[]): Promise<number> {
   const { values, positionals } = parse(rest, { foreground: { type: 'boolean' } });
-  const sub = one(positionals, 'status, stop or run');
+  const sub = one(positionals, 'status, stop, run or stdio');
+  if (sub === 'stdio') {
+    // What `ssh host hangar daemon stdio` runs for a remote connection: stdout is the channel.
+    return (await import('../connections/daemon-stdio.ts')).runDaemonStdio();
+  }
   if (sub === 'run') {
     const { runDaemon } = await import('../daemon.ts');
     await runDaemon({ quietIfRunning: !values.foreground });
@@ -669,7 +685,7 @@ async function daemonCommand(rest: string[]): Promise<number> {
   }
   if (sub === 'status') {
     try {
-      const conn = await connectCore({ autostart: false });
+      const conn = await cliConnect({ autostart: false });
       const s = await conn.api.daemonStatus();
       conn.close();
       if (values.json) printJson(s);
@@ -686,7 +702,7 @@ async function daemonCommand(rest: string[]): Promise<number> {
   }
   if (sub === 'stop') {
     try {
-      const conn = await connectCore({ autostart: false });
+      const conn = await cliConnect({ autostart: false });
       const { pid } = await conn.api.daemonStatus();
       await conn.api.daemonStop();
       conn.close();
@@ -702,7 +718,7 @@ async function daemonCommand(rest: string[]): Promise<number> {
     }
     return 0;
   }
-  throw new HangarError('invalid-input', `unknown daemon command "${sub}"`, 'use status, stop or run');
+  throw new HangarError('invalid-input', `unknown daemon command "${sub}"`, 'use status, stop, run or stdio');
 }
 
 export async function runCli(argv: string[]): Promise<void> {

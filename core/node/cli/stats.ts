@@ -6,7 +6,7 @@ import { HangarError } from '../../common/errors.ts';
 import { isActive } from '../../common/state.ts';
 import type { HostSummary, StatsHistory, StatsSample } from '../../common/stats.ts';
 import { formatRate, parseDuration } from '../../common/stats.ts';
-import { connectCore } from '../rpc/client.ts';
+import { cliConnect } from './connection.ts';
 import { table } from './table.ts';
 
 type WithCore = <T>(fn: (api: CoreApi) => Promise<T>) => Promise<T>;
@@ -102,7 +102,7 @@ export async function topCommand(values: Record<string, unknown>, withCore: With
   if (values.json) throw new HangarError('invalid-input', '--json needs --once', 'hangar top --once --json');
   const latest = new Map<string, StatsSample>();
   let host: HostSummary | undefined;
-  const conn = await connectCore({ autostart: true, events: { statsSample: (s) => { latest.set(s.vmId, s); }, hostStats: (h) => { host = h; } } });
+  const conn = await cliConnect({ autostart: true, events: { statsSample: (s) => { latest.set(s.vmId, s); }, hostStats: (h) => { host = h; } } });
   for (const s of await conn.api.statsLatest()) latest.set(s.vmId, s);
   host = await conn.api.hostSummary();
   // Watching every VM also brings the host figures (hostStats) each interval.

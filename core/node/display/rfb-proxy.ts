@@ -6,6 +6,7 @@
 // backpressure both ways.
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { checkVncAuthResponse } from './vnc-auth.ts';
 
 const RFB_38 = Buffer.from('RFB 003.008\n', 'latin1');
@@ -25,7 +26,7 @@ export class HandshakeReader {
   };
   private readonly onEnd = (): void => this.fail(new Error('the connection closed during the RFB handshake'));
 
-  constructor(private readonly sock: Socket) {
+  constructor(private readonly sock: Duplex) {
     sock.on('data', this.onData);
     sock.on('close', this.onEnd);
     sock.on('error', this.onEnd);
@@ -110,7 +111,7 @@ export async function authenticateViewer(sock: Socket, reader: HandshakeReader, 
 }
 
 /** The client half towards QEMU's VNC server (no authentication on the private socket). */
-export async function handshakeWithServer(sock: Socket, reader: HandshakeReader): Promise<void> {
+export async function handshakeWithServer(sock: Duplex, reader: HandshakeReader): Promise<void> {
   const version = (await reader.read(12)).toString('latin1');
   if (!/^RFB 003\.00[78]\n$/.test(version)) throw new Error(`the VM's VNC server answered ${JSON.stringify(version)}`);
   sock.write(RFB_38);
@@ -137,12 +138,12 @@ export interface ProxyEvents {
  * Serves one external viewer: authenticates it, opens a display stream for it (openServer), does
  * the handshake with QEMU, then copies bytes both ways until either side closes.
  */
-export async function proxyViewer(viewer: Socket, password: string, openServer: () => Promise<{ socket: Socket; rest: Buffer }>, events: ProxyEvents = {}): Promise<void> {
+export async function proxyViewer(viewer: Socket, password: string, openServer: () => Promise<{ socket: Duplex; rest: Buffer }>, events: ProxyEvents = {}): Promise<void> {
   const remote = `${viewer.remoteAddress}:${viewer.remotePort}`;
   viewer.setNoDelay(true);
   const timer = setTimeout(() => viewer.destroy(), HANDSHAKE_TIMEOUT_MS);
   const vr = new HandshakeReader(viewer);
-  let server: Socket | undefined;
+  let server: Duplex | undefined;
   try {
     if (!(await authenticateViewer(viewer, vr, password))) {
       events.onRefused?.(remote, 'wrong password');
@@ -150,7 +151,7 @@ export async function proxyViewer(viewer: Socket, password: string, openServer: 
     }
     const opened = await openServer();
     server = opened.socket;
-    server.setNoDelay(true);
+    (server as Partial<Socket>).setNoDelay?.(true); // a local socket; an ssh channel has no such knob
     if (opened.rest.length) server.unshift(opened.rest);
     const sr = new HandshakeReader(server);
     server.resume();

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { CoreApi, CoreEvents } from '../../common/api.ts';
 import { createCoreClient } from '../../common/core-client.ts';
@@ -19,7 +20,7 @@ export interface CoreConnection {
   close(): void;
 }
 
-function connectSocket(path: string): Promise<Socket> {
+export function connectSocket(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = createConnection({ path });
     s.once('connect', () => { s.off('error', reject); resolve(s); });
@@ -78,14 +79,17 @@ export async function openSocket(opts: { autostart?: boolean; timeoutMs?: number
   throw new HangarError('daemon-unavailable', `the Hangar core daemon did not start (${path}: ${last})`, `see ${join(runtime, 'daemon.log')}`);
 }
 
-export async function connectCore(opts: { autostart?: boolean; events?: Partial<CoreEvents> } = {}): Promise<CoreConnection> {
-  const sock = await openSocket({ autostart: opts.autostart ?? true });
+/** How to reach a core: this machine's socket (default), or a stream another transport opened (ssh). */
+export type OpenCoreStream = () => Promise<Duplex>;
+
+export async function connectCore(opts: { autostart?: boolean; events?: Partial<CoreEvents>; open?: OpenCoreStream } = {}): Promise<CoreConnection> {
+  const sock = await (opts.open ?? (() => openSocket({ autostart: opts.autostart ?? true })))();
   sock.write(JSON.stringify({ channel: 'rpc' }) + '\n');
   sock.on('error', () => {});
   const events: Partial<CoreEvents> = opts.events ?? {};
   const client = createCoreClient({
     send: (m) => { sock.write(m + '\n'); },
-    onMessage: (cb) => { onLines(sock, cb, () => sock.destroy()); },
+    onMessage: (cb) => { onLines(sock, cb, () => sock.destroy()); sock.resume(); },
     onClose: (cb) => { sock.on('close', () => cb('socket closed')); },
     close: () => { sock.end(); },
   }, {
@@ -101,8 +105,8 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
 
 /** Opens a VM's console stream: returns the socket after the daemon accepted it. */
 /** A raw RFB stream to a running VM's VNC server, through the core (one per viewer). */
-export async function openDisplayStream(vm: string): Promise<{ socket: Socket; rest: Buffer; vmName: string }> {
-  const sock = await openSocket({ autostart: true });
+export async function openDisplayStream(vm: string, open?: OpenCoreStream): Promise<{ socket: Duplex; rest: Buffer; vmName: string }> {
+  const sock = await (open ?? (() => openSocket({ autostart: true })))();
   sock.write(JSON.stringify({ channel: 'display', vm }) + '\n');
   const { line, rest } = await readFirstLine(sock, 10_000);
   const reply = JSON.parse(line) as { ok?: boolean; vm?: string; error?: ErrorPayload };
@@ -113,8 +117,8 @@ export async function openDisplayStream(vm: string): Promise<{ socket: Socket; r
   return { socket: sock, rest, vmName: reply.vm ?? vm };
 }
 
-export async function openConsoleStream(vm: string, replay: boolean): Promise<{ socket: Socket; rest: Buffer; vmName: string; replayBytes: number }> {
-  const sock = await openSocket({ autostart: true });
+export async function openConsoleStream(vm: string, replay: boolean, open?: OpenCoreStream): Promise<{ socket: Duplex; rest: Buffer; vmName: string; replayBytes: number }> {
+  const sock = await (open ?? (() => openSocket({ autostart: true })))();
   sock.write(JSON.stringify({ channel: 'console', vm, replay }) + '\n');
   const { line, rest } = await readFirstLine(sock, 10_000);
   const reply = JSON.parse(line) as { ok?: boolean; vm?: string; replayBytes?: number; error?: ErrorPayload };

@@ -2,6 +2,7 @@
 // MessagePorts, WebSockets or the unix socket) either from a CoreService in this process
 // (localEndpoint) or by relaying to the core daemon's unix socket (daemonEndpoint).
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createBirpc } from 'birpc';
 import type { CoreApi, CoreEvents } from '../../common/api.ts';
 import type { HostSummary, StatsSample } from '../../common/stats.ts';
@@ -210,7 +211,7 @@ export interface StreamOptions {
  * to one viewer: ready, output with acks (the source is paused above the window, so a stalled
  * viewer holds at most that much in this process), input, and an end with its reason.
  */
-export function serveStreamOn(link: ConsoleLink, socket: Socket, o: StreamOptions): void {
+export function serveStreamOn(link: ConsoleLink, socket: Duplex, o: StreamOptions): void {
   let ended = false;
   const end = (reason: ConsoleEndReason): void => {
     if (ended) return;

@@ -1,6 +1,6 @@
 // Newline-delimited JSON framing for the core's unix socket: a first "hello" line chooses the
 // channel (typed RPC, or a raw console byte stream), then RPC messages are one JSON per line.
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export type Hello =
   | { channel: 'rpc' }
@@ -10,7 +10,7 @@ export type Hello =
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 /** Calls onLine for each complete line; returns a function that stops listening. */
-export function onLines(sock: Socket, onLine: (line: string) => void, onOverflow: () => void): () => void {
+export function onLines(sock: Duplex, onLine: (line: string) => void, onOverflow: () => void): () => void {
   let buf = '';
   const onData = (chunk: Buffer): void => {
     buf += chunk.toString('utf8');
@@ -32,7 +32,7 @@ export function onLines(sock: Socket, onLine: (line: string) => void, onOverflow
 }
 
 /** Reads exactly one line, then hands the socket back with any bytes after it. */
-export function readFirstLine(sock: Socket, timeoutMs: number): Promise<{ line: string; rest: Buffer }> {
+export function readFirstLine(sock: Duplex, timeoutMs: number): Promise<{ line: string; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const cleanup = (): void => {
@@ -64,5 +64,7 @@ export function readFirstLine(sock: Socket, timeoutMs: number): Promise<{ line: 
     sock.on('data', onData);
     sock.on('close', onClose);
     sock.on('error', onClose);
+    // A stream paused by an earlier readFirstLine (an ssh channel's hello) flows again.
+    sock.resume();
   });
 }

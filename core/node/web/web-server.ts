@@ -15,7 +15,7 @@ import type { WebSocket } from 'ws';
 import { HangarError } from '../../common/errors.ts';
 import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH } from '../../common/transport.ts';
 import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
-import type { CoreEndpoint } from '../rpc/endpoint.ts';
+import type { ConnectionEndpoint } from '../rpc/connection-endpoint.ts';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
@@ -31,7 +31,7 @@ const MIME: Record<string, string> = {
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
 
 export interface WebServerOptions {
-  endpoint: CoreEndpoint;
+  endpoint: ConnectionEndpoint;
   /** The built renderer (dist/renderer). */
   staticDir: string;
   port?: number;
@@ -169,13 +169,15 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       // the connection with a close code (1009, 1002, ...): without a listener the event would
       // end the process.
       ws.on('error', (e: Error & { code?: string }) => logRefused(req, 'a WebSocket message on', `${e.code ?? 'error'}: ${e.message}`));
+      // ?connection=NAME: a saved connection (or URI) instead of this machine's core.
+      const connection = url.searchParams.get('connection') ?? undefined;
       if (path === WS_RPC_PATH) {
-        opts.endpoint.serveRpc(wsRpcLink(ws));
+        opts.endpoint.serveRpc(wsRpcLink(ws), connection);
       } else if (path === WS_DISPLAY_PATH) {
-        opts.endpoint.serveDisplay(wsConsoleLink(ws), url.searchParams.get('vm') ?? '');
+        opts.endpoint.serveDisplay(wsConsoleLink(ws), url.searchParams.get('vm') ?? '', connection);
       } else {
         const vm = url.searchParams.get('vm') ?? '';
-        opts.endpoint.serveConsole(wsConsoleLink(ws), vm, { replay: url.searchParams.get('replay') !== '0' });
+        opts.endpoint.serveConsole(wsConsoleLink(ws), vm, { replay: url.searchParams.get('replay') !== '0', ...(connection !== undefined ? { connection } : {}) });
       }
     });
   });
