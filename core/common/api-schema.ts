@@ -151,6 +151,9 @@ export const apiArgSchemas = {
   daemonStatus: none,
   daemonStop: none,
   capabilities: none,
+  connections: none,
+  addConnection: z.tuple([z.string().max(64), z.string().max(2048)]),
+  removeConnection: z.tuple([z.string().max(64)]),
 } satisfies Record<keyof CoreApi, z.ZodType>;
 
 /**

@@ -6,7 +6,7 @@ import type { OsPreset } from './os-presets.ts';
 import type { VmState } from './state.ts';
 import type { CreateSnapshotRequest, SnapshotInfo, SnapshotList, SnapshotProgress } from './snapshots.ts';
 import type { HostSummary, StatsHistory, StatsSample } from './stats.ts';
-import type { DriverCapabilities } from './connections.ts';
+import type { ConnectionInfo, DriverCapabilities } from './connections.ts';
 import type { AgentExecOptions, AgentExecResult, AgentInfo, GuestSummary, ShutdownMode } from './guest-agent.ts';
 
 export interface AgentInfoOptions {
@@ -402,6 +402,12 @@ export interface CoreApi {
   hostSummary(): Promise<HostSummary>;
   /** What this connection's driver can do (a libvirt connection lacks Hangar-only features); the UI disables the rest with the reason. */
   capabilities(): Promise<DriverCapabilities>;
+  /** The user's saved connections, `local` first (the connection switcher). Always answered by this computer, whatever the channel's connection. */
+  connections(): Promise<ConnectionInfo[]>;
+  /** Saves a connection (a name and a URI: ssh://, qemu:///system, ...); the new list. */
+  addConnection(name: string, uri: string): Promise<ConnectionInfo[]>;
+  /** Forgets a saved connection (its VMs are untouched); the new list. */
+  removeConnection(name: string): Promise<ConnectionInfo[]>;
   daemonStatus(): Promise<DaemonStatus>;
   daemonStop(): Promise<void>;
 }
@@ -454,5 +460,5 @@ export const coreApiMethods = [
   'delete', 'commandLine', 'screenshot', 'sendKeys', 'serialLog', 'serialLogRead', 'doctor', 'hostInfo', 'osList', 'inspectPath', 'listDir', 'previewCreate',
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics', 'hostSummary',
-  'capabilities', 'daemonStatus', 'daemonStop',
+  'capabilities', 'connections', 'addConnection', 'removeConnection', 'daemonStatus', 'daemonStop',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -33,6 +33,12 @@ export interface ConnectionEntry {
   uri: string;
 }
 
+/** A saved connection as the switcher shows it. */
+export interface ConnectionInfo extends ConnectionEntry {
+  label: string;
+  kind: ConnectionTarget['kind'];
+}
+
 /** What a connection's driver can do; UI actions outside it are shown disabled with the reason. */
 export interface DriverCapabilities {
   driver: 'hangar' | 'libvirt';

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { HangarError } from '../../common/errors.ts';
-import { checkConnectionName, LOCAL_CONNECTION, parseConnectionUri } from '../../common/connections.ts';
-import type { ConnectionEntry, ConnectionTarget } from '../../common/connections.ts';
+import { checkConnectionName, connectionLabel, LOCAL_CONNECTION, parseConnectionUri } from '../../common/connections.ts';
+import type { ConnectionEntry, ConnectionInfo, ConnectionTarget } from '../../common/connections.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { ensurePrivateDir } from '../paths.ts';
 
@@ -98,4 +98,16 @@ export function resolveConnection(ref: string, env: NodeJS.ProcessEnv = process.
 /** Every connection for a switcher: `local` first, then the saved ones. */
 export function allConnections(env: NodeJS.ProcessEnv = process.env): ConnectionEntry[] {
   return [{ name: LOCAL_CONNECTION, uri: LOCAL_CONNECTION }, ...readConnections(env)];
+}
+
+/** The list as the API gives it: each with its label and kind (an unreadable URI says so in its label). */
+export function connectionInfos(env: NodeJS.ProcessEnv = process.env): ConnectionInfo[] {
+  return allConnections(env).map((c) => {
+    try {
+      const t = parseConnectionUri(c.uri);
+      return { ...c, kind: t.kind, label: connectionLabel(t) };
+    } catch (e) {
+      return { ...c, kind: 'local' as const, label: `unusable: ${(e as Error).message}` };
+    }
+  });
 }

@@ -10,6 +10,7 @@ import { LOCAL_CONNECTION } from '../../common/connections.ts';
 import { encodeConsoleControl } from '../../common/transport.ts';
 import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
 import { connectionStreams, openConnection } from '../connections/open-connection.ts';
+import { addConnection, connectionInfos, removeConnection } from '../connections/connection-store.ts';
 import type { ConnectionStreams, HangarConnection, StreamChannel } from '../connections/open-connection.ts';
 import { serveStreamOn, toPayload } from './endpoint.ts';
 import type { CoreEndpoint } from './endpoint.ts';
@@ -42,10 +43,18 @@ function serveConnectionRpc(link: RpcLink, ref: string, openers: ConnectionOpene
   opened.catch(() => {});
   void opened.then((c) => { if (closed) c.close(); }, () => {});
   const fns = Object.create(null) as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  // The connection list is this computer's, whichever connection the window looks at.
+  const here: Partial<Record<keyof CoreApi, (...a: unknown[]) => Promise<unknown>>> = {
+    connections: async () => connectionInfos(),
+    addConnection: async (name, uri) => { await addConnection(name as string, uri as string); return connectionInfos(); },
+    removeConnection: async (name) => { await removeConnection(name as string); return connectionInfos(); },
+  };
   for (const m of coreApiMethods) {
     fns[m] = async (...args: unknown[]) => {
       try {
         const checked = checkApiArgs(m, args);
+        const local = here[m];
+        if (local) return await local(...checked);
         const conn = await opened;
         return await (conn.api[m] as (...a: unknown[]) => Promise<unknown>)(...checked);
       } catch (e) {

@@ -1,7 +1,8 @@
 // The core service: owns every VM, implements the API contract that the CLI, the desktop app
 // and browser mode all use.
 import { connectionLabel, LOCAL_CONNECTION } from '../../common/connections.ts';
-import type { DriverCapabilities } from '../../common/connections.ts';
+import type { ConnectionInfo, DriverCapabilities } from '../../common/connections.ts';
+import { addConnection, connectionInfos, removeConnection } from '../connections/connection-store.ts';
 import { EventEmitter } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -897,6 +898,20 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** This core can do everything the API names; a connection layer in front of it sets the connection's name. */
   async capabilities(): Promise<DriverCapabilities> {
     return { driver: 'hangar', connection: LOCAL_CONNECTION, label: connectionLabel({ kind: 'local' }), unsupported: {} };
+  }
+
+  async connections(): Promise<ConnectionInfo[]> {
+    return connectionInfos();
+  }
+
+  async addConnection(name: string, uri: string): Promise<ConnectionInfo[]> {
+    await addConnection(name, uri);
+    return connectionInfos();
+  }
+
+  async removeConnection(name: string): Promise<ConnectionInfo[]> {
+    await removeConnection(name);
+    return connectionInfos();
   }
 
   async daemonStatus(): Promise<DaemonStatus> {
