@@ -21,7 +21,7 @@ export async function virsh(args: string[], timeoutMs = 60_000): Promise<string>
     return (await run('virsh', ['-c', LIBVIRT_URI, ...args], { env, timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 })).stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    throw new Error(`virsh ${args.join(' ')} failed: ${(err.stderr ?? '').trim() || err.message}`);
+    throw new Error(`virsh ${args.join(' ')} failed: ${(err.stderr ?? '').trim() || err.message}`, { cause: e });
   }
 }
 
