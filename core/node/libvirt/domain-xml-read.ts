@@ -140,6 +140,11 @@ function readCpu(domain: XNode, raw: Record<string, unknown>, notCarried: string
       if (!['vcpupin', 'emulatorpin', 'iothreadpin'].includes(k) && !k.startsWith('@_')) notCarried.push(`CPU tuning ${k}: not supported`);
     }
   }
+  // Passing the host CPU through needs KVM: a TCG domain with it could not start under libvirt either.
+  if (cpu.model === 'host' && attr(domain, 'type') === 'qemu') {
+    cpu.model = 'max';
+    notCarried.push('CPU host-passthrough in a TCG (type qemu) domain: becomes max, since only KVM can pass the host CPU through');
+  }
   raw.cpu = cpu;
 }
 
