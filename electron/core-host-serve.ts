@@ -1,6 +1,8 @@
 // The core host's side of the channel broker: each message from main (process.parentPort)
-// carries one MessagePort; it becomes an RpcLink or ConsoleLink served by the core endpoint.
-import type { CoreEndpoint } from '../core/node/rpc/endpoint.ts';
+// carries one MessagePort; it becomes an RpcLink or ConsoleLink served by the core endpoint, for
+// the connection the request names (absent = this machine's core).
+import type { ConnectionEndpoint } from '../core/node/rpc/connection-endpoint.ts';
+import { MAX_CONNECTION_REF } from '../core/common/transport.ts';
 import type { MessagePortLike } from './electron-api.ts';
 import type { CoreHostMessage, CoreHostReport } from './core-supervisor.ts';
 import { consoleLinkFromPort, rpcLinkFromPort } from './port-link.ts';
@@ -10,24 +12,33 @@ export interface ParentPortLike {
   postMessage(message: CoreHostReport): void;
 }
 
+/** A message's connection: absent, or a non-empty string of at most MAX_CONNECTION_REF characters; false when malformed. */
+function connectionOf(d: Record<string, unknown>): { connection?: string } | false {
+  if (d.connection === undefined) return {};
+  if (typeof d.connection !== 'string' || d.connection.length === 0 || d.connection.length > MAX_CONNECTION_REF) return false;
+  return { connection: d.connection };
+}
+
 /** A well-formed message from main, or null. */
 export function parseHostMessage(data: unknown): CoreHostMessage | null {
   if (!data || typeof data !== 'object') return null;
   const d = data as Record<string, unknown>;
+  if (d.kind === 'stop') return { kind: 'stop' };
+  const conn = connectionOf(d);
+  if (!conn) return null;
   switch (d.kind) {
-    case 'rpc': return { kind: 'rpc' };
-    case 'stop': return { kind: 'stop' };
+    case 'rpc': return { kind: 'rpc', ...conn };
     case 'console':
       if (typeof d.vm !== 'string' || d.vm.length === 0 || d.vm.length > 200 || typeof d.replay !== 'boolean') return null;
-      return { kind: 'console', vm: d.vm, replay: d.replay };
+      return { kind: 'console', vm: d.vm, replay: d.replay, ...conn };
     case 'display':
       if (typeof d.vm !== 'string' || d.vm.length === 0 || d.vm.length > 200) return null;
-      return { kind: 'display', vm: d.vm };
+      return { kind: 'display', vm: d.vm, ...conn };
     default: return null;
   }
 }
 
-export function serveParentPort(parent: ParentPortLike, endpoint: CoreEndpoint, opts: { onStop(): void; log(m: string): void }): void {
+export function serveParentPort(parent: ParentPortLike, endpoint: ConnectionEndpoint, opts: { onStop(): void; log(m: string): void }): void {
   parent.on('message', (e) => {
     const msg = parseHostMessage(e.data);
     const ports = e.ports ?? [];
@@ -47,9 +58,9 @@ export function serveParentPort(parent: ParentPortLike, endpoint: CoreEndpoint, 
       return;
     }
     try {
-      if (msg.kind === 'rpc') endpoint.serveRpc(rpcLinkFromPort(port));
-      else if (msg.kind === 'display') endpoint.serveDisplay(consoleLinkFromPort(port), msg.vm);
-      else endpoint.serveConsole(consoleLinkFromPort(port), msg.vm, { replay: msg.replay });
+      if (msg.kind === 'rpc') endpoint.serveRpc(rpcLinkFromPort(port), msg.connection);
+      else if (msg.kind === 'display') endpoint.serveDisplay(consoleLinkFromPort(port), msg.vm, msg.connection);
+      else endpoint.serveConsole(consoleLinkFromPort(port), msg.vm, { replay: msg.replay, ...(msg.connection !== undefined ? { connection: msg.connection } : {}) });
     } catch (err) {
       opts.log(`serving a ${msg.kind} channel failed: ${String(err)}`);
       port.close();

@@ -5,7 +5,11 @@
 import type { ChannelLike, MessagePortLike, UtilityProcessLike } from './electron-api.ts';
 
 /** What a window (or main) asks for. */
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
+/** connection: a saved connection's name or a URI; absent = this machine's core. */
+export type PortRequest =
+  | { kind: 'rpc'; connection?: string }
+  | { kind: 'console'; vm: string; replay: boolean; connection?: string }
+  | { kind: 'display'; vm: string; connection?: string };
 
 /**
  * Main -> core host messages (process.parentPort in the utility process). Port requests carry
@@ -124,9 +128,10 @@ export class CoreHostSupervisor {
   open(request: PortRequest): MessagePortLike {
     const { port1, port2 } = this.deps.createChannel();
     // A clean copy: only the fields each kind has cross to the core host.
-    const message: PortRequest = request.kind === 'rpc' ? { kind: 'rpc' }
-      : request.kind === 'display' ? { kind: 'display', vm: request.vm }
-        : { kind: 'console', vm: request.vm, replay: request.replay };
+    const conn = request.connection !== undefined ? { connection: request.connection } : {};
+    const message: PortRequest = request.kind === 'rpc' ? { kind: 'rpc', ...conn }
+      : request.kind === 'display' ? { kind: 'display', vm: request.vm, ...conn }
+        : { kind: 'console', vm: request.vm, replay: request.replay, ...conn };
     if (this.stopping) {
       port1.close();
     } else if (this.child && this.alive) {

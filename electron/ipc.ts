@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { IpcMainEventLike, IpcMainLike, MessagePortLike, WebContentsLike } from './electron-api.ts';
 import type { PortRequest } from './core-supervisor.ts';
 import { isSafeExternalUrl, isTrustedSender } from './security.ts';
+import { MAX_CONNECTION_REF } from '../core/common/transport.ts';
 
 export const IPC = {
   openPort: 'hangar:open-port',
@@ -16,10 +17,13 @@ export const IPC = {
 
 const requestId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
 
+/** A saved connection's name or a URI; absent = this machine's core. */
+const connection = z.string().min(1).max(MAX_CONNECTION_REF).optional();
+
 export const openPortSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ id: requestId, kind: z.literal('rpc') }),
-  z.strictObject({ id: requestId, kind: z.literal('console'), vm: z.string().min(1).max(200), replay: z.boolean() }),
-  z.strictObject({ id: requestId, kind: z.literal('display'), vm: z.string().min(1).max(200) }),
+  z.strictObject({ id: requestId, kind: z.literal('rpc'), connection }),
+  z.strictObject({ id: requestId, kind: z.literal('console'), vm: z.string().min(1).max(200), replay: z.boolean(), connection }),
+  z.strictObject({ id: requestId, kind: z.literal('display'), vm: z.string().min(1).max(200), connection }),
 ]);
 export type OpenPortPayload = z.infer<typeof openPortSchema>;
 

@@ -4,7 +4,11 @@
 // Everything is validated here before it reaches main (which validates again).
 // Runs in the sandboxed preload: no Node APIs, no imports beyond Electron's renderer modules.
 
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
+/** connection: a saved connection's name or a URI; absent = this machine's core. */
+export type PortRequest =
+  | { kind: 'rpc'; connection?: string }
+  | { kind: 'console'; vm: string; replay: boolean; connection?: string }
+  | { kind: 'display'; vm: string; connection?: string };
 
 export interface HangarBridge {
   /**
@@ -40,26 +44,37 @@ export interface PreloadDeps {
 }
 
 const MAX_VM_LENGTH = 200;
+/** As core/common/transport.ts MAX_CONNECTION_REF (the sandboxed preload imports nothing). */
+const MAX_CONNECTION_LENGTH = 2048;
 const MAX_PENDING = 256;
 const MENU_ACTIONS: ReadonlySet<string> = new Set(['new-vm']);
+
+/** A request's connection (a saved connection's name or a URI), or undefined for this machine's core. */
+function checkConnection(value: unknown): { connection?: string } {
+  if (value === undefined) return {};
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_CONNECTION_LENGTH) {
+    throw new TypeError(`requestPort: connection must be a non-empty string of at most ${MAX_CONNECTION_LENGTH} characters`);
+  }
+  return { connection: value };
+}
 
 /** Returns a clean copy of a valid request, or throws a TypeError. */
 export function checkPortRequest(request: unknown): PortRequest {
   if (!request || typeof request !== 'object') throw new TypeError('requestPort: expected an object');
   const r = request as Record<string, unknown>;
-  if (r.kind === 'rpc') return { kind: 'rpc' };
+  if (r.kind === 'rpc') return { kind: 'rpc', ...checkConnection(r.connection) };
   if (r.kind === 'display') {
     if (typeof r.vm !== 'string' || r.vm.length === 0 || r.vm.length > MAX_VM_LENGTH) {
       throw new TypeError(`requestPort: vm must be a non-empty string of at most ${MAX_VM_LENGTH} characters`);
     }
-    return { kind: 'display', vm: r.vm };
+    return { kind: 'display', vm: r.vm, ...checkConnection(r.connection) };
   }
   if (r.kind === 'console') {
     if (typeof r.vm !== 'string' || r.vm.length === 0 || r.vm.length > MAX_VM_LENGTH) {
       throw new TypeError(`requestPort: vm must be a non-empty string of at most ${MAX_VM_LENGTH} characters`);
     }
     if (typeof r.replay !== 'boolean') throw new TypeError('requestPort: replay must be a boolean');
-    return { kind: 'console', vm: r.vm, replay: r.replay };
+    return { kind: 'console', vm: r.vm, replay: r.replay, ...checkConnection(r.connection) };
   }
   throw new TypeError('requestPort: kind must be "rpc", "console" or "display"');
 }

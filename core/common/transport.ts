@@ -98,13 +98,20 @@ export interface ConsoleLink {
 export interface CoreTransport {
   /** 'electron' or 'browser', for the About box and diagnostics. */
   readonly kind: 'electron' | 'browser';
-  openRpc(): Promise<RpcLink>;
-  openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink>;
+  /**
+   * Each channel may name the connection it is for (a saved connection's name or a URI; absent or
+   * 'local' = this machine's core): the UI host serves that connection's API, console or display.
+   */
+  openRpc(connection?: string): Promise<RpcLink>;
+  openConsole(vm: string, opts: { replay: boolean; connection?: string }): Promise<ConsoleLink>;
   /** The VM's screen: RFB bytes (see DISPLAY_HIGH_WATER for the protocol). */
-  openDisplay(vm: string): Promise<ConsoleLink>;
+  openDisplay(vm: string, connection?: string): Promise<ConsoleLink>;
 }
 
-/** Browser-mode HTTP paths (WebSocket upgrades). The token travels as ?token=. */
+/** The longest connection reference a channel request may carry (a name or a URI). */
+export const MAX_CONNECTION_REF = 2048;
+
+/** Browser-mode HTTP paths (WebSocket upgrades). The token travels as ?token=, the connection as ?connection=. */
 export const WS_RPC_PATH = '/api/rpc';
 export const WS_CONSOLE_PATH = '/api/console';
 export const WS_DISPLAY_PATH = '/api/display';

@@ -5,7 +5,7 @@ import { CoreHostSupervisor } from '../../electron/core-supervisor.ts';
 import type { SupervisorDeps } from '../../electron/core-supervisor.ts';
 import { parseHostMessage, serveParentPort } from '../../electron/core-host-serve.ts';
 import { consoleLinkFromPort, rpcLinkFromPort, toBytes } from '../../electron/port-link.ts';
-import type { CoreEndpoint } from '../../core/node/rpc/endpoint.ts';
+import type { ConnectionEndpoint } from '../../core/node/rpc/connection-endpoint.ts';
 import type { ConsoleLink, RpcLink } from '../../core/common/transport.ts';
 import type { MessagePortLike } from '../../electron/electron-api.ts';
 import { FakeChannel, FakeUtilityProcess, tick } from '../../electron/testing/fake-electron.ts';
@@ -51,6 +51,15 @@ describe('electron core host supervisor: port broker', () => {
     // Only a display request's own fields cross to the core host.
     h.s.open({ kind: 'display', vm: 'win11', extra: 1 } as never);
     assert.deepEqual(child.received[2]!.message, { kind: 'display', vm: 'win11' });
+    // A request naming a connection carries it to the core host, for every kind.
+    h.s.open({ kind: 'rpc', connection: 'lab' });
+    h.s.open({ kind: 'console', vm: 'web', replay: false, connection: 'qemu:///system' });
+    h.s.open({ kind: 'display', vm: 'web', connection: 'lab' });
+    assert.deepEqual(child.received.slice(3).map((r) => r.message), [
+      { kind: 'rpc', connection: 'lab' },
+      { kind: 'console', vm: 'web', replay: false, connection: 'qemu:///system' },
+      { kind: 'display', vm: 'web', connection: 'lab' },
+    ]);
   });
 
   it('keeps requests made while the core host starts and hands them over once it is up', () => {
@@ -169,11 +178,11 @@ describe('electron core host: serving ports from main', () => {
     deliver(data: unknown, ports: MessagePortLike[]): void { this.emit('message', { data, ports }); }
   }
   function endpoint() {
-    const calls: { kind: string; link: RpcLink | ConsoleLink; vm?: string; replay?: boolean }[] = [];
-    const ep: CoreEndpoint = {
-      serveRpc: (link) => { calls.push({ kind: 'rpc', link }); },
-      serveConsole: (link, vm, opts) => { calls.push({ kind: 'console', link, vm, replay: opts.replay }); },
-      serveDisplay: (link, vm) => { calls.push({ kind: 'display', link, vm }); },
+    const calls: { kind: string; link: RpcLink | ConsoleLink; vm?: string; replay?: boolean; connection?: string }[] = [];
+    const ep: ConnectionEndpoint = {
+      serveRpc: (link, connection) => { calls.push({ kind: 'rpc', link, ...(connection !== undefined ? { connection } : {}) }); },
+      serveConsole: (link, vm, opts) => { calls.push({ kind: 'console', link, vm, replay: opts.replay, ...(opts.connection !== undefined ? { connection: opts.connection } : {}) }); },
+      serveDisplay: (link, vm, connection) => { calls.push({ kind: 'display', link, vm, ...(connection !== undefined ? { connection } : {}) }); },
     };
     return { ep, calls };
   }
@@ -195,6 +204,28 @@ describe('electron core host: serving ports from main', () => {
     calls[0]!.link.send('{"hello":1}');
     await tick();
     assert.deepEqual(got, ['{"hello":1}']);
+  });
+
+  it('serves each channel on the connection the request names (absent = local)', () => {
+    const parent = new FakeParent();
+    const { ep, calls } = endpoint();
+    serveParentPort(parent, ep, { onStop: () => {}, log: () => {} });
+    parent.deliver({ kind: 'rpc', connection: 'lab' }, [new FakeChannel().port1]);
+    parent.deliver({ kind: 'console', vm: 'web', replay: true, connection: 'qemu:///system' }, [new FakeChannel().port1]);
+    parent.deliver({ kind: 'display', vm: 'web', connection: 'lab' }, [new FakeChannel().port1]);
+    parent.deliver({ kind: 'rpc' }, [new FakeChannel().port1]);
+    assert.deepEqual(calls.map((c) => [c.kind, c.vm, c.connection]), [
+      ['rpc', undefined, 'lab'], ['console', 'web', 'qemu:///system'], ['display', 'web', 'lab'], ['rpc', undefined, undefined],
+    ]);
+    assert.deepEqual(parseHostMessage({ kind: 'rpc', connection: 'x'.repeat(2048) }), { kind: 'rpc', connection: 'x'.repeat(2048) });
+    for (const bad of [{ kind: 'rpc', connection: 'x'.repeat(2049) }, { kind: 'rpc', connection: '' }, { kind: 'rpc', connection: 7 },
+      { kind: 'console', vm: 'a', replay: true, connection: null }, { kind: 'display', vm: 'a', connection: ['lab'] }]) {
+      assert.equal(parseHostMessage(bad), null, JSON.stringify(bad).slice(0, 80));
+    }
+    const refused = new FakeChannel();
+    parent.deliver({ kind: 'rpc', connection: 'x'.repeat(2049) }, [refused.port1]);
+    assert.equal(refused.port1.closed, true);
+    assert.equal(calls.length, 4);
   });
 
   it('closes ports of malformed requests and handles stop', () => {

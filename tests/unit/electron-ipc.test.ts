@@ -34,6 +34,19 @@ describe('electron ipc: open-port', () => {
     assert.ok(ours.posted[0]!.transfer[0] instanceof FakePort);
   });
 
+  it('passes the connection a request names to the broker', () => {
+    const { ipc, ours, opened } = setup();
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'c1', kind: 'rpc', connection: 'lab' });
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'c2', kind: 'console', vm: 'web', replay: true, connection: 'qemu:///system' });
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 'c3', kind: 'display', vm: 'web', connection: 'x'.repeat(2048) });
+    assert.deepEqual(opened, [
+      { kind: 'rpc', connection: 'lab' },
+      { kind: 'console', vm: 'web', replay: true, connection: 'qemu:///system' },
+      { kind: 'display', vm: 'web', connection: 'x'.repeat(2048) },
+    ]);
+    assert.equal(ours.posted.length, 3);
+  });
+
   it('refuses bad payloads', () => {
     const { ipc, ours, opened, logs } = setup();
     const bad: unknown[] = [
@@ -49,6 +62,9 @@ describe('electron ipc: open-port', () => {
       { id: 'x'.repeat(65), kind: 'rpc' },
       { kind: 'rpc' },
       { id: 'a', kind: 'rpc', extra: 1 },
+      { id: 'a', kind: 'rpc', connection: '' },
+      { id: 'a', kind: 'rpc', connection: 'x'.repeat(2049) },
+      { id: 'a', kind: 'console', vm: 'x', replay: true, connection: 5 },
       'rpc', null, undefined, [],
     ];
     for (const p of bad) ipc.emit(IPC.openPort, ipcEvent(ours), p);

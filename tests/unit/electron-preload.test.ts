@@ -66,12 +66,16 @@ describe('electron preload bridge', () => {
     const { bridge, sent } = setup();
     for (const bad of [{ kind: 'shell' }, { kind: 'console', vm: 'x' }, { kind: 'console', vm: '', replay: true },
       { kind: 'console', vm: 'x'.repeat(201), replay: true }, { kind: 'console', vm: 5, replay: true }, null, 'rpc',
-      { kind: 'display' }, { kind: 'display', vm: '' }, { kind: 'display', vm: 'x'.repeat(201) }]) {
+      { kind: 'display' }, { kind: 'display', vm: '' }, { kind: 'display', vm: 'x'.repeat(201) },
+      { kind: 'rpc', connection: '' }, { kind: 'rpc', connection: 'x'.repeat(2049) }, { kind: 'display', vm: 'w', connection: 1 }]) {
       assert.throws(() => bridge.requestPort(bad as never), TypeError, JSON.stringify(bad));
     }
     assert.deepEqual(sent, []);
     assert.deepEqual(checkPortRequest({ kind: 'console', vm: 'x'.repeat(200), replay: false }).kind, 'console');
     assert.deepEqual(checkPortRequest({ kind: 'display', vm: 'w', replay: true }), { kind: 'display', vm: 'w' });
+    assert.deepEqual(checkPortRequest({ kind: 'rpc', connection: 'lab', extra: 1 }), { kind: 'rpc', connection: 'lab' });
+    assert.deepEqual(checkPortRequest({ kind: 'console', vm: 'w', replay: false, connection: 'qemu:///system' }), { kind: 'console', vm: 'w', replay: false, connection: 'qemu:///system' });
+    assert.deepEqual(checkPortRequest({ kind: 'display', vm: 'w', connection: 'lab' }), { kind: 'display', vm: 'w', connection: 'lab' });
   });
 
   it('openExternal passes only http(s) URLs', () => {

@@ -92,6 +92,23 @@ describe('WebSocketTransport', () => {
     await assert.rejects(noToken.openDisplay('x'), /no access token/);
   });
 
+  it('names the connection on every channel (?connection=), and leaves it out for local', () => {
+    FakeWebSocket.all = [];
+    const t = new WebSocketTransport(loc, FakeWebSocket as unknown as typeof WebSocket);
+    void t.openRpc('qemu:///system');
+    void t.openConsole('web', { replay: true, connection: 'lab' });
+    void t.openDisplay('web', 'lab');
+    void t.openRpc('local');
+    void t.openRpc();
+    assert.deepEqual(FakeWebSocket.all.map((w) => w.url), [
+      'ws://127.0.0.1:4567/api/rpc?token=s3cr%2Bt&connection=qemu%3A%2F%2F%2Fsystem',
+      'ws://127.0.0.1:4567/api/console?token=s3cr%2Bt&vm=web&replay=1&connection=lab',
+      'ws://127.0.0.1:4567/api/display?token=s3cr%2Bt&vm=web&connection=lab',
+      'ws://127.0.0.1:4567/api/rpc?token=s3cr%2Bt',
+      'ws://127.0.0.1:4567/api/rpc?token=s3cr%2Bt',
+    ]);
+  });
+
   it('rejects readably when the socket cannot open', async () => {
     FakeWebSocket.all = [];
     const t = new WebSocketTransport({ ...loc, protocol: 'https:' }, FakeWebSocket as unknown as typeof WebSocket);
@@ -198,6 +215,23 @@ describe('ElectronTransport', () => {
     assert.deepEqual([...(fromUi[0] as Uint8Array)], [7, 8]);
     assert.deepEqual([...(msgs[0] as Uint8Array)], [1, 2, 3]);
     assert.equal(closes.length, 1);
+    bridge.closeAll();
+  });
+
+  it('asks main for ports on the named connection (none for local)', async () => {
+    const win = new FakeWindow();
+    const bridge = fakeBridge(win);
+    const t = new ElectronTransport(bridge, win);
+    await t.openRpc('lab');
+    await t.openConsole('web', { replay: false, connection: 'qemu:///system' });
+    await t.openDisplay('web', 'lab');
+    await t.openRpc('local');
+    assert.deepEqual(bridge.requests, [
+      { kind: 'rpc', connection: 'lab' },
+      { kind: 'console', vm: 'web', replay: false, connection: 'qemu:///system' },
+      { kind: 'display', vm: 'web', connection: 'lab' },
+      { kind: 'rpc' },
+    ]);
     bridge.closeAll();
   });
 

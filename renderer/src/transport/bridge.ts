@@ -1,7 +1,11 @@
 // What the Electron preload exposes as window.hangar (electron/preload-api.ts is the other side;
 // the renderer may not import electron/, so the shape is restated here).
 
-export type PortRequest = { kind: 'rpc' } | { kind: 'console'; vm: string; replay: boolean } | { kind: 'display'; vm: string };
+/** connection: a saved connection's name or a URI; absent = this machine's core. */
+export type PortRequest =
+  | { kind: 'rpc'; connection?: string }
+  | { kind: 'console'; vm: string; replay: boolean; connection?: string }
+  | { kind: 'display'; vm: string; connection?: string };
 
 export interface HangarBridge {
   requestPort(request: PortRequest): string;

@@ -21,6 +21,11 @@ function toBytes(d: unknown): Uint8Array | null {
   return null;
 }
 
+/** The request's connection field: absent for this machine's core. */
+function named(connection: string | undefined): { connection?: string } {
+  return connection && connection !== 'local' ? { connection } : {};
+}
+
 class PortLink<T extends string | Uint8Array> extends LinkBase<T> {
   /** console: a console or display channel (binary messages, an 'end' control before the close). */
   constructor(private readonly port: MessagePort, console: boolean, private readonly untrack: () => void) {
@@ -112,19 +117,19 @@ export class ElectronTransport implements CoreTransport {
     return link;
   }
 
-  async openRpc(): Promise<RpcLink> {
-    const port = await this.requestPort({ kind: 'rpc' }, 'RPC');
+  async openRpc(connection?: string): Promise<RpcLink> {
+    const port = await this.requestPort({ kind: 'rpc', ...named(connection) }, 'RPC');
     return this.track<string>(port, false);
   }
 
-  async openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
-    const port = await this.requestPort({ kind: 'console', vm, replay: opts.replay }, 'console');
+  async openConsole(vm: string, opts: { replay: boolean; connection?: string }): Promise<ConsoleLink> {
+    const port = await this.requestPort({ kind: 'console', vm, replay: opts.replay, ...named(opts.connection) }, 'console');
     return this.track<string | Uint8Array>(port, true);
   }
 
   /** The VM's screen: RFB bytes both ways, as a console channel without replay. */
-  async openDisplay(vm: string): Promise<ConsoleLink> {
-    const port = await this.requestPort({ kind: 'display', vm }, 'display');
+  async openDisplay(vm: string, connection?: string): Promise<ConsoleLink> {
+    const port = await this.requestPort({ kind: 'display', vm, ...named(connection) }, 'display');
     return this.track<string | Uint8Array>(port, true);
   }
 }

@@ -14,6 +14,13 @@ type WebSocketCtor = new (url: string) => WebSocket;
 
 const WS_OPEN = 1;
 
+const NO_TOKEN = 'this page has no access token: open the URL that `hangar serve` printed';
+
+/** Adds ?connection= unless the channel is for this machine's core (absent = local on the server). */
+function withConnection(params: Record<string, string>, connection: string | undefined): Record<string, string> {
+  return connection && connection !== 'local' ? { ...params, connection } : params;
+}
+
 class WebSocketLink<T extends string | Uint8Array> extends LinkBase<T> {
   constructor(private readonly ws: WebSocket) {
     super();
@@ -88,19 +95,19 @@ export class WebSocketTransport implements CoreTransport {
     });
   }
 
-  openRpc(): Promise<RpcLink> {
-    if (!this.token) return Promise.reject(new Error('this page has no access token: open the URL that `hangar serve` printed'));
-    return this.open<string>(this.url(WS_RPC_PATH), 'RPC');
+  openRpc(connection?: string): Promise<RpcLink> {
+    if (!this.token) return Promise.reject(new Error(NO_TOKEN));
+    return this.open<string>(this.url(WS_RPC_PATH, withConnection({}, connection)), 'RPC');
   }
 
-  openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
-    if (!this.token) return Promise.reject(new Error('this page has no access token: open the URL that `hangar serve` printed'));
-    return this.open<string | Uint8Array>(this.url(WS_CONSOLE_PATH, { vm, replay: opts.replay ? '1' : '0' }), 'console');
+  openConsole(vm: string, opts: { replay: boolean; connection?: string }): Promise<ConsoleLink> {
+    if (!this.token) return Promise.reject(new Error(NO_TOKEN));
+    return this.open<string | Uint8Array>(this.url(WS_CONSOLE_PATH, withConnection({ vm, replay: opts.replay ? '1' : '0' }, opts.connection)), 'console');
   }
 
   /** The VM's screen: RFB bytes both ways (binary frames), controls as text frames. */
-  openDisplay(vm: string): Promise<ConsoleLink> {
-    if (!this.token) return Promise.reject(new Error('this page has no access token: open the URL that `hangar serve` printed'));
-    return this.open<string | Uint8Array>(this.url(WS_DISPLAY_PATH, { vm }), 'display');
+  openDisplay(vm: string, connection?: string): Promise<ConsoleLink> {
+    if (!this.token) return Promise.reject(new Error(NO_TOKEN));
+    return this.open<string | Uint8Array>(this.url(WS_DISPLAY_PATH, withConnection({ vm }, connection)), 'display');
   }
 }
