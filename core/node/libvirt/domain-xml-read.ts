@@ -33,7 +33,7 @@ const SAME_FEATURES = new Set(['acpi', 'apic', 'pae', 'vmport', 'smm']);
  * defaults), iothreads (Hangar gives each disk that asks one its own), genid.
  */
 const KNOWN_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'maxMemory', 'memoryBacking', 'vcpu', 'vcpus',
-  'cpu', 'cputune', 'os', 'features', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'on_lockfailure', 'pm', 'devices', 'iothreads', 'genid']);
+  'cpu', 'cputune', 'numatune', 'os', 'features', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'on_lockfailure', 'pm', 'devices', 'iothreads', 'genid']);
 
 function readName(domain: XNode, notCarried: string[]): string {
   const name = text(domain.name)?.trim();
@@ -86,8 +86,26 @@ function readMemory(domain: XNode, raw: Record<string, unknown>, notCarried: str
   }
   const cells = list(child(child(domain, 'cpu'), 'numa')?.cell);
   if (cells.length) {
-    tuning.numa = cells.map((c) => ({ cpus: attr(c, 'cpus'), memoryMiB: Math.floor((scaledBytes({ '#text': attr(c, 'memory'), '@_unit': attr(c, 'unit') ?? 'KiB' }, 'KiB', 'NUMA cell memory') ?? 0) / MIB) }));
+    const memnodes = list(child(domain, 'numatune')?.memnode);
+    tuning.numa = cells.map((c, i) => {
+      const node: Record<string, unknown> = { cpus: attr(c, 'cpus'), memoryMiB: Math.floor((scaledBytes({ '#text': attr(c, 'memory'), '@_unit': attr(c, 'unit') ?? 'KiB' }, 'KiB', 'NUMA cell memory') ?? 0) / MIB) };
+      const mn = memnodes.find((m) => Number(attr(m, 'cellid')) === Number(attr(c, 'id') ?? i));
+      if (mn && attr(mn, 'nodeset')) {
+        const mode = attr(mn, 'mode') ?? 'strict';
+        node.hostNodes = attr(mn, 'nodeset');
+        node.policy = mode === 'strict' ? 'bind' : mode === 'restrictive' ? 'bind' : mode;
+        if (mode === 'restrictive') notCarried.push(`NUMA cell ${i}: mode restrictive becomes bind`);
+      }
+      return node;
+    });
+    const distances = cells.map((c) => list(child(c, 'distances')?.sibling));
+    if (distances.some((d) => d.length)) {
+      tuning.numaDistances = distances.map((d, i) => cells.map((_, j) => Number(attr(d.find((s) => Number(attr(s, 'id')) === j), 'value') ?? (i === j ? 10 : 20))));
+    }
   }
+  const numatune = child(domain, 'numatune');
+  if (numatune && child(numatune, 'memory')) notCarried.push(`numatune memory ${attr(child(numatune, 'memory'), 'mode') ?? 'strict'} ${attr(child(numatune, 'memory'), 'nodeset') ?? ''}: only per-node placement (memnode) is carried`.replace(' :', ':'));
+  if (numatune && !cells.length && child(numatune, 'memnode')) notCarried.push('numatune memnode: no guest NUMA cells to place');
   if (Object.keys(tuning).length) raw.memory = tuning;
 }
 

@@ -76,7 +76,19 @@ function cpuXml(def: VmDefinition, domain: XNode): void {
   }
   if (c.features?.length) cpu.feature = c.features.map((f) => ({ '@_policy': f.startsWith('+') ? 'require' : 'disable', '@_name': f.slice(1) }));
   const numa = def.memory?.numa;
-  if (numa?.length) cpu.numa = { cell: numa.map((n, i) => ({ '@_id': String(i), '@_cpus': n.cpus, '@_memory': String(n.memoryMiB * KIB_PER_MIB), '@_unit': 'KiB' })) };
+  const dist = def.memory?.numaDistances;
+  if (numa?.length) {
+    cpu.numa = {
+      cell: numa.map((n, i) => ({
+        '@_id': String(i), '@_cpus': n.cpus, '@_memory': String(n.memoryMiB * KIB_PER_MIB), '@_unit': 'KiB',
+        ...(dist?.[i] ? { distances: { sibling: dist[i]!.map((v, j) => ({ '@_id': String(j), '@_value': String(v) })) } } : {}),
+      })),
+    };
+    // Guest nodes placed on host nodes: libvirt's numatune memnode (bind is its "strict").
+    const memnode = numa.map((n, i) => (n.hostNodes ? { '@_cellid': String(i), '@_mode': n.policy === 'bind' || n.policy === undefined ? 'strict' : n.policy, '@_nodeset': n.hostNodes } : undefined))
+      .filter((x) => x !== undefined);
+    if (memnode.length) domain.numatune = { memnode };
+  }
   domain.cpu = cpu;
   const p = c.pinning;
   if (p) {
