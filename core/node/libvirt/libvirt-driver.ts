@@ -28,6 +28,8 @@ export interface LibvirtDriverOptions {
   pollMs?: number;
   /** The connection's name as the user saved it (capabilities().connection); default: the URI. */
   connectionName?: string;
+  /** false: poll only, never start `virsh event` (default true: events, polling only as the fallback). */
+  events?: boolean;
 }
 
 /** The model's default (VmDefinition.shutdownTimeoutSec): libvirt keeps no such setting per domain. */
@@ -55,7 +57,7 @@ export class LibvirtDriver extends EventEmitter {
   private readonly watcher: DomainWatcher;
   private closed = false;
   /** Shutdowns asked through this driver: shown as shutting-down until the run ends; forced off at the deadline. */
-  private readonly shutdowns = new Map<string, { runId: string; timer: NodeJS.Timeout }>();
+  private readonly shutdowns = new Map<string, { runId: string; timer?: NodeJS.Timeout }>();
 
   constructor(uri: string, opts: LibvirtDriverOptions = {}) {
     super();
@@ -70,7 +72,7 @@ export class LibvirtDriver extends EventEmitter {
     this.watcher = new DomainWatcher(this.uri, () => this.list(), {
       vmChanged: (s) => this.emit('vmChanged', { id: s.id, name: s.name, state: s.state }),
       vmListChanged: () => this.emit('vmListChanged'),
-    }, opts.pollMs ?? 2000);
+    }, opts.pollMs ?? 2000, opts.events ?? true);
     // Watch libvirtd only while someone listens: an idle driver runs no child processes.
     this.on('newListener', (event: string) => {
       if ((event === 'vmChanged' || event === 'vmListChanged') && !this.closed) this.watcher.start();
@@ -175,7 +177,8 @@ export class LibvirtDriver extends EventEmitter {
     const pending = this.shutdowns.get(s.id);
     if (!pending) return s;
     if (s.state === 'running') return { ...s, state: 'shutting-down' };
-    if (s.state !== 'paused') this.forgetShutdown(s.id);
+    // Off (or saved, crashed): that run is over. Paused or libvirt's own shutting-down: still pending.
+    if (s.state === 'stopped' || s.state === 'crashed' || s.state === 'saved') this.forgetShutdown(s.id);
     return s;
   }
 
@@ -239,17 +242,18 @@ export class LibvirtDriver extends EventEmitter {
     const id = st.summary.id;
     await runVirsh(this.uri, ['shutdown', '--domain', id]);
     this.forgetShutdown(id);
-    const forceOff = async (): Promise<void> => {
-      this.forgetShutdown(id);
-      const now = await this.status(id).catch(() => null);
-      // Only the same run (same libvirt id) still up: a domain restarted meanwhile is left alone.
-      if (now && now.runId === st.runId && libvirtActive(now.raw)) await runVirsh(this.uri, ['destroy', '--domain', id]);
-    };
-    const timer = setTimeout(() => void forceOff().catch(() => {}), timeoutSec * 1000);
-    timer.unref(); // a CLI that asked without --wait may exit; a daemon keeps the timer
-    this.shutdowns.set(id, { runId: st.runId, timer });
+    const entry: { runId: string; timer?: NodeJS.Timeout } = { runId: st.runId };
+    this.shutdowns.set(id, entry);
     this.emit('vmChanged', { id, name: st.summary.name, state: 'shutting-down' });
-    if (!opts.wait) return this.get(id);
+    if (!opts.wait) {
+      // The timer only acts while this shutdown is still the pending one (not destroyed, restarted
+      // or shut down again through the driver meanwhile).
+      entry.timer = setTimeout(() => {
+        if (this.shutdowns.get(id) === entry) void this.forceOff(id, st.runId).catch(() => {});
+      }, timeoutSec * 1000);
+      entry.timer.unref(); // a CLI that asked without --wait may exit; a daemon keeps the timer
+      return this.get(id);
+    }
     const deadline = Date.now() + timeoutSec * 1000;
     while (Date.now() < deadline) {
       const now = await this.status(id);
@@ -259,8 +263,21 @@ export class LibvirtDriver extends EventEmitter {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    await forceOff();
+    await this.forceOff(id, st.runId);
     return this.get(id);
+  }
+
+  /** Destroys the domain if the same run (libvirt id) is still up: one restarted meanwhile is left alone. */
+  private async forceOff(id: string, runId: string): Promise<void> {
+    this.forgetShutdown(id);
+    const now = await this.status(id).catch(() => null);
+    if (!now || now.runId !== runId || !libvirtActive(now.raw)) return;
+    try {
+      await runVirsh(this.uri, ['destroy', '--domain', id]);
+    } catch (e) {
+      // It went off by itself between the check and the destroy: that is what was wanted.
+      if (!(e instanceof HangarError && e.code === 'invalid-state')) throw e;
+    }
   }
 
   async setAutostart(ref: string, on: boolean): Promise<VmInfo> {

@@ -47,13 +47,15 @@ export class DomainWatcher {
     private readonly list: () => Promise<VmSummary[]>,
     private readonly sink: WatchSink,
     private readonly pollMs: number,
+    private readonly useEvents = true,
   ) {}
 
   start(): void {
     if (this.running) return;
     this.running = true;
     void this.refresh(true);
-    this.startEvents();
+    if (this.useEvents) this.startEvents();
+    else this.startPolling();
   }
 
   stop(): void {
