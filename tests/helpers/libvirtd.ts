@@ -56,7 +56,14 @@ export function ensureLibvirtd(): Promise<void> {
 }
 
 async function start(): Promise<void> {
-  if ((await answers()) === null) return;
+  if ((await answers()) === null) {
+    // libvirtd up but virtlogd gone (killed, crashed): every domain start would fail with
+    // "Failed to connect socket to '/var/run/libvirt/virtlogd-sock'". Start it again.
+    if (process.getuid?.() === 0 && existsSync('/usr/sbin/virtlogd') && !(await running('virtlogd'))) {
+      await run('/usr/sbin/virtlogd', ['-d'], { env, timeout: 30_000 }).catch(() => {});
+    }
+    return;
+  }
   for (const f of ['/usr/bin/virsh', '/usr/sbin/libvirtd', '/usr/sbin/virtlogd']) {
     if (!existsSync(f)) {
       throw new Error(`libvirt is not installed (${f} is missing): run scripts/setup.sh --test, or apt-get install libvirt-daemon-system libvirt-clients`);

@@ -12,7 +12,7 @@ const MAX_OUTPUT = 64 * 1024 * 1024;
 export interface VirshOptions {
   /** Kill virsh after this long (default 60 s): a hung libvirtd or ssh must not hang the caller. */
   timeoutMs?: number;
-  /** Written to virsh's stdin (e.g. XML for `define /dev/stdin`). */
+  /** Written to virsh's stdin (for commands that read it; note `define /dev/stdin` fails where stdin is a socket pair, as node's pipes are on some systems: use a file). */
   input?: string;
 }
 
