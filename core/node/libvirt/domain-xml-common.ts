@@ -23,6 +23,8 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
+  // Character references (&#233;) as XML means them; fast-xml-parser groups them under htmlEntities.
+  htmlEntities: true,
   // Every device kind under <devices> repeats (disk, interface, controller, serial, ...).
   isArray: (_name, jpath) => {
     const p = String(jpath);
@@ -45,6 +47,11 @@ export function parseDomain(xml: string): XNode {
     throw new HangarError('invalid-input', `not a libvirt domain: the root element is <${roots[0] ?? 'nothing'}>, not <domain>`);
   }
   return domain as XNode;
+}
+
+/** An element's child element names (not its attributes or text). */
+export function childNames(node: XNode | undefined): string[] {
+  return Object.keys(node ?? {}).filter((k) => !k.startsWith(ATTR) && k !== TEXT);
 }
 
 /** Any value as a list (absent = none, one = one). */

@@ -3,7 +3,7 @@
 // built in (PCI/SATA/virtio-serial controllers, the PS/2 keyboard and mouse, q35's iTCO
 // watchdog, the audio back end) are part of both sides and need no entry.
 import { watchdogActions } from '../../common/model.ts';
-import { GUEST_AGENT_PORT, VDAGENT_PORT, VIDEO_FROM_LIBVIRT, aliasId, attr, child, list, text } from './domain-xml-common.ts';
+import { GUEST_AGENT_PORT, VDAGENT_PORT, VIDEO_FROM_LIBVIRT, aliasId, attr, child, childNames, list, text } from './domain-xml-common.ts';
 import type { XNode } from './domain-xml-common.ts';
 import { deviceIdOf } from './domain-xml-read-storage.ts';
 
@@ -259,9 +259,9 @@ export function readDevices(devices: XNode, taken: Set<string>): DevicesResult {
   readControllersInputs(devices, fields, taken, notCarried);
   readShares(devices, fields, taken, notCarried);
   readHostDevices(devices, fields, taken, notCarried);
-  for (const [name, value] of Object.entries(devices)) {
-    if (name.startsWith('@_') || HANDLED.has(name)) continue;
-    const n = list(value).length;
+  for (const name of childNames(devices)) {
+    if (HANDLED.has(name)) continue;
+    const n = list(devices[name]).length;
     notCarried.push(`${name}${n > 1 ? ` (${n})` : ''}: ${UNSUPPORTED[name] ?? 'not supported'}`);
   }
   return { fields, notCarried };

@@ -24,7 +24,8 @@ function portForwards(iface: XNode, label: string, notCarried: string[]): Record
   const out: Record<string, unknown>[] = [];
   for (const pf of list(iface.portForward)) {
     const protocol = attr(pf, 'proto') === 'udp' ? 'udp' : 'tcp';
-    const hostAddress = attr(pf, 'address') ?? '127.0.0.1';
+    // No address: passt binds every host address, which Hangar writes as the empty address.
+    const hostAddress = attr(pf, 'address') ?? '';
     if (attr(pf, 'dev') !== undefined) notCarried.push(`${label}: a port forward bound to host interface ${attr(pf, 'dev')!} (Hangar binds to an address)`);
     for (const r of list(pf.range)) {
       if (attr(r, 'exclude') === 'yes') {

@@ -6,7 +6,7 @@ import { parseDefinition } from '../../common/definition.ts';
 import { HangarError, isHangarError } from '../../common/errors.ts';
 import { MODEL_VERSION, NAME_MAX_LENGTH } from '../../common/model.ts';
 import type { VmDefinition } from '../../common/model.ts';
-import { attr, child, list, parseDomain, scaledBytes, text } from './domain-xml-common.ts';
+import { attr, child, childNames, list, parseDomain, scaledBytes, text } from './domain-xml-common.ts';
 import type { XNode } from './domain-xml-common.ts';
 import { readDevices } from './domain-xml-read-devices.ts';
 import { readNics } from './domain-xml-read-net.ts';
@@ -154,8 +154,8 @@ function readCpu(domain: XNode, raw: Record<string, unknown>, notCarried: string
     const io = list(tune.iothreadpin).map((p) => attr(p, 'cpuset'));
     if (io.length && io.every((s) => s === io[0])) pinning.iothreads = io[0];
     if (Object.keys(pinning).length) cpu.pinning = pinning;
-    for (const k of Object.keys(tune)) {
-      if (!['vcpupin', 'emulatorpin', 'iothreadpin'].includes(k) && !k.startsWith('@_')) notCarried.push(`CPU tuning ${k}: not supported`);
+    for (const k of childNames(tune)) {
+      if (!['vcpupin', 'emulatorpin', 'iothreadpin'].includes(k)) notCarried.push(`CPU tuning ${k}: not supported`);
     }
   }
   // Passing the host CPU through needs KVM: a TCG domain with it could not start under libvirt either.
@@ -206,8 +206,8 @@ function readOs(domain: XNode, raw: Record<string, unknown>, notCarried: string[
 
 function readMisc(domain: XNode, raw: Record<string, unknown>, notCarried: string[]): void {
   const features = child(domain, 'features');
-  for (const k of Object.keys(features ?? {})) {
-    if (k.startsWith('@_') || SAME_FEATURES.has(k)) continue;
+  for (const k of childNames(features)) {
+    if (SAME_FEATURES.has(k)) continue;
     notCarried.push(`feature ${k}: not supported`);
   }
   const offset = attr(child(domain, 'clock'), 'offset') ?? 'utc';
@@ -217,8 +217,8 @@ function readMisc(domain: XNode, raw: Record<string, unknown>, notCarried: strin
     const v = text(domain[el]);
     if (v !== undefined && v !== usual) notCarried.push(`${el} ${v}: Hangar does ${usual === 'destroy' ? 'stop the VM' : 'restart the guest'} (libvirt's ${usual})`);
   }
-  for (const k of Object.keys(domain)) {
-    if (!k.startsWith('@_') && !KNOWN_TOP.has(k)) notCarried.push(`<${k}>: not supported`);
+  for (const k of childNames(domain)) {
+    if (!KNOWN_TOP.has(k)) notCarried.push(`<${k}>: not supported`);
   }
   if (attr(domain, 'type') === 'qemu') raw.accel = 'tcg';
   else if (attr(domain, 'type') === 'kvm') raw.accel = 'kvm';
