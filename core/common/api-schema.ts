@@ -16,6 +16,7 @@ const deviceId = z.string().min(1, 'a device id is required').max(64, 'a device 
 const pciAddress = z.string().regex(PCI_ADDRESS_RE, 'a PCI address looks like 0000:03:00.0');
 const mdevType = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'an mdev type is its directory name, e.g. nvidia-222');
 const mdevUuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an mdev UUID is lower-case 8-4-4-4-12 hex');
+const migrationToken = z.string().regex(/^[0-9a-f]{64}$/, 'a migration token is 64 hex digits');
 const plainObject = z.record(z.string(), z.unknown());
 // The name's rules are checked by the core (checkSnapshotName) with their fix; here only its shape.
 const snapshotName = z.string().min(1, 'a snapshot name is required').max(SNAPSHOT_NAME_MAX, `a snapshot name is at most ${SNAPSHOT_NAME_MAX} characters`);
@@ -154,6 +155,22 @@ export const apiArgSchemas = {
   connections: none,
   addConnection: z.tuple([z.string().max(64), z.string().max(2048)]),
   removeConnection: z.tuple([z.string().max(64)]),
+  migrate: z.tuple([ref, z.strictObject({
+    to: z.string().min(1, 'a destination connection is required').max(4096),
+    copyStorage: z.boolean().optional(),
+    maxBandwidthMiBs: z.number().positive().max(1024 * 1024).optional(),
+    downtimeLimitMs: z.number().int().min(1).max(600_000).optional(),
+  })]),
+  cancelMigration: refOnly,
+  prepareIncomingMigration: z.tuple([z.strictObject({
+    definition: plainObject,
+    copyStorage: z.boolean(),
+    disks: z.array(z.strictObject({ id: deviceId, virtualSizeBytes: z.number().int().positive().max(2 ** 53 - 1), format: z.enum(['qcow2', 'raw']) })).max(64).optional(),
+    uefiVarsBase64: z.string().max(16 * 1024 * 1024).optional(),
+    from: z.string().max(4096).optional(),
+  })]),
+  finishIncomingMigration: z.tuple([ref, migrationToken, z.strictObject({ resume: z.boolean() })]),
+  abortIncomingMigration: z.tuple([ref, migrationToken, z.string().max(4096)]),
 } satisfies Record<keyof CoreApi, z.ZodType>;
 
 /**

@@ -47,6 +47,80 @@ export interface VmInfo extends VmSummary {
   pending?: PendingChange[];
   /** Running VM with a balloon: the target asked for and what the guest holds now (BALLOON_CHANGE). */
   balloon?: { targetMiB: number; actualMiB: number };
+  /** A live migration in progress: leaving (outgoing, the VM stays running or paused) or arriving (incoming, starting). */
+  migration?: { direction: 'outgoing' | 'incoming'; peer: string; phase: MigrationPhase };
+}
+
+/** What `migrate` takes. */
+export interface MigrateRequest {
+  /** The destination core: a saved connection name or a URI (ssh://..., hangar+unix:///path/hangar.sock), resolved by the source core. */
+  to: string;
+  /** The destination gets its own copies of the disks (NBD + blockdev-mirror); default: shared storage (the same paths there). */
+  copyStorage?: boolean;
+  /** Bandwidth cap of the RAM stream in MiB/s (default 1024). */
+  maxBandwidthMiBs?: number;
+  /** The longest pause tolerated at the switch-over in ms (default 300). */
+  downtimeLimitMs?: number;
+}
+
+export const migrationPhases = ['preparing', 'storage', 'memory', 'completing', 'done', 'failed', 'cancelled'] as const;
+export type MigrationPhase = (typeof migrationPhases)[number];
+
+/** One live-migration progress report (about every 500 ms), from the source core. */
+export interface MigrationProgress {
+  vmId: string;
+  vm: string;
+  /** The destination connection as asked. */
+  to: string;
+  phase: MigrationPhase;
+  /** RAM stream figures from QEMU's query-migrate. */
+  transferredBytes: number;
+  totalBytes: number;
+  remainingBytes: number;
+  /** Pages dirtied per second x page size. */
+  dirtyRateBytesPerSec: number;
+  expectedDowntimeMs: number;
+  /** Disk mirroring (copyStorage): bytes copied of all disks, from query-block-jobs. */
+  storage?: { doneBytes: number; totalBytes: number; ready: boolean };
+  /** The real pause at the switch-over (phase done). */
+  downtimeMs?: number;
+  message?: string;
+}
+
+export interface MigrationResult {
+  id: string;
+  name: string;
+  to: string;
+  /** The VM as the destination core has it now. */
+  destination: VmInfo;
+  totalTimeMs: number;
+  downtimeMs: number;
+  transferredBytes: number;
+  /** Bytes mirrored per disk (copyStorage). */
+  storageBytes?: number;
+  /** Where the source core keeps a copy of the definition it gave away. */
+  definitionKeptAt: string;
+}
+
+/** Sent by a source core to the destination core: define the VM and start QEMU waiting for the stream. */
+export interface IncomingMigrationRequest {
+  /** The running definition (same id, uuid and name). */
+  definition: Record<string, unknown>;
+  copyStorage: boolean;
+  /** copyStorage: each disk's virtual size and format, for the empty target images. */
+  disks?: Array<{ id: string; virtualSizeBytes: number; format: 'qcow2' | 'raw' }>;
+  /** The VM's UEFI variable store (base64), when it has one. */
+  uefiVarsBase64?: string;
+  /** The source core's words for itself (logs). */
+  from?: string;
+}
+
+export interface IncomingMigrationTicket {
+  vmId: string;
+  /** Authorizes the migration channels ({channel: 'migration'}) and finish/abort. */
+  token: string;
+  /** copyStorage: the NBD export name of each disk. */
+  exports: Array<{ diskId: string; name: string; file: string }>;
 }
 
 /**
@@ -400,6 +474,20 @@ export interface CoreApi {
   statsMetrics(): Promise<string>;
   /** Host CPU and memory, and what the running VMs commit and hold (the list page's summary, `hangar top`'s header); cpuPercent is null only in the first stats interval after the core starts. */
   hostSummary(): Promise<HostSummary>;
+  /**
+   * Live migration of a running or paused VM to another Hangar core (tunnelled through the cores:
+   * ssh or a local socket). migrationProgress events meanwhile; cancelMigration stops it. On
+   * success the VM belongs to the destination and this core keeps a copy of its definition.
+   */
+  migrate(ref: string, req: MigrateRequest): Promise<MigrationResult>;
+  /** Cancels a migration in progress (the source keeps running); true if one was cancelled. */
+  cancelMigration(ref: string): Promise<boolean>;
+  /** Destination side, called by a source core: defines the VM, starts QEMU with -incoming defer. */
+  prepareIncomingMigration(req: IncomingMigrationRequest): Promise<IncomingMigrationTicket>;
+  /** Destination side: the source completed; the VM runs on here (resume) or stays paused. */
+  finishIncomingMigration(vmId: string, token: string, opts: { resume: boolean }): Promise<VmInfo>;
+  /** Destination side: the migration failed or was cancelled; QEMU is killed and the half-made VM removed. */
+  abortIncomingMigration(vmId: string, token: string, reason: string): Promise<void>;
   /** What this connection's driver can do (a libvirt connection lacks Hangar-only features); the UI disables the rest with the reason. */
   capabilities(): Promise<DriverCapabilities>;
   /** The user's saved connections, `local` first (the connection switcher). Always answered by this computer, whatever the channel's connection. */
@@ -453,6 +541,8 @@ export interface CoreEvents {
   statsSample(e: StatsSample): void;
   /** The host summary, about once per stats interval, to connections whose watchStats set is not empty (null or a non-empty list). */
   hostStats(e: HostSummary): void;
+  /** Progress of a live migration, from its source core. */
+  migrationProgress(e: MigrationProgress): void;
 }
 
 export const coreApiMethods = [
@@ -461,4 +551,5 @@ export const coreApiMethods = [
   'setVcpus', 'setCpuPinning', 'resizeMemory', 'hostCpuMemory', 'cpuModels', 'setKsm', 'setHugepages', 'hostDevices', 'bindVfio', 'releaseVfio', 'setSriovVfs', 'setVfConfig', 'createMdev', 'removeMdev', 'clone', 'setAutostart', 'listSnapshots', 'createSnapshot', 'revertSnapshot', 'deleteSnapshot', 'snapshotScreenshot',
   'statsHistory', 'statsLatest', 'watchStats', 'statsMetrics', 'hostSummary',
   'capabilities', 'connections', 'addConnection', 'removeConnection', 'daemonStatus', 'daemonStop',
+  'migrate', 'cancelMigration', 'prepareIncomingMigration', 'finishIncomingMigration', 'abortIncomingMigration',
 ] as const satisfies readonly (keyof CoreApi)[];

@@ -35,6 +35,7 @@ export function createCoreClient(link: RpcLink, events: Partial<CoreEvents> = {}
     snapshotProgress: (e) => events.snapshotProgress?.(e),
     statsSample: (e) => events.statsSample?.(e),
     hostStats: (e) => events.hostStats?.(e),
+    migrationProgress: (e) => events.migrationProgress?.(e),
   }, {
     post: (data: string) => { if (!isClosed) link.send(data); },
     on: (fn) => { handler = fn; },

@@ -9,7 +9,7 @@ export const vmStates = [
 ] as const;
 export type VmState = (typeof vmStates)[number];
 
-export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone', 'save', 'tune'] as const;
+export const vmActions = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'delete', 'edit', 'resize-disk', 'change-device', 'snapshot', 'clone', 'save', 'tune', 'migrate'] as const;
 export type VmAction = (typeof vmActions)[number];
 
 const validIn: Record<VmAction, readonly VmState[]> = {
@@ -34,6 +34,8 @@ const validIn: Record<VmAction, readonly VmState[]> = {
   save: ['running', 'paused'],
   // vCPUs, pinning and memory: saved while stopped; live (or pending) while it runs.
   tune: ['stopped', 'crashed', 'running', 'paused'],
+  // Live migration to another core: while it runs, every other action gets 'busy'.
+  migrate: ['running', 'paused'],
 };
 
 /** States in which a QEMU process exists. */

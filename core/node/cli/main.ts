@@ -42,6 +42,10 @@ VMs:
   start NAME [--discard-saved]       start a VM (a saved one is restored; --discard-saved boots afresh)
   save NAME                          save a running VM's RAM and device state to its folder and stop
                                      it (the VM is then "saved"; start restores it)
+  migrate NAME --to CONNECTION [--copy-storage] [--bandwidth MiB/s] [--downtime MS]
+                                     live-migrate a running or paused VM to another Hangar core
+                                     (ssh://host, hangar+unix:///path/hangar.sock or a saved name);
+                                     progress on stderr, Ctrl+C cancels (the VM keeps running here)
   shutdown NAME [--timeout S] [--no-wait]
                                      shut down through the guest agent when it answers, else ACPI
                                      (edit --shutdown-mode auto|agent|acpi); forced off after the timeout
@@ -601,6 +605,24 @@ export async function main(argv: string[]): Promise<number> {
       }));
       if (values.json) printJson(info);
       else print(`Cloned VM "${src}" as "${info.name}" (${info.id}) in ${info.dir}${values.linked ? ` (linked: "${src}" is protected while this clone exists)` : ''}`);
+      return 0;
+    }
+    case 'migrate': {
+      const { values, positionals } = parse(rest, { to: { type: 'string' }, 'copy-storage': { type: 'boolean' }, bandwidth: { type: 'string' }, downtime: { type: 'string' } });
+      const name = one(positionals);
+      if (typeof values.to !== 'string' || !values.to) throw new HangarError('invalid-input', 'migrate needs --to CONNECTION', 'hangar migrate NAME --to CONNECTION [--copy-storage]');
+      const num = (v: unknown, what: string): number | undefined => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isFinite(n) || n <= 0) throw new HangarError('invalid-input', `--${what} must be a positive number, got ${JSON.stringify(v)}`);
+        return n;
+      };
+      const { migrateCommand } = await import('./migrate.ts');
+      await migrateCommand(name, {
+        to: values.to, copyStorage: values['copy-storage'] === true, json: values.json === true,
+        ...(values.bandwidth !== undefined ? { bandwidth: num(values.bandwidth, 'bandwidth')! } : {}),
+        ...(values.downtime !== undefined ? { downtime: Math.round(num(values.downtime, 'downtime')!) } : {}),
+      }, print);
       return 0;
     }
     case 'save': {

@@ -99,6 +99,7 @@ export async function connectCore(opts: { autostart?: boolean; events?: Partial<
     snapshotProgress: (e) => events.snapshotProgress?.(e),
     statsSample: (e) => events.statsSample?.(e),
     hostStats: (e) => events.hostStats?.(e),
+    migrationProgress: (e) => events.migrationProgress?.(e),
   });
   return { api: client.api, events, close: () => client.close() };
 }

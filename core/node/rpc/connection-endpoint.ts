@@ -30,7 +30,7 @@ export interface ConnectionOpeners {
 
 const isLocal = (c: string | undefined): boolean => c === undefined || c === '' || c === LOCAL_CONNECTION;
 
-const eventNames: Array<keyof CoreEvents> = ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats'];
+const eventNames: Array<keyof CoreEvents> = ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats', 'migrationProgress'];
 
 /** Serves one RPC link from a connection opened for it (closed with the link). */
 function serveConnectionRpc(link: RpcLink, ref: string, openers: ConnectionOpeners): void {

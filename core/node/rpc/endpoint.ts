@@ -114,7 +114,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         serialize: (v) => JSON.stringify(v),
         // Messages arrive already parsed and checked (checkRpcMessage below).
         deserialize: (v: unknown) => v,
-        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats'],
+        eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats', 'migrationProgress'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
         // Never rethrow into the event loop: an unhandled rejection would end the core.
         onGeneralError: (e) => { logRefusal('an RPC message', e instanceof Error ? e.message : String(e)); return true; },
@@ -127,6 +127,8 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
       service.on('vmListChanged', onList);
       service.on('createProgress', onProgress);
       service.on('snapshotProgress', onSnapshot);
+      const onMigration = (e: Parameters<CoreEvents['migrationProgress']>[0]): void => { void rpc.migrationProgress.asEvent(e).catch(() => {}); };
+      service.on('migrationProgress', onMigration);
       const onStats = (e: StatsSample): void => {
         if (watching === null || watching.has(e.vmId)) void rpc.statsSample.asEvent(e).catch(() => {});
       };
@@ -151,6 +153,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         service.off('vmListChanged', onList);
         service.off('createProgress', onProgress);
         service.off('snapshotProgress', onSnapshot);
+        service.off('migrationProgress', onMigration);
         service.off('statsSample', onStats);
         closed = true;
         setHostListening(false);

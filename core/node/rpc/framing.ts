@@ -5,7 +5,9 @@ import type { Duplex } from 'node:stream';
 export type Hello =
   | { channel: 'rpc' }
   | { channel: 'console'; vm: string; replay?: boolean }
-  | { channel: 'display'; vm: string };
+  | { channel: 'display'; vm: string }
+  /** A live migration's byte stream from a source core, into this core's incoming QEMU (RAM, or a disk's NBD export). */
+  | { channel: 'migration'; vm: string; token: string; stream: 'ram' | 'nbd' };
 
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 

@@ -12,6 +12,7 @@ import { connectVnc } from '../display/display-ops.ts';
 import type { CoreEndpoint } from './endpoint.ts';
 import { MAX_LINE_BYTES, onLines, readFirstLine } from './framing.ts';
 import { logRefusal, parseHello } from './wire-guard.ts';
+import { serveMigrationStream } from '../service/migration-tunnel.ts';
 import type { Hello } from './framing.ts';
 
 export async function listenCore(service: CoreService, socketPath: string): Promise<Server> {
@@ -65,6 +66,7 @@ async function handleConnection(service: CoreService, endpoint: CoreEndpoint, so
   const rest = first.rest;
   if (hello.channel === 'rpc') endpoint.serveRpc(lineLink(sock, rest));
   else if (hello.channel === 'console') serveConsole(service, sock, hello, rest);
+  else if (hello.channel === 'migration') await serveMigrationStream(service.incomingMigrations, sock, hello, rest);
   else await serveDisplay(service, sock, hello, rest);
 }
 

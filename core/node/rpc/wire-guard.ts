@@ -51,6 +51,12 @@ export function parseHello(line: string): Hello {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`expected a JSON object, got ${describe(v)}`);
   const o = v as Record<string, unknown>;
   if (o.channel === 'rpc') return { channel: 'rpc' };
+  if (o.channel === 'migration') {
+    if (typeof o.vm !== 'string' || !/^[0-9a-f-]{36}$/.test(o.vm)) throw bad(`"vm" of a migration channel must be a VM id, got ${describe(o.vm)}`);
+    if (typeof o.token !== 'string' || !/^[0-9a-f]{64}$/.test(o.token)) throw bad('"token" of a migration channel must be 64 hex digits');
+    if (o.stream !== 'ram' && o.stream !== 'nbd') throw bad(`"stream" of a migration channel must be "ram" or "nbd", got ${describe(o.stream)}`);
+    return { channel: 'migration', vm: o.vm, token: o.token, stream: o.stream };
+  }
   if (o.channel !== 'console' && o.channel !== 'display') {
     throw bad(`unknown channel ${typeof o.channel === 'string' ? snippet(o.channel) : `(${describe(o.channel)})`}`);
   }

@@ -73,6 +73,10 @@ import { diskUnavailableReason, nicUnavailableReason } from '../stats/vm-sampler
 import type { StatsTarget } from '../stats/vm-sampler.ts';
 import { prometheusText } from '../stats/prometheus.ts';
 import type { HostRoots, VmView } from './host-device-ops.ts';
+import type { IncomingMigrationRequest, IncomingMigrationTicket, MigrateRequest, MigrationProgress, MigrationResult } from '../../common/api.ts';
+import { IncomingMigrations, keepMigratedAway } from './migration-incoming.ts';
+import { migrateVm } from './migration-source.ts';
+import type { MigrationHandle } from './migration-source.ts';
 
 export const HANGAR_VERSION = '0.1.0';
 
@@ -96,6 +100,7 @@ export type CoreServiceEvents = {
   statsSample: [StatsSample];
   /** Emitted after each stats round only while someone listens (a connection watching stats). */
   hostStats: [HostSummary];
+  migrationProgress: [MigrationProgress];
 };
 
 export class CoreService extends EventEmitter<CoreServiceEvents> implements CoreApi {
@@ -138,6 +143,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     await sweepCloneStaging(this.store.vmsDir, await readdir(this.store.vmsDir).catch(() => [] as string[]));
     await this.refresh();
     await Promise.all([...this.vms.values()].map((vm) => vm.reattach().catch(() => {})));
+    // Half-made VMs of incoming migrations a dead core never finished (their QEMU is gone).
+    await this.incomingMigrations.sweep([...this.vms.values()]).catch(() => {});
     for (const vm of this.vms.values()) this.agentWatch.track(vm);
     this.stats.start();
   }
@@ -893,6 +900,66 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
   /** Guest memory the active VMs commit (all but `except`), MiB. */
   private guestsMiB(except?: VmInstance): number {
     return this.activeVms().filter((v) => v !== except).reduce((a, v) => a + v.runningDefinition.memoryMiB, 0);
+  }
+
+  // ---- live migration between Hangar cores (migration-source.ts, migration-incoming.ts) ---------
+
+  /** Destination side: incoming migrations waiting or running here; the socket's migration channels find their QEMU through it. */
+  readonly incomingMigrations = new IncomingMigrations({
+    store: () => this.store,
+    byId: (id) => this.vms.get(id),
+    byName: (name) => [...this.vms.values()].find((v) => v.stored.definition?.name === name),
+    add: (stored) => {
+      const vm = this.addInstance(stored);
+      this.loadedMtime.set(vm.id, statSync(join(stored.dir, DEFINITION_FILE), { throwIfNoEntry: false })?.mtimeMs ?? -1);
+      this.emit('vmListChanged');
+      return vm;
+    },
+    drop: (vm) => this.dropVm(vm),
+  });
+
+  private readonly outgoing = new Map<string, MigrationHandle>();
+
+  private dropVm(vm: VmInstance): void {
+    vm.detach();
+    this.vms.delete(vm.id);
+    this.stats.forget(vm.id);
+    this.agentWatch.forget(vm.id);
+    this.loadedMtime.delete(vm.id);
+    this.emit('vmListChanged');
+  }
+
+  async migrate(ref: string, req: MigrateRequest): Promise<MigrationResult> {
+    const vm = await this.findFresh(ref);
+    return migrateVm(vm, req, {
+      self: `Hangar core ${this.opts.socketPath ?? this.opts.dataDir}`,
+      progress: (p) => this.emit('migrationProgress', p),
+      forget: async (v, to) => {
+        const kept = await keepMigratedAway(v.stored.dir, to);
+        this.dropVm(v);
+        return kept;
+      },
+    }, (h) => { if (h) this.outgoing.set(vm.id, h); else this.outgoing.delete(vm.id); });
+  }
+
+  async cancelMigration(ref: string): Promise<boolean> {
+    const vm = this.find(ref);
+    const h = this.outgoing.get(vm.id);
+    if (!h) return false;
+    h.cancel();
+    return true;
+  }
+
+  prepareIncomingMigration(req: IncomingMigrationRequest): Promise<IncomingMigrationTicket> {
+    return this.incomingMigrations.prepare(req);
+  }
+
+  finishIncomingMigration(vmId: string, token: string, opts: { resume: boolean }): Promise<VmInfo> {
+    return this.incomingMigrations.finish(vmId, token, opts.resume);
+  }
+
+  abortIncomingMigration(vmId: string, token: string, reason: string): Promise<void> {
+    return this.incomingMigrations.abort(vmId, token, reason);
   }
 
   /** This core can do everything the API names; a connection layer in front of it sets the connection's name. */

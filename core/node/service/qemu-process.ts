@@ -52,14 +52,26 @@ export function isOurQemu(pid: number, vmId: string): boolean {
  * by a core killed before QEMU wrote its pidfile (or whose pidfile was lost) must still be found,
  * or a restarted core would leave it paused forever or start a second one beside it.
  */
-export async function findQemuByUuid(vmId: string): Promise<number[]> {
+export async function findQemuByUuid(vmId: string, runDir?: string): Promise<number[]> {
   const found: number[] = [];
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
-    if (pid !== process.pid && isOurQemu(pid, vmId) && !isZombie(pid)) found.push(pid);
+    if (pid !== process.pid && isOurQemu(pid, vmId) && !isZombie(pid) && (!runDir || usesRunDir(pid, runDir))) found.push(pid);
   }
   return found;
+}
+
+/**
+ * Whether a QEMU's sockets are in runDir: the same VM id in another core's runtime dir (a live
+ * migration between two cores of this machine) is that core's QEMU, never this one's.
+ */
+function usesRunDir(pid: number, runDir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(`${runDir}/`));
+  } catch {
+    return false;
+  }
 }
 
 /** True when PID is stopped by a signal (SIGSTOP/SIGTSTP: /proc/PID/stat state T): it answers nothing until SIGCONT. */

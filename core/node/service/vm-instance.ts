@@ -150,6 +150,8 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private backendNote: string | undefined;
   /** Why the last restore of the saved state failed (the VM's reason while it stays saved). */
   private restoreFailure: string | undefined;
+  /** A live migration of this VM in progress (migration-source.ts / migration-incoming.ts set it). */
+  migration: VmInfo['migration'] | undefined;
 
   constructor(stored: StoredVm, private readonly deps: InstanceDeps) {
     super();
@@ -213,6 +215,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     if (this.hardware?.definition.balloon && this.balloonBytes && isActive(this.state)) {
       i.balloon = { targetMiB: Math.round(this.balloonBytes.target / MIB), actualMiB: Math.round(this.balloonBytes.actual / MIB) };
     }
+    if (this.migration) i.migration = this.migration;
     return i;
   }
 
@@ -361,6 +364,30 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     });
   }
 
+  // ---- live migration: small entry points; the work is in migration-source.ts / migration-incoming.ts
+
+  /** Devices were hotplugged into this QEMU run (a destination started from the definition would place them elsewhere). */
+  get hasHotplugged(): boolean {
+    return Object.keys(this.hardware?.slots ?? {}).length > 0;
+  }
+
+  /** Destination of a live migration: QEMU started with -incoming defer; beforeCont feeds it and answers whether to stay paused. */
+  startIncoming(beforeCont: (qmp: QmpClient) => Promise<boolean>): Promise<void> {
+    return this.exclusive('start', () => this.startLocked({ incoming: true, beforeCont }));
+  }
+
+  /** Source of a completed live migration (the caller holds the lock): its QEMU quits, the run ends as a clean stop. */
+  async endAfterMigration(note: string): Promise<void> {
+    const s = this.live();
+    s.expectExit = true;
+    s.stopNote = note;
+    clearTimeout(s.timer);
+    this.setState('stopping');
+    await s.qmp.quit({ timeoutMs: 5000 }).catch(() => {});
+    if (!(await waitForExit(s.pid, 10_000))) killQemu(s.pid, this.id, 'SIGKILL');
+    await this.waitFor((st) => !isActive(st), 15_000);
+  }
+
   /**
    * The start itself, for an operation that already holds the VM's lock (a snapshot revert).
    * opts.beforeCont runs on QEMU stopped at -S, before the guest runs (e.g. loading a RAM
@@ -387,7 +414,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
       throw new HangarError('invalid-state', `VM "${this.name}" still has a QEMU process running (pid ${this.session.pid})`,
         `force it off first (\`hangar destroy ${this.name}\`), then start it`);
     }
-    const pids = await findQemuByUuid(this.id);
+    const pids = await findQemuByUuid(this.id, this.paths.dir);
     if (!pids.length) return;
     // Not Hangar's (its run dir was removed by hand, or another tool started it): not Hangar's to kill either.
     throw new HangarError('invalid-state', `VM "${this.name}" is already running in a QEMU Hangar does not supervise (pid ${pids.join(', ')})`,
@@ -737,7 +764,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
     // its pidfile). Only where a run dir exists (made before any spawn): /proc is not scanned for
     // each of a thousand stopped VMs.
     const pid = recorded !== null && isOurQemu(recorded, this.id) ? recorded
-      : existsSync(this.paths.dir) ? (await findQemuByUuid(this.id))[0] ?? null : null;
+      : existsSync(this.paths.dir) ? (await findQemuByUuid(this.id, this.paths.dir))[0] ?? null : null;
     if (pid === null) {
       await this.settleLeftovers(recorded);
       if (hasSavedState(this.stored.dir) && this.state !== 'saved') this.setState('saved', SAVED_REASON);
@@ -1188,7 +1215,7 @@ export class VmInstance extends EventEmitter<{ state: [VmState] }> {
   private async forceOff(note?: string): Promise<void> {
     const s = this.session;
     if (!s) {
-      for (const pid of await findQemuByUuid(this.id)) {
+      for (const pid of await findQemuByUuid(this.id, this.paths.dir)) {
         killQemu(pid, this.id, 'SIGKILL');
         await waitForExit(pid, 5000);
       }

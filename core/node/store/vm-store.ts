@@ -15,6 +15,8 @@ import { readSnapshotFile, SNAPSHOTS_FILE } from '../snapshots/snapshot-store.ts
 import { discardSavedState } from '../service/saved-state.ts';
 
 export const DEFINITION_FILE = 'vm.json';
+/** What a VM folder keeps once its VM migrated to another core (the definition as it left). */
+export const MIGRATED_AWAY_FILE = 'migrated-away.json';
 /** Temp files writeFileAtomic leaves when the process dies between creating and renaming them. */
 const TEMP_RE = /^\.(vm|snapshots)\.json\.tmp/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -83,6 +85,8 @@ export class VmStore {
       const dir = join(this.vmsDir, id);
       if (existsSync(join(dir, DEFINITION_FILE))) return true;
       const names = await readdir(dir).catch(() => [] as string[]);
+      // A VM that migrated to another core: its folder stays (its disks, the definition as it left), no VM here.
+      if (names.includes(MIGRATED_AWAY_FILE)) return false;
       return names.some((n) => !TEMP_RE.test(n));
     }));
     return ids.filter((_, i) => keep[i]);

@@ -74,6 +74,7 @@ export const useConnectionStore = defineStore('connection', () => {
     snapshotProgress: new Set(),
     statsSample: new Set(),
     hostStats: new Set(),
+    migrationProgress: new Set(),
   };
   const connectedListeners = new Set<(info: { reconnect: boolean }) => void>();
 
@@ -130,6 +131,7 @@ export const useConnectionStore = defineStore('connection', () => {
         snapshotProgress: (e) => emit('snapshotProgress', e),
         statsSample: (e) => emit('statsSample', e),
         hostStats: (e) => emit('hostStats', e),
+        migrationProgress: (e) => emit('migrationProgress', e),
       });
     } catch (e) {
       failedAttempts.value++;
