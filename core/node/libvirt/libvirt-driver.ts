@@ -17,6 +17,7 @@ import { readDomainXml } from './domain-xml-read.ts';
 import { LIBVIRT_STATE, libvirtActive } from './states.ts';
 import type { LibvirtStatus } from './states.ts';
 import { libvirtUnsupported, unsupportedError } from './unsupported.ts';
+import type { LibvirtSupported } from './unsupported.ts';
 import { runVirsh, runVirshBatch } from './virsh.ts';
 import { parseDomstats, parseDominfo, parseNameList, parseUuidNameList, statusFromStats, summaryFromStats } from './virsh-parse.ts';
 import { DomainWatcher } from './watch.ts';
@@ -97,7 +98,7 @@ export class LibvirtDriver extends EventEmitter {
 
   /** The CoreApi: every method of coreApiMethods, the ones libvirt cannot do throwing 'unsupported'. */
   api(): CoreApi {
-    const supported: Partial<CoreApi> = {
+    const supported: Pick<CoreApi, LibvirtSupported> = {
       list: () => this.list(),
       get: (ref) => this.get(ref),
       start: (ref, opts) => this.start(ref, opts),
@@ -114,7 +115,7 @@ export class LibvirtDriver extends EventEmitter {
     };
     const api: Record<string, unknown> = {};
     for (const m of coreApiMethods) {
-      api[m] = supported[m] ?? (async () => { throw unsupportedError(m); });
+      api[m] = m in supported ? supported[m as LibvirtSupported] : async () => { throw unsupportedError(m); };
     }
     return api as unknown as CoreApi;
   }

@@ -1,8 +1,15 @@
 // What a libvirt connection cannot do through Hangar, each with the reason and what to do
 // instead. One table: capabilities() sends the reasons to the UI (which disables those actions),
 // and the driver's stand-ins throw the same words as an 'unsupported' error.
-import { HangarError } from '../../common/errors.ts';
+import { coreApiMethods } from '../../common/api.ts';
 import type { CoreApi } from '../../common/api.ts';
+import { HangarError } from '../../common/errors.ts';
+
+/** What the libvirt driver does (libvirt-driver.ts implements exactly these); every other CoreApi method is a gap below. */
+export const libvirtSupported = [
+  'list', 'get', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'setAutostart', 'delete', 'capabilities',
+] as const satisfies readonly (keyof CoreApi)[];
+export type LibvirtSupported = (typeof libvirtSupported)[number];
 
 interface Gap {
   /** What the user tried, as a noun phrase ("Snapshots"). */
@@ -15,7 +22,8 @@ const NOT_YET = 'Hangar\'s libvirt driver does not do this yet';
 const HANGAR_HOST = 'it concerns the computer running a Hangar core, and libvirtd is not one';
 const VIRT_MANAGER = 'use virt-manager or virsh on this connection';
 
-const gaps: Partial<Record<keyof CoreApi, Gap>> = {
+// Keyed by method name as a string: methods added to CoreApi later fall back to NOT_YET until listed here.
+const gaps: Record<string, Gap | undefined> = {
   create: { what: 'Creating a VM', why: NOT_YET, instead: 'define the domain with `virsh define FILE.xml` (or virt-install), then it appears here' },
   cancelCreate: { what: 'Cancelling a create', why: 'creating VMs is not available on this connection', instead: 'nothing to cancel' },
   previewCreate: { what: 'The create preview', why: 'creating VMs is not available on this connection', instead: 'define the domain with virsh or virt-install' },
@@ -65,16 +73,25 @@ const gaps: Partial<Record<keyof CoreApi, Gap>> = {
   createMdev: { what: 'Creating mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-define` / `nodedev-create`' },
   removeMdev: { what: 'Removing mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-destroy`' },
   daemonStatus: { what: 'Core status', why: 'libvirtd is not a Hangar core', instead: 'use `virsh version` and `virsh uri`' },
+  migrate: { what: 'Live migration', why: NOT_YET, instead: 'use `virsh migrate --live NAME qemu+ssh://HOST/system`, or virt-manager\'s Migrate' },
+  cancelMigration: { what: 'Cancelling a migration', why: NOT_YET, instead: 'use `virsh domjobabort NAME`' },
+  prepareIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
+  finishIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
+  abortIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
   daemonStop: { what: 'Stopping the core', why: 'libvirtd is not a Hangar core, and Hangar does not stop it', instead: 'stop libvirtd with its service manager (systemctl stop libvirtd)' },
 };
 
+function gap(method: string): Gap {
+  return gaps[method] ?? { what: `"${method}"`, why: NOT_YET, instead: VIRT_MANAGER };
+}
+
 /** CoreApi methods a libvirt connection cannot do, with the reason in words (capabilities().unsupported). */
 export const libvirtUnsupported: Partial<Record<keyof CoreApi, string>> = Object.fromEntries(
-  Object.entries(gaps).map(([m, g]) => [m, g.why]),
+  coreApiMethods.filter((m) => !(libvirtSupported as readonly string[]).includes(m)).map((m) => [m, gap(m).why]),
 );
 
 /** The error an unsupported method throws. */
 export function unsupportedError(method: keyof CoreApi): HangarError {
-  const g = gaps[method] ?? { what: method, why: NOT_YET, instead: VIRT_MANAGER };
+  const g = gap(method);
   return new HangarError('unsupported', `${g.what} is not available on a libvirt connection: ${g.why}`, g.instead, { method });
 }
