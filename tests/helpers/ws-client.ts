@@ -41,9 +41,10 @@ export function openWs(url: string, headers: { origin?: string | null; host?: st
   });
 }
 
-export async function wsCoreClient(t: WsTarget, events: Partial<CoreEvents> = {}): Promise<CoreClient> {
+/** The core's API over browser mode's RPC socket; `connection` names a saved connection (default: local). */
+export async function wsCoreClient(t: WsTarget, events: Partial<CoreEvents> = {}, connection?: string): Promise<CoreClient> {
   let deliver: (m: string) => void = () => {};
-  const ws = await openWs(wsUrl(t, WS_RPC_PATH), {}, (d, bin) => { if (!bin) deliver(d.toString()); });
+  const ws = await openWs(wsUrl(t, WS_RPC_PATH, connection ? { connection } : {}), {}, (d, bin) => { if (!bin) deliver(d.toString()); });
   return createCoreClient({
     send: (m) => ws.send(m),
     onMessage: (cb) => { deliver = cb; },
@@ -78,8 +79,8 @@ export class WsConsole {
     ws.on('close', () => { this.closed = true; this.wake(); });
   }
 
-  static async open(t: WsTarget, vm: string, opts: { replay?: boolean; autoAck?: boolean } = {}): Promise<WsConsole> {
-    const c = new WsConsole(wsUrl(t, WS_CONSOLE_PATH, { vm, replay: opts.replay === false ? '0' : '1' }), opts.autoAck ?? true);
+  static async open(t: WsTarget, vm: string, opts: { replay?: boolean; autoAck?: boolean; connection?: string } = {}): Promise<WsConsole> {
+    const c = new WsConsole(wsUrl(t, WS_CONSOLE_PATH, { vm, replay: opts.replay === false ? '0' : '1', ...(opts.connection ? { connection: opts.connection } : {}) }), opts.autoAck ?? true);
     await new Promise<void>((resolve, reject) => {
       c.ws.once('open', () => resolve());
       c.ws.once('error', reject);

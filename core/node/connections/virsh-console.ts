@@ -8,9 +8,15 @@ import type { StreamChannel } from './open-connection.ts';
 const CONNECT_TIMEOUT_MS = 15_000;
 
 export async function openVirshConsole(uri: string, vm: string): Promise<StreamChannel> {
+  if (!vm) throw new HangarError('invalid-input', 'which domain\'s console? The name is empty', 'give the domain\'s name or UUID');
   // --force: take the console over from a stale session (virsh refuses a second one otherwise).
   const pty = spawnPty('virsh', ['-c', uri, 'console', '--force', vm], { cols: 120, rows: 40, env: { ...process.env, LC_ALL: 'C' } });
   const stream = pty.toDuplex();
+  // virsh console ignores SIGHUP and SIGTERM; its escape key (Ctrl+]) ends it. SIGKILL if that fails.
+  stream.once('close', () => {
+    pty.write(Buffer.from([0x1d]));
+    setTimeout(() => pty.kill('SIGKILL'), 2000).unref();
+  });
   let seen = '';
   const exited = new Promise<number>((resolve) => pty.onExit((e) => resolve(e.exitCode)));
   // virsh prints "Connected to domain 'x'" then "Escape character is ^]" before the guest's bytes.
@@ -18,7 +24,7 @@ export async function openVirshConsole(uri: string, vm: string): Promise<StreamC
     const timer = setTimeout(() => { stream.off('data', onData); reject(new HangarError('timeout', `virsh console ${vm} did not connect within ${CONNECT_TIMEOUT_MS / 1000} s`)); }, CONNECT_TIMEOUT_MS);
     const onData = (d: Buffer): void => {
       seen += d.toString('latin1');
-      const m = /Escape character is \S+(?: \(Ctrl \+ \])?\r?\n/.exec(seen);
+      const m = /Escape character is [^\n]*\n/.exec(seen);
       if (!m) return;
       clearTimeout(timer);
       stream.off('data', onData);
