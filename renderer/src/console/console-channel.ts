@@ -89,6 +89,8 @@ export class AckBatcher {
 export interface ConsoleChannelOptions {
   vm: string;
   transport: Pick<CoreTransport, 'openConsole'>;
+  /** The connection the VM lives on (absent = this machine's core). */
+  connection?: string;
   sink: TerminalSink;
   onStatus?: (status: ConsoleStatus, detail?: string) => void;
   timers?: Timers;
@@ -178,7 +180,7 @@ export class ConsoleChannel {
       this.lastNotice = '';
     }
     this.setStatus('connecting');
-    this.opts.transport.openConsole(this.opts.vm, { replay: true }).then(
+    this.opts.transport.openConsole(this.opts.vm, { replay: true, ...(this.opts.connection !== undefined ? { connection: this.opts.connection } : {}) }).then(
       (link) => this.attach(link, gen),
       (e: unknown) => {
         if (gen !== this.generation) return;

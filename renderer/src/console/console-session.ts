@@ -13,6 +13,8 @@ import { watchTheme } from './theme.ts';
 export interface ConsoleSessionOptions {
   vm: string;
   transport: Pick<CoreTransport, 'openConsole'>;
+  /** The connection the VM lives on (absent = this machine's core). */
+  connection?: string;
   onStatus?: (status: ConsoleStatus, detail?: string) => void;
   /** Opens a link found in the output (window.hangar.openExternal or window.open). */
   openLink: (url: string) => void;
@@ -48,6 +50,7 @@ export class ConsoleSession {
     this.channel = new ConsoleChannel({
       vm: opts.vm,
       transport: opts.transport,
+      ...(opts.connection !== undefined ? { connection: opts.connection } : {}),
       onStatus: (s, d) => opts.onStatus?.(s, d),
       sink: {
         write: (data, done) => t.write(data, done),

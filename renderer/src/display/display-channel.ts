@@ -44,6 +44,8 @@ export type CreateViewer = (socket: ChannelSocket, events: ViewerEvents) => Disp
 export interface DisplayChannelOptions {
   vm: string;
   transport: Pick<CoreTransport, 'openDisplay'>;
+  /** The connection the VM lives on (absent = this machine's core). */
+  connection?: string;
   createViewer: CreateViewer;
   /** detail: why (the VM stopped, the core's error message, the close reason). */
   onStatus?: (status: DisplayStatus, detail?: string) => void;
@@ -107,7 +109,7 @@ export class DisplayChannel {
     this.dropConnection();
     this.setStatus('connecting');
     this.opens++;
-    this.opts.transport.openDisplay(this.opts.vm).then(
+    this.opts.transport.openDisplay(this.opts.vm, this.opts.connection).then(
       (link) => {
         if (gen !== this.generation) {
           link.close();

@@ -22,6 +22,8 @@ export interface DisplayViewOptions {
 export interface DisplaySessionOptions {
   vm: string;
   transport: Pick<CoreTransport, 'openDisplay'>;
+  /** The connection the VM lives on (absent = this machine's core). */
+  connection?: string;
   view: DisplayViewOptions;
   onStatus?: (status: DisplayStatus, detail?: string) => void;
   /** The keyboard is (no longer) captured by the screen. */
@@ -65,6 +67,7 @@ export class DisplaySession {
     this.channel = new DisplayChannel({
       vm: opts.vm,
       transport: opts.transport,
+      ...(opts.connection !== undefined ? { connection: opts.connection } : {}),
       onStatus: (s, d) => opts.onStatus?.(s, d),
       createViewer: (socket, events) => {
         const host = this.host;

@@ -10,7 +10,7 @@ import { actionKey, actionStatus } from '../host/host-report.ts';
 import type { HostAction } from '../host/host-report.ts';
 import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
-import { useConnectionStore } from './connection.ts';
+import { unsupportedIn, useConnectionStore } from './connection.ts';
 import { coalesce } from './vms.ts';
 
 export type HostActionResult = { ok: true; result: HostChangeResult; status: string } | { ok: false; error: UiError };
@@ -75,7 +75,18 @@ export const useHostDevicesStore = defineStore('host-devices', () => {
 
   conn.onEvent('vmChanged', invalidate);
   conn.onEvent('vmListChanged', invalidate);
-  conn.onConnected(() => { if (report.value || error.value) void refresh(); });
+  let reload = false;
+  conn.onSwitching(() => {
+    reload = report.value !== null || error.value !== null;
+    report.value = null;
+    error.value = null;
+    status.value = null;
+    actionErrors.clear();
+  });
+  conn.onConnected(() => {
+    if ((report.value || error.value || reload) && !unsupportedIn(conn.capabilities, 'hostDevices')) void refresh();
+    reload = false;
+  });
 
   async function run(action: HostAction, call: () => Promise<HostChangeResult>): Promise<HostActionResult> {
     const key = actionKey(action);

@@ -11,7 +11,7 @@ import { hostChangeText } from '../host/host-memory.ts';
 import { Poller } from '../util/poller.ts';
 import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
-import { useConnectionStore } from './connection.ts';
+import { unsupportedIn, useConnectionStore } from './connection.ts';
 import { coalesce } from './vms.ts';
 
 export const HOST_MEMORY_INTERVAL_MS = 3000;
@@ -59,7 +59,18 @@ export const useHostMemoryStore = defineStore('host-memory', () => {
   /** A view shows the live figures from now on; call the result when it goes away. */
   const follow = (): (() => void) => poller.watch();
 
-  conn.onConnected(() => { if (data.value || error.value) void refresh(); });
+  let reload = false;
+  conn.onSwitching(() => {
+    reload = data.value !== null || error.value !== null;
+    data.value = null;
+    error.value = null;
+    actionErrors.clear();
+    status.clear();
+  });
+  conn.onConnected(() => {
+    if ((data.value || error.value || reload) && !unsupportedIn(conn.capabilities, 'hostCpuMemory')) void refresh();
+    reload = false;
+  });
 
   async function run(key: string, what: string, call: () => Promise<HostChangeResult>): Promise<HostMemoryActionResult> {
     if (busy.has(key)) return { ok: false, error: { code: 'busy', message: 'this change is still being made', hint: 'wait for it to finish' } };

@@ -33,7 +33,19 @@ export const useHostStore = defineStore('host', () => {
     return loading;
   }
 
-  conn.onConnected(() => { if (checks.value) void load(true); });
+  // Another connection's host: forget this one's answers, ask again on connect if something showed them.
+  let reload = false;
+  conn.onSwitching(() => {
+    reload = checks.value !== null || error.value !== null;
+    checks.value = null;
+    info.value = null;
+    error.value = null;
+    loading = null;
+  });
+  conn.onConnected(() => {
+    if (checks.value || reload) void load(true);
+    reload = false;
+  });
 
   return { checks, info, error, load };
 });

@@ -13,7 +13,7 @@ import type { HostSummary, StatsSample } from '../../../core/common/stats.ts';
 import { isActive } from '../../../core/common/state.ts';
 import { StatsClaims, appendCpu, coveredBy, sameWatchSet } from '../performance/stats-subscriptions.ts';
 import type { StatsWant, WatchSet } from '../performance/stats-subscriptions.ts';
-import { useConnectionStore } from './connection.ts';
+import { unsupportedIn, useConnectionStore } from './connection.ts';
 
 export const useStatsStore = defineStore('stats', () => {
   const conn = useConnectionStore();
@@ -58,7 +58,7 @@ export const useStatsStore = defineStore('stats', () => {
     try {
       for (;;) {
         again = false;
-        if (conn.status !== 'connected') return;
+        if (conn.status !== 'connected' || unsupportedIn(conn.capabilities, 'watchStats')) return;
         const want = claims.union();
         if (sameWatchSet(want, sent)) return;
         const gen = generation;
@@ -79,7 +79,7 @@ export const useStatsStore = defineStore('stats', () => {
   /** The newest samples when the watched VMs grow (once per connection for the list), so the views show figures before the first push. */
   async function seed(): Promise<void> {
     const want = claims.union();
-    if ((want !== null && !want.length) || coveredBy(want, seededFor) || conn.status !== 'connected') return;
+    if ((want !== null && !want.length) || coveredBy(want, seededFor) || conn.status !== 'connected' || unsupportedIn(conn.capabilities, 'statsLatest')) return;
     const before = seededFor;
     seededFor = want;
     const gen = generation;
@@ -106,7 +106,7 @@ export const useStatsStore = defineStore('stats', () => {
   }
 
   async function seedHost(): Promise<void> {
-    if (hostSeeded || !hostViews || conn.status !== 'connected') return;
+    if (hostSeeded || !hostViews || conn.status !== 'connected' || unsupportedIn(conn.capabilities, 'hostSummary')) return;
     hostSeeded = true;
     const gen = generation;
     try {
@@ -132,6 +132,16 @@ export const useStatsStore = defineStore('stats', () => {
     hostSeeded = false;
     again = true;
     changed();
+  });
+  // Another connection's figures must not show beside this one's VMs (a new connection watches nothing yet).
+  conn.onSwitching(() => {
+    generation++;
+    sent = [];
+    seededFor = [];
+    hostSeeded = false;
+    latest.clear();
+    cpu.clear();
+    host.value = null;
   });
   conn.onEvent('statsSample', (s) => ingest(s));
   conn.onEvent('hostStats', (h) => { if (!host.value || h.t >= host.value.t) host.value = h; });

@@ -10,7 +10,7 @@ import type { VmAction, VmState } from '../../../core/common/state.ts';
 import { changeStatus } from '../devices/device-forms.ts';
 import { toUiError } from '../util/ui-error.ts';
 import type { UiError } from '../util/ui-error.ts';
-import { useConnectionStore } from './connection.ts';
+import { unsupportedIn, useConnectionStore } from './connection.ts';
 
 export type LifecycleAction = 'start' | 'pause' | 'resume' | 'save' | 'shutdown' | 'reboot' | 'destroy';
 
@@ -23,6 +23,13 @@ export const actionLabels: Record<LifecycleAction | 'delete', string> = {
   reboot: 'Reboot',
   destroy: 'Force Off',
   delete: 'Delete',
+};
+
+/** The CoreApi method behind each state-machine action (what a connection's capabilities name; migrate is its own method where the core has it). */
+export const actionMethods: Record<VmAction, string> = {
+  start: 'start', pause: 'pause', resume: 'resume', save: 'save', shutdown: 'shutdown', reboot: 'reboot',
+  reset: 'reset', destroy: 'destroy', delete: 'delete', edit: 'edit', clone: 'clone', snapshot: 'createSnapshot',
+  'resize-disk': 'resizeDisk', 'change-device': 'editDevice', tune: 'setVcpus', migrate: 'migrate',
 };
 
 /**
@@ -92,22 +99,28 @@ export const useVmsStore = defineStore('vms', () => {
 
   const fetchList = coalesce(async () => {
     fetches.list++;
+    const epoch = conn.epoch;
     try {
-      list.value = await conn.api.list();
+      const got = await conn.api.list();
+      if (epoch !== conn.epoch) return; // another connection's VMs: never mixed in
+      list.value = got;
       listError.value = null;
       loaded.value = true;
     } catch (e) {
-      listError.value = toUiError(e);
+      if (epoch === conn.epoch) listError.value = toUiError(e);
     }
   });
 
   const fetchDetails = coalesce(async (name) => {
     fetches.details++;
+    const epoch = conn.epoch;
     try {
       const info = await conn.api.get(name);
+      if (epoch !== conn.epoch) return;
       details.set(name, info);
       detailsErrors.delete(name);
     } catch (e) {
+      if (epoch !== conn.epoch) return;
       const err = toUiError(e);
       if (err.code === 'not-found') details.delete(name);
       detailsErrors.set(name, err);
@@ -116,11 +129,14 @@ export const useVmsStore = defineStore('vms', () => {
 
   const fetchCommandLine = coalesce(async (name) => {
     fetches.commandLine++;
+    const epoch = conn.epoch;
     try {
-      commandLines.set(name, await conn.api.commandLine(name));
+      const argv = await conn.api.commandLine(name);
+      if (epoch !== conn.epoch) return;
+      commandLines.set(name, argv);
       commandLineErrors.delete(name);
     } catch (e) {
-      commandLineErrors.set(name, toUiError(e));
+      if (epoch === conn.epoch) commandLineErrors.set(name, toUiError(e));
     }
   });
 
@@ -177,6 +193,22 @@ export const useVmsStore = defineStore('vms', () => {
   conn.onEvent('vmChanged', onVmChanged);
   conn.onEvent('vmListChanged', onVmListChanged);
   conn.onConnected(() => { void refreshAll(); });
+  // Another connection: nothing of this one stays on screen (the list empties, then refills on connect).
+  conn.onSwitching(() => {
+    list.value = [];
+    loaded.value = false;
+    listError.value = null;
+    lastError.value = null;
+    selected.value = null;
+    details.clear();
+    detailsErrors.clear();
+    commandLines.clear();
+    commandLineErrors.clear();
+    busy.clear();
+    deviceBusy.clear();
+    deviceStatus.clear();
+    balloons.clear();
+  });
   if (conn.status === 'connected') void refreshList();
 
   /** The freshest state known for a VM (list first, then details). */
@@ -187,7 +219,8 @@ export const useVmsStore = defineStore('vms', () => {
   /** Whether the button for an action should be enabled. */
   function canAct(name: string, action: VmAction): boolean {
     const state = stateOf(name);
-    return state !== undefined && !busy.has(name) && conn.status === 'connected' && canDo(action, state);
+    return state !== undefined && !busy.has(name) && conn.status === 'connected' && canDo(action, state)
+      && unsupportedIn(conn.capabilities, actionMethods[action]) === null;
   }
 
   function fail(e: unknown): void {

@@ -16,6 +16,8 @@ import { HangarError } from '../../../core/common/errors.ts';
 import { assertCan } from '../../../core/common/state.ts';
 import type { VmState } from '../../../core/common/state.ts';
 import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
+import { checkConnectionName, connectionLabel, parseConnectionUri } from '../../../core/common/connections.ts';
+import type { ConnectionInfo, DriverCapabilities } from '../../../core/common/connections.ts';
 import type { Timers } from '../stores/connection.ts';
 import { sampleHostReport, sampleVf, withViability } from './host-report.ts';
 
@@ -185,11 +187,18 @@ export class FakeCore implements CoreTransport {
   /** Key combinations sent, as "vm ctrl-alt-delete". */
   readonly keysSent: string[] = [];
   /** Display channels the UI opened (the test plays the core's side). */
-  readonly displays: { vm: string; core: MemoryEnd<string | Uint8Array> }[] = [];
+  readonly displays: { vm: string; core: MemoryEnd<string | Uint8Array>; connection?: string }[] = [];
   /** While set, openDisplay fails with it. */
   displayFails: Error | null = null;
   /** Console channels the UI opened (the test plays the core's side). */
-  readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array> }[] = [];
+  readonly consoles: { vm: string; replay: boolean; core: MemoryEnd<string | Uint8Array>; connection?: string }[] = [];
+
+  /** What capabilities answers (a Hangar core that can do everything, by default). */
+  caps: DriverCapabilities = { driver: 'hangar', connection: 'local', label: 'Hangar on this computer', unsupported: {} };
+  /** The saved connections connections() answers (addConnection/removeConnection edit it; URIs checked as the core does). */
+  savedConnections: ConnectionInfo[] = [{ name: 'local', uri: 'local', label: 'Hangar on this computer', kind: 'local' }];
+  /** The connection each openRpc named (undefined for none), in order. */
+  readonly rpcConnections: (string | undefined)[] = [];
 
   /** What statsLatest answers. */
   samples: StatsSample[] = [];
@@ -256,6 +265,22 @@ export class FakeCore implements CoreTransport {
       statsLatest: async () => [...this.samples],
       hostSummary: async () => this.hostSummary,
       watchStats: async (refs) => { for (const r of refs ?? []) this.find(r); },
+      capabilities: async () => this.caps,
+      connections: async () => [...this.savedConnections],
+      addConnection: async (name, uri) => {
+        checkConnectionName(name);
+        const target = parseConnectionUri(uri);
+        if (this.savedConnections.some((c) => c.name === name)) throw new HangarError('already-exists', `a connection named "${name}" exists`, 'pick another name, or remove it first');
+        this.savedConnections.push({ name, uri, label: connectionLabel(target), kind: target.kind });
+        return [...this.savedConnections];
+      },
+      removeConnection: async (name) => {
+        if (name === 'local') throw new HangarError('invalid-input', 'the local connection cannot be removed', 'remove another one');
+        const i = this.savedConnections.findIndex((c) => c.name === name);
+        if (i < 0) throw new HangarError('not-found', `no connection named "${name}"`, 'see hangar connect list');
+        this.savedConnections.splice(i, 1);
+        return [...this.savedConnections];
+      },
       list: async () => [...this.vms.values()].map(({ id, name, state, vcpus, memoryMiB, reason }): VmSummary => {
         const s: VmSummary = { id, name, state };
         if (vcpus !== undefined) s.vcpus = vcpus;
@@ -597,8 +622,9 @@ export class FakeCore implements CoreTransport {
     return this.sessions.filter((s) => !s.end.closed).length;
   }
 
-  async openRpc(): Promise<RpcLink> {
+  async openRpc(connection?: string): Promise<RpcLink> {
     this.rpcOpens++;
+    this.rpcConnections.push(connection);
     if (this.down) throw new Error('could not reach the Hangar core');
     const [ui, core] = memoryPair<string>();
     let handler: ((d: unknown) => void) | null = null;
@@ -622,17 +648,17 @@ export class FakeCore implements CoreTransport {
 
   consoleFails: Error | null = null;
 
-  async openConsole(vm: string, opts: { replay: boolean }): Promise<ConsoleLink> {
+  async openConsole(vm: string, opts: { replay: boolean; connection?: string }): Promise<ConsoleLink> {
     if (this.consoleFails) throw this.consoleFails;
     const [ui, core] = memoryPair<string | Uint8Array>();
-    this.consoles.push({ vm, replay: opts.replay, core });
+    this.consoles.push({ vm, replay: opts.replay, core, ...(opts.connection !== undefined ? { connection: opts.connection } : {}) });
     return ui;
   }
 
-  async openDisplay(vm: string): Promise<ConsoleLink> {
+  async openDisplay(vm: string, connection?: string): Promise<ConsoleLink> {
     if (this.displayFails) throw this.displayFails;
     const [ui, core] = memoryPair<string | Uint8Array>();
-    this.displays.push({ vm, core });
+    this.displays.push({ vm, core, ...(connection !== undefined ? { connection } : {}) });
     return ui;
   }
 
