@@ -10,6 +10,8 @@ export interface WriteContext {
   def: VmDefinition;
   /** Folder for serial-port logs and sockets (libvirt needs a path for each). */
   chardevDir: string;
+  /** Where the console's output is logged as well. */
+  serialLog?: string;
   /** Whether to write passt NICs as libvirt's passt back end (else slirp user networking). */
   passt: boolean;
   notCarried: string[];
@@ -158,7 +160,10 @@ export function chardevsXml(ctx: WriteContext): { serial: XNode[]; console: XNod
   const consoles: XNode[] = [];
   if (def.serial.enabled) {
     // A pty: what `virsh console` attaches to.
-    serial.push({ '@_type': 'pty', target: { '@_type': 'isa-serial', '@_port': '0', model: { '@_name': 'isa-serial' } } });
+    serial.push({
+      '@_type': 'pty', ...(ctx.serialLog ? { log: { '@_file': ctx.serialLog, '@_append': 'on' } } : {}),
+      target: { '@_type': 'isa-serial', '@_port': '0', model: { '@_name': 'isa-serial' } },
+    });
     consoles.push({ '@_type': 'pty', target: { '@_type': 'serial', '@_port': '0' } });
   }
   def.serialPorts.forEach((p, i) => {

@@ -16,6 +16,8 @@ export interface DomainXmlOptions {
   emulator?: string;
   /** Where extra serial ports log or listen; default libvirt's qemu state folder. */
   chardevDir?: string;
+  /** A file the console's output is also logged to (virtlogd writes it), like Hangar's own serial log. */
+  serialLog?: string;
   /** The libvirt at hand takes <backend type='passt'/> (Debian 12's 9.0 refuses it): else passt NICs become slirp. */
   passt?: boolean;
 }
@@ -132,7 +134,7 @@ export function writeDomainXml(def: VmDefinition, opts: DomainXmlOptions = {}): 
     throw new HangarError('unsupported', `VM "${def.name}" is a microvm, which libvirt cannot define (it has no PCI bus)`, 'use machine q35 to run it under libvirt');
   }
   const notCarried: string[] = [];
-  const ctx: WriteContext = { def, chardevDir: opts.chardevDir ?? '/var/lib/libvirt/qemu', passt: opts.passt ?? false, notCarried };
+  const ctx: WriteContext = { def, chardevDir: opts.chardevDir ?? '/var/lib/libvirt/qemu', passt: opts.passt ?? false, ...(opts.serialLog ? { serialLog: opts.serialLog } : {}), notCarried };
   const type = opts.domainType ?? (def.accel === 'tcg' ? 'qemu' : 'kvm');
   const domain: XNode = { '@_type': type, name: def.name, uuid: def.id };
   if (def.description) domain.description = def.description;
