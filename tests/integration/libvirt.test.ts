@@ -51,7 +51,7 @@ async function until<T>(what: string, ms: number, probe: () => Promise<T | undef
 
 /** Waits for the guest's ready marker to have been printed `count` times (boots since the log began). */
 function booted(count: number): Promise<true> {
-  return until(`ready marker #${count} in ${serialLog}`, 90_000, () => (markers() >= count ? true : undefined));
+  return until(`ready marker #${count} in ${serialLog}`, 150_000, () => (markers() >= count ? true : undefined));
 }
 
 async function libvirtState(name = NAME): Promise<string> {
@@ -85,7 +85,8 @@ after(async () => {
   await files?.cleanup();
 });
 
-describe('libvirt driver', { timeout: 240_000 }, () => {
+// About 65 s on an idle machine (three TCG boots); the timeout leaves room for a loaded one.
+describe('libvirt driver', { timeout: 480_000 }, () => {
   test('list shows the defined domain stopped, by its UUID, with its size; get reads its XML', async () => {
     const mine = (await api.list()).find((s) => s.name === NAME);
     assert.deepEqual(mine, { id: uuid, name: NAME, state: 'stopped', vcpus: 1, memoryMiB: 256 });
@@ -178,7 +179,7 @@ describe('libvirt driver', { timeout: 240_000 }, () => {
     driver.on('vmChanged', onChanged);
     driver.on('vmListChanged', onList);
     assert.equal(driver.watchMode, 'events');
-    await new Promise((r) => setTimeout(r, 500)); // the event child subscribes
+    await new Promise((r) => setTimeout(r, 1500)); // the event child subscribes, the baseline list is taken
     await virsh(['start', NAME]);
     await until('vmChanged running', 15_000, () => seen.find((e) => e.id === uuid && e.state === 'running'));
     assert.equal(seen.find((e) => e.id === uuid)?.name, NAME);
@@ -197,7 +198,7 @@ describe('libvirt driver', { timeout: 240_000 }, () => {
       const got: VmState[] = [];
       polling.on('vmChanged', (e: { id: string; state: VmState }) => { if (e.id === uuid) got.push(e.state); });
       assert.equal(polling.watchMode, 'polling');
-      await new Promise((r) => setTimeout(r, 700)); // the first poll is the baseline
+      await new Promise((r) => setTimeout(r, 1500)); // the baseline list is taken
       await virsh(['destroy', NAME]);
       await until('vmChanged stopped by polling', 10_000, () => (got.includes('stopped') ? true : undefined));
       await virsh(['undefine', other]);
