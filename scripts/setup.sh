@@ -22,6 +22,12 @@ declare -A runtime_pkgs=(
   [ipxe-qemu]=/usr/lib/ipxe/qemu/efi-virtio.rom
   [pci.ids]=/usr/share/misc/pci.ids
   [usb.ids]=/usr/share/misc/usb.ids
+  # node-pty (terminals for ssh prompts and virsh console) is compiled by node-gyp during npm ci.
+  [g++]=/usr/bin/g++
+  [make]=/usr/bin/make
+  [python3]=/usr/bin/python3
+  # Remote connections (ssh://, qemu+ssh://) run the user's own ssh.
+  [openssh-client]=/usr/bin/ssh
 )
 declare -A test_pkgs=(
   [busybox-static]=/bin/busybox
@@ -32,7 +38,6 @@ declare -A test_pkgs=(
   [grub-common]=/usr/bin/grub-mkrescue
   [mtools]=/usr/bin/mcopy
   [kmod]=/usr/bin/kmod
-  [python3]=/usr/bin/python3
   [chromium]=/usr/bin/chromium
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf
   # DPDK testpmd: a real vhost-user-net back end for the vhost-user NIC test.
@@ -41,6 +46,8 @@ declare -A test_pkgs=(
   [systemd]=/usr/bin/systemd-analyze
   # qemu-ga, copied into the test guest's initramfs (tests/guest/build.sh).
   [qemu-guest-agent]=/usr/sbin/qemu-ga
+  # A throw-away sshd on 127.0.0.1 for the SSH connection tests (tests/helpers/sshd.ts).
+  [openssh-server]=/usr/sbin/sshd
   [libvirt-daemon-system]=/usr/sbin/libvirtd
   [libvirt-clients]=/usr/bin/virsh
 )
