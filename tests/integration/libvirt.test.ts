@@ -2,7 +2,7 @@
 // defined from plain domain XML written here: list and details, start (the guest boots: its
 // ready marker in the serial log virtlogd writes), pause/resume, reboot and reset (the guest
 // boots again), ACPI shutdown (the guest's acpid powers off) and a shutdown forced off at its
-// timeout, destroy, autostart (virsh dominfo agrees), events for changes made behind the
+// timeout, destroy, managed save and restore, autostart (virsh dominfo agrees), events for changes made behind the
 // driver's back with plain virsh (from `virsh event` and from polling), every unsupported method,
 // delete (with and without disk files), and the errors for an unknown domain and bad URIs.
 import { after, before, describe, test } from 'node:test';
@@ -159,6 +159,21 @@ describe('libvirt driver', { timeout: 480_000 }, () => {
     await rejectsWith(api.shutdown(NAME), 'invalid-state', /it is shutting-down/);
     await until('forced off', 20_000, async () => ((await api.get(NAME)).state === 'stopped' ? true : undefined));
     assert.equal(await libvirtState(), 'shut off (destroyed)');
+  });
+
+  test('save (managed save): saved; start restores it; start with discardSaved boots afresh', async () => {
+    await api.start(NAME);
+    const saved = await api.save(NAME);
+    assert.equal(saved.state, 'saved');
+    assert.equal((await api.list()).find((s) => s.id === uuid)?.state, 'saved');
+    assert.match(await virsh(['dominfo', NAME]), /^Managed save:\s+yes$/m);
+    assert.equal((await api.start(NAME)).state, 'running');
+    assert.equal(await libvirtState(), 'running (restored)');
+    await api.save(NAME);
+    assert.equal((await api.start(NAME, { discardSaved: true })).state, 'running');
+    assert.equal(await libvirtState(), 'running (booted)');
+    assert.match(await virsh(['dominfo', NAME]), /^Managed save:\s+no$/m);
+    await api.destroy(NAME);
   });
 
   test('autostart on and off (virsh dominfo agrees)', async () => {
