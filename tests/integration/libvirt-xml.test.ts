@@ -90,7 +90,8 @@ describe('libvirt domain XML on a real libvirtd', () => {
         await new Promise((r) => setTimeout(r, 250));
       }
       process.stdout.write(`# libvirt start to ready marker: ${Date.now() - started} ms\n`);
-      const { definition } = readDomainXml(await virsh(['dumpxml', def.name]));
+      const { definition, notCarried } = readDomainXml(await virsh(['dumpxml', def.name]));
+      assert.deepEqual(notCarried, [], 'the live XML (aliases, seclabel, PCI addresses added by libvirt) carries over whole');
       assert.deepEqual(sharedSubset(withoutLibvirtDefaults(definition, def)), sharedSubset(def), 'the running domain\'s live XML reads back to the definition');
     } finally {
       await virsh(['destroy', def.name]).catch(() => {});

@@ -120,7 +120,8 @@ describe('readDomainXml: the domain', () => {
 
   it('lists what the domain has and Hangar has not', () => {
     const top = `<features><acpi/><apic/><hyperv mode='custom'><relaxed state='on'/></hyperv></features><clock offset='localtime'/>
-      <on_reboot>destroy</on_reboot><seclabel type='dynamic' model='selinux'/>`;
+      <on_reboot>destroy</on_reboot><seclabel type='static' model='selinux'><label>x</label></seclabel>
+      <seclabel type='dynamic' model='dac' relabel='yes'/><resource><partition>/machine</partition></resource>`;
     const { notCarried } = readDomainXml(domain('', top, 'xen').replace("arch='x86_64'", "arch='aarch64'"));
     assert.deepEqual(notCarried, [
       'feature hyperv: not supported',
@@ -154,7 +155,9 @@ describe('readDomainXml: devices', () => {
       <disk type='volume' device='disk'><source pool='default' volume='x.qcow2'/><target dev='vdd' bus='virtio'/></disk>
       <disk type='file' device='floppy'><source file='/f.img'/><target dev='fda' bus='fdc'/></disk>
       <disk type='file' device='disk'><source file='/u.img'/><target dev='sdc' bus='usb'/></disk>
-      <disk type='file' device='disk'><source file='/s.img'/><target dev='vde' bus='virtio'/><shareable/></disk>`));
+      <disk type='file' device='disk'><source file='/s.img'/><target dev='vde' bus='virtio'/><shareable/></disk>
+      <disk type='file' device='disk'><source file='/r.img'/><target dev='sdd' bus='sata'/><readonly/></disk>
+      <disk type='file' device='disk'><driver name='qemu' type='raw' io='native'/><source file='/n.img'/><target dev='vdf' bus='virtio'/></disk>`));
     assert.deepEqual(notCarried, [
       'disk vdb: network-backed (rbd) disks are not supported',
       'disk vdc: host block devices (/dev/sdz) are not supported; Hangar uses image files',
@@ -162,8 +165,10 @@ describe('readDomainXml: devices', () => {
       'floppy fda: floppy devices are not supported',
       'disk sdc: disks on bus usb are not supported (Hangar has virtio, sata, scsi and ide)',
       'disk vde: shareable (several guests writing one disk) is not supported',
+      'disk sdd: a read-only SATA hard disk is not supported by QEMU; attach it on virtio or scsi',
+      'disk vdf: I/O mode native without cache none/directsync becomes threads',
     ]);
-    assert.deepEqual(definition.disks.map((d) => d.id), ['vde']);
+    assert.deepEqual(definition.disks.map((d) => [d.id, d.aio]), [['vde', undefined], ['vdf', 'threads']]);
   });
 
   it('CD-ROMs: empty or with a medium, on ide, sata or scsi', () => {
@@ -286,8 +291,11 @@ describe('readDomainXml: devices', () => {
     ]);
     assert.deepEqual(notCarried, ['SCSI controller lsilogic: Hangar\'s SCSI disks sit on virtio-scsi', 'input evdev: host input devices are not supported']);
     const uhci = readDomainXml(domain("<controller type='usb' index='0' model='piix3-uhci'/>"));
-    assert.deepEqual(uhci.definition.usb, { model: 'qemu-xhci' });
-    assert.deepEqual(uhci.notCarried, ['USB controller piix3-uhci: becomes qemu-xhci']);
+    assert.deepEqual(uhci.definition.usb, { model: 'ich9-ehci' });
+    assert.deepEqual(uhci.notCarried, ['USB controller piix3-uhci: becomes ich9-ehci with UHCI companions']);
+    const nec = readDomainXml(domain("<controller type='usb' index='0' model='pci-ohci'/>"));
+    assert.deepEqual(nec.definition.usb, { model: 'qemu-xhci' });
+    assert.deepEqual(nec.notCarried, ['USB controller pci-ohci: becomes qemu-xhci']);
     assert.equal(readDomainXml(domain("<controller type='usb' model='none'/>")).definition.usb, undefined);
   });
 

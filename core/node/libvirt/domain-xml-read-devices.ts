@@ -184,9 +184,13 @@ function readControllersInputs(devices: XNode, fields: Record<string, unknown>, 
       if (model === 'none') continue;
       if (model === 'qemu-xhci' || model === 'nec-xhci') fields.usb = { model: 'qemu-xhci' };
       else if (model?.startsWith('ich9-')) fields.usb = { model: 'ich9-ehci' };
-      else {
+      else if (model === undefined || model === 'piix3-uhci' || model === 'piix4-uhci') {
+        // libvirt's default on pc: USB 1.1 UHCI; ich9-ehci keeps UHCI companions for such guests.
+        fields.usb = { model: 'ich9-ehci' };
+        notCarried.push(`USB controller ${model ?? 'piix3-uhci (libvirt\'s default)'}: becomes ich9-ehci with UHCI companions`);
+      } else {
         fields.usb = { model: 'qemu-xhci' };
-        notCarried.push(`USB controller ${model ?? 'piix3-uhci (the default)'}: becomes qemu-xhci`);
+        notCarried.push(`USB controller ${model}: becomes qemu-xhci`);
       }
     } else if (type === 'scsi' && model !== undefined && model !== 'virtio-scsi') {
       notCarried.push(`SCSI controller ${model}: Hangar's SCSI disks sit on virtio-scsi`);

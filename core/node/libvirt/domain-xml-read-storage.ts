@@ -80,15 +80,25 @@ export function readStorage(devices: XNode, taken: Set<string>): StorageResult {
       out.notCarried.push(`${label}: image format ${fmtName} is not supported`);
       continue;
     }
-    const id = deviceIdOf(disk, `disk${out.disks.length}`, taken);
     const readOnly = child(disk, 'readonly') !== undefined;
+    if (readOnly && (hBus === 'ide' || hBus === 'sata')) {
+      // QEMU's IDE/SATA hard disks cannot be read-only; making it writable would be worse than leaving it out.
+      out.notCarried.push(`${label}: a read-only ${hBus.toUpperCase()} hard disk is not supported by QEMU; attach it on virtio or scsi`);
+      continue;
+    }
+    const id = deviceIdOf(disk, `disk${out.disks.length}`, taken);
     const cacheName = attr(driver, 'cache');
     // libvirt's "default" cache is QEMU's, writeback: Hangar's default too.
     const cache = cacheName === undefined || cacheName === 'default' ? 'writeback' : pick(cacheModes, cacheName);
     if (cache === undefined) out.notCarried.push(`${label}: cache mode ${cacheName} is not supported; writeback is used`);
     const ioName = attr(driver, 'io');
-    const aio = ioName === undefined || ioName === 'default' ? undefined : pick(diskAioModes, ioName);
+    let aio = ioName === undefined || ioName === 'default' ? undefined : pick(diskAioModes, ioName);
     if (ioName !== undefined && ioName !== 'default' && aio === undefined) out.notCarried.push(`${label}: I/O mode ${ioName} is not supported`);
+    if (aio === 'native' && cache !== 'none' && cache !== 'directsync') {
+      // Native AIO needs O_DIRECT (cache none/directsync); QEMU would fall back to threads anyway.
+      aio = 'threads';
+      out.notCarried.push(`${label}: I/O mode native without cache none/directsync becomes threads`);
+    }
     const iothread = attr(driver, 'iothread') !== undefined && hBus === 'virtio-blk';
     if (child(disk, 'shareable') !== undefined) out.notCarried.push(`${label}: shareable (several guests writing one disk) is not supported`);
     if (child(disk, 'iotune') !== undefined) out.notCarried.push(`${label}: I/O limits (iotune) are not supported`);

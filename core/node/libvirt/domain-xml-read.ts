@@ -35,6 +35,19 @@ const SAME_FEATURES = new Set(['acpi', 'apic', 'pae', 'vmport', 'smm']);
 const KNOWN_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'maxMemory', 'memoryBacking', 'vcpu', 'vcpus',
   'cpu', 'cputune', 'numatune', 'os', 'features', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'on_lockfailure', 'pm', 'devices', 'iothreads', 'genid']);
 
+/**
+ * What libvirt adds to every domain for its own running of QEMU: a dynamic (or no) security label
+ * and the default cgroup partition. Nothing of the guest's.
+ */
+function libvirtOwn(domain: XNode, k: string): boolean {
+  if (k === 'seclabel') return list(domain.seclabel).every((l) => attr(l, 'type') === 'dynamic' || attr(l, 'type') === 'none');
+  if (k === 'resource') {
+    const r = child(domain, 'resource');
+    return childNames(r).every((c) => c === 'partition') && (text(r?.partition) ?? '/machine') === '/machine';
+  }
+  return false;
+}
+
 function readName(domain: XNode, notCarried: string[]): string {
   const name = text(domain.name)?.trim();
   if (!name) throw new HangarError('invalid-input', 'the domain XML has no <name>');
@@ -218,7 +231,8 @@ function readMisc(domain: XNode, raw: Record<string, unknown>, notCarried: strin
     if (v !== undefined && v !== usual) notCarried.push(`${el} ${v}: Hangar does ${usual === 'destroy' ? 'stop the VM' : 'restart the guest'} (libvirt's ${usual})`);
   }
   for (const k of childNames(domain)) {
-    if (!KNOWN_TOP.has(k)) notCarried.push(`<${k}>: not supported`);
+    if (KNOWN_TOP.has(k) || libvirtOwn(domain, k)) continue;
+    notCarried.push(`<${k}>: not supported`);
   }
   if (attr(domain, 'type') === 'qemu') raw.accel = 'tcg';
   else if (attr(domain, 'type') === 'kvm') raw.accel = 'kvm';
