@@ -33,6 +33,8 @@ export const useHostDevicesStore = defineStore('host-devices', () => {
   let stale = false;
 
   const fetchReport = coalesce(async () => {
+    // A connection without it (libvirt) is not asked: the page shows why instead.
+    if (unsupportedIn(conn.capabilities, 'hostDevices')) return;
     fetches.report++;
     loading.value = true;
     try {

@@ -33,6 +33,8 @@ export const useHostMemoryStore = defineStore('host-memory', () => {
   const fetches = { data: 0 };
 
   const fetchData = coalesce(async () => {
+    // A connection without it (libvirt) is not asked: the page shows why instead.
+    if (unsupportedIn(conn.capabilities, 'hostCpuMemory')) return;
     fetches.data++;
     loading.value = true;
     try {
