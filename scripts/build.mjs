@@ -22,6 +22,8 @@ await build({
   target: 'node20',
   sourcemap: 'linked',
   logLevel: 'warning',
+  // Native: loaded from node_modules at run time (its .node binary cannot be bundled).
+  external: ['node-pty'],
   banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
 });
 
