@@ -26,7 +26,7 @@ export function sharedSubset(def: VmDefinition, opts: { passt?: boolean } = {}):
     },
     firmware: def.firmware, boot: { order: def.boot.order, kernel: def.boot.kernel },
     // libvirt keeps disks sorted by bus and target name: their order is its own.
-    disks: def.disks.map((d) => ({
+    disks: def.disks.filter((d) => d.format !== 'vhdx').map((d) => ({
       id: d.id, file: d.file, format: d.format, bus: d.bus === 'vhost-user-blk' ? 'virtio-blk' : d.bus, cache: d.cache, readOnly: d.readOnly, aio: d.aio, discard: d.discard, iothread: d.iothread,
     })).sort((a, b) => a.id.localeCompare(b.id)),
     cdroms: def.cdroms.map((cd) => ({ id: cd.id, bus: cd.bus, file: cd.file })).sort((a, b) => a.id.localeCompare(b.id)),

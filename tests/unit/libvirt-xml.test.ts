@@ -386,7 +386,7 @@ describe('writeDomainXml', () => {
         { id: 'iso', mac: '52:54:00:00:00:01', network: { type: 'isolated', network: 'lab' } },
         { id: 'usr', mac: '52:54:00:00:00:02', network: { type: 'user', portForwards: [{ hostPort: 8080, guestPort: 80 }], tftp: '/srv/tftp' } },
       ],
-      disks: [{ id: 'fast', file: '/d.raw', format: 'raw', bus: 'vhost-user-blk' }],
+      disks: [{ id: 'fast', file: '/d.raw', format: 'raw', bus: 'vhost-user-blk' }, { id: 'win', file: '/w.vhdx', format: 'vhdx' }],
       hostUsb: [{ id: 'port', hostbus: 1, hostport: '1.4' }],
       memory: { maxMiB: 2048, hotplug: 'dimm' },
       cloudInit: { user: 'me' },
@@ -395,6 +395,7 @@ describe('writeDomainXml', () => {
     assert.deepEqual(writeDomainXml(d).notCarried, [
       'memory hotplug up to 2048 MiB: libvirt needs guest NUMA nodes for it; not written',
       'disk fast: vhost-user-blk is served by Hangar\'s own qemu-storage-daemon; written as a virtio disk on the same image',
+      'disk win: libvirt has no VHDX image format; not written (convert it with qemu-img convert -O qcow2)',
       'CD-ROM seed: the cloud-init seed is built by the Hangar core at start; written as an empty drive',
       'NIC iso: the isolated network \'lab\' is Hangar\'s own (multicast on the host\'s loopback); not written',
       'NIC usr: libvirt\'s slirp user networking has no port forwards (use passt): 1 forward(s) not written',

@@ -115,9 +115,6 @@ export function aliasId(dev: XNode): string | undefined {
   return DEVICE_ID_RE.test(id) ? id : undefined;
 }
 
-/** Hangar's disk format names are QEMU's; libvirt calls a few of them differently. */
-export const LIBVIRT_FORMAT_OF: Record<string, string> = { vpc: 'vpc' };
-
 /** libvirt disk bus -> Hangar disk bus (virtio is virtio-blk; vhost-user-blk is libvirt's vhostuser source). */
 export const DISK_BUS_FROM_LIBVIRT: Record<string, 'virtio-blk' | 'ide' | 'sata' | 'scsi'> = { virtio: 'virtio-blk', ide: 'ide', sata: 'sata', scsi: 'scsi' };
 
