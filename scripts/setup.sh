@@ -50,6 +50,9 @@ declare -A test_pkgs=(
   [openssh-server]=/usr/sbin/sshd
   [libvirt-daemon-system]=/usr/sbin/libvirtd
   [libvirt-clients]=/usr/bin/virsh
+  # virt-xml-validate (golden libvirt XML) runs xmllint; libvirt defines a TPM only with swtpm_setup.
+  [libxml2-utils]=/usr/bin/xmllint
+  [swtpm-tools]=/usr/bin/swtpm_setup
 )
 
 missing=()
