@@ -30,6 +30,11 @@ Connections (--connect, or HANGAR_CONNECT; default: local, this computer's Hanga
   connect add NAME URI               save one: ssh://[user@]host[:port] (a Hangar core there, through
                                      your ssh), qemu:///system, qemu:///session, qemu+ssh://[user@]host/system
   connect remove NAME | test NAME    forget one (its VMs are untouched) | check that it answers
+  import --from-libvirt URI DOMAIN [--name NEW] [--copy-disks]
+                                     a shut-off libvirt domain becomes a Hangar VM here (disks used in
+                                     place, or copied); what cannot be carried over is listed
+  export NAME --libvirt-xml          the VM as libvirt domain XML on stdout (virsh define FILE);
+                                     what libvirt cannot hold is listed on stderr
 
 VMs:
   list [--json]                      list VMs with their state and guest address (from the guest agent)
@@ -668,6 +673,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'daemon':
       return daemonCommand(rest);
+    case 'import': {
+      const { values, positionals } = parse(rest, { 'from-libvirt': { type: 'string' }, name: { type: 'string' }, 'copy-disks': { type: 'boolean' } });
+      return (await import('./libvirt-io.ts')).importCommand(positionals, values, (req) => values['copy-disks'] ? createWithProgress(req) : withCore((api) => api.create(req)), print,
+        (s) => process.stderr.write(`${s}\n`));
+    }
+    case 'export': {
+      const { values, positionals } = parse(rest, { 'libvirt-xml': { type: 'boolean' } });
+      return withCore(async (api) => (await import('./libvirt-io.ts')).exportCommand(positionals, values, api, print, (s) => process.stderr.write(`${s}\n`)));
+    }
     case 'connect': {
       const [sub, ...args] = rest;
       const { values, positionals } = parse(args, {});

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { coreApiMethods } from '../../common/api.ts';
-import type { CoreApi, DeleteOptions, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
+import type { CoreApi, CreatePreview, CreateVmRequest, DeleteOptions, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
+import { createOnLibvirt } from './libvirt-create.ts';
 import { connectionLabel, parseConnectionUri } from '../../common/connections.ts';
 import type { DriverCapabilities } from '../../common/connections.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -31,6 +32,19 @@ export interface LibvirtDriverOptions {
   connectionName?: string;
   /** false: poll only, never start `virsh event` (default true: events, polling only as the fallback). */
   events?: boolean;
+  /** Completes and checks a create request without writing anything (default: this computer's Hangar core's previewCreate). */
+  previewCreate?: (req: CreateVmRequest) => Promise<CreatePreview>;
+}
+
+/** previewCreate on this computer's core: the one place that fills defaults and checks files. */
+async function localPreview(req: CreateVmRequest): Promise<CreatePreview> {
+  const { connectCore } = await import('../rpc/client.ts');
+  const c = await connectCore({ autostart: true });
+  try {
+    return await c.api.previewCreate(req);
+  } finally {
+    c.close();
+  }
 }
 
 /** The model's default (VmDefinition.shutdownTimeoutSec): libvirt keeps no such setting per domain. */
@@ -55,6 +69,8 @@ export class LibvirtDriver extends EventEmitter {
   private readonly label: string;
   /** libvirtd on this computer: its plain files are ours to remove (qemu+ssh: only through libvirt). */
   private readonly local: boolean;
+  private readonly mode: 'system' | 'session';
+  private readonly previewCreate: (req: CreateVmRequest) => Promise<CreatePreview>;
   private readonly watcher: DomainWatcher;
   private closed = false;
   /** Shutdowns asked through this driver: shown as shutting-down until the run ends; forced off at the deadline. */
@@ -70,6 +86,8 @@ export class LibvirtDriver extends EventEmitter {
     this.connectionName = opts.connectionName ?? this.uri;
     this.label = connectionLabel(target);
     this.local = target.host === undefined;
+    this.mode = target.mode;
+    this.previewCreate = opts.previewCreate ?? localPreview;
     this.watcher = new DomainWatcher(this.uri, () => this.list(), {
       vmChanged: (s) => this.emit('vmChanged', { id: s.id, name: s.name, state: s.state }),
       vmListChanged: () => this.emit('vmListChanged'),
@@ -101,6 +119,7 @@ export class LibvirtDriver extends EventEmitter {
     const supported: Pick<CoreApi, LibvirtSupported> = {
       list: () => this.list(),
       get: (ref) => this.get(ref),
+      create: (req) => this.create(req),
       start: (ref, opts) => this.start(ref, opts),
       save: (ref) => this.simple(ref, 'save', ['managedsave'], SAVE_TIMEOUT_MS),
       shutdown: (ref, opts) => this.shutdown(ref, opts),
@@ -279,6 +298,18 @@ export class LibvirtDriver extends EventEmitter {
       // It went off by itself between the check and the destroy: that is what was wanted.
       if (!(e instanceof HangarError && e.code === 'invalid-state')) throw e;
     }
+  }
+
+  /** Defines a domain from Hangar's model (libvirt-create.ts); local libvirtd only (new disks are files here). */
+  async create(req: CreateVmRequest): Promise<VmInfo> {
+    if (!this.local) {
+      throw new HangarError('unsupported', 'creating a VM on a libvirt on another host is not available: its disks would have to be made there',
+        `define it on that host (virt-install, or hangar --connect qemu:///${this.mode} create ... run there)`);
+    }
+    const made = await createOnLibvirt(this.uri, this.mode, req, this.previewCreate);
+    const info = await this.get(made.name);
+    this.emit('vmListChanged');
+    return made.notCarried.length ? { ...info, startNotes: made.notCarried.map((n) => `not carried over to libvirt: ${n}`) } : info;
   }
 
   async setAutostart(ref: string, on: boolean): Promise<VmInfo> {

@@ -7,7 +7,7 @@ import { HangarError } from '../../common/errors.ts';
 
 /** What the libvirt driver does (libvirt-driver.ts implements exactly these); every other CoreApi method is a gap below. */
 export const libvirtSupported = [
-  'list', 'get', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'setAutostart', 'delete', 'capabilities',
+  'list', 'get', 'create', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'setAutostart', 'delete', 'capabilities',
 ] as const satisfies readonly (keyof CoreApi)[];
 export type LibvirtSupported = (typeof libvirtSupported)[number];
 

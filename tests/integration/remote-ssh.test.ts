@@ -1,0 +1,115 @@
+// A Hangar core on "another machine": a real sshd on 127.0.0.1 with a throw-away key, and a second
+// data dir. The local CLI and browser mode reach it as ssh://, through the user's own ssh running
+// `hangar daemon stdio` there; VMs, their consoles and errors travel that way.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
+import { HangarHarness, HANGAR_BIN, sleep } from '../helpers/hangar.ts';
+import { startSshd } from '../helpers/sshd.ts';
+import type { SshdHandle } from '../helpers/sshd.ts';
+import { spawnPty } from '../../core/node/pty/pty-session.ts';
+import { wsCoreClient } from '../helpers/ws-client.ts';
+
+const APPEND = 'console=ttyS0 quiet panic=-1';
+
+let sshd: SshdHandle;
+let here: HangarHarness;
+let there: HangarHarness;
+let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
+let uri = '';
+
+before(async () => {
+  guest = await ensureTestGuest();
+  sshd = await startSshd();
+  here = new HangarHarness({ env: { HANGAR_SSH_CONFIG: sshd.configFile } });
+  there = new HangarHarness();
+  uri = `ssh://hangar-test-sshd?command=${HANGAR_BIN}&env.HANGAR_HOME=${there.home}`;
+  await here.ok(['connect', 'add', 'lab', uri]);
+});
+
+after(async () => {
+  await there?.cleanup();
+  await here?.cleanup();
+  await sshd?.stop();
+});
+
+describe('Hangar over ssh', () => {
+  test('create, start, console and list on the remote core; nothing lands here', async () => {
+    const created = await here.json<{ id: string; dir: string }>(['--connect', 'lab', 'create', '--name', 'far', '--memory', '256', '--accel', 'tcg',
+      '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', APPEND]);
+    assert.ok(created.dir.startsWith(there.home), `the VM lives in the remote data dir (${created.dir})`);
+    await here.ok(['--connect', 'lab', 'start', 'far']);
+    await there.waitForSerial(created.id, READY_MARKER);
+    // The console through its own ssh session: input typed here, the guest's answer back.
+    const r = await here.run(['--connect', 'lab', 'console', 'far', '--no-replay', '--grace', '3'], { input: 'echo remote-$((6*7))\n', inputDelayMs: 700 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^remote-42\r?$/m);
+    const remote = await here.json<Array<{ name: string; state: string }>>(['--connect', 'lab', 'list']);
+    assert.deepEqual(remote.map((v) => [v.name, v.state]), [['far', 'running']]);
+    // The remote core itself agrees; the local one never heard of the VM.
+    assert.equal(await there.state('far'), 'running');
+    assert.deepEqual(await here.json<unknown[]>(['list']), []);
+    const caps = await here.json<{ driver: string; connection: string; label: string }>(['connect', 'test', 'lab']);
+    assert.deepEqual([caps.driver, caps.connection, caps.label], ['hangar', 'lab', 'Hangar on hangar-test-sshd']);
+    await here.ok(['--connect', 'lab', 'destroy', 'far']);
+    assert.equal(await there.state('far'), 'stopped');
+  });
+
+  test('browser mode serves the remote core on a channel that names the connection', async () => {
+    const serve = await here.serve();
+    try {
+      const remote = await wsCoreClient(serve, {}, 'lab');
+      try {
+        assert.deepEqual((await remote.api.list()).map((v) => v.name), ['far']);
+        assert.equal((await remote.api.capabilities()).connection, 'lab');
+        // The connection list is this computer's, whichever connection the channel is for.
+        assert.deepEqual((await remote.api.connections()).map((c) => c.name), ['local', 'lab']);
+      } finally {
+        remote.close();
+      }
+      const local = await wsCoreClient(serve);
+      try {
+        assert.deepEqual(await local.api.list(), []);
+        assert.equal((await local.api.capabilities()).connection, 'local');
+      } finally {
+        local.close();
+      }
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  test('a remote without Hangar, or an unreachable host, is an error with the fix', async () => {
+    const missing = await here.run(['--connect', `ssh://hangar-test-sshd?command=/nonexistent/hangar`, 'list']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /Hangar is not installed on hangar-test-sshd: .*\/nonexistent\/hangar: No such file or directory/);
+    assert.match(missing.stderr, /name its path in the URI: ssh:\/\/hangar-test-sshd\?command=\/path\/to\/hangar/);
+    const closed = await here.run(['--connect', 'ssh://root@127.0.0.1:1', 'list'], { env: { HANGAR_SSH_CONFIG: '/dev/null' } });
+    assert.equal(closed.code, 1);
+    assert.match(closed.stderr, /ssh to root@127\.0\.0\.1:1 failed: .*Connection refused/);
+  });
+
+  test('an unknown host key is asked about in a terminal, and answering yes connects', async () => {
+    const fresh = await startSshd({ trustHostKey: false });
+    const home = mkdtempSync(join(tmpdir(), 'hgt-'));
+    try {
+      const pty = spawnPty(process.execPath, [HANGAR_BIN, '--connect', `ssh://hangar-test-sshd?command=${HANGAR_BIN}&env.HANGAR_HOME=${there.home}`, 'list'],
+        { env: { ...process.env, HANGAR_HOME: home, HANGAR_ENTRY: '', HANGAR_SSH_CONFIG: fresh.configFile } });
+      let out = '';
+      pty.onData((d) => { out += d.toString('utf8'); });
+      const exited = new Promise<number>((r) => pty.onExit((e) => r(e.exitCode)));
+      const deadline = Date.now() + 30_000;
+      while (!/continue connecting/.test(out) && Date.now() < deadline) await sleep(100);
+      assert.match(out, /authenticity of host .* can't be established/);
+      pty.write('yes\r');
+      assert.equal(await exited, 0, out);
+      assert.match(out, /far\s+stopped/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+      await fresh.stop();
+    }
+  });
+});
