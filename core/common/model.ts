@@ -2,6 +2,7 @@
 // (written by a newer Hangar or by hand) survive a load/save round trip.
 import { z } from 'zod';
 import { shutdownModes } from './guest-agent.ts';
+import { hugepageSizes, memoryHotplugMethods, numaPolicies } from './model-values.ts';
 
 export const MODEL_VERSION = 1;
 
@@ -60,10 +61,7 @@ export const cpuSchema = z.looseObject({
   }).optional(),
 });
 
-export const hugepageSizes = ['2M', '1G'] as const;
-export const numaPolicies = ['bind', 'preferred', 'interleave'] as const;
-/** How memory is added to (and, with virtio-mem, taken from) a running guest. */
-export const memoryHotplugMethods = ['dimm', 'virtio-mem'] as const;
+export { hugepageSizes, memoryHotplugMethods, numaPolicies, portForwardsOf } from './model-values.ts';
 
 /** A guest NUMA node: its vCPUs and memory, optionally placed on host nodes. */
 export const numaNodeSchema = z.looseObject({
@@ -475,8 +473,3 @@ export type UserNetwork = z.infer<typeof userNetworkSchema>;
 export type PasstNetwork = z.infer<typeof passtNetworkSchema>;
 export type BridgeNetwork = z.infer<typeof bridgeNetworkSchema>;
 export type NetworkType = NetworkDefinition['type'];
-
-/** A NIC back end's port forwards (a bridged NIC has none: the guest is on the bridge's LAN). */
-export function portForwardsOf(net: NetworkDefinition): PortForward[] {
-  return net.type === 'user' || net.type === 'passt' ? net.portForwards : [];
-}

@@ -3,7 +3,7 @@
 // --numa cpus=0-1,mem=512M[,host=0,policy=bind] (one per guest node) --hugepages 2M|1G|off
 // --maxmem SIZE[,slots=N][,virtio-mem] --mem-merge on|off. Syntax only: the core checks what they add up to.
 import { HangarError } from '../../common/errors.ts';
-import { hugepageSizes, memoryHotplugMethods, numaPolicies } from '../../common/model.ts';
+import { hugepageSizes, memoryHotplugMethods, numaPolicies } from '../../common/model-values.ts';
 import { parseSize } from '../store/qemu-img.ts';
 
 export interface CpuMemoryFlags {

@@ -6,7 +6,7 @@ import type { CoreApi, CreateVmRequest, VmInfo } from '../../common/api.ts';
 import { HangarError, describeError } from '../../common/errors.ts';
 import { shellQuote } from '../../common/shell.ts';
 import { isActive } from '../../common/state.ts';
-import { portForwardsOf } from '../../common/model.ts';
+import { portForwardsOf } from '../../common/model-values.ts';
 import type { NetworkDefinition, VmDefinition } from '../../common/model.ts';
 import { cliConnect, takeConnectOption } from './connection.ts';
 import { progressPrinter } from './progress.ts';

@@ -20,14 +20,9 @@ export function libvirtStreams(_name: string, uri: string, _target: LibvirtTarge
 
 export async function openLibvirtConnection(name: string, uri: string, target: LibvirtTarget, opts: OpenOptions): Promise<HangarConnection> {
   const driver = new LibvirtDriver(uri, { connectionName: name });
+  // Not probed here: the first call says why libvirtd cannot be reached, in virsh's words, and a
+  // CLI run does not pay for a second list.
   const api = driver.api();
-  // Fails here (not on the first click) when libvirtd cannot be reached, with virsh's reason.
-  try {
-    await api.list();
-  } catch (e) {
-    driver.close();
-    throw e;
-  }
   const events = opts.events ?? {};
   if (events.vmChanged) driver.on('vmChanged', (e: Parameters<NonNullable<typeof events.vmChanged>>[0]) => events.vmChanged?.(e));
   if (events.vmListChanged) driver.on('vmListChanged', () => events.vmListChanged?.());

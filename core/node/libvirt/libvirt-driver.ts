@@ -6,15 +6,12 @@ import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { coreApiMethods } from '../../common/api.ts';
 import type { CoreApi, CreatePreview, CreateVmRequest, DeleteOptions, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
-import { createOnLibvirt } from './libvirt-create.ts';
 import { connectionLabel, parseConnectionUri } from '../../common/connections.ts';
 import type { DriverCapabilities } from '../../common/connections.ts';
 import { HangarError } from '../../common/errors.ts';
 import { assertCan } from '../../common/state.ts';
 import type { VmAction } from '../../common/state.ts';
-import { readDomainFacts } from './domain-facts.ts';
 import type { DomainDiskSource } from './domain-facts.ts';
-import { readDomainXml } from './domain-xml-read.ts';
 import { LIBVIRT_STATE, libvirtActive } from './states.ts';
 import type { LibvirtStatus } from './states.ts';
 import { libvirtUnsupported, unsupportedError } from './unsupported.ts';
@@ -166,6 +163,8 @@ export class LibvirtDriver extends EventEmitter {
     const [st, xml] = await Promise.all([this.status(ref), runVirsh(this.uri, ['dumpxml', '--inactive', '--domain', ref])]);
     const info: VmInfo = { ...st.summary, dir: '' };
     try {
+      // The XML reader (and the model's schema) load on the first get(): a plain list never needs them.
+      const { readDomainXml } = await import('./domain-xml-read.ts');
       const { definition } = readDomainXml(xml);
       info.definition = { ...definition, autostart: st.autostart };
     } catch (e) {
@@ -306,6 +305,7 @@ export class LibvirtDriver extends EventEmitter {
       throw new HangarError('unsupported', 'creating a VM on a libvirt on another host is not available: its disks would have to be made there',
         `define it on that host (virt-install, or hangar --connect qemu:///${this.mode} create ... run there)`);
     }
+    const { createOnLibvirt } = await import('./libvirt-create.ts');
     const made = await createOnLibvirt(this.uri, this.mode, req, this.previewCreate);
     const info = await this.get(made.name);
     this.emit('vmListChanged');
@@ -336,6 +336,7 @@ export class LibvirtDriver extends EventEmitter {
         'force it off (destroy) first');
     }
     const id = st.summary.id;
+    const { readDomainFacts } = await import('./domain-facts.ts');
     const facts = readDomainFacts(await runVirsh(this.uri, ['dumpxml', '--inactive', '--domain', id]));
     const args = ['undefine', '--domain', id, '--managed-save', '--snapshots-metadata', '--checkpoints-metadata'];
     if (facts.hasNvram) args.push('--nvram');
