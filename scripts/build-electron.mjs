@@ -16,7 +16,7 @@ const common = {
   target: 'node20',
   sourcemap: 'linked',
   logLevel: 'warning',
-  external: ['electron'],
+  external: ['electron', 'node-pty'], // node-pty: a native module, loaded from node_modules (asarUnpack)
 };
 
 await Promise.all([
