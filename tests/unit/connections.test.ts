@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { HangarError } from '../../core/common/errors.ts';
 import { checkConnectionName, connectionLabel, parseConnectionUri } from '../../core/common/connections.ts';
 import { addConnection, allConnections, connectionsFile, readConnections, removeConnection, resolveConnection } from '../../core/node/connections/connection-store.ts';
-import { remoteStdioCommand, sshArgs, sshFailure } from '../../core/node/connections/ssh-stream.ts';
+import { remoteStdioCommand, sshArgs, sshFailure, sshLoginArgs } from '../../core/node/connections/ssh-stream.ts';
 import { takeConnectOption } from '../../core/node/cli/connection.ts';
 
 const refused = (fn: () => unknown, code: string, re: RegExp): void => {
@@ -56,6 +56,10 @@ describe('ssh channel', () => {
     assert.deepEqual(sshArgs(t, remoteStdioCommand(t), { batch: true, env: { HANGAR_SSH_CONFIG: '/x/cfg' } }),
       ['-F', '/x/cfg', '-p', '2200', '-l', 'me', '-o', 'BatchMode=yes', '-T', '-e', 'none', '--', 'lab', "env 'HANGAR_HOME=/srv/my data' /opt/h/bin/hangar daemon stdio"]);
     assert.deepEqual(sshArgs({ host: 'lab' }, ['hangar', 'daemon', 'stdio'], { env: {} }), ['-T', '-e', 'none', '--', 'lab', 'hangar daemon stdio']);
+    // A login master (made once in a terminal) carries later channels through its control socket.
+    assert.deepEqual(sshArgs({ host: 'lab' }, ['x'], { env: {}, controlPath: '/run/h/ssh-%C' }), ['-o', 'ControlPath=/run/h/ssh-%C', '-T', '-e', 'none', '--', 'lab', 'x']);
+    assert.deepEqual(sshLoginArgs({ host: 'lab', user: 'me' }, '/run/h/ssh-%C', {}),
+      ['-l', 'me', '-M', '-N', '-o', 'ControlPersist=10m', '-o', 'ControlPath=/run/h/ssh-%C', '--', 'lab']);
   });
 
   it('turns ssh failures into errors with the fix', () => {

@@ -5,6 +5,7 @@ import { HangarError } from '../../common/errors.ts';
 import { LOCAL_CONNECTION } from '../../common/connections.ts';
 import { connectionStreams, openConnection } from '../connections/open-connection.ts';
 import type { ConnectionStreams, HangarConnection } from '../connections/open-connection.ts';
+import { sshControlPath } from '../connections/ssh-stream.ts';
 
 let chosen = process.env.HANGAR_CONNECT || LOCAL_CONNECTION;
 
@@ -28,9 +29,10 @@ export function chosenConnection(): string {
 }
 
 export function cliConnect(opts: { autostart?: boolean; events?: Partial<CoreEvents> } = {}): Promise<HangarConnection> {
-  return openConnection(chosen, { autostart: opts.autostart ?? true, events: opts.events ?? {} });
+  // A login master the app made (or an earlier one) carries the channels: no second password.
+  return openConnection(chosen, { autostart: opts.autostart ?? true, events: opts.events ?? {}, ssh: { controlPath: sshControlPath() } });
 }
 
 export function cliStreams(): Promise<ConnectionStreams> {
-  return connectionStreams(chosen, { autostart: true });
+  return connectionStreams(chosen, { autostart: true, ssh: { controlPath: sshControlPath() } });
 }

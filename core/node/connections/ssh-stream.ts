@@ -8,7 +8,9 @@ import type { Readable, Writable } from 'node:stream';
 import { HangarError } from '../../common/errors.ts';
 import { shellQuote } from '../../common/shell.ts';
 import type { ConnectionTarget } from '../../common/connections.ts';
+import { join } from 'node:path';
 import { readFirstLine } from '../rpc/framing.ts';
+import { runtimeDir } from '../paths.ts';
 
 export type SshTarget = Extract<ConnectionTarget, { kind: 'hangar-ssh' }>;
 
@@ -21,6 +23,16 @@ export interface SshOptions {
   /** Never prompt (a core without a terminal): fail with ssh's message instead of hanging. */
   batch?: boolean;
   env?: NodeJS.ProcessEnv;
+  /**
+   * A control socket to reuse (ssh -o ControlPath): a login made once in a terminal (sshLoginArgs)
+   * carries every later channel, so the UI host never needs to answer a prompt itself.
+   */
+  controlPath?: string;
+}
+
+/** Where Hangar's ssh login masters live: the private runtime dir (%C: a hash of host, port and user). */
+export function sshControlPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(runtimeDir(env), 'ssh-%C');
 }
 
 /** Where the user is: `[user@]host` with port, as ssh's own words. */
@@ -36,8 +48,23 @@ export function sshArgs(t: { host: string; user?: string; port?: number }, remot
   if (t.port) args.push('-p', String(t.port));
   if (t.user) args.push('-l', t.user);
   if (opts.batch) args.push('-o', 'BatchMode=yes');
+  if (opts.controlPath) args.push('-o', `ControlPath=${opts.controlPath}`);
   // No tty: the stream carries binary RPC and console bytes. `--` ends ssh's options.
   args.push('-T', '-e', 'none', '--', t.host, remoteArgv.map(shellQuote).join(' '));
+  return args;
+}
+
+/**
+ * A login in a terminal (the app shows it in xterm: host key question, password, passphrase):
+ * ssh authenticates, then keeps a master connection in the background for 10 minutes after its
+ * last channel, which every channel with the same controlPath uses without asking again.
+ */
+export function sshLoginArgs(t: { host: string; user?: string; port?: number }, controlPath: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const args: string[] = [];
+  if (env.HANGAR_SSH_CONFIG) args.push('-F', env.HANGAR_SSH_CONFIG);
+  if (t.port) args.push('-p', String(t.port));
+  if (t.user) args.push('-l', t.user);
+  args.push('-M', '-N', '-o', 'ControlPersist=10m', '-o', `ControlPath=${controlPath}`, '--', t.host);
   return args;
 }
 

@@ -11,6 +11,7 @@ import { encodeConsoleControl } from '../../common/transport.ts';
 import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
 import { connectionStreams, openConnection } from '../connections/open-connection.ts';
 import { addConnection, connectionInfos, removeConnection } from '../connections/connection-store.ts';
+import { sshControlPath } from '../connections/ssh-stream.ts';
 import type { ConnectionStreams, HangarConnection, StreamChannel } from '../connections/open-connection.ts';
 import { serveStreamOn, toPayload } from './endpoint.ts';
 import type { CoreEndpoint } from './endpoint.ts';
@@ -39,7 +40,7 @@ function serveConnectionRpc(link: RpcLink, ref: string, openers: ConnectionOpene
   const forward = {} as CoreEvents;
   const events = Object.fromEntries(eventNames.map((n) => [n, (...a: unknown[]) => (forward[n] as (...x: unknown[]) => void)(...a)])) as Partial<CoreEvents>;
   // A core without a terminal: ssh must fail with its reason rather than wait for a password.
-  const opened: Promise<HangarConnection> = openers.open(ref, { autostart: true, events, ssh: { batch: true } });
+  const opened: Promise<HangarConnection> = openers.open(ref, { autostart: true, events, ssh: { batch: true, controlPath: sshControlPath() } });
   opened.catch(() => {});
   void opened.then((c) => { if (closed) c.close(); }, () => {});
   const fns = Object.create(null) as Record<string, (...args: unknown[]) => Promise<unknown>>;
@@ -101,7 +102,7 @@ function serveConnectionRpc(link: RpcLink, ref: string, openers: ConnectionOpene
 function serveConnectionStream(link: ConsoleLink, ref: string, openers: ConnectionOpeners, open: (s: ConnectionStreams) => Promise<StreamChannel>, display: boolean): void {
   let closed = false;
   link.onClose(() => { closed = true; });
-  openers.streams(ref, { autostart: true, ssh: { batch: true } }).then(open).then((ch) => {
+  openers.streams(ref, { autostart: true, ssh: { batch: true, controlPath: sshControlPath() } }).then(open).then((ch) => {
     if (closed) { ch.socket.destroy(); return; }
     // Another driver's stream carries no end reason; the UI re-checks the VM's state itself.
     serveStreamOn(link, ch.socket, { name: ch.vmName, rest: ch.rest, replayBytes: ch.replayBytes, display, endReason: () => Promise.resolve('vm-stopped') });
