@@ -15,7 +15,7 @@ function refused(method: string, args: unknown[], pattern: RegExp): void {
 }
 
 test('every API method has a schema', () => {
-  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory', 'statsLatest', 'statsMetrics', 'hostSummary']);
+  const noArgs = new Set(['list', 'doctor', 'daemonStatus', 'daemonStop', 'hostInfo', 'osList', 'hostDevices', 'hostCpuMemory', 'statsLatest', 'statsMetrics', 'hostSummary', 'capabilities', 'connections']);
   const sample = (m: string): unknown[] => {
     if (noArgs.has(m)) return [];
     if (m === 'create' || m === 'previewCreate') return [{ definition: {} }];
@@ -35,6 +35,8 @@ test('every API method has a schema', () => {
     if (m === 'createMdev') return ['0000:04:00.0', 'nvidia-222'];
     if (m === 'removeMdev') return ['4b20d080-1b54-4048-85b3-a6a62d165c01'];
     if (m === 'setAutostart') return ['vm', true];
+    if (m === 'addConnection') return ['lab', 'qemu+ssh://root@lab/system'];
+    if (m === 'removeConnection') return ['lab'];
     if (m === 'cpuModels') return ['tcg'];
     if (m === 'watchStats') return [null];
     if (m === 'statsHistory') return ['vm', 3600];
