@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
 import { ensureLibvirtd, libvirtGuestFiles, removeDomains, testDomainXml, testPrefix, virsh } from '../helpers/libvirtd.ts';
-import { WsConsole, wsCoreClient } from '../helpers/ws-client.ts';
+import { openWs, WsConsole, wsCoreClient, wsUrl } from '../helpers/ws-client.ts';
+import { decodeConsoleControl, WS_DISPLAY_PATH } from '../../core/common/transport.ts';
 
 const prefix = testPrefix('conn');
 const name = `${prefix}a`;
@@ -98,4 +99,44 @@ describe('libvirt connection', () => {
     await h.ok(['--connect', 'sys', 'destroy', name]);
     assert.equal((await h.json<{ state: string }>(['--connect', 'sys', 'show', name])).state, 'stopped');
   });
+
+  test('a domain\'s VNC screen through the display channel; a domain without one says so', async () => {
+    const vncName = `${prefix}vnc`;
+    const xml = testDomainXml({ name: vncName, kernel: files.kernel, initrd: files.initrd, serialLog: join(logDir, 'vnc.log') })
+      .replace('</devices>', "  <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>\n    <video><model type='vga'/></video>\n  </devices>");
+    writeFileSync(join(logDir, 'vnc.xml'), xml);
+    await virsh(['define', join(logDir, 'vnc.xml')]);
+    await virsh(['start', vncName]);
+    const serve = await h.serve();
+    try {
+      const rfb = await displayGreeting(serve, vncName, 'sys');
+      assert.match(rfb, /^RFB 003\.00\d\n/, 'the VNC server greets through the channel');
+      // The first domain has no graphics: an error control that says so.
+      await h.ok(['--connect', 'sys', 'start', name]);
+      const none = await displayGreeting(serve, name, 'sys');
+      assert.match(none, /has no VNC display/);
+    } finally {
+      await serve.stop();
+      await virsh(['destroy', vncName]).catch(() => {});
+      await virsh(['destroy', name]).catch(() => {});
+    }
+  });
 });
+
+/** The first bytes (or the error control's message) a display channel gives. */
+async function displayGreeting(t: { origin: string; token: string }, vm: string, connection: string): Promise<string> {
+  let got = '';
+  const ws = await openWs(wsUrl(t, WS_DISPLAY_PATH, { vm, connection }), {}, (d, bin) => {
+    if (bin) got += d.toString('latin1');
+    else {
+      const c = decodeConsoleControl(d.toString());
+      if (c?.type === 'error') got += `error: ${c.error.message}`;
+    }
+  });
+  try {
+    for (let i = 0; i < 100 && got.length < 12; i++) await sleep(100);
+    return got;
+  } finally {
+    ws.close();
+  }
+}

@@ -8,6 +8,7 @@ import { checkConnectionName, connectionLabel, parseConnectionUri } from '../../
 import { addConnection, allConnections, connectionsFile, readConnections, removeConnection, resolveConnection } from '../../core/node/connections/connection-store.ts';
 import { remoteStdioCommand, sshArgs, sshFailure, sshLoginArgs } from '../../core/node/connections/ssh-stream.ts';
 import { takeConnectOption } from '../../core/node/cli/connection.ts';
+import { parseDomdisplay } from '../../core/node/connections/libvirt-display.ts';
 
 const refused = (fn: () => unknown, code: string, re: RegExp): void => {
   assert.throws(fn, (e: unknown) => e instanceof HangarError && e.code === code && re.test(e.message) && Boolean(e.hint));
@@ -114,5 +115,16 @@ describe('hangar --connect', () => {
     assert.deepEqual(takeConnectOption(['-c', 'lab', 'start', 'vm1']), ['start', 'vm1']);
     assert.deepEqual(takeConnectOption(['list']), ['list']);
     refused(() => takeConnectOption(['--connect']), 'invalid-input', /needs a connection name or URI/);
+  });
+});
+
+describe('libvirt display address', () => {
+  it('reads virsh domdisplay\'s VNC URI as a TCP address', () => {
+    assert.deepEqual(parseDomdisplay('vnc://127.0.0.1:0\n'), { host: '127.0.0.1', port: 5900 });
+    assert.deepEqual(parseDomdisplay('vnc://localhost:3'), { host: '127.0.0.1', port: 5903 });
+    assert.deepEqual(parseDomdisplay('vnc://[::]:1'), { host: '127.0.0.1', port: 5901 });
+    assert.deepEqual(parseDomdisplay('vnc://192.168.1.5:5905'), { host: '192.168.1.5', port: 5905 });
+    assert.equal(parseDomdisplay('spice://127.0.0.1:5900'), null);
+    assert.equal(parseDomdisplay(''), null);
   });
 });

@@ -1,20 +1,18 @@
 // A libvirt connection as a HangarConnection: the libvirt driver in this process (virsh -c URI),
 // its events, and the serial console through `virsh console` in a pty (virsh wants a terminal).
 import type { ConnectionTarget } from '../../common/connections.ts';
-import { HangarError } from '../../common/errors.ts';
 import { LibvirtDriver } from '../libvirt/libvirt-driver.ts';
 import type { ConnectionStreams, HangarConnection, OpenOptions } from './open-connection.ts';
 import { openVirshConsole } from './virsh-console.ts';
+import { openLibvirtDisplay } from './libvirt-display.ts';
+import type { SshOptions } from './ssh-stream.ts';
 
 type LibvirtTarget = Extract<ConnectionTarget, { kind: 'libvirt' }>;
 
-export function libvirtStreams(_name: string, uri: string, _target: LibvirtTarget): ConnectionStreams {
+export function libvirtStreams(_name: string, uri: string, target: LibvirtTarget, ssh: SshOptions = {}): ConnectionStreams {
   return {
     openConsole: async (vm) => openVirshConsole(uri, vm),
-    openDisplay: async () => {
-      throw new HangarError('unsupported', 'the Display tab shows VMs of Hangar cores; a libvirt domain\'s screen is not relayed yet',
-        'open it with virt-viewer (`virt-viewer -c URI NAME`), or use the address `virsh domdisplay` gives');
-    },
+    openDisplay: async (vm) => openLibvirtDisplay(target, vm, ssh),
   };
 }
 
@@ -26,5 +24,5 @@ export async function openLibvirtConnection(name: string, uri: string, target: L
   const events = opts.events ?? {};
   if (events.vmChanged) driver.on('vmChanged', (e: Parameters<NonNullable<typeof events.vmChanged>>[0]) => events.vmChanged?.(e));
   if (events.vmListChanged) driver.on('vmListChanged', () => events.vmListChanged?.());
-  return { name, uri, target, api, ...libvirtStreams(name, uri, target), close: () => driver.close() };
+  return { name, uri, target, api, ...libvirtStreams(name, uri, target, opts.ssh), close: () => driver.close() };
 }

@@ -79,7 +79,7 @@ export async function connectionStreams(ref: string, opts: OpenOptions = {}): Pr
   const { name, uri, target } = resolveConnection(ref);
   if (target.kind !== 'libvirt') return hangarStreams(coreStream(target, opts));
   const { libvirtStreams } = await import('./libvirt-connection.ts');
-  return libvirtStreams(name, uri, target);
+  return libvirtStreams(name, uri, target, opts.ssh);
 }
 
 async function openHangar(name: string, uri: string, target: ConnectionTarget, opts: OpenOptions): Promise<HangarConnection> {
