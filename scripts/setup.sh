@@ -46,6 +46,8 @@ declare -A test_pkgs=(
   [systemd]=/usr/bin/systemd-analyze
   # qemu-ga, copied into the test guest's initramfs (tests/guest/build.sh).
   [qemu-guest-agent]=/usr/sbin/qemu-ga
+  # dropbear, the test guest's SSH server (the Terminal tab and `hangar ssh` tests).
+  [dropbear-bin]=/usr/sbin/dropbear
   # A throw-away sshd on 127.0.0.1 for the SSH connection tests (tests/helpers/sshd.ts).
   [openssh-server]=/usr/sbin/sshd
   [libvirt-daemon-system]=/usr/sbin/libvirtd

@@ -22,7 +22,12 @@ export type ConsoleEndReason =
   /** The viewer did not acknowledge output for too long; reconnect (scrollback is replayed). */
   | 'too-slow'
   /** The core is going away (restart); reconnect. */
-  | 'core-closing';
+  | 'core-closing'
+  /**
+   * A terminal channel's program ended (ssh logged out, or failed: its message is in the output
+   * before this); the end control carries its exit code. Open a new terminal to log in again.
+   */
+  | 'session-ended';
 
 /**
  * Messages on a console channel, in both directions. Output and input bytes travel as binary
@@ -35,13 +40,24 @@ export type ConsoleEndReason =
  *   processed output (xterm.js write callback). The core stops reading from the guest while a
  *   viewer has more than CONSOLE_HIGH_WATER unacknowledged bytes, and resumes under
  *   CONSOLE_LOW_WATER, so memory stays bounded at every hop.
+ *   On a terminal channel (WS_TERMINAL_PATH: `ssh` to the guest in a pty in the UI host) also
+ *   { type: 'resize', cols, rows } whenever the terminal's size changes (xterm's onResize; cols and
+ *   rows 1..1000), which resizes the pty (the guest's shell sees SIGWINCH); a console ignores it.
+ *   A terminal ends with { type: 'end', reason: 'session-ended', exitCode } when ssh exits.
  */
 export type ConsoleControl =
   /** replayBytes: how much of the output that follows is scrollback (already answered history). */
   | { type: 'ready'; vm: string; replayBytes?: number }
   | { type: 'error'; error: ErrorPayload }
-  | { type: 'end'; reason: ConsoleEndReason }
-  | { type: 'ack'; bytes: number };
+  /** exitCode: the program's exit status, on a terminal's 'session-ended'. */
+  | { type: 'end'; reason: ConsoleEndReason; exitCode?: number }
+  | { type: 'ack'; bytes: number }
+  | { type: 'resize'; cols: number; rows: number };
+
+/** The largest terminal size a resize control may ask for (either dimension). */
+export const MAX_TERMINAL_SIZE = 1000;
+
+const terminalSize = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TERMINAL_SIZE;
 
 export const CONSOLE_HIGH_WATER = 512 * 1024;
 export const CONSOLE_LOW_WATER = 128 * 1024;
@@ -70,8 +86,11 @@ export function decodeConsoleControl(text: string): ConsoleControl | null {
       if (typeof o.vm !== 'string') return null;
       return Number.isSafeInteger(o.replayBytes) && (o.replayBytes as number) > 0 ? { type: 'ready', vm: o.vm, replayBytes: o.replayBytes as number } : { type: 'ready', vm: o.vm };
     case 'error': return o.error && typeof o.error === 'object' ? { type: 'error', error: o.error as ErrorPayload } : null;
-    case 'end': return typeof o.reason === 'string' ? { type: 'end', reason: o.reason as ConsoleEndReason } : null;
+    case 'end':
+      if (typeof o.reason !== 'string') return null;
+      return Number.isSafeInteger(o.exitCode) ? { type: 'end', reason: o.reason as ConsoleEndReason, exitCode: o.exitCode as number } : { type: 'end', reason: o.reason as ConsoleEndReason };
     case 'ack': return Number.isSafeInteger(o.bytes) && (o.bytes as number) >= 0 ? { type: 'ack', bytes: o.bytes as number } : null;
+    case 'resize': return terminalSize(o.cols) && terminalSize(o.rows) ? { type: 'resize', cols: o.cols, rows: o.rows } : null;
     default: return null;
   }
 }
@@ -106,6 +125,21 @@ export interface CoreTransport {
   openConsole(vm: string, opts: { replay: boolean; connection?: string }): Promise<ConsoleLink>;
   /** The VM's screen: RFB bytes (see DISPLAY_HIGH_WATER for the protocol). */
   openDisplay(vm: string, connection?: string): Promise<ConsoleLink>;
+  /**
+   * A shell in the running guest: `ssh [user@]guest` in a pty in the UI host (TerminalRequest; the
+   * console protocol plus resize controls, see ConsoleControl). Optional until both transports have it.
+   */
+  openTerminal?(vm: string, opts: TerminalRequest): Promise<ConsoleLink>;
+}
+
+/** What a terminal channel asks for (WS_TERMINAL_PATH query: vm, user, cols, rows, connection). */
+export interface TerminalRequest {
+  /** The login name in the guest (default: ssh's own choice: ~/.ssh/config, else the local user). */
+  user?: string;
+  /** The terminal's size when it opens (default 80x24); later changes travel as resize controls. */
+  cols?: number;
+  rows?: number;
+  connection?: string;
 }
 
 /** The longest connection reference a channel request may carry (a name or a URI). */
@@ -115,3 +149,5 @@ export const MAX_CONNECTION_REF = 2048;
 export const WS_RPC_PATH = '/api/rpc';
 export const WS_CONSOLE_PATH = '/api/console';
 export const WS_DISPLAY_PATH = '/api/display';
+/** A terminal: ?vm=NAME[&user=U][&cols=N&rows=N][&connection=C]. */
+export const WS_TERMINAL_PATH = '/api/terminal';

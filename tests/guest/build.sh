@@ -139,6 +139,9 @@ need_cmd qemu-img qemu-utils
 # The guest agent (Debian's build, with its shared libraries copied next to it).
 QEMU_GA=/usr/sbin/qemu-ga
 [[ -x "$QEMU_GA" ]] || need_pkg qemu-guest-agent
+# An SSH server for the Terminal tab and `hangar ssh` (Debian's dropbear, libraries copied the same way).
+DROPBEAR=/usr/sbin/dropbear
+[[ -x "$DROPBEAR" ]] || need_pkg dropbear-bin
 if ((${#MISSING_PKGS[@]})); then
   log "missing packages: ${MISSING_PKGS[*]}. Install them (as root) with:"
   printf '  apt-get install -y --no-install-recommends %s\n' "${MISSING_PKGS[*]}" >&2
@@ -232,13 +235,26 @@ depmod -b "$ROOT" "$KVER" 2> "$TMP/depmod.log" || { cat "$TMP/depmod.log" >&2; d
 # Drop the binary indexes; busybox modprobe reads the text files.
 rm -f "$ROOT/lib/modules/$KVER"/*.bin
 
-# ---- qemu-ga and the shared libraries it needs (same paths as on the host; the loader too)
-mkdir -p "$ROOT/usr/sbin" "$ROOT/var/lib/qemu-ga"
-cp -L "$QEMU_GA" "$ROOT/usr/sbin/qemu-ga"
-while read -r lib; do
-  mkdir -p "$ROOT$(dirname "$lib")"
-  cp -L "$lib" "$ROOT$lib"
-done < <(ldd "$QEMU_GA" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+# ---- qemu-ga and dropbear with the shared libraries they need (same paths as on the host; the loader too)
+copy_with_libs() {  # $1 program, $2 its path in the guest
+  mkdir -p "$ROOT$(dirname "$2")"
+  cp -L "$1" "$ROOT$2"
+  local lib
+  while read -r lib; do
+    [[ -e "$ROOT$lib" ]] && continue
+    mkdir -p "$ROOT$(dirname "$lib")"
+    cp -L "$lib" "$ROOT$lib"
+  done < <(ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+}
+mkdir -p "$ROOT/var/lib/qemu-ga"
+copy_with_libs "$QEMU_GA" /usr/sbin/qemu-ga
+# dropbear: host keys made on the first connection (-R) in /etc/dropbear; root logs in with a key
+# put in /root/.ssh/authorized_keys (the guest has no persistent storage: tests write it through
+# the serial console); root has no password, so password logins fail.
+copy_with_libs "$DROPBEAR" /usr/sbin/dropbear
+mkdir -p "$ROOT/etc/dropbear" "$ROOT/root/.ssh"
+chmod 0700 "$ROOT/root/.ssh"
+printf '/bin/sh\n' > "$ROOT/etc/shells"
 # qemu-ga's guest-shutdown runs `/sbin/shutdown -h|-r|-H -P +0 MSG` (systemd's); busybox has no
 # shutdown, so this one powers off (or reboots, halts) at once.
 rm -f "$ROOT/sbin/shutdown"
@@ -283,11 +299,12 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 export PS1='guest# '
 cd /root 2>/dev/null
-# Wide terminal so that long typed lines are echoed without line-editing redraws.
-stty cols 1000 rows 50 2>/dev/null
+# Serial console only (an SSH session has its terminal's real size):
+# wide terminal so that long typed lines are echoed without line-editing redraws.
+[ -n "\$SSH_TTY" ] || stty cols 1000 rows 50 2>/dev/null
 # The ready marker is printed by the first interactive shell itself, right before its
 # first prompt: anything typed after the marker is read by this shell.
-if [ ! -e /run/hangar-ready ]; then
+if [ -z "\$SSH_CONNECTION" ] && [ ! -e /run/hangar-ready ]; then
   : > /run/hangar-ready
   echo '$READY_MARKER'
 fi
@@ -486,6 +503,11 @@ if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
   if [ -e /sys/class/net/eth0 ]; then
     udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 10 > /dev/null 2>&1 &
   fi
+fi
+# An SSH server on port 22 when the VM has a NIC (host keys made on the first connection; its
+# log in /var/log/dropbear.log, off the console).
+if [ -e /sys/class/net/eth0 ]; then
+  dropbear -R -E -p 22 > /var/log/dropbear.log 2>&1
 fi
 
 # Hand PID 1 over to busybox init (/etc/inittab): it respawns the console shell, reaps

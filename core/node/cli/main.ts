@@ -116,6 +116,9 @@ Console:
                                      attach to the serial console (Ctrl+] detaches)
   log NAME [--tail N] [--follow]     print the serial output captured so far (or its last N lines);
                                      --follow keeps printing while the VM runs
+  ssh NAME [--user U] [-- SSH_OPTIONS... [--] [COMMAND...]]
+                                     log in to a running guest with your ssh (its port forward to guest
+                                     port 22, else the guest agent's address); ssh's exit code is ours
 Guest OSes:
   os list [--search TEXT] [--json]   guest OSes known to osinfo-db (generic entries first)
   os detect ISO [--json]             identify an install ISO and show the VM defaults for it
@@ -542,6 +545,14 @@ export async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, { grace: { type: 'string' }, 'no-replay': { type: 'boolean' } });
       const { runConsole, parseGrace } = await import('./console.ts');
       return runConsole(one(positionals), { graceSec: parseGrace(values.grace as string | undefined), replay: !values['no-replay'] });
+    }
+    case 'ssh': {
+      // After "--": ssh's own options, then the guest's command (see hangar ssh --help).
+      const dash = rest.indexOf('--');
+      const { values, positionals } = parse(dash >= 0 ? rest.slice(0, dash) : rest, { user: { type: 'string', short: 'l' } });
+      const ssh = await import('./ssh.ts');
+      if (values.help) { print(ssh.SSH_USAGE); return 0; }
+      return ssh.sshCommand(one(positionals), values.user as string | undefined, dash >= 0 ? rest.slice(dash + 1) : []);
     }
     case 'log': {
       const { values, positionals } = parse(rest, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' } });

@@ -8,12 +8,13 @@ import { coreApiMethods } from '../../common/api.ts';
 import { checkApiArgs } from '../../common/api-schema.ts';
 import { LOCAL_CONNECTION } from '../../common/connections.ts';
 import { encodeConsoleControl } from '../../common/transport.ts';
-import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
+import type { ConsoleLink, RpcLink, TerminalRequest } from '../../common/transport.ts';
 import { connectionStreams, openConnection } from '../connections/open-connection.ts';
 import { addConnection, connectionInfos, removeConnection } from '../connections/connection-store.ts';
 import { sshControlPath } from '../connections/ssh-stream.ts';
 import type { ConnectionStreams, HangarConnection, StreamChannel } from '../connections/open-connection.ts';
 import { serveStreamOn, toPayload } from './endpoint.ts';
+import { serveGuestTerminal } from '../terminal/terminal-channel.ts';
 import type { CoreEndpoint } from './endpoint.ts';
 import { checkRpcMessage, connectionRefusalLog, logRefusal } from './wire-guard.ts';
 
@@ -22,6 +23,12 @@ export interface ConnectionEndpoint {
   serveRpc(link: RpcLink, connection?: string): void;
   serveConsole(link: ConsoleLink, vm: string, opts: { replay: boolean; connection?: string }): void;
   serveDisplay(link: ConsoleLink, vm: string, connection?: string): void;
+  /**
+   * A shell in a running guest of any connection (local included): ssh in a pty in this process,
+   * resized by the viewer's resize controls (terminal/terminal-channel.ts). connectionEndpoint()
+   * always has it; optional so endpoints made for tests (and CoreEndpoints) still fit.
+   */
+  serveTerminal?(link: ConsoleLink, vm: string, opts: TerminalRequest): void;
 }
 
 export interface ConnectionOpeners {
@@ -125,6 +132,9 @@ export function connectionEndpoint(local: CoreEndpoint, openers: ConnectionOpene
     serveDisplay(link, vm, connection) {
       if (isLocal(connection)) local.serveDisplay(link, vm);
       else serveConnectionStream(link, connection!, openers, (s) => s.openDisplay(vm), true);
+    },
+    serveTerminal(link, vm, opts) {
+      serveGuestTerminal(link, vm, opts, openers.open);
     },
   };
 }

@@ -71,17 +71,18 @@ function sendControl(link: ConsoleLink, c: Parameters<typeof encodeConsoleContro
 }
 
 /** Ends a console link with a reason the UI acts on (reconnect now, or when the VM runs). */
-function endConsole(link: ConsoleLink, reason: ConsoleEndReason): void {
-  sendControl(link, { type: 'end', reason });
+function endConsole(link: ConsoleLink, reason: ConsoleEndReason, exitCode?: number): void {
+  sendControl(link, exitCode === undefined ? { type: 'end', reason } : { type: 'end', reason, exitCode });
   link.close();
 }
 
-/** Routes a viewer's messages: binary = input for the guest, text = control (acks). */
-function onViewerMessages(link: ConsoleLink, pump: ConsolePump, input: (b: Buffer) => void): void {
+/** Routes a viewer's messages: binary = input for the guest, text = control (acks; resizes where the stream has a size). */
+function onViewerMessages(link: ConsoleLink, pump: ConsolePump, input: (b: Buffer) => void, onResize?: (cols: number, rows: number) => void): void {
   link.onMessage((m) => {
     if (typeof m !== 'string') { input(asBuffer(m)); return; }
     const c = decodeConsoleControl(m);
     if (c?.type === 'ack') pump.ack(c.bytes);
+    else if (c?.type === 'resize') onResize?.(c.cols, c.rows);
   });
 }
 
@@ -199,8 +200,10 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
 /** How serveStreamOn carries one stream: console (small window, small batches) or display (RFB). */
 export interface StreamOptions {
   name: string;
-  /** Why the stream ended when its socket closed (a relay asks the core). */
-  endReason: () => Promise<ConsoleEndReason>;
+  /** Why the stream ended when its socket closed (a relay asks the core); a terminal adds its program's exit code. */
+  endReason: () => Promise<ConsoleEndReason | { reason: ConsoleEndReason; exitCode?: number }>;
+  /** A terminal: the viewer's resize controls (already checked: 1..MAX_TERMINAL_SIZE). */
+  onResize?: (cols: number, rows: number) => void;
   /** A display stream gets the larger window and batches (one 1280x800 update is MiBs). */
   display?: boolean;
   /** Console replay: how much of what follows is scrollback. */
@@ -216,13 +219,14 @@ export interface StreamOptions {
  */
 export function serveStreamOn(link: ConsoleLink, socket: Duplex, o: StreamOptions): void {
   let ended = false;
-  const end = (reason: ConsoleEndReason): void => {
+  const end = (why: ConsoleEndReason | { reason: ConsoleEndReason; exitCode?: number }): void => {
     if (ended) return;
     ended = true;
     pump.flush();
     pump.close();
     socket.destroy();
-    endConsole(link, reason);
+    if (typeof why === 'string') endConsole(link, why);
+    else endConsole(link, why.reason, why.exitCode);
   };
   const pump = new ConsolePump({
     send: (chunk) => link.send(chunk),
@@ -236,7 +240,7 @@ export function serveStreamOn(link: ConsoleLink, socket: Duplex, o: StreamOption
   socket.on('data', (d: Buffer) => pump.push(d));
   socket.on('error', () => {});
   socket.on('close', () => { if (!ended) void o.endReason().then(end); });
-  onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); });
+  onViewerMessages(link, pump, (b) => { if (!socket.destroyed) socket.write(b); }, o.onResize);
   link.onClose(() => {
     if (ended) return;
     ended = true;

@@ -13,8 +13,8 @@ import { extname, join, normalize, sep } from 'node:path';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { HangarError } from '../../common/errors.ts';
-import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH } from '../../common/transport.ts';
-import type { ConsoleLink, RpcLink } from '../../common/transport.ts';
+import { encodeConsoleControl, WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH, WS_TERMINAL_PATH } from '../../common/transport.ts';
+import type { ConsoleLink, RpcLink, TerminalRequest } from '../../common/transport.ts';
 import type { ConnectionEndpoint } from '../rpc/connection-endpoint.ts';
 
 export const CONTENT_SECURITY_POLICY = [
@@ -158,7 +158,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const url = new URL(req.url ?? '/', 'http://x');
     const refusal = refuse(req, url, true);
     const path = url.pathname;
-    if (refusal || (path !== WS_RPC_PATH && path !== WS_CONSOLE_PATH && path !== WS_DISPLAY_PATH)) {
+    if (refusal || (path !== WS_RPC_PATH && path !== WS_CONSOLE_PATH && path !== WS_DISPLAY_PATH && path !== WS_TERMINAL_PATH)) {
       const r = refusal ?? { status: 404, message: `no WebSocket at ${path}` };
       logRefused(req, 'WebSocket upgrade', `${r.status} ${r.message}`);
       socket.end(`HTTP/1.1 ${r.status} Refused\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${r.message}\n`);
@@ -175,6 +175,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         opts.endpoint.serveRpc(wsRpcLink(ws), connection);
       } else if (path === WS_DISPLAY_PATH) {
         opts.endpoint.serveDisplay(wsConsoleLink(ws), url.searchParams.get('vm') ?? '', connection);
+      } else if (path === WS_TERMINAL_PATH) {
+        serveTerminal(opts.endpoint, wsConsoleLink(ws), url, connection);
       } else {
         const vm = url.searchParams.get('vm') ?? '';
         opts.endpoint.serveConsole(wsConsoleLink(ws), vm, { replay: url.searchParams.get('replay') !== '0', ...(connection !== undefined ? { connection } : {}) });
@@ -235,6 +237,25 @@ async function serveStatic(root: string, pathname: string, req: IncomingMessage,
   });
   if (req.method === 'HEAD') { res.end(); return; }
   createReadStream(file).pipe(res);
+}
+
+/** ?vm=NAME[&user=U][&cols=N&rows=N]: a shell in the guest (the endpoint checks the values). */
+function serveTerminal(endpoint: ConnectionEndpoint, link: ConsoleLink, url: URL, connection: string | undefined): void {
+  const q = url.searchParams;
+  const num = (k: string): number | undefined => (q.has(k) ? (/^\d{1,6}$/.test(q.get(k)!) ? Number(q.get(k)) : NaN) : undefined);
+  const req: TerminalRequest = {};
+  const user = q.get('user');
+  if (user) req.user = user;
+  const cols = num('cols'), rows = num('rows');
+  if (cols !== undefined) req.cols = cols;
+  if (rows !== undefined) req.rows = rows;
+  if (connection !== undefined) req.connection = connection;
+  if (!endpoint.serveTerminal) {
+    link.send(encodeConsoleControl({ type: 'error', error: { code: 'unsupported', message: 'this Hangar host serves no terminals' } }));
+    link.close();
+    return;
+  }
+  endpoint.serveTerminal(link, q.get('vm') ?? '', req);
 }
 
 function wsRpcLink(ws: WebSocket): RpcLink {
