@@ -26,6 +26,7 @@ export type ConnectionTarget =
     /** Set for qemu+ssh:// URIs. */
     host?: string;
     user?: string;
+    port?: number;
   };
 
 export interface ConnectionEntry {
@@ -126,6 +127,7 @@ export function parseConnectionUri(uri: string): ConnectionTarget {
     if (!host) throw badUri(text, 'qemu+ssh:// needs a host');
     const t: Extract<ConnectionTarget, { kind: 'libvirt' }> = { kind: 'libvirt', uri: text, mode, host };
     if (user !== undefined) t.user = user;
+    if (port !== undefined) t.port = port;
     return t;
   }
   throw badUri(text, `unknown scheme "${scheme}"`);

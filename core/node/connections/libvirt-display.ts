@@ -34,7 +34,7 @@ function tcp(host: string, port: number): Promise<Duplex> {
 
 /** ssh -W host:port: the remote VNC server as this process's stream. */
 function viaSsh(t: LibvirtTarget, host: string, port: number, ssh: SshOptions): Duplex {
-  const base = sshArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}) }, [], ssh);
+  const base = sshArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}), ...(t.port ? { port: t.port } : {}) }, [], ssh);
   // sshArgs ends with "-- HOST <command>": replace -T/-e and the command with stdio forwarding.
   const args = [...base.slice(0, base.indexOf('-T')), '-W', `${host}:${port}`, '--', t.host!];
   const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });

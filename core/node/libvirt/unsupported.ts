@@ -24,9 +24,9 @@ const VIRT_MANAGER = 'use virt-manager or virsh on this connection';
 
 // Keyed by method name as a string: methods added to CoreApi later fall back to NOT_YET until listed here.
 const gaps: Record<string, Gap | undefined> = {
-  create: { what: 'Creating a VM', why: NOT_YET, instead: 'define the domain with `virsh define FILE.xml` (or virt-install), then it appears here' },
-  cancelCreate: { what: 'Cancelling a create', why: 'creating VMs is not available on this connection', instead: 'nothing to cancel' },
-  previewCreate: { what: 'The create preview', why: 'creating VMs is not available on this connection', instead: 'define the domain with virsh or virt-install' },
+  create: { what: 'Creating a VM', why: 'a domain on a libvirt of another host needs its disks made there', instead: 'run `hangar --connect qemu:///system create ...` on that host, or define the domain with virsh or virt-install' },
+  cancelCreate: { what: 'Cancelling a create', why: 'a libvirt create copies nothing, so there is nothing to cancel', instead: 'nothing to do' },
+  previewCreate: { what: 'The New VM wizard', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'hangar --connect URI create --name NAME ... (see hangar create --help), or virt-install' },
   clone: { what: 'Cloning', why: NOT_YET, instead: 'use virt-clone (virtinst) on the libvirt host' },
   edit: { what: 'Editing the VM', why: 'Hangar does not write libvirt domain XML back yet', instead: 'use `virsh edit NAME` or virt-manager' },
   resizeDisk: { what: 'Resizing a disk', why: NOT_YET, instead: 'use `virsh blockresize` (running) or `qemu-img resize` (stopped)' },
@@ -57,8 +57,8 @@ const gaps: Record<string, Gap | undefined> = {
   statsMetrics: { what: 'Prometheus metrics', why: NOT_YET, instead: 'use a libvirt exporter (prometheus-libvirt-exporter)' },
   hostSummary: { what: 'The host summary', why: NOT_YET, instead: 'use `virsh nodeinfo` and `virsh nodememstats`' },
   doctor: { what: 'Host checks', why: HANGAR_HOST, instead: 'use `virt-host-validate` on the libvirt host' },
-  hostInfo: { what: 'Host information for the New VM wizard', why: 'creating VMs is not available on this connection', instead: 'use `virsh nodeinfo` / `virsh capabilities`' },
-  osList: { what: 'The OS list', why: 'creating VMs is not available on this connection', instead: 'use `osinfo-query os`' },
+  hostInfo: { what: 'Host information for the New VM wizard', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'use `virsh nodeinfo` / `virsh capabilities`' },
+  osList: { what: 'The OS list', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'use `osinfo-query os`' },
   inspectPath: { what: 'Inspecting files', why: 'the files are on the libvirt host, which Hangar does not browse', instead: 'use `virsh vol-info` for storage volumes' },
   listDir: { what: 'Browsing folders', why: 'the files are on the libvirt host, which Hangar does not browse', instead: 'use `virsh vol-list POOL`' },
   hostCpuMemory: { what: 'Host CPU and memory tuning', why: NOT_YET, instead: 'use `virsh capabilities` and `virsh nodememstats`' },

@@ -83,10 +83,8 @@ export function unsupportedIn(caps: DriverCapabilities | null, method: Capabilit
   if (!caps) return null;
   const r = (caps.unsupported as Record<string, string | undefined>)[method];
   if (r) return r;
-  // The graphical display is a channel, not an API method: libvirt domains have none in Hangar yet.
-  if (method === DISPLAY_METHOD && caps.driver === 'libvirt') {
-    return 'Hangar does not show libvirt domains\' screens yet (use virt-viewer, or `virsh domdisplay NAME` for the address)';
-  }
+  // The display is a channel, not an API method: every driver serves it (a libvirt domain's VNC
+  // server through virsh domdisplay); a domain without a screen says so on its channel.
   return null;
 }
 
