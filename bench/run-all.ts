@@ -1,5 +1,5 @@
 // Prints the benchmark figures (not a test: these machines are noisy).
-// npm run bench [scale|start|console|list|io-modes|display|snapshots|memory|stats]
+// npm run bench [scale|start|console|list|io-modes|display|snapshots|memory|stats|migrate]
 const which = process.argv.slice(2);
 const want = (name: string): boolean => !which.length || which.includes(name);
 if (want('scale')) await (await import('./scale.ts')).benchScale();
@@ -11,4 +11,5 @@ if (want('display')) await (await import('./display.ts')).benchDisplay();
 if (want('snapshots')) await (await import('./snapshots.ts')).benchSnapshots();
 if (want('memory')) await (await import('./memory.ts')).benchMemory();
 if (want('stats')) await (await import('./stats.ts')).benchStats();
+if (want('migrate')) await (await import('./migrate.ts')).benchMigrate();
 export {};

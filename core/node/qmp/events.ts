@@ -33,6 +33,8 @@ export interface QmpEventMap {
   BALLOON_CHANGE: { actual: number };
   WATCHDOG: { action: WatchdogAction };
   JOB_STATUS_CHANGE: { id: string; status: JobStatus };
+  /** With the migration capability `events` on: each status change of a migration (setup, active, pre-switchover, completed ...). */
+  MIGRATION: { status: string };
 }
 
 export type QmpEventName = keyof QmpEventMap;

@@ -104,6 +104,9 @@ class SourceRun implements MigrationHandle {
   private readonly mirrorNodes: string[] = [];
   private readonly jobs: string[] = [];
   private destClosed = false;
+  private capabilitiesSet = false;
+  /** The source completed but the destination's finish failed: who has the guest decides what happens here. */
+  private finishFailed = false;
   private qmp!: QmpClient;
 
   constructor(private readonly vm: VmInstance, private readonly req: MigrateRequest, private readonly deps: MigrationSourceDeps) {}
@@ -152,7 +155,6 @@ class SourceRun implements MigrationHandle {
     this.setPhase('preparing');
     this.report({ message: `connecting to ${req.to}` });
     const dest = await openDestination(req.to);
-    dest.conn.api.list().catch(() => {});
     const closedWatch = setInterval(() => { void dest.conn.api.daemonStatus().catch(() => { this.destClosed = true; }); }, 2000);
     let ticket: { vmId: string; token: string; exports: Array<{ diskId: string; name: string; file: string }> } | null = null;
     try {
@@ -180,6 +182,7 @@ class SourceRun implements MigrationHandle {
         { capability: 'auto-converge', state: true },
         { capability: 'pause-before-switchover', state: true },
       ] });
+      this.capabilitiesSet = true;
       await this.qmp.execute('migrate-set-parameters', {
         'max-bandwidth': Math.round((req.maxBandwidthMiBs ?? 1024) * MIB),
         'downtime-limit': req.downtimeLimitMs ?? 300,
@@ -206,11 +209,8 @@ class SourceRun implements MigrationHandle {
       try {
         destination = await dest.conn.api.finishIncomingMigration(vm.id, ticket.token, { resume: !wasPaused });
       } catch (e) {
-        // The state went over but the destination did not take the guest: it stays paused here, nothing runs twice.
-        const why = e instanceof Error ? e.message : String(e);
-        await vm.log(`the migration completed but the destination did not confirm (${why}); the guest stays paused here`);
-        throw new HangarError('invalid-state', `the migration of VM "${vm.name}" completed but ${dest.label} did not take over the guest (${why}); it is paused here and must not run on both hosts`,
-          `check the VM on ${dest.label} (hangar --connect ${dest.label} show ${vm.name}); if it is not there, resume it here (hangar resume ${vm.name})`);
+        this.finishFailed = true;
+        throw e;
       }
       ticket = null;
       const transferred = final.ram?.transferred ?? 0;
@@ -267,6 +267,20 @@ class SourceRun implements MigrationHandle {
 
   /** Follows query-migrate to the end; completes the mirrors at the switch-over. */
   private async follow(storageTotal: number): Promise<MigrateInfo> {
+    // A status change (MIGRATION event) wakes the loop at once: the guest is stopped at pre-switchover.
+    let wake: (() => void) | null = null;
+    const off = this.qmp.onEvent('MIGRATION', () => wake?.());
+    try {
+      return await this.followLoop(storageTotal, (ms) => new Promise<void>((r) => {
+        const t = setTimeout(r, ms);
+        wake = () => { clearTimeout(t); r(); };
+      }));
+    } finally {
+      off();
+    }
+  }
+
+  private async followLoop(storageTotal: number, pause: (ms: number) => Promise<void>): Promise<MigrateInfo> {
     for (;;) {
       const m = await this.qmp.execute<MigrateInfo>('query-migrate');
       const ram = m.ram;
@@ -294,7 +308,7 @@ class SourceRun implements MigrationHandle {
           ...storage, message: m.status === 'setup' ? 'setting up' : 'copying memory',
         });
       }
-      await sleep(m.status === 'pre-switchover' ? 20 : POLL_MS);
+      await pause(m.status === 'pre-switchover' ? 20 : POLL_MS);
     }
   }
 
@@ -338,13 +352,33 @@ class SourceRun implements MigrationHandle {
     await this.waitJobsGone();
     await this.dropMirrorNodes();
     this.closeTunnels();
+    // A later save (also a migration stream) must not stop at a switch-over nobody continues.
+    if (this.capabilitiesSet) {
+      await this.qmp.execute('migrate-set-capabilities', { capabilities: [
+        { capability: 'pause-before-switchover', state: false }, { capability: 'auto-converge', state: false },
+      ] }).catch(() => {});
+    }
     // What happened on the far side, in words.
     let destNote = '';
+    let destMayHaveGuest = false;
     if (ticket) {
       const destVm = await dest.conn.api.get(ticket.vmId).catch((x: unknown) => x instanceof HangarError && x.code === 'not-found' ? 'gone' : 'unreachable');
-      if (destVm === 'unreachable' || this.destClosed) destNote = `the destination core ${dest.label} went away (its connection closed)`;
-      else if (destVm === 'gone') destNote = `the destination's QEMU exited and ${dest.label} removed the half-made VM`;
+      if (destVm === 'unreachable' || this.destClosed) {
+        destNote = `the destination core ${dest.label} went away (its connection closed)`;
+        destMayHaveGuest = this.finishFailed;
+      } else if (destVm === 'gone') destNote = `the destination's QEMU exited and ${dest.label} removed the half-made VM`;
       else if (destVm.state === 'stopped' || destVm.state === 'crashed') destNote = `the destination's QEMU exited (${destVm.reason ?? destVm.state})`;
+      else destMayHaveGuest = this.finishFailed;
+      if (destMayHaveGuest) {
+        // The whole state went over and the destination may hold the guest: it must never run on both hosts.
+        const why = e instanceof Error ? e.message : String(e);
+        this.setPhase('failed');
+        const message = `the migration of VM "${this.vm.name}" completed but ${dest.label} did not confirm taking over the guest (${[destNote, why].filter(Boolean).join('; ')}); it stays paused here so that it never runs on both hosts`;
+        this.report({ message });
+        await this.vm.log(message);
+        return new HangarError('invalid-state', message,
+          `check the VM on ${dest.label} (hangar --connect ${dest.label} show ${this.vm.name}); only if it is not there, resume it here (hangar resume ${this.vm.name})`);
+      }
       await dest.conn.api.abortIncomingMigration(ticket.vmId, ticket.token, cancelled ? 'cancelled by the source' : `failed: ${e instanceof Error ? e.message : String(e)}`).catch(() => {});
     }
     // The guest runs here as it did before (QEMU resumes it after a failed migration; a cancel at the switch-over leaves it stopped).

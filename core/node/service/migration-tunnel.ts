@@ -47,15 +47,27 @@ export function connectUnix(path: string, timeoutMs = 10_000): Promise<Socket> {
   });
 }
 
-/** Pipes two streams into each other; either side ending or failing ends the other. */
-function splice(a: Duplex, b: Duplex, onBytes?: (n: number) => void): void {
-  if (onBytes) a.on('data', (d: Buffer) => onBytes(d.length));
-  a.pipe(b);
-  b.pipe(a);
-  a.on('error', () => b.destroy());
-  b.on('error', () => a.destroy());
-  a.on('close', () => b.destroy());
-  b.on('close', () => a.destroy());
+/**
+ * Pipes two streams into each other, `from` being the side the migration data comes from (the
+ * source QEMU at the source core, the source core's channel at the destination core). `from`
+ * closing (done, or gone) ends `to` gracefully: what is still buffered is written first, as the
+ * tail of a migration stream is the device state; `to` is destroyed only once it has flushed
+ * and the far side has not closed it within a grace period. `to` closing (the destination gone)
+ * destroys `from` at once: nothing more can arrive, and QEMU must see its migration fail.
+ */
+function splice(from: Duplex, to: Duplex, onBytes?: (n: number) => void): void {
+  if (onBytes) from.on('data', (d: Buffer) => onBytes(d.length));
+  from.pipe(to);
+  to.pipe(from);
+  from.on('error', () => {});
+  to.on('error', () => {});
+  to.once('close', () => from.destroy());
+  from.once('close', () => {
+    if (to.destroyed) return;
+    if (!to.writableEnded) to.end();
+    const grace = (): void => { setTimeout(() => to.destroy(), 10_000).unref(); };
+    if (to.writableFinished) grace(); else to.once('finish', grace);
+  });
 }
 
 /** Destination core: serves one {"channel":"migration"} connection (a reply line, then raw bytes both ways). */
