@@ -3,7 +3,7 @@
 // `hangar daemon stdio` there; VMs, their consoles and errors travel that way.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
@@ -12,6 +12,7 @@ import { startSshd } from '../helpers/sshd.ts';
 import type { SshdHandle } from '../helpers/sshd.ts';
 import { spawnPty } from '../../core/node/pty/pty-session.ts';
 import { wsCoreClient } from '../helpers/ws-client.ts';
+import { ensureLibvirtd, libvirtGuestFiles, removeDomains, testDomainXml, testPrefix, virsh } from '../helpers/libvirtd.ts';
 
 const APPEND = 'console=ttyS0 quiet panic=-1';
 
@@ -110,6 +111,31 @@ describe('Hangar over ssh', () => {
     } finally {
       rmSync(home, { recursive: true, force: true });
       await fresh.stop();
+    }
+  });
+
+  test('libvirt over ssh: qemu+ssh:// lists the domains there; a live migration to it goes through virsh migrate', async () => {
+    await ensureLibvirtd();
+    const files = await libvirtGuestFiles(guest);
+    const prefix = testPrefix('ssh');
+    const xmlFile = join(files.dir, 'dom.xml');
+    writeFileSync(xmlFile, testDomainXml({ name: `${prefix}lv`, kernel: files.kernel, initrd: files.initrd, serialLog: join(files.dir, 'serial.log') }));
+    try {
+      await virsh(['define', xmlFile]);
+      const lvSsh = `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=${sshd.identity}&no_verify=1`;
+      const listed = await here.json<Array<{ name: string; state: string }>>(['--connect', lvSsh, 'list']);
+      assert.deepEqual(listed.filter((v) => v.name.startsWith(prefix)).map((v) => [v.name, v.state]), [[`${prefix}lv`, 'stopped']]);
+      // Only one libvirtd here: libvirt itself refuses a migration to the same host, and says so.
+      await virsh(['start', `${prefix}lv`]);
+      const r = await here.run(['--connect', 'qemu:///system', 'migrate', `${prefix}lv`, '--to', lvSsh]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /same host/i);
+      assert.equal((await here.json<{ state: string }>(['--connect', 'qemu:///system', 'show', `${prefix}lv`])).state, 'running', 'the domain runs on');
+      const toHangar = await here.run(['--connect', 'qemu:///system', 'migrate', `${prefix}lv`, '--to', 'lab']);
+      assert.match(toHangar.stderr, /migrates to another libvirt host, and "lab" is a Hangar core/);
+    } finally {
+      await removeDomains(prefix).catch(() => {});
+      await files.cleanup();
     }
   });
 });

@@ -24,5 +24,6 @@ export async function openLibvirtConnection(name: string, uri: string, target: L
   const events = opts.events ?? {};
   if (events.vmChanged) driver.on('vmChanged', (e: Parameters<NonNullable<typeof events.vmChanged>>[0]) => events.vmChanged?.(e));
   if (events.vmListChanged) driver.on('vmListChanged', () => events.vmListChanged?.());
+  if (events.migrationProgress) driver.on('migrationProgress', (e: Parameters<NonNullable<typeof events.migrationProgress>>[0]) => events.migrationProgress?.(e));
   return { name, uri, target, api, ...libvirtStreams(name, uri, target, opts.ssh), close: () => driver.close() };
 }

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { coreApiMethods } from '../../common/api.ts';
-import type { CoreApi, CreatePreview, CreateVmRequest, DeleteOptions, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
+import type { CoreApi, CreatePreview, CreateVmRequest, DeleteOptions, MigrateRequest, MigrationProgress, MigrationResult, ShutdownOptions, StartOptions, VmInfo, VmSummary } from '../../common/api.ts';
+import type { LibvirtMigration } from './libvirt-migrate.ts';
 import { connectionLabel, parseConnectionUri } from '../../common/connections.ts';
 import type { DriverCapabilities } from '../../common/connections.ts';
 import { HangarError } from '../../common/errors.ts';
@@ -68,6 +69,8 @@ export class LibvirtDriver extends EventEmitter {
   private readonly local: boolean;
   private readonly mode: 'system' | 'session';
   private readonly previewCreate: (req: CreateVmRequest) => Promise<CreatePreview>;
+  /** Migrations this driver runs, by domain UUID. */
+  private readonly migrations = new Map<string, LibvirtMigration>();
   private readonly watcher: DomainWatcher;
   private closed = false;
   /** Shutdowns asked through this driver: shown as shutting-down until the run ends; forced off at the deadline. */
@@ -117,6 +120,8 @@ export class LibvirtDriver extends EventEmitter {
       list: () => this.list(),
       get: (ref) => this.get(ref),
       create: (req) => this.create(req),
+      migrate: (ref, req) => this.migrate(ref, req),
+      cancelMigration: (ref) => this.cancelMigration(ref),
       start: (ref, opts) => this.start(ref, opts),
       save: (ref) => this.simple(ref, 'save', ['managedsave'], SAVE_TIMEOUT_MS),
       shutdown: (ref, opts) => this.shutdown(ref, opts),
@@ -310,6 +315,51 @@ export class LibvirtDriver extends EventEmitter {
     const info = await this.get(made.name);
     this.emit('vmListChanged');
     return made.notCarried.length ? { ...info, startNotes: made.notCarried.map((n) => `not carried over to libvirt: ${n}`) } : info;
+  }
+
+  /** virsh migrate --live to another libvirt connection (libvirt-migrate.ts); migrationProgress events meanwhile. */
+  async migrate(ref: string, req: MigrateRequest): Promise<MigrationResult> {
+    const { resolveConnection } = await import('../connections/connection-store.ts');
+    const dest = resolveConnection(req.to);
+    if (dest.target.kind !== 'libvirt') {
+      throw new HangarError('unsupported', `a libvirt domain migrates to another libvirt host, and "${req.to}" is a Hangar core`,
+        'migrate to a libvirt URI (qemu+ssh://host/system), or move it into Hangar: shut it down and run hangar import --from-libvirt on that computer');
+    }
+    const st = await this.status(ref);
+    const { id, name, state } = st.summary;
+    if (state !== 'running' && state !== 'paused') {
+      throw new HangarError('invalid-state', `libvirt domain "${name}" is ${state}: only a running or paused domain migrates live`, `start it first, or move its definition: virsh dumpxml ${name}`);
+    }
+    if (this.migrations.has(id)) throw new HangarError('busy', `libvirt domain "${name}" is already migrating`, 'wait for it, or cancel it');
+    const { runLibvirtMigration } = await import('./libvirt-migrate.ts');
+    const report = (p: Omit<MigrationProgress, 'vmId' | 'vm' | 'to'>): void => { this.emit('migrationProgress', { vmId: id, vm: name, to: req.to, ...p }); };
+    report({ phase: 'preparing', transferredBytes: 0, totalBytes: 0, remainingBytes: 0, dirtyRateBytesPerSec: 0, expectedDowntimeMs: 0 });
+    const run = runLibvirtMigration(this.uri, name, dest.target.uri, req, report);
+    this.migrations.set(id, run);
+    try {
+      const r = await run.done;
+      const there = new LibvirtDriver(dest.target.uri, { events: false });
+      let destination: VmInfo;
+      try { destination = await there.get(name); } finally { there.close(); }
+      report({ phase: 'done', transferredBytes: r.transferredBytes, totalBytes: r.transferredBytes, remainingBytes: 0, dirtyRateBytesPerSec: 0, expectedDowntimeMs: 0, downtimeMs: r.downtimeMs });
+      this.emit('vmListChanged');
+      // libvirt keeps no copy here (--undefinesource): the definition lives on the destination.
+      return { id, name, to: req.to, destination, totalTimeMs: r.totalTimeMs, downtimeMs: r.downtimeMs, transferredBytes: r.transferredBytes, definitionKeptAt: '' };
+    } catch (e) {
+      const cancelled = e instanceof HangarError && e.code === 'cancelled';
+      report({ phase: cancelled ? 'cancelled' : 'failed', transferredBytes: 0, totalBytes: 0, remainingBytes: 0, dirtyRateBytesPerSec: 0, expectedDowntimeMs: 0, message: (e as Error).message });
+      throw e;
+    } finally {
+      this.migrations.delete(id);
+    }
+  }
+
+  async cancelMigration(ref: string): Promise<boolean> {
+    const st = await this.status(ref);
+    const run = this.migrations.get(st.summary.id);
+    if (!run) return false;
+    await run.cancel();
+    return true;
   }
 
   async setAutostart(ref: string, on: boolean): Promise<VmInfo> {

@@ -7,7 +7,7 @@ import { HangarError } from '../../common/errors.ts';
 
 /** What the libvirt driver does (libvirt-driver.ts implements exactly these); every other CoreApi method is a gap below. */
 export const libvirtSupported = [
-  'list', 'get', 'create', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'setAutostart', 'delete', 'capabilities',
+  'list', 'get', 'create', 'migrate', 'cancelMigration', 'start', 'save', 'shutdown', 'destroy', 'reboot', 'reset', 'pause', 'resume', 'setAutostart', 'delete', 'capabilities',
 ] as const satisfies readonly (keyof CoreApi)[];
 export type LibvirtSupported = (typeof libvirtSupported)[number];
 
@@ -73,8 +73,6 @@ const gaps: Record<string, Gap | undefined> = {
   createMdev: { what: 'Creating mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-define` / `nodedev-create`' },
   removeMdev: { what: 'Removing mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-destroy`' },
   daemonStatus: { what: 'Core status', why: 'libvirtd is not a Hangar core', instead: 'use `virsh version` and `virsh uri`' },
-  migrate: { what: 'Live migration', why: NOT_YET, instead: 'use `virsh migrate --live NAME qemu+ssh://HOST/system`, or virt-manager\'s Migrate' },
-  cancelMigration: { what: 'Cancelling a migration', why: NOT_YET, instead: 'use `virsh domjobabort NAME`' },
   prepareIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
   finishIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
   abortIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
