@@ -140,6 +140,11 @@ export interface TerminalRequest {
   cols?: number;
   rows?: number;
   connection?: string;
+  /**
+   * Instead of a guest shell: log in to the connection's host (`ssh -M`, a master kept 10 minutes
+   * for every later channel) with its questions (host key, password, passphrase) in this terminal.
+   */
+  login?: boolean;
 }
 
 /** The longest connection reference a channel request may carry (a name or a URI). */

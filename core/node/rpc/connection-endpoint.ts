@@ -14,6 +14,7 @@ import { addConnection, connectionInfos, removeConnection } from '../connections
 import { sshControlPath } from '../connections/ssh-stream.ts';
 import type { ConnectionStreams, HangarConnection, StreamChannel } from '../connections/open-connection.ts';
 import { serveStreamOn, toPayload } from './endpoint.ts';
+import { serveLoginTerminal } from '../terminal/login-terminal.ts';
 import { serveGuestTerminal } from '../terminal/terminal-channel.ts';
 import type { CoreEndpoint } from './endpoint.ts';
 import { checkRpcMessage, connectionRefusalLog, logRefusal } from './wire-guard.ts';
@@ -134,7 +135,8 @@ export function connectionEndpoint(local: CoreEndpoint, openers: ConnectionOpene
       else serveConnectionStream(link, connection!, openers, (s) => s.openDisplay(vm), true);
     },
     serveTerminal(link, vm, opts) {
-      serveGuestTerminal(link, vm, opts, openers.open);
+      if (opts.login) serveLoginTerminal(link, opts);
+      else serveGuestTerminal(link, vm, opts, openers.open);
     },
   };
 }

@@ -250,6 +250,7 @@ function serveTerminal(endpoint: ConnectionEndpoint, link: ConsoleLink, url: URL
   if (cols !== undefined) req.cols = cols;
   if (rows !== undefined) req.rows = rows;
   if (connection !== undefined) req.connection = connection;
+  if (q.get('login') === '1') req.login = true;
   if (!endpoint.serveTerminal) {
     link.send(encodeConsoleControl({ type: 'error', error: { code: 'unsupported', message: 'this Hangar host serves no terminals' } }));
     link.close();
