@@ -80,7 +80,12 @@ export class WsConsole {
   }
 
   static async open(t: WsTarget, vm: string, opts: { replay?: boolean; autoAck?: boolean; connection?: string } = {}): Promise<WsConsole> {
-    const c = new WsConsole(wsUrl(t, WS_CONSOLE_PATH, { vm, replay: opts.replay === false ? '0' : '1', ...(opts.connection ? { connection: opts.connection } : {}) }), opts.autoAck ?? true);
+    return WsConsole.openAt(t, WS_CONSOLE_PATH, { vm, replay: opts.replay === false ? '0' : '1', ...(opts.connection ? { connection: opts.connection } : {}) }, opts);
+  }
+
+  /** A channel with the console protocol at another path (e.g. WS_TERMINAL_PATH with vm, user, cols, rows). */
+  static async openAt(t: WsTarget, path: string, query: Record<string, string>, opts: { autoAck?: boolean } = {}): Promise<WsConsole> {
+    const c = new WsConsole(wsUrl(t, path, query), opts.autoAck ?? true);
     await new Promise<void>((resolve, reject) => {
       c.ws.once('open', () => resolve());
       c.ws.once('error', reject);
@@ -98,6 +103,11 @@ export class WsConsole {
       this.ws.send(encodeConsoleControl({ type: 'ack', bytes: this.unacked }));
       this.unacked = 0;
     }
+  }
+
+  /** Sends a control message (e.g. a terminal's resize). */
+  control(c: ConsoleControl): void {
+    this.ws.send(encodeConsoleControl(c));
   }
 
   type(text: string): void {

@@ -57,12 +57,10 @@ function usableIpv4(a: string, skipSlirp: boolean): boolean {
 
 /** The `ssh -J` argument for a connection's host, or undefined for this machine. */
 export function jumpHostOf(target: ConnectionTarget): string | undefined {
-  if (target.kind === 'hangar-ssh') {
-    // An IPv6 literal with a port only parses in ssh's URI form.
-    if (target.host.includes(':') && target.port) return `ssh://${target.user ? `${target.user}@` : ''}[${target.host}]:${target.port}`;
-    return sshDestination(target);
-  }
-  if (target.kind === 'libvirt' && target.host) return sshDestination({ host: target.host, ...(target.user ? { user: target.user } : {}) });
+  // -J takes [user@]host[:port], an IPv6 literal in brackets.
+  const bracketed = (h: string): string => (h.includes(':') && !h.startsWith('[') ? `[${h}]` : h);
+  if (target.kind === 'hangar-ssh') return sshDestination({ ...target, host: bracketed(target.host) });
+  if (target.kind === 'libvirt' && target.host) return sshDestination({ host: bracketed(target.host), ...(target.user ? { user: target.user } : {}) });
   return undefined;
 }
 
