@@ -7,6 +7,10 @@
 //     QMP `system_powerdown` makes QEMU exit within a second or so),
 //   - with a virtio-serial port named org.qemu.guest_agent.0: runs qemu-ga on it (guest-shutdown
 //     powers off at once; /etc/os-release names "Hangar Test Guest") and takes a DHCP lease on eth0,
+//   - with a NIC (eth0): runs dropbear on port 22 (`dropbear -R -E -p 22`, host keys made on the
+//     first connection, log in /var/log/dropbear.log); root logs in with a key written to
+//     /root/.ssh/authorized_keys (through the serial console: nothing persists), never a password;
+//     the address comes from the agent-time DHCP lease above (or `udhcpc` typed in the shell),
 //   - brings hotplugged memory online by itself, movable (DIMMs, virtio-mem blocks; the
 //     virtio_mem driver is loaded),
 //   - prints the PCI device list between HANGAR-PCI-BEGIN / HANGAR-PCI-END (parsePciBlock),
