@@ -12,7 +12,9 @@
 //     destination has no VM and no folder left;
 //   - the destination's QEMU killed mid-way, then its core: the source keeps running, the error
 //     names what happened; the restarted destination core removes the half-made VM;
-//   - a blocker (a CD-ROM file the destination lacks) is refused with the reason before anything starts.
+//   - a blocker (a CD-ROM file the destination lacks, a VM of the same name there) is refused with
+//     the reason before anything starts; a paused VM arrives paused, and migrates back home into
+//     the folder it left (migrated-away.json there until then).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -246,7 +248,7 @@ describe('live migration between two Hangar cores', { timeout: 600_000 }, () => 
     await srcApi.destroy('mig-k');
   });
 
-  test('blockers: a CD-ROM file the destination lacks, and a name the destination has, are refused before anything starts', async () => {
+  test('blockers: a CD-ROM file the destination lacks, and a name the destination has, are refused before anything starts; a paused VM arrives paused and comes back home', async () => {
     const iso = join(src.home, 'gone.iso');
     copyFileSync(guest.iso, iso);
     const vm = await boot('mig-b', { extra: { cdroms: [{ id: 'cd0', file: iso }] } });
@@ -264,6 +266,23 @@ describe('live migration between two Hangar cores', { timeout: 600_000 }, () => 
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /already has a VM named "mig-b"/);
     assert.equal(readdirSync(join(dst.home, 'vms')).length, 1, 'only the destination\'s own VM');
+    // Without the clash: a paused VM arrives paused, and comes back home into the folder it left.
+    await dstApi.delete('mig-b');
+    await srcApi.pause('mig-b');
+    r = await src.run(['migrate', 'mig-b', '--to', DEST]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /it is paused there/);
+    assert.equal((await dstApi.get('mig-b')).state, 'paused');
+    assert.ok(existsSync(join(vm.dir, 'migrated-away.json')) && !existsSync(join(vm.dir, 'vm.json')));
+    mkdirSync(join(dst.home, 'config'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dst.home, 'config', 'connections.json'), JSON.stringify({ version: 1, connections: [{ name: 'home', uri: `hangar+unix://${srcSock}` }] }));
+    r = await dst.run(['migrate', 'mig-b', '--to', 'home']);
+    assert.equal(r.code, 0, r.stderr);
+    const back = await srcApi.get('mig-b');
+    assert.equal(back.state, 'paused');
+    assert.equal(back.dir, vm.dir);
+    assert.ok(existsSync(join(vm.dir, 'vm.json')) && !existsSync(join(vm.dir, 'migrated-away.json')), 'home again, in its own folder');
+    await srcApi.resume('mig-b');
     await srcApi.destroy('mig-b');
   });
 });

@@ -910,7 +910,8 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
     byId: (id) => this.vms.get(id),
     byName: (name) => [...this.vms.values()].find((v) => v.stored.definition?.name === name),
     add: (stored) => {
-      const vm = this.addInstance(stored);
+      // A refresh between the definition's write and here may have picked it up already: one instance.
+      const vm = this.vms.get(stored.id) ?? this.addInstance(stored);
       this.loadedMtime.set(vm.id, statSync(join(stored.dir, DEFINITION_FILE), { throwIfNoEntry: false })?.mtimeMs ?? -1);
       this.emit('vmListChanged');
       return vm;
