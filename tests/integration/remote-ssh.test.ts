@@ -11,7 +11,8 @@ import { HangarHarness, HANGAR_BIN, sleep } from '../helpers/hangar.ts';
 import { startSshd } from '../helpers/sshd.ts';
 import type { SshdHandle } from '../helpers/sshd.ts';
 import { spawnPty } from '../../core/node/pty/pty-session.ts';
-import { wsCoreClient } from '../helpers/ws-client.ts';
+import { WsConsole, wsCoreClient } from '../helpers/ws-client.ts';
+import { WS_TERMINAL_PATH } from '../../core/common/transport.ts';
 import { ensureLibvirtd, libvirtGuestFiles, removeDomains, testDomainXml, testPrefix, virsh } from '../helpers/libvirtd.ts';
 
 const APPEND = 'console=ttyS0 quiet panic=-1';
@@ -136,6 +137,45 @@ describe('Hangar over ssh', () => {
     } finally {
       await removeDomains(prefix).catch(() => {});
       await files.cleanup();
+    }
+  });
+
+  test('the app logs in to a host in a terminal: the host key question answered there, then the connection works', async () => {
+    const fresh = await startSshd({ trustHostKey: false });
+    try {
+      await here.ok(['connect', 'add', 'fresh', `ssh://hangar-test-sshd?command=${HANGAR_BIN}&env.HANGAR_HOME=${there.home}`]);
+      const serve = await here.serve([], { HANGAR_SSH_CONFIG: fresh.configFile });
+      try {
+        // Before: the UI host never prompts; ssh's own words come back.
+        const before = await wsCoreClient(serve, {}, 'fresh');
+        await assert.rejects(before.api.list(), /Host key verification failed/);
+        before.close();
+        const login = await WsConsole.openAt(serve, WS_TERMINAL_PATH, { login: '1', connection: 'fresh', cols: '100', rows: '30' });
+        try {
+          await login.until(() => /continue connecting/.test(login.text), 'the host key question', 30_000);
+          login.type('yes\r');
+          await login.until(() => login.controls.some((c) => c.type === 'end'), 'the end of the login', 30_000);
+          assert.deepEqual(login.controls.find((c) => c.type === 'end'), { type: 'end', reason: 'session-ended', exitCode: 0 });
+        } finally {
+          login.close();
+        }
+        const after = await wsCoreClient(serve, {}, 'fresh');
+        try {
+          const direct = await there.json<Array<{ name: string }>>(['list']);
+          assert.deepEqual((await after.api.list()).map((v) => v.name), direct.map((v) => v.name));
+        } finally {
+          after.close();
+        }
+        // A local connection has nothing to log in to.
+        const local = await WsConsole.openAt(serve, WS_TERMINAL_PATH, { login: '1', connection: 'local' });
+        await local.until(() => local.controls.some((c) => c.type === 'error'), 'the refusal', 10_000);
+        assert.match(JSON.stringify(local.controls), /nothing to log in to/);
+        local.close();
+      } finally {
+        await serve.stop();
+      }
+    } finally {
+      await fresh.stop();
     }
   });
 });
