@@ -109,7 +109,7 @@ const integrationSeconds = {
   'qmp-real': 10, 'wizard-api': 10,
   // Issue 18 (first whole-run figures pending; measured alone under load here).
   'migration-live': 240, 'libvirt-import-export': 140, libvirt: 130, 'remote-ssh': 110, 'libvirt-xml': 90, 'libvirt-connection': 80,
-  'guest-terminal': 60,
+  'guest-terminal': 40,
 };
 
 /**
