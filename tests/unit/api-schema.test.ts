@@ -37,6 +37,10 @@ test('every API method has a schema', () => {
     if (m === 'setAutostart') return ['vm', true];
     if (m === 'addConnection') return ['lab', 'qemu+ssh://root@lab/system'];
     if (m === 'removeConnection') return ['lab'];
+    if (m === 'migrate') return ['vm', { to: 'lab', copyStorage: true, maxBandwidthMiBs: 100, downtimeLimitMs: 300 }];
+    if (m === 'prepareIncomingMigration') return [{ definition: { name: 'vm' }, copyStorage: false }];
+    if (m === 'finishIncomingMigration') return ['vm', 'a'.repeat(64), { resume: true }];
+    if (m === 'abortIncomingMigration') return ['vm', 'a'.repeat(64), 'the source gave up'];
     if (m === 'cpuModels') return ['tcg'];
     if (m === 'watchStats') return [null];
     if (m === 'statsHistory') return ['vm', 3600];
