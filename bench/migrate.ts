@@ -4,7 +4,8 @@
 // a 16 MiB tmpfs file, again and again), with shared storage and with --copy-storage (a 256 MiB
 // qcow2 disk with BENCH_MIGRATE_DISK_MIB of data): the migration's total time (the core's, from
 // the first check to the destination running the guest), the `hangar migrate` wall time, the
-// downtime QEMU measured (query-migrate `downtime`) and the RAM sent. The guest goes back and
+// downtime QEMU measured (query-migrate `downtime`), the guest's pause as the cores saw it (its
+// STOP at the source until the destination's `cont`) and the RAM sent. The guest goes back and
 // forth between the two cores (A -> B -> A ...), so each case migrates the same running guest.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,7 @@ const MEMORIES = (process.env.BENCH_MIGRATE_MEMORIES ?? '256,1024').split(',').f
 const FILL = Number(process.env.BENCH_MIGRATE_FILL ?? 0.5);
 const DISK_MIB = Number(process.env.BENCH_MIGRATE_DISK_MIB ?? 128);
 
-interface Result { totalTimeMs: number; downtimeMs: number; transferredBytes: number; storageBytes?: number }
+interface Result { totalTimeMs: number; downtimeMs: number; guestPauseMs?: number; transferredBytes: number; storageBytes?: number }
 
 export async function benchMigrate(): Promise<void> {
   const guest = await ensureTestGuest();
@@ -49,7 +50,7 @@ export async function benchMigrate(): Promise<void> {
           const wall = performance.now() - t0;
           const r = JSON.parse(out) as Result;
           console.log(`migrate ${mib} MiB guest, ${dirty ? 'dirtying' : 'idle'}, ${copy ? 'copy-storage' : 'shared storage'}: total ${(r.totalTimeMs / 1000).toFixed(2)} s `
-            + `(hangar migrate ${(wall / 1000).toFixed(2)} s), downtime ${r.downtimeMs} ms, RAM sent ${(r.transferredBytes / 1048576).toFixed(0)} MiB`
+            + `(hangar migrate ${(wall / 1000).toFixed(2)} s), downtime ${r.downtimeMs} ms (guest paused ${r.guestPauseMs ?? '?'} ms as the cores saw it), RAM sent ${(r.transferredBytes / 1048576).toFixed(0)} MiB`
             + `${r.storageBytes !== undefined ? `, disk mirrored ${(r.storageBytes / 1048576).toFixed(0)} MiB` : ''}`);
           [here, there] = [there, here];
         }

@@ -94,7 +94,10 @@ export interface MigrationResult {
   /** The VM as the destination core has it now. */
   destination: VmInfo;
   totalTimeMs: number;
+  /** QEMU's own figure (query-migrate `downtime`): the guest stopped until the source sent its last byte. */
   downtimeMs: number;
+  /** As the cores saw it: the guest's STOP at the source until the destination runs it again (the finish round trip included). */
+  guestPauseMs?: number;
   transferredBytes: number;
   /** Bytes mirrored per disk (copyStorage). */
   storageBytes?: number;

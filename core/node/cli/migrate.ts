@@ -70,7 +70,7 @@ export async function migrateCommand(name: string, f: MigrateFlags, print: (s: s
     drawn = false;
     if (f.json) print(JSON.stringify(r, null, 2));
     else {
-      print(`VM "${r.name}" migrated to ${r.to} in ${(r.totalTimeMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs} ms, ${mib(r.transferredBytes)} of RAM${r.storageBytes !== undefined ? `, ${mib(r.storageBytes)} of disks copied` : ''}); `
+      print(`VM "${r.name}" migrated to ${r.to} in ${(r.totalTimeMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs} ms${r.guestPauseMs !== undefined ? `, guest paused ${r.guestPauseMs} ms` : ''}, ${mib(r.transferredBytes)} of RAM${r.storageBytes !== undefined ? `, ${mib(r.storageBytes)} of disks copied` : ''}); `
         + `it is ${r.destination.state} there. Its definition as it left is kept in ${r.definitionKeptAt}`);
     }
     return r;

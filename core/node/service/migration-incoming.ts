@@ -23,7 +23,6 @@ import { DEFINITION_FILE, MIGRATED_AWAY_FILE } from '../store/vm-store.ts';
 import type { StoredVm, VmStore } from '../store/vm-store.ts';
 import { tokensEqual } from './migration-tunnel.ts';
 import type { MigrationStreamKind, MigrationStreamTargets } from './migration-tunnel.ts';
-import { sleep } from './qemu-process.ts';
 import type { VmInstance } from './vm-instance.ts';
 
 /** Marks a VM folder made by an incoming migration not finished yet (a core restarted meanwhile removes it). */
@@ -168,8 +167,25 @@ export class IncomingMigrations implements MigrationStreamTargets {
   private async receive(inc: Incoming, qmp: QmpClient, ready: () => void): Promise<boolean> {
     let finished: boolean | null = null;
     let aborted: string | null = null;
-    inc.finish = (resume) => { finished = resume; };
-    inc.abort = (reason) => { aborted = reason; };
+    // The loop below wakes at once on the source's word or a status change (the guest's pause is short).
+    let wake: (() => void) | null = null;
+    const pause = (ms: number): Promise<void> => new Promise((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => { clearTimeout(t); r(); };
+    });
+    inc.finish = (resume) => { finished = resume; wake?.(); };
+    inc.abort = (reason) => { aborted = reason; wake?.(); };
+    const off = qmp.onEvent('MIGRATION', () => wake?.());
+    try {
+      return await this.receiveLoop(inc, qmp, ready, () => finished, () => aborted, pause);
+    } finally {
+      off();
+    }
+  }
+
+  private async receiveLoop(inc: Incoming, qmp: QmpClient, ready: () => void, finishedOf: () => boolean | null, abortedOf: () => string | null, pause: (ms: number) => Promise<void>): Promise<boolean> {
+    let finished: boolean | null;
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
     await unlink(inc.ramSocket).catch(() => {});
     await qmp.execute('migrate-incoming', { uri: `unix:${inc.ramSocket}` });
     if (inc.copyStorage) {
@@ -184,6 +200,8 @@ export class IncomingMigrations implements MigrationStreamTargets {
     const since = Date.now();
     let completedAt = 0;
     for (;;) {
+      const aborted = abortedOf();
+      finished = finishedOf();
       if (aborted !== null) throw new HangarError('cancelled', `the incoming migration was stopped: ${aborted}`);
       const m = await qmp.execute<MigrateInfo>('query-migrate');
       if (m.status === 'failed' || m.status === 'cancelled') {
@@ -200,7 +218,7 @@ export class IncomingMigrations implements MigrationStreamTargets {
         finished = false;
         break;
       }
-      await sleep(POLL_MS);
+      await pause(POLL_MS);
     }
     if (inc.copyStorage) {
       for (const e of inc.exports) await qmp.execute('block-export-del', { id: `mig-${e.diskId}` }).catch(() => {});

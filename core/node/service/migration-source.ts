@@ -107,6 +107,7 @@ class SourceRun implements MigrationHandle {
   private capabilitiesSet = false;
   /** The source completed but the destination's finish failed: who has the guest decides what happens here. */
   private finishFailed = false;
+  private stoppedAt: number | undefined;
   private qmp!: QmpClient;
 
   constructor(private readonly vm: VmInstance, private readonly req: MigrateRequest, private readonly deps: MigrationSourceDeps) {}
@@ -213,15 +214,16 @@ class SourceRun implements MigrationHandle {
         throw e;
       }
       ticket = null;
+      const guestPauseMs = this.stoppedAt !== undefined && !wasPaused ? Date.now() - this.stoppedAt : 0;
       const transferred = final.ram?.transferred ?? 0;
       this.setPhase('done');
-      this.report({ transferredBytes: transferred, totalBytes: final.ram?.total ?? 0, downtimeMs, message: `the VM runs on ${dest.label}` });
-      await vm.log(`migrated to ${req.to} in ${Date.now() - this.t0} ms (downtime ${downtimeMs} ms, ${transferred} bytes of RAM sent); QEMU ends here`);
+      this.report({ transferredBytes: transferred, totalBytes: final.ram?.total ?? 0, downtimeMs, message: `the VM runs on ${dest.label} (paused ${guestPauseMs} ms)` });
+      await vm.log(`migrated to ${req.to} in ${Date.now() - this.t0} ms (downtime ${downtimeMs} ms by QEMU, guest paused ${guestPauseMs} ms, ${transferred} bytes of RAM sent); QEMU ends here`);
       this.closeTunnels();
       await vm.endAfterMigration(`migrated to ${req.to}`);
       const keptAt = await this.deps.forget(vm, req.to);
       return {
-        id: vm.id, name: vm.name, to: req.to, destination, totalTimeMs: Date.now() - this.t0, downtimeMs,
+        id: vm.id, name: vm.name, to: req.to, destination, totalTimeMs: Date.now() - this.t0, downtimeMs, guestPauseMs,
         transferredBytes: transferred, ...(copyStorage ? { storageBytes: storageTotal } : {}), definitionKeptAt: keptAt,
       };
     } catch (e) {
@@ -270,6 +272,8 @@ class SourceRun implements MigrationHandle {
     // A status change (MIGRATION event) wakes the loop at once: the guest is stopped at pre-switchover.
     let wake: (() => void) | null = null;
     const off = this.qmp.onEvent('MIGRATION', () => wake?.());
+    // The guest stops for the switch-over: from here until the destination runs it is its pause.
+    const offStop = this.qmp.onEvent('STOP', () => { this.stoppedAt ??= Date.now(); });
     try {
       return await this.followLoop(storageTotal, (ms) => new Promise<void>((r) => {
         const t = setTimeout(r, ms);
@@ -277,6 +281,7 @@ class SourceRun implements MigrationHandle {
       }));
     } finally {
       off();
+      offStop();
     }
   }
 
