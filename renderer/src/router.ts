@@ -17,6 +17,7 @@ export function createAppRouter(): Router {
           { path: 'overview', name: 'overview', props: true, component: () => import('./views/OverviewTab.vue') },
           { path: 'display', name: 'display', props: true, component: () => import('./views/DisplayTab.vue') },
           { path: 'console', name: 'console', props: true, component: () => import('./views/ConsoleTab.vue') },
+          { path: 'terminal', name: 'terminal', props: true, component: () => import('./views/TerminalTab.vue') },
           { path: 'devices', name: 'devices', props: true, component: () => import('./views/DevicesTab.vue') },
           { path: 'snapshots', name: 'snapshots', props: true, component: () => import('./views/SnapshotsTab.vue') },
           { path: 'performance', name: 'performance', props: true, component: () => import('./views/PerformanceTab.vue') },

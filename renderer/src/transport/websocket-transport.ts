@@ -1,7 +1,7 @@
 // Browser mode (`hangar serve`): the page is served at http://127.0.0.1:PORT/?token=TOKEN#/...
 // and reaches the core over three kinds of WebSocket (RPC, console, display) on the same host (see core/common/transport.ts).
-import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
-import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH } from '../../../core/common/transport.ts';
+import type { ConsoleLink, CoreTransport, RpcLink, TerminalRequest } from '../../../core/common/transport.ts';
+import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH, WS_TERMINAL_PATH } from '../../../core/common/transport.ts';
 import { LinkBase } from './link-base.ts';
 
 export interface LocationLike {
@@ -109,5 +109,18 @@ export class WebSocketTransport implements CoreTransport {
   openDisplay(vm: string, connection?: string): Promise<ConsoleLink> {
     if (!this.token) return Promise.reject(new Error(NO_TOKEN));
     return this.open<string | Uint8Array>(this.url(WS_DISPLAY_PATH, withConnection({ vm }, connection)), 'display');
+  }
+
+  /** A shell in the guest (ssh in a pty on the serving host): the console protocol plus resize controls. */
+  openTerminal(vm: string, opts: TerminalRequest): Promise<ConsoleLink> {
+    if (!this.token) return Promise.reject(new Error(NO_TOKEN));
+    const params: Record<string, string> = { vm };
+    if (opts.user) params.user = opts.user;
+    if (opts.cols && opts.rows) {
+      params.cols = String(opts.cols);
+      params.rows = String(opts.rows);
+    }
+    if (opts.login) params.login = '1';
+    return this.open<string | Uint8Array>(this.url(WS_TERMINAL_PATH, withConnection(params, opts.connection)), 'terminal');
   }
 }
