@@ -76,6 +76,7 @@ describe('Migrate dialog logic', () => {
     const r = { id: 'id1', name: 'web', to: 'second', totalTimeMs: 12_340, downtimeMs: 45, transferredBytes: 130 * 1024 ** 2, definitionKeptAt: '/x' } as unknown as MigrationResult;
     assert.equal(resultText(r, 'second'), '“web” now runs on second. Total time 12.3 s; the guest was paused for 45 ms (130.0 MiB of memory sent).');
     assert.match(resultText({ ...r, storageBytes: 16 * 1024 ** 2 }, 'second'), /16\.0 MiB of disks/);
+    assert.match(resultText({ ...r, guestPauseMs: 180 }, 'second'), /the guest was paused for 180 ms \(QEMU’s downtime 45 ms\)/);
     assert.equal(formatDuration(75_000), '1 min 15 s');
   });
 });

@@ -111,5 +111,9 @@ export function formatDuration(ms: number): string {
 /** The done message: where the VM is, how long it took, how long the guest was paused. */
 export function resultText(r: MigrationResult, destLabel: string): string {
   const storage = r.storageBytes !== undefined ? `, ${formatBytes(r.storageBytes)} of disks` : '';
-  return `“${r.name}” now runs on ${destLabel}. Total time ${formatDuration(r.totalTimeMs)}; the guest was paused for ${formatDuration(r.downtimeMs)} (${formatBytes(r.transferredBytes)} of memory sent${storage}).`;
+  // The pause as the cores saw it (until the destination ran the guest) when known, and QEMU's own downtime figure.
+  const pause = r.guestPauseMs !== undefined
+    ? `${formatDuration(r.guestPauseMs)} (QEMU’s downtime ${formatDuration(r.downtimeMs)})`
+    : formatDuration(r.downtimeMs);
+  return `“${r.name}” now runs on ${destLabel}. Total time ${formatDuration(r.totalTimeMs)}; the guest was paused for ${pause} (${formatBytes(r.transferredBytes)} of memory sent${storage}).`;
 }
