@@ -13,11 +13,11 @@ import { connectionStreams, openConnection } from '../connections/open-connectio
 import { addConnection, connectionInfos, removeConnection } from '../connections/connection-store.ts';
 import { sshControlPath } from '../connections/ssh-stream.ts';
 import type { ConnectionStreams, HangarConnection, StreamChannel } from '../connections/open-connection.ts';
-import { serveStreamOn, toPayload } from './endpoint.ts';
+import { onCheckedRpcMessages, serveStreamOn, toPayload } from './endpoint.ts';
 import { serveLoginTerminal } from '../terminal/login-terminal.ts';
 import { serveGuestTerminal } from '../terminal/terminal-channel.ts';
 import type { CoreEndpoint } from './endpoint.ts';
-import { checkRpcMessage, connectionRefusalLog, logRefusal } from './wire-guard.ts';
+import { logRefusal } from './wire-guard.ts';
 
 /** A CoreEndpoint whose channels may name a connection (absent = local). */
 export interface ConnectionEndpoint {
@@ -85,20 +85,7 @@ function serveConnectionRpc(link: RpcLink, ref: string, openers: ConnectionOpene
       if (!closed) void (rpc[n] as unknown as { asEvent: (...x: unknown[]) => Promise<void> }).asEvent(...a).catch(() => {});
     };
   }
-  const refused = connectionRefusalLog();
-  link.onMessage((m) => {
-    const checked = checkRpcMessage(m);
-    if (!checked.ok) {
-      refused('an RPC message', checked.error.message);
-      try { link.send(checked.reply); } catch { /* closed */ }
-      return;
-    }
-    try {
-      void Promise.resolve(handler?.(checked.msg)).catch((e: unknown) => logRefusal('an RPC message', String(e)));
-    } catch (e) {
-      logRefusal('an RPC message', String(e));
-    }
-  });
+  onCheckedRpcMessages(link, (msg) => handler?.(msg));
   link.onClose(() => {
     closed = true;
     rpc.$close();

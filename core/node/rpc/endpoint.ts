@@ -29,6 +29,27 @@ export interface CoreEndpoint {
   serveDisplay(link: ConsoleLink, vm: string): void;
 }
 
+/**
+ * Hands each well-formed RPC message of a link to handle. A malformed one gets an error reply on
+ * this link only, and a handler that throws is logged: either way the core carries on.
+ */
+export function onCheckedRpcMessages(link: RpcLink, handle: (msg: unknown) => unknown): void {
+  const refused = connectionRefusalLog();
+  link.onMessage((m) => {
+    const checked = checkRpcMessage(m);
+    if (!checked.ok) {
+      refused('an RPC message', checked.error.message);
+      try { link.send(checked.reply); } catch { /* closed */ }
+      return;
+    }
+    try {
+      void Promise.resolve(handle(checked.msg)).catch((e: unknown) => logRefusal('an RPC message', String(e)));
+    } catch (e) {
+      logRefusal('an RPC message', String(e));
+    }
+  });
+}
+
 /** Errors cross the wire as plain payloads (an Error object would serialize to {}). */
 export function toPayload(e: unknown): ErrorPayload {
   if (isHangarError(e)) return e.toPayload();
@@ -113,7 +134,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         post: (data: string) => { try { link.send(data); } catch { /* closed */ } },
         on: (fn) => { handler = fn; },
         serialize: (v) => JSON.stringify(v),
-        // Messages arrive already parsed and checked (checkRpcMessage below).
+        // Messages arrive already parsed and checked (onCheckedRpcMessages below).
         deserialize: (v: unknown) => v,
         eventNames: ['vmChanged', 'vmListChanged', 'createProgress', 'snapshotProgress', 'statsSample', 'hostStats', 'migrationProgress'],
         timeout: -1, // long operations (shutdown --wait) carry their own deadline
@@ -134,21 +155,7 @@ export function localEndpoint(service: CoreService, functions: CoreApi = coreFun
         if (watching === null || watching.has(e.vmId)) void rpc.statsSample.asEvent(e).catch(() => {});
       };
       service.on('statsSample', onStats);
-      const refused = connectionRefusalLog();
-      link.onMessage((m) => {
-        // A malformed message gets an error reply on this link only; the core carries on.
-        const checked = checkRpcMessage(m);
-        if (!checked.ok) {
-          refused('an RPC message', checked.error.message);
-          try { link.send(checked.reply); } catch { /* closed */ }
-          return;
-        }
-        try {
-          void Promise.resolve(handler?.(checked.msg)).catch((e: unknown) => logRefusal('an RPC message', String(e)));
-        } catch (e) {
-          logRefusal('an RPC message', String(e));
-        }
-      });
+      onCheckedRpcMessages(link, (msg) => handler?.(msg));
       link.onClose(() => {
         service.off('vmChanged', onVm);
         service.off('vmListChanged', onList);

@@ -652,12 +652,7 @@ export class CoreService extends EventEmitter<CoreServiceEvents> implements Core
       assertCan('delete', vm.state, vm.name);
       this.refuseIfLinkedClones(vm, 'delete');
       const result = await this.store.remove(vm.stored, opts.deleteDisks ?? false);
-      vm.detach();
-      this.vms.delete(vm.id);
-      this.stats.forget(vm.id);
-      this.agentWatch.forget(vm.id);
-      this.loadedMtime.delete(vm.id);
-      this.emit('vmListChanged');
+      this.dropVm(vm);
       return result;
     });
   }
