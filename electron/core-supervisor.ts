@@ -9,7 +9,9 @@ import type { ChannelLike, MessagePortLike, UtilityProcessLike } from './electro
 export type PortRequest =
   | { kind: 'rpc'; connection?: string }
   | { kind: 'console'; vm: string; replay: boolean; connection?: string }
-  | { kind: 'display'; vm: string; connection?: string };
+  | { kind: 'display'; vm: string; connection?: string }
+  /** A guest shell (ssh in a pty on the core host), or with login an ssh login to the connection's host (vm ''). */
+  | { kind: 'terminal'; vm: string; user?: string; cols?: number; rows?: number; login?: boolean; connection?: string };
 
 /**
  * Main -> core host messages (process.parentPort in the utility process). Port requests carry
@@ -131,7 +133,8 @@ export class CoreHostSupervisor {
     const conn = request.connection !== undefined ? { connection: request.connection } : {};
     const message: PortRequest = request.kind === 'rpc' ? { kind: 'rpc', ...conn }
       : request.kind === 'display' ? { kind: 'display', vm: request.vm, ...conn }
-        : { kind: 'console', vm: request.vm, replay: request.replay, ...conn };
+        : request.kind === 'terminal' ? terminalRequest(request)
+          : { kind: 'console', vm: request.vm, replay: request.replay, ...conn };
     if (this.stopping) {
       port1.close();
     } else if (this.child && this.alive) {
@@ -165,4 +168,15 @@ export class CoreHostSupervisor {
       child.kill();
     }
   }
+}
+
+/** A clean copy of a terminal request: only the fields it has. */
+function terminalRequest(r: Extract<PortRequest, { kind: 'terminal' }>): PortRequest {
+  return {
+    kind: 'terminal', vm: r.vm,
+    ...(r.user !== undefined ? { user: r.user } : {}),
+    ...(r.cols !== undefined && r.rows !== undefined ? { cols: r.cols, rows: r.rows } : {}),
+    ...(r.login ? { login: true } : {}),
+    ...(r.connection !== undefined ? { connection: r.connection } : {}),
+  };
 }

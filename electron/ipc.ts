@@ -24,6 +24,12 @@ export const openPortSchema = z.discriminatedUnion('kind', [
   z.strictObject({ id: requestId, kind: z.literal('rpc'), connection }),
   z.strictObject({ id: requestId, kind: z.literal('console'), vm: z.string().min(1).max(200), replay: z.boolean(), connection }),
   z.strictObject({ id: requestId, kind: z.literal('display'), vm: z.string().min(1).max(200), connection }),
+  z.strictObject({
+    id: requestId, kind: z.literal('terminal'), vm: z.string().max(200), connection,
+    user: z.string().min(1).max(64).optional(),
+    cols: z.number().int().min(1).max(1000).optional(), rows: z.number().int().min(1).max(1000).optional(),
+    login: z.boolean().optional(),
+  }).refine((r) => r.login === true || r.vm.length > 0, 'a guest terminal names its VM'),
 ]);
 export type OpenPortPayload = z.infer<typeof openPortSchema>;
 

@@ -8,7 +8,9 @@
 export type PortRequest =
   | { kind: 'rpc'; connection?: string }
   | { kind: 'console'; vm: string; replay: boolean; connection?: string }
-  | { kind: 'display'; vm: string; connection?: string };
+  | { kind: 'display'; vm: string; connection?: string }
+  /** A guest shell (ssh in a pty on the core host), or with login an ssh login to the connection's host (vm ''). */
+  | { kind: 'terminal'; vm: string; user?: string; cols?: number; rows?: number; login?: boolean; connection?: string };
 
 export interface HangarBridge {
   /**
@@ -76,7 +78,8 @@ export function checkPortRequest(request: unknown): PortRequest {
     if (typeof r.replay !== 'boolean') throw new TypeError('requestPort: replay must be a boolean');
     return { kind: 'console', vm: r.vm, replay: r.replay, ...checkConnection(r.connection) };
   }
-  throw new TypeError('requestPort: kind must be "rpc", "console" or "display"');
+  if (r.kind === 'terminal') return checkTerminalRequest(r);
+  throw new TypeError('requestPort: kind must be "rpc", "console", "display" or "terminal"');
 }
 
 export function checkExternalUrl(url: unknown): string {
@@ -153,4 +156,25 @@ export function makeRequestId(c: { randomUUID?: () => string } | undefined): str
   if (c?.randomUUID) return c.randomUUID();
   counter++;
   return `r${counter.toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+const terminalSize = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 1000;
+
+/** A guest terminal (vm named) or a login to the connection's host (login, vm ''). */
+function checkTerminalRequest(r: Record<string, unknown>): PortRequest {
+  const login = r.login === true;
+  if (r.login !== undefined && typeof r.login !== 'boolean') throw new TypeError('requestPort: login must be a boolean');
+  if (typeof r.vm !== 'string' || r.vm.length > MAX_VM_LENGTH || (!login && r.vm.length === 0)) {
+    throw new TypeError(`requestPort: vm must be a string of at most ${MAX_VM_LENGTH} characters (non-empty unless login)`);
+  }
+  if (r.user !== undefined && (typeof r.user !== 'string' || r.user.length === 0 || r.user.length > 64)) throw new TypeError('requestPort: user must be a non-empty string of at most 64 characters');
+  const sized = r.cols !== undefined || r.rows !== undefined;
+  if (sized && !(terminalSize(r.cols) && terminalSize(r.rows))) throw new TypeError('requestPort: cols and rows must both be integers 1..1000');
+  return {
+    kind: 'terminal', vm: r.vm,
+    ...(r.user !== undefined ? { user: r.user as string } : {}),
+    ...(sized ? { cols: r.cols as number, rows: r.rows as number } : {}),
+    ...(login ? { login: true } : {}),
+    ...checkConnection(r.connection),
+  };
 }

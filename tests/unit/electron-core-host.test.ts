@@ -60,6 +60,13 @@ describe('electron core host supervisor: port broker', () => {
       { kind: 'console', vm: 'web', replay: false, connection: 'qemu:///system' },
       { kind: 'display', vm: 'web', connection: 'lab' },
     ]);
+    // Terminals: a guest shell with its user and size, a login with no VM; nothing else crosses.
+    h.s.open({ kind: 'terminal', vm: 'web', user: 'root', cols: 120, rows: 40, extra: 1 } as never);
+    h.s.open({ kind: 'terminal', vm: '', login: true, connection: 'lab' });
+    assert.deepEqual(child.received.slice(6).map((r) => r.message), [
+      { kind: 'terminal', vm: 'web', user: 'root', cols: 120, rows: 40 },
+      { kind: 'terminal', vm: '', login: true, connection: 'lab' },
+    ]);
   });
 
   it('keeps requests made while the core host starts and hands them over once it is up', () => {
@@ -178,11 +185,12 @@ describe('electron core host: serving ports from main', () => {
     deliver(data: unknown, ports: MessagePortLike[]): void { this.emit('message', { data, ports }); }
   }
   function endpoint() {
-    const calls: { kind: string; link: RpcLink | ConsoleLink; vm?: string; replay?: boolean; connection?: string }[] = [];
+    const calls: { kind: string; link: RpcLink | ConsoleLink; vm?: string; replay?: boolean; connection?: string; user?: string; cols?: number; rows?: number; login?: boolean }[] = [];
     const ep: ConnectionEndpoint = {
       serveRpc: (link, connection) => { calls.push({ kind: 'rpc', link, ...(connection !== undefined ? { connection } : {}) }); },
       serveConsole: (link, vm, opts) => { calls.push({ kind: 'console', link, vm, replay: opts.replay, ...(opts.connection !== undefined ? { connection: opts.connection } : {}) }); },
       serveDisplay: (link, vm, connection) => { calls.push({ kind: 'display', link, vm, ...(connection !== undefined ? { connection } : {}) }); },
+      serveTerminal: (link, vm, req) => { calls.push({ kind: 'terminal', link, vm, ...req }); },
     };
     return { ep, calls };
   }
@@ -247,6 +255,22 @@ describe('electron core host: serving ports from main', () => {
     assert.equal(parseHostMessage({ kind: 'console', vm: 'a', replay: 'yes' }), null);
     assert.equal(parseHostMessage({ kind: 'display', vm: '' }), null);
     assert.equal(parseHostMessage({ kind: 'display', vm: 7 }), null);
+  });
+
+  it('serves terminal requests: a guest shell, or a login to the connection\'s host', () => {
+    const parent = new FakeParent();
+    const { ep, calls } = endpoint();
+    serveParentPort(parent, ep, { onStop: () => {}, log: () => {} });
+    parent.deliver({ kind: 'terminal', vm: 'web', user: 'root', cols: 100, rows: 30, connection: 'lab' }, [new FakeChannel().port1]);
+    parent.deliver({ kind: 'terminal', vm: '', login: true, connection: 'lab' }, [new FakeChannel().port1]);
+    assert.deepEqual(calls.map(({ link: _l, ...c }) => c), [
+      { kind: 'terminal', vm: 'web', user: 'root', cols: 100, rows: 30, connection: 'lab' },
+      { kind: 'terminal', vm: '', login: true, connection: 'lab' },
+    ]);
+    for (const bad of [{ kind: 'terminal', vm: '' }, { kind: 'terminal', vm: 'w', cols: 80 }, { kind: 'terminal', vm: 'w', cols: 0, rows: 5 },
+      { kind: 'terminal', vm: 'w', user: '' }, { kind: 'terminal', vm: 'w', cols: 1001, rows: 5 }, { kind: 'terminal', vm: 'x'.repeat(201), login: true }]) {
+      assert.equal(parseHostMessage(bad), null, JSON.stringify(bad));
+    }
   });
 });
 

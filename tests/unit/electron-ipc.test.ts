@@ -47,6 +47,19 @@ describe('electron ipc: open-port', () => {
     assert.equal(ours.posted.length, 3);
   });
 
+  it('passes terminal requests (a guest shell, or a login with no VM) to the broker', () => {
+    const { ipc, ours, opened } = setup();
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 't1', kind: 'terminal', vm: 'web', user: 'root', cols: 100, rows: 30 });
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 't2', kind: 'terminal', vm: '', login: true, connection: 'lab' });
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 't3', kind: 'terminal', vm: '' });
+    ipc.emit(IPC.openPort, ipcEvent(ours), { id: 't4', kind: 'terminal', vm: 'w', cols: 5000, rows: 3 });
+    assert.deepEqual(opened, [
+      { kind: 'terminal', vm: 'web', user: 'root', cols: 100, rows: 30 },
+      { kind: 'terminal', vm: '', login: true, connection: 'lab' },
+    ]);
+    assert.equal(ours.posted.length, 2);
+  });
+
   it('refuses bad payloads', () => {
     const { ipc, ours, opened, logs } = setup();
     const bad: unknown[] = [

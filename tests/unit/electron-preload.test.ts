@@ -76,6 +76,12 @@ describe('electron preload bridge', () => {
     assert.deepEqual(checkPortRequest({ kind: 'rpc', connection: 'lab', extra: 1 }), { kind: 'rpc', connection: 'lab' });
     assert.deepEqual(checkPortRequest({ kind: 'console', vm: 'w', replay: false, connection: 'qemu:///system' }), { kind: 'console', vm: 'w', replay: false, connection: 'qemu:///system' });
     assert.deepEqual(checkPortRequest({ kind: 'display', vm: 'w', connection: 'lab' }), { kind: 'display', vm: 'w', connection: 'lab' });
+    assert.deepEqual(checkPortRequest({ kind: 'terminal', vm: 'w', user: 'root', cols: 90, rows: 20, extra: 1 }), { kind: 'terminal', vm: 'w', user: 'root', cols: 90, rows: 20 });
+    assert.deepEqual(checkPortRequest({ kind: 'terminal', vm: '', login: true, connection: 'lab' }), { kind: 'terminal', vm: '', login: true, connection: 'lab' });
+    for (const bad of [{ kind: 'terminal', vm: '' }, { kind: 'terminal', vm: 'w', cols: 80 }, { kind: 'terminal', vm: 'w', user: '' },
+      { kind: 'terminal', vm: 'w', login: 'yes' }, { kind: 'terminal', vm: 'w', cols: 2.5, rows: 3 }]) {
+      assert.throws(() => checkPortRequest(bad), TypeError, JSON.stringify(bad));
+    }
   });
 
   it('openExternal passes only http(s) URLs', () => {

@@ -235,6 +235,19 @@ describe('ElectronTransport', () => {
     bridge.closeAll();
   });
 
+  it('asks main for terminal ports: a guest shell with its size, or a login', async () => {
+    const win = new FakeWindow();
+    const bridge = fakeBridge(win);
+    const t = new ElectronTransport(bridge, win);
+    await t.openTerminal('web', { user: 'root', cols: 100, rows: 30, connection: 'lab' });
+    await t.openTerminal('', { login: true, connection: 'lab' });
+    assert.deepEqual(bridge.requests, [
+      { kind: 'terminal', vm: 'web', user: 'root', cols: 100, rows: 30, connection: 'lab' },
+      { kind: 'terminal', vm: '', login: true, connection: 'lab' },
+    ]);
+    bridge.closeAll();
+  });
+
   it('closes every open link when the core host restarts', async () => {
     const win = new FakeWindow();
     const bridge = fakeBridge(win);

@@ -19,7 +19,7 @@ export interface TerminalChannelOptions {
   vm: string;
   transport: Pick<CoreTransport, 'openTerminal'>;
   sink: TerminalSinkLike;
-  onStatus?: (status: TerminalStatus, detail?: string) => void;
+  onStatus?: (status: TerminalStatus, detail?: string, exitCode?: number) => void;
 }
 
 const encoder = new TextEncoder();
@@ -37,9 +37,9 @@ export class TerminalChannel {
     return this._status;
   }
 
-  private setStatus(s: TerminalStatus, detail?: string): void {
+  private setStatus(s: TerminalStatus, detail?: string, exitCode?: number): void {
     this._status = s;
-    this.opts.onStatus?.(s, detail);
+    this.opts.onStatus?.(s, detail, exitCode);
   }
 
   /** Opens a new session (closing one still open). */
@@ -90,7 +90,7 @@ export class TerminalChannel {
           ? `Session ended${c.exitCode !== undefined ? ` (exit code ${c.exitCode})` : ''}.`
           : `Disconnected (${c.reason}).`;
         this.opts.sink.notice(text);
-        this.setStatus('ended', text);
+        this.setStatus('ended', text, c.reason === 'session-ended' ? c.exitCode : undefined);
       }
     });
     link.onClose((reason) => {

@@ -318,9 +318,9 @@ export const useConnectionStore = defineStore('connection', () => {
    * show), and connects on the new one (onConnected listeners then fetch). The same name again
    * does nothing while connected.
    */
-  function switchTo(name: string): void {
+  function switchTo(name: string, how: { reopen?: boolean } = {}): void {
     const next = name.trim() || LOCAL_CONNECTION;
-    if (next === current.value && client && status.value === 'connected') return;
+    if (next === current.value && client && status.value === 'connected' && !how.reopen) return;
     epoch.value++;
     current.value = next;
     capabilities.value = null;
@@ -343,6 +343,11 @@ export const useConnectionStore = defineStore('connection', () => {
     client = null;
     old?.close();
     void attempt();
+  }
+
+  /** Opens the current connection afresh (after a login in a terminal made it reachable). */
+  function reopen(): void {
+    switchTo(current.value, { reopen: true });
   }
 
   /** Why the current connection cannot do a CoreApi method (the driver's words), or null when it can. */
@@ -396,6 +401,6 @@ export const useConnectionStore = defineStore('connection', () => {
     status, reconnectedNotice, lastProblem, failedAttempts, transportKind, connectCount, bannerText, api,
     current, capabilities, connectionProblem, connections, label, epoch,
     start, stop, retryNow, onEvent, onConnected, getTransport,
-    switchTo, unsupportedReason, refreshConnections, addConnection, removeConnection, onSwitching,
+    switchTo, reopen, unsupportedReason, refreshConnections, addConnection, removeConnection, onSwitching,
   };
 });

@@ -5,7 +5,9 @@
 export type PortRequest =
   | { kind: 'rpc'; connection?: string }
   | { kind: 'console'; vm: string; replay: boolean; connection?: string }
-  | { kind: 'display'; vm: string; connection?: string };
+  | { kind: 'display'; vm: string; connection?: string }
+  /** A guest shell (ssh in a pty on the core host), or with login an ssh login to the connection's host (vm ''). */
+  | { kind: 'terminal'; vm: string; user?: string; cols?: number; rows?: number; login?: boolean; connection?: string };
 
 export interface HangarBridge {
   requestPort(request: PortRequest): string;

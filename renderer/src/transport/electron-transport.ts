@@ -1,7 +1,7 @@
 // Desktop app: the preload's window.hangar.requestPort() asks main for a MessagePort to the core;
 // the port arrives as a window 'message' event { hangarPort: id } with ev.ports[0]. Console and
 // display bytes then flow renderer <-> core directly, never through main.
-import type { ConsoleLink, CoreTransport, RpcLink } from '../../../core/common/transport.ts';
+import type { ConsoleLink, CoreTransport, RpcLink, TerminalRequest } from '../../../core/common/transport.ts';
 import { decodeConsoleControl } from '../../../core/common/transport.ts';
 import type { HangarBridge, PortRequest } from './bridge.ts';
 import { LinkBase } from './link-base.ts';
@@ -133,8 +133,15 @@ export class ElectronTransport implements CoreTransport {
     return this.track<string | Uint8Array>(port, true);
   }
 
-  /** Not carried over the desktop app's port requests yet: the Terminal tab says so. */
-  openTerminal(): Promise<ConsoleLink> {
-    return Promise.reject(new Error('the guest terminal is not available in the desktop app yet: use `hangar ssh NAME` in a terminal, or the browser mode (`hangar serve`)'));
+  /** A guest shell, or (login) an ssh login to the connection's host: a console channel plus resize controls. */
+  async openTerminal(vm: string, opts: TerminalRequest): Promise<ConsoleLink> {
+    const port = await this.requestPort({
+      kind: 'terminal', vm,
+      ...(opts.user ? { user: opts.user } : {}),
+      ...(opts.cols && opts.rows ? { cols: opts.cols, rows: opts.rows } : {}),
+      ...(opts.login ? { login: true } : {}),
+      ...named(opts.connection),
+    }, 'terminal');
+    return this.track<string | Uint8Array>(port, true);
   }
 }
