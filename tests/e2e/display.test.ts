@@ -147,7 +147,7 @@ describe('a VM without a display', () => {
     await page.goto(`${session.serve.url}#/vm/${HEADLESS}`);
     const tabs = page.getByRole('tab');
     await page.getByRole('tab', { name: 'Overview' }).waitFor();
-    assert.deepEqual((await tabs.allInnerTexts()).map((t) => t.trim()), ['Overview', 'Console', 'Display', 'Devices', 'Snapshots', 'Performance'], 'headless: the serial console before the display');
+    assert.deepEqual((await tabs.allInnerTexts()).map((t) => t.trim()), ['Overview', 'Console', 'Display', 'Terminal', 'Devices', 'Snapshots', 'Performance'], 'headless: the serial console before the display');
     assert.equal(await page.getByRole('tab', { name: 'Overview' }).getAttribute('aria-selected'), 'true', 'opens on the Overview');
     await page.getByRole('tab', { name: 'Display' }).click();
     const none = page.getByTestId('display-none');
@@ -169,7 +169,7 @@ describe('the Display tab on a running VM', () => {
   test('opens first on a VM with a display and shows the guest\'s screen (the canvas matches a screendump)', { timeout: BOOT_MS + 60_000 }, async () => {
     await page.goto(`${session.serve.url}#/vm/${VM}`);
     await page.getByRole('tab', { name: 'Display' }).waitFor();
-    assert.deepEqual((await page.getByRole('tab').allInnerTexts()).map((t) => t.trim()), ['Display', 'Overview', 'Console', 'Devices', 'Snapshots', 'Performance']);
+    assert.deepEqual((await page.getByRole('tab').allInnerTexts()).map((t) => t.trim()), ['Display', 'Overview', 'Console', 'Terminal', 'Devices', 'Snapshots', 'Performance']);
     assert.equal(await page.getByRole('tab', { name: 'Display' }).getAttribute('aria-selected'), 'true');
     await page.getByTestId('display-status').filter({ hasText: 'VM is not running' }).waitFor();
     await page.getByTestId('lifecycle-toolbar').getByRole('button', { name: 'Start', exact: true }).click();

@@ -57,21 +57,25 @@ export async function findQemuByUuid(vmId: string, runDir?: string): Promise<num
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
-    if (pid !== process.pid && isOurQemu(pid, vmId) && !isZombie(pid) && (!runDir || usesRunDir(pid, runDir))) found.push(pid);
+    if (pid !== process.pid && isOurQemu(pid, vmId) && !isZombie(pid) && !(runDir && belongsToAnotherCore(pid, vmId, runDir))) found.push(pid);
   }
   return found;
 }
 
 /**
- * Whether a QEMU's sockets are in runDir: the same VM id in another core's runtime dir (a live
- * migration between two cores of this machine) is that core's QEMU, never this one's.
+ * Whether a QEMU of this VM id is another Hangar core's: its sockets are in that core's run dir for
+ * the VM, not in runDir (a live migration between two cores of this machine). A QEMU with no
+ * Hangar run dir at all (started by hand) still counts: start must refuse beside it.
  */
-function usesRunDir(pid: number, runDir: string): boolean {
+function belongsToAnotherCore(pid: number, vmId: string, runDir: string): boolean {
+  let args: string[];
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(`${runDir}/`));
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
     return false;
   }
+  const vmPaths = args.filter((a) => a.includes(`/vms/${vmId}/`));
+  return vmPaths.length > 0 && !vmPaths.some((a) => a.includes(`${runDir}/`));
 }
 
 /** True when PID is stopped by a signal (SIGSTOP/SIGTSTP: /proc/PID/stat state T): it answers nothing until SIGCONT. */
