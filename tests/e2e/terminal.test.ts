@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -15,6 +14,7 @@ import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts'
 import type { HangarHarness, ServeProcess } from '../helpers/hangar.ts';
 import { axeViolations, openUiSession, screenshot } from './browser.ts';
 import type { UiSession } from './browser.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const VM = 'term-ui';
 let session: UiSession;
@@ -25,16 +25,6 @@ let pageErrors: string[];
 let shots: string[];
 let dir: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 before(async () => {
   const guest = await ensureTestGuest();

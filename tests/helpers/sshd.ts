@@ -5,10 +5,11 @@
 // pointed at it with a client config file, `ssh -F <configFile> hangar-test-sshd ...`.
 import { spawn, execFile } from 'node:child_process';
 import { accessSync, constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './free-port.ts';
 
 const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = '/usr/bin/ssh-keygen';
@@ -64,15 +65,6 @@ function need(file: string, pkg: string): void {
   }
 }
 
-/** A port that was free a moment ago (sshd binds it; a lost race is retried by the caller). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => { srv.once('error', reject); srv.listen(0, '127.0.0.1', resolve); });
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  if (!addr || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
-}
 
 /** Resolves true once the port answers with an SSH banner; false if it does not in time. */
 async function bannerSeen(port: number, ms: number): Promise<boolean> {

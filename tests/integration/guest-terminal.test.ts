@@ -10,7 +10,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WS_TERMINAL_PATH } from '../../core/common/transport.ts';
@@ -18,6 +17,7 @@ import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts'
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
 import type { RunResult, ServeProcess } from '../helpers/hangar.ts';
 import { WsConsole } from '../helpers/ws-client.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -29,16 +29,6 @@ let port: number;
 let serve: ServeProcess | undefined;
 let vmId: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** `hangar ssh term --user root -- <our key and known_hosts> -- COMMAND`. */
 function ssh(command: string[]): Promise<RunResult> {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { runtimeDir, vmRuntimePaths } from '../../core/node/paths.ts';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import { HangarHarness, sleep } from '../helpers/hangar.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 let h: HangarHarness;
 let guest: Awaited<ReturnType<typeof ensureTestGuest>>;
@@ -43,14 +44,6 @@ function runPaths(id: string) {
   return vmRuntimePaths(runtimeDir({ HANGAR_HOME: h.home }), id);
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Connects to 127.0.0.1:port, sends `send`, returns what came back until `expect` (retried while the guest is not listening yet). */
 async function exchange(port: number, send: string, expect: string, timeoutMs = 60_000): Promise<string> {

@@ -8,7 +8,7 @@ import type { ConnectionTarget } from '../../common/connections.ts';
 import { HangarError } from '../../common/errors.ts';
 import { runVirsh } from '../libvirt/virsh.ts';
 import type { StreamChannel } from './open-connection.ts';
-import { PipePair, sshArgs } from './ssh-stream.ts';
+import { PipePair, sshHostArgs } from './ssh-stream.ts';
 import type { SshOptions } from './ssh-stream.ts';
 
 type LibvirtTarget = Extract<ConnectionTarget, { kind: 'libvirt' }>;
@@ -34,9 +34,9 @@ function tcp(host: string, port: number): Promise<Duplex> {
 
 /** ssh -W host:port: the remote VNC server as this process's stream. */
 function viaSsh(t: LibvirtTarget, host: string, port: number, ssh: SshOptions): Duplex {
-  const base = sshArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}), ...(t.port ? { port: t.port } : {}) }, [], ssh);
-  // sshArgs ends with "-- HOST <command>": replace -T/-e and the command with stdio forwarding.
-  const args = [...base.slice(0, base.indexOf('-T')), '-W', `${host}:${port}`, '--', t.host!];
+  const args = [...sshHostArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}), ...(t.port ? { port: t.port } : {}) }, ssh.env),
+    ...(ssh.batch ? ['-o', 'BatchMode=yes'] : []), ...(ssh.controlPath ? ['-o', `ControlPath=${ssh.controlPath}`] : []),
+    '-W', `${host}:${port}`, '--', t.host!];
   const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stderr.resume();
   const stream = new PipePair(child.stdout, child.stdin);

@@ -36,17 +36,27 @@ export function sshControlPath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Where the user is: `[user@]host` with port, as ssh's own words. */
-export function sshDestination(t: { host: string; user?: string; port?: number }): string {
+export function sshDestination(t: SshHost): string {
   return `${t.user ? `${t.user}@` : ''}${t.host}${t.port ? `:${t.port}` : ''}`;
 }
 
-/** ssh's argv for running remoteArgv on the target (HANGAR_SSH_CONFIG: an ssh -F file, used by the tests). */
-export function sshArgs(t: { host: string; user?: string; port?: number }, remoteArgv: string[], opts: SshOptions = {}): string[] {
-  const env = opts.env ?? process.env;
+export interface SshHost { host: string; user?: string; port?: number }
+
+/**
+ * The options every ssh Hangar runs starts with: who and which port, and HANGAR_SSH_CONFIG (an
+ * `ssh -F` file, used by the tests). The caller adds its own options, then `--` and the host.
+ */
+export function sshHostArgs(t: SshHost, env: NodeJS.ProcessEnv = process.env): string[] {
   const args: string[] = [];
   if (env.HANGAR_SSH_CONFIG) args.push('-F', env.HANGAR_SSH_CONFIG);
   if (t.port) args.push('-p', String(t.port));
   if (t.user) args.push('-l', t.user);
+  return args;
+}
+
+/** ssh's argv for running remoteArgv on the target (HANGAR_SSH_CONFIG: an ssh -F file, used by the tests). */
+export function sshArgs(t: SshHost, remoteArgv: string[], opts: SshOptions = {}): string[] {
+  const args = sshHostArgs(t, opts.env);
   if (opts.batch) args.push('-o', 'BatchMode=yes');
   if (opts.controlPath) args.push('-o', `ControlPath=${opts.controlPath}`);
   // No tty: the stream carries binary RPC and console bytes. `--` ends ssh's options.
@@ -59,11 +69,8 @@ export function sshArgs(t: { host: string; user?: string; port?: number }, remot
  * ssh authenticates, then keeps a master connection in the background for 10 minutes after its
  * last channel, which every channel with the same controlPath uses without asking again.
  */
-export function sshLoginArgs(t: { host: string; user?: string; port?: number }, controlPath: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  const args: string[] = [];
-  if (env.HANGAR_SSH_CONFIG) args.push('-F', env.HANGAR_SSH_CONFIG);
-  if (t.port) args.push('-p', String(t.port));
-  if (t.user) args.push('-l', t.user);
+export function sshLoginArgs(t: SshHost, controlPath: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const args = sshHostArgs(t, env);
   args.push('-M', '-N', '-o', 'ControlPersist=10m', '-o', `ControlPath=${controlPath}`, '--', t.host);
   return args;
 }
