@@ -18,7 +18,10 @@ function harness(opts: Partial<ConstructorParameters<typeof ConsolePump>[0]> = {
 }
 
 test('a chunk after a quiet spell leaves at once; a burst behind it is batched', async () => {
-  const { pump, sent } = harness();
+  // A fixed clock: on a loaded machine more than batchMs could pass between two pushes, and
+  // that alone would make 'cd' a leading edge too.
+  let now = 1_000;
+  const { pump, sent } = harness({ now: () => now });
   pump.push(Buffer.from('ab'));
   assert.deepEqual(sent.map(String), ['ab'], 'no added latency for an echo');
   pump.push(Buffer.from('cd'));
@@ -27,6 +30,10 @@ test('a chunk after a quiet spell leaves at once; a burst behind it is batched',
   await sleep(20);
   assert.deepEqual(sent.map(String), ['ab', 'cdef']);
   assert.equal(pump.inFlight, 6);
+  now += 5;
+  pump.push(Buffer.from('gh'));
+  assert.deepEqual(sent.map(String), ['ab', 'cdef', 'gh'], 'quiet for batchMs again: at once');
+  pump.close();
 });
 
 test('a full batch leaves at once, without waiting for the timer', () => {

@@ -6,7 +6,7 @@ import { beforeEach, describe, it } from 'node:test';
 import { createPinia, setActivePinia } from 'pinia';
 import type { CoreTransport } from '../../core/common/transport.ts';
 import { HangarError } from '../../core/common/errors.ts';
-import { initialConnection, useConnectionStore } from '../../renderer/src/stores/connection.ts';
+import { BANNER_LOST, initialConnection, useConnectionStore } from '../../renderer/src/stores/connection.ts';
 import { useStatsStore } from '../../renderer/src/stores/stats.ts';
 import { useVmsStore } from '../../renderer/src/stores/vms.ts';
 import { FakeCore, ManualTimers, fakeVm, settle } from '../../renderer/src/testing/fake-core.ts';
@@ -114,6 +114,27 @@ describe('connection store: switching connections', () => {
     conn.switchTo('local');
     await settle();
     assert.equal(opened.length, 3);
+  });
+
+  it('losing a libvirt connection names it in the banner, not the Hangar core', async () => {
+    const conn = useConnectionStore(pinia);
+    conn.start({ transport: transport(), timers, connection: 'lv' });
+    await settle();
+    lv.down = true;
+    lv.dropAll();
+    await settle();
+    assert.equal(conn.status, 'reconnecting');
+    assert.equal(conn.bannerText, 'Connection to libvirt system (this computer) lost — reconnecting…');
+    lv.down = false;
+    await timers.advance(timers.delays()[0]!);
+    assert.equal(conn.status, 'connected');
+    assert.equal(conn.bannerText, 'Reconnected to libvirt system (this computer)');
+    // Local keeps the words people know.
+    conn.switchTo('local');
+    await settle();
+    local.dropAll();
+    await settle();
+    assert.equal(conn.bannerText, BANNER_LOST);
   });
 
   it('an answer of the old connection arriving after the switch is dropped', async () => {

@@ -17,6 +17,8 @@ export interface ConsolePumpOptions {
   highWater?: number;
   lowWater?: number;
   stallMs?: number;
+  /** The clock that decides "a quiet spell"; tests pass one that a slow machine cannot move. */
+  now?: () => number;
 }
 
 export class ConsolePump {
@@ -33,7 +35,7 @@ export class ConsolePump {
   constructor(opts: ConsolePumpOptions) {
     this.o = {
       batchMs: CONSOLE_BATCH_MS, batchBytes: CONSOLE_BATCH_BYTES, highWater: CONSOLE_HIGH_WATER,
-      lowWater: CONSOLE_LOW_WATER, stallMs: CONSOLE_STALL_MS, ...opts,
+      lowWater: CONSOLE_LOW_WATER, stallMs: CONSOLE_STALL_MS, now: Date.now, ...opts,
     };
   }
 
@@ -55,7 +57,7 @@ export class ConsolePump {
     } else if (!this.timer) {
       // Leading edge: a chunk after a quiet spell (a keystroke's echo) leaves at once; only
       // chunks that follow it within batchMs wait to be sent together.
-      const since = Date.now() - this.lastFlush;
+      const since = this.o.now() - this.lastFlush;
       if (since >= this.o.batchMs) this.flush();
       else this.timer = setTimeout(() => this.flush(), this.o.batchMs - since);
     }
@@ -68,7 +70,7 @@ export class ConsolePump {
     if (this.closed || this.pending.length === 0) return;
     const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
-    this.lastFlush = Date.now();
+    this.lastFlush = this.o.now();
     this.unacked += this.pendingBytes;
     this.pendingBytes = 0;
     this.o.send(batch);

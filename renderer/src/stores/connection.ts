@@ -92,6 +92,15 @@ export const BANNER_LOST = 'Connection to the Hangar core lost — reconnecting�
 export const BANNER_RECONNECTED = 'Reconnected to the Hangar core';
 export const BANNER_CONNECTING = 'Connecting to the Hangar core…';
 
+/** The banners for a connection other than local name what was lost (a libvirt host, a remote core). */
+export function connectionBanners(label: string): { lost: string; reconnected: string; connecting: string } {
+  return {
+    lost: `Connection to ${label} lost — reconnecting…`,
+    reconnected: `Reconnected to ${label}`,
+    connecting: `Connecting to ${label}…`,
+  };
+}
+
 type EventName = keyof CoreEvents;
 type EventListener = { [K in EventName]: (...args: Parameters<CoreEvents[K]>) => void };
 
@@ -167,9 +176,12 @@ export const useConnectionStore = defineStore('connection', () => {
   }])) as unknown as CoreApi);
 
   const bannerText = computed<string | null>(() => {
-    if (status.value === 'reconnecting') return BANNER_LOST;
-    if (status.value === 'connecting' && failedAttempts.value > 0) return BANNER_CONNECTING;
-    if (status.value === 'connected' && reconnectedNotice.value) return BANNER_RECONNECTED;
+    const b = current.value === LOCAL_CONNECTION
+      ? { lost: BANNER_LOST, reconnected: BANNER_RECONNECTED, connecting: BANNER_CONNECTING }
+      : connectionBanners(label.value);
+    if (status.value === 'reconnecting') return b.lost;
+    if (status.value === 'connecting' && failedAttempts.value > 0) return b.connecting;
+    if (status.value === 'connected' && reconnectedNotice.value) return b.reconnected;
     return null;
   });
 
