@@ -25,6 +25,8 @@ export type ConnectionTarget =
     mode: 'system' | 'session';
     /** Set for qemu+ssh:// URIs. */
     host?: string;
+    /** Set for qemu+unix:// URIs: a libvirtd listening on another socket of this computer. */
+    socket?: string;
     user?: string;
     port?: number;
   };
@@ -69,7 +71,7 @@ const USER_RE = /^[A-Za-z0-9._][A-Za-z0-9._-]*$/;
 
 function badUri(uri: string, why: string): HangarError {
   return new HangarError('invalid-input', `"${uri}" is not a connection URI: ${why}`,
-    'use local, ssh://[user@]host[:port], qemu:///system, qemu:///session, qemu+ssh://[user@]host/system or hangar+unix:///path/hangar.sock');
+    'use local, ssh://[user@]host[:port], qemu:///system, qemu:///session, qemu+ssh://[user@]host/system, qemu+unix:///system?socket=/path/libvirt-sock or hangar+unix:///path/hangar.sock');
 }
 
 /** Parses what the user typed (a URI, or `local`) into a connection target; errors say how to write it. */
@@ -117,9 +119,17 @@ export function parseConnectionUri(uri: string): ConnectionTarget {
     }
     return t;
   }
-  if (scheme === 'qemu' || scheme === 'qemu+ssh') {
+  if (scheme === 'qemu' || scheme === 'qemu+ssh' || scheme === 'qemu+unix') {
     const mode = path === '/system' ? 'system' : path === '/session' ? 'session' : null;
     if (!mode) throw badUri(text, 'a libvirt QEMU URI ends in /system or /session');
+    if (scheme === 'qemu+unix') {
+      // libvirt's own form for a daemon on a non-default socket (a second libvirtd, a container's).
+      const socket = params.get('socket');
+      if (host || !socket || !socket.startsWith('/') || [...params.keys()].some((k) => k !== 'socket')) {
+        throw badUri(text, 'qemu+unix:// takes no host and one parameter, the absolute path of libvirtd\'s socket: qemu+unix:///system?socket=/path/libvirt-sock');
+      }
+      return { kind: 'libvirt', uri: text, mode, socket };
+    }
     if (scheme === 'qemu') {
       if (host) throw badUri(text, 'qemu:// with a host needs a transport: qemu+ssh://host/system');
       return { kind: 'libvirt', uri: text, mode };
@@ -138,5 +148,6 @@ export function connectionLabel(t: ConnectionTarget): string {
   if (t.kind === 'local') return 'Hangar on this computer';
   if (t.kind === 'hangar-unix') return `Hangar at ${t.socket}`;
   if (t.kind === 'hangar-ssh') return `Hangar on ${t.user ? `${t.user}@` : ''}${t.host}`;
+  if (t.socket) return `libvirt ${t.mode} at ${t.socket}`;
   return t.host ? `libvirt ${t.mode} on ${t.user ? `${t.user}@` : ''}${t.host}` : `libvirt ${t.mode} (this computer)`;
 }

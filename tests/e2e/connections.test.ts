@@ -6,7 +6,9 @@
 // ready marker arriving through `virsh console`; what libvirt cannot do through Hangar (Snapshots,
 // New VM, Clone, device changes) is disabled with the reason; a link with ?connection= opens on
 // it; switching back to local shows the local list (nothing of libvirt mixed in). axe-core finds
-// nothing serious with the Connections dialog open and on the libvirt VM's view.
+// nothing serious with the Connections dialog open and on the libvirt VM's view. Last, the Migrate
+// dialog moves the running domain to a second libvirtd (its own host UUID, in its own mount
+// namespace: tests/helpers/second-libvirtd.ts) with virsh migrate --live, progress shown.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -15,6 +17,8 @@ import type { Page } from 'playwright-core';
 import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
 import type { HangarHarness, ServeProcess } from '../helpers/hangar.ts';
 import { ensureLibvirtd, libvirtGuestFiles, removeDomains, testPrefix, virsh } from '../helpers/libvirtd.ts';
+import { startSecondLibvirtd } from '../helpers/second-libvirtd.ts';
+import type { SecondLibvirtd } from '../helpers/second-libvirtd.ts';
 import { axeViolations, openUiSession, screenshot, waitConsole } from './browser.ts';
 import type { UiSession } from './browser.ts';
 
@@ -28,6 +32,7 @@ let page: Page;
 let pageErrors: string[];
 let shots: string[];
 let files: Awaited<ReturnType<typeof libvirtGuestFiles>> | null = null;
+let secondLibvirt: SecondLibvirtd | null = null;
 
 function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;');
@@ -69,6 +74,7 @@ before(async () => {
 
 after(async () => {
   await removeDomains(PREFIX).catch((e: unknown) => console.error(e));
+  await secondLibvirt?.stop().catch((e: unknown) => console.error(e));
   await files?.cleanup();
   await session?.close();
 });
@@ -171,6 +177,8 @@ describe('connections in the UI', { timeout: 600_000 }, () => {
     assert.match(await addDisk.getAttribute('title') ?? '', /Not available on libvirt/);
     await page.getByRole('tab', { name: 'Overview' }).click();
     await page.locator('[data-testid="unsupported-notice"][data-method="commandLine"]').waitFor();
+    // Autostart is libvirt's own here (libvirtd starts the domain), not the Hangar core's.
+    await page.locator('label.checkbox').filter({ hasText: 'Start with libvirtd' }).waitFor();
     assert.deepEqual(await serious(), [], 'axe on the libvirt VM\'s overview');
     shots.push(await screenshot(page, 'connections-libvirt-overview'));
 
@@ -200,5 +208,40 @@ describe('connections in the UI', { timeout: 600_000 }, () => {
     await row(LOCAL_VM).waitFor();
     assert.equal(await select().inputValue(), 'local');
     assert.deepEqual(pageErrors, []);
+  });
+
+  test('the Migrate dialog moves the running domain to a second libvirt host: progress, done, Open on it; axe clean', async () => {
+    const t0 = Date.now();
+    secondLibvirt = await startSecondLibvirtd();
+    await h.ok(['connect', 'add', 'lv2', secondLibvirt.uri]);
+    await virsh(['start', DOMAIN]);
+    await page.goto(`${serve.url}&connection=lv#/vm/${DOMAIN}/overview`);
+    await detailsState('running', 30_000);
+    const dialog = page.getByRole('dialog', { name: `Migrate “${DOMAIN}”` });
+    await page.getByTestId('migrate-open').click();
+    await dialog.waitFor();
+    // Only libvirt hosts are offered to a libvirt domain: not local, not this connection.
+    const options = await dialog.getByTestId('migrate-destination').locator('option').allInnerTexts();
+    assert.deepEqual(options.map((o) => o.split(' — ')[0]), ['lv2'], options.join(' | '));
+    await dialog.getByTestId('migrate-destination').selectOption('lv2');
+    // 12 MiB/s: slow enough for the progress to be seen (libvirt sends all ~200 MiB of RAM under TCG).
+    await dialog.getByLabel('Bandwidth limit (MiB/s, optional)').fill('12');
+    await dialog.getByTestId('migrate-submit').click();
+    await dialog.locator('[data-testid="migrate-progress"][data-phase="memory"]').waitFor({ timeout: 60_000 });
+    await dialog.getByTestId('migrate-ram-text').filter({ hasText: /sent of/ }).waitFor({ timeout: 15_000 });
+    assert.deepEqual(await serious(), [], 'axe in the progress state of a libvirt migration');
+    shots.push(await screenshot(page, 'connections-libvirt-migrating'));
+    await dialog.locator('[data-testid="migrate-result"][data-outcome="done"]').waitFor({ timeout: 180_000 });
+    assert.match(await dialog.getByTestId('migrate-result').innerText(), new RegExp(`“${DOMAIN}” now runs on lv2\\. Total time \\d.*; the guest was paused for \\d`));
+    assert.match(await secondLibvirt.virsh(['domstate', DOMAIN]), /running/);
+    assert.ok(!(await virsh(['list', '--all', '--name'])).includes(DOMAIN), 'undefined on the source');
+
+    await dialog.getByTestId('migrate-open-destination').click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal(await select().inputValue(), 'lv2');
+    await detailsState('running');
+    shots.push(await screenshot(page, 'connections-libvirt-migrated'));
+    assert.deepEqual(pageErrors, []);
+    console.log(`libvirt migration in the UI: ${Date.now() - t0} ms`);
   });
 });

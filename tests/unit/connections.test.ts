@@ -25,6 +25,8 @@ describe('connection URIs', () => {
     assert.deepEqual(parseConnectionUri('qemu+ssh://admin@10.0.0.5/system'), { kind: 'libvirt', uri: 'qemu+ssh://admin@10.0.0.5/system', mode: 'system', host: '10.0.0.5', user: 'admin' });
     assert.deepEqual(parseConnectionUri('ssh://[::1]'), { kind: 'hangar-ssh', host: '[::1]' });
     assert.deepEqual(parseConnectionUri('hangar+unix:///tmp/b/run/hangar.sock'), { kind: 'hangar-unix', socket: '/tmp/b/run/hangar.sock' });
+    assert.deepEqual(parseConnectionUri('qemu+unix:///system?socket=/tmp/lv2/libvirt-sock'),
+      { kind: 'libvirt', uri: 'qemu+unix:///system?socket=/tmp/lv2/libvirt-sock', mode: 'system', socket: '/tmp/lv2/libvirt-sock' });
   });
 
   it('refuses what it cannot use, saying how to write it', () => {
@@ -39,6 +41,9 @@ describe('connection URIs', () => {
     refused(() => parseConnectionUri('ssh://host?bogus=1'), 'invalid-input', /unknown parameter "bogus"/);
     refused(() => parseConnectionUri('not a uri'), 'invalid-input', /scheme:\/\//);
     refused(() => parseConnectionUri('hangar+unix://host/x.sock'), 'invalid-input', /absolute path of a core socket/);
+    for (const u of ['qemu+unix:///system', 'qemu+unix://host/system?socket=/s', 'qemu+unix:///system?socket=rel/s', 'qemu+unix:///system?socket=/s&x=1']) {
+      refused(() => parseConnectionUri(u), 'invalid-input', /absolute path of libvirtd's socket/);
+    }
     refused(() => checkConnectionName('has space'), 'invalid-input', /not a usable connection name/);
   });
 
@@ -47,6 +52,7 @@ describe('connection URIs', () => {
     assert.equal(connectionLabel(parseConnectionUri('ssh://root@lab')), 'Hangar on root@lab');
     assert.equal(connectionLabel(parseConnectionUri('qemu:///system')), 'libvirt system (this computer)');
     assert.equal(connectionLabel(parseConnectionUri('qemu+ssh://lab/system')), 'libvirt system on lab');
+    assert.equal(connectionLabel(parseConnectionUri('qemu+unix:///system?socket=/run/lv2/libvirt-sock')), 'libvirt system at /run/lv2/libvirt-sock');
   });
 });
 
