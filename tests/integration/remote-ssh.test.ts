@@ -3,10 +3,12 @@
 // `hangar daemon stdio` there; VMs, their consoles and errors travel that way.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
+import { ensureTestGuest, GUEST_CMDLINE, READY_MARKER } from '../guest/guest.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { HangarHarness, HANGAR_BIN, sleep } from '../helpers/hangar.ts';
 import { startSshd } from '../helpers/sshd.ts';
 import type { SshdHandle } from '../helpers/sshd.ts';
@@ -81,6 +83,37 @@ describe('Hangar over ssh', () => {
       }
     } finally {
       await serve.stop();
+    }
+  });
+
+  test('a remote VM\'s terminal goes through its host (ssh -J): the forwarded port is on that host\'s loopback', { timeout: 300_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg-rterm-'));
+    try {
+      const key = join(dir, 'id_ed25519');
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+      const port = await freePort();
+      const vm = await here.json<{ id: string }>(['--connect', 'lab', 'create', '--name', 'near', '--memory', '256', '--accel', 'tcg',
+        '--nic', `user,hostfwd=tcp:127.0.0.1:${port}-:22`, '--kernel', guest.kernel, '--initrd', guest.initrd, '--append', GUEST_CMDLINE]);
+      await here.ok(['--connect', 'lab', 'start', 'near']);
+      await there.waitForSerial(vm.id, READY_MARKER, 1, 240_000);
+      const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+      assert.match(await there.consoleCommand('near', `mkdir -p /root/.ssh && echo '${pub}' > /root/.ssh/authorized_keys && echo KEY-IN-PLACE`), /KEY-IN-PLACE/);
+      // -v shows the route ssh took; the jump hop finds hangar-test-sshd in HANGAR_SSH_CONFIG (ssh -F).
+      const run = () => here.run(['--connect', 'lab', 'ssh', 'near', '--user', 'root', '--', '-v', '-i', key, '-o', 'IdentitiesOnly=yes',
+        '-o', 'StrictHostKeyChecking=accept-new', '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`, '-o', 'BatchMode=yes', '--', 'hostname'], { timeoutMs: 60_000 });
+      let r = await run();
+      // The guest's DHCP lease (the forward's destination) comes a little after the ready marker.
+      for (const deadline = Date.now() + 120_000; r.code !== 0 && Date.now() < deadline;) {
+        await sleep(2000);
+        r = await run();
+      }
+      assert.equal(r.code, 0, r.stderr.slice(-2000));
+      assert.match(r.stdout, /^hangar-guest$/m);
+      assert.match(r.stderr, /ProxyJump/, 'ssh went through the VM\'s host');
+      assert.match(r.stderr, new RegExp(`-W '\\[%h\\]:%p' hangar-test-sshd|-W '\\[127\\.0\\.0\\.1\\]:${port}' hangar-test-sshd`));
+      await here.ok(['--connect', 'lab', 'destroy', 'near']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
