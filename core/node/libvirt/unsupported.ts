@@ -22,11 +22,18 @@ const NOT_YET = 'Hangar\'s libvirt driver does not do this yet';
 const HANGAR_HOST = 'it concerns the computer running a Hangar core, and libvirtd is not one';
 const VIRT_MANAGER = 'use virt-manager or virsh on this connection';
 
+// Gaps that several methods share (one feature, several calls).
+const SERIAL_LOG: Gap = { what: 'The serial log', why: 'libvirt keeps serial output only where the domain XML asks for a log file', instead: 'use `virsh console NAME`, or add <log file=.../> to the serial port' };
+const LIVE_STATS: Gap = { what: 'Live statistics', why: NOT_YET, instead: 'use `virsh domstats` or virt-top' };
+const INCOMING: Gap = { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' };
+const WIZARD_ONLY = 'the wizard works on Hangar connections; libvirt domains are created from the command line';
+const NOT_BROWSED = 'the files are on the libvirt host, which Hangar does not browse';
+
 // Keyed by method name as a string: methods added to CoreApi later fall back to NOT_YET until listed here.
 const gaps: Record<string, Gap | undefined> = {
   create: { what: 'Creating a VM', why: 'a domain on a libvirt of another host needs its disks made there', instead: 'run `hangar --connect qemu:///system create ...` on that host, or define the domain with virsh or virt-install' },
   cancelCreate: { what: 'Cancelling a create', why: 'a libvirt create copies nothing, so there is nothing to cancel', instead: 'nothing to do' },
-  previewCreate: { what: 'The New VM wizard', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'hangar --connect URI create --name NAME ... (see hangar create --help), or virt-install' },
+  previewCreate: { what: 'The New VM wizard', why: WIZARD_ONLY, instead: 'hangar --connect URI create --name NAME ... (see hangar create --help), or virt-install' },
   clone: { what: 'Cloning', why: NOT_YET, instead: 'use virt-clone (virtinst) on the libvirt host' },
   edit: { what: 'Editing the VM', why: 'Hangar does not write libvirt domain XML back yet', instead: 'use `virsh edit NAME` or virt-manager' },
   resizeDisk: { what: 'Resizing a disk', why: NOT_YET, instead: 'use `virsh blockresize` (running) or `qemu-img resize` (stopped)' },
@@ -44,23 +51,23 @@ const gaps: Record<string, Gap | undefined> = {
   commandLine: { what: 'The QEMU command line', why: 'libvirt builds it, not Hangar', instead: 'use `virsh domxml-to-native qemu-argv --domain NAME`' },
   screenshot: { what: 'Screenshots', why: NOT_YET, instead: 'use `virsh screenshot NAME FILE`' },
   sendKeys: { what: 'Sending keys', why: NOT_YET, instead: 'use `virsh send-key NAME KEY...`' },
-  serialLog: { what: 'The serial log', why: 'libvirt keeps serial output only where the domain XML asks for a log file', instead: 'use `virsh console NAME`, or add <log file=.../> to the serial port' },
-  serialLogRead: { what: 'The serial log', why: 'libvirt keeps serial output only where the domain XML asks for a log file', instead: 'use `virsh console NAME`, or add <log file=.../> to the serial port' },
+  serialLog: SERIAL_LOG,
+  serialLogRead: SERIAL_LOG,
   listSnapshots: { what: 'Snapshots', why: NOT_YET, instead: 'use `virsh snapshot-list NAME` or virt-manager' },
   createSnapshot: { what: 'Taking a snapshot', why: NOT_YET, instead: 'use `virsh snapshot-create-as NAME SNAP` or virt-manager' },
   revertSnapshot: { what: 'Reverting to a snapshot', why: NOT_YET, instead: 'use `virsh snapshot-revert NAME SNAP`' },
   deleteSnapshot: { what: 'Deleting a snapshot', why: NOT_YET, instead: 'use `virsh snapshot-delete NAME SNAP`' },
   snapshotScreenshot: { what: 'Snapshot screenshots', why: 'libvirt snapshots keep no screenshot', instead: 'nothing: only Hangar\'s own snapshots have one' },
   statsHistory: { what: 'Performance history', why: NOT_YET, instead: 'use `virsh domstats NAME` or virt-manager\'s graphs' },
-  statsLatest: { what: 'Live statistics', why: NOT_YET, instead: 'use `virsh domstats` or virt-top' },
-  watchStats: { what: 'Live statistics', why: NOT_YET, instead: 'use `virsh domstats` or virt-top' },
+  statsLatest: LIVE_STATS,
+  watchStats: LIVE_STATS,
   statsMetrics: { what: 'Prometheus metrics', why: NOT_YET, instead: 'use a libvirt exporter (prometheus-libvirt-exporter)' },
   hostSummary: { what: 'The host summary', why: NOT_YET, instead: 'use `virsh nodeinfo` and `virsh nodememstats`' },
   doctor: { what: 'Host checks', why: HANGAR_HOST, instead: 'use `virt-host-validate` on the libvirt host' },
-  hostInfo: { what: 'Host information for the New VM wizard', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'use `virsh nodeinfo` / `virsh capabilities`' },
-  osList: { what: 'The OS list', why: 'the wizard works on Hangar connections; libvirt domains are created from the command line', instead: 'use `osinfo-query os`' },
-  inspectPath: { what: 'Inspecting files', why: 'the files are on the libvirt host, which Hangar does not browse', instead: 'use `virsh vol-info` for storage volumes' },
-  listDir: { what: 'Browsing folders', why: 'the files are on the libvirt host, which Hangar does not browse', instead: 'use `virsh vol-list POOL`' },
+  hostInfo: { what: 'Host information for the New VM wizard', why: WIZARD_ONLY, instead: 'use `virsh nodeinfo` / `virsh capabilities`' },
+  osList: { what: 'The OS list', why: WIZARD_ONLY, instead: 'use `osinfo-query os`' },
+  inspectPath: { what: 'Inspecting files', why: NOT_BROWSED, instead: 'use `virsh vol-info` for storage volumes' },
+  listDir: { what: 'Browsing folders', why: NOT_BROWSED, instead: 'use `virsh vol-list POOL`' },
   hostCpuMemory: { what: 'Host CPU and memory tuning', why: NOT_YET, instead: 'use `virsh capabilities` and `virsh nodememstats`' },
   cpuModels: { what: 'The CPU model list', why: NOT_YET, instead: 'use `virsh cpu-models x86_64` or `virsh domcapabilities`' },
   setKsm: { what: 'KSM', why: HANGAR_HOST, instead: 'use `virsh node-memory-tune --shm-run`' },
@@ -73,9 +80,9 @@ const gaps: Record<string, Gap | undefined> = {
   createMdev: { what: 'Creating mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-define` / `nodedev-create`' },
   removeMdev: { what: 'Removing mediated devices', why: NOT_YET, instead: 'use `virsh nodedev-destroy`' },
   daemonStatus: { what: 'Core status', why: 'libvirtd is not a Hangar core', instead: 'use `virsh version` and `virsh uri`' },
-  prepareIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
-  finishIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
-  abortIncomingMigration: { what: 'Receiving a migrating VM', why: 'only a Hangar core can receive a VM from another Hangar core', instead: 'migrate to a Hangar connection, or between libvirt hosts with virsh migrate' },
+  prepareIncomingMigration: INCOMING,
+  finishIncomingMigration: INCOMING,
+  abortIncomingMigration: INCOMING,
   daemonStop: { what: 'Stopping the core', why: 'libvirtd is not a Hangar core, and Hangar does not stop it', instead: 'stop libvirtd with its service manager (systemctl stop libvirtd)' },
 };
 
