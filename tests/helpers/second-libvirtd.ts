@@ -1,13 +1,13 @@
 // A second libvirtd on this machine, for libvirt-to-libvirt live migration: libvirt refuses to
 // migrate to a daemon with the same host UUID, and a privileged libvirtd keeps its state in fixed
-// paths (/run/libvirt, /var/lib/libvirt, ...). So this one runs in its own mount namespace with
-// fresh directories over those paths, its own host_uuid, and its sockets in a directory both
-// namespaces see: reached as qemu+unix:///system?socket=DIR/sock/libvirt-sock. The QEMUs it
-// starts share this machine's network and /var/tmp, like two hosts on shared storage.
+// paths (/etc/libvirt, /run/libvirt, /var/lib/libvirt, ...). So this one runs in its own mount
+// namespace with fresh directories over those paths, its own host_uuid, and its sockets in a
+// directory both namespaces see: reached as qemu+unix:///system?socket=DIR/sock/libvirt-sock. The
+// QEMUs it starts share this machine's network and /var/tmp, like two hosts on shared storage.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -50,22 +50,28 @@ export async function startSecondLibvirtd(): Promise<SecondLibvirtd> {
   const dir = await mkdtemp('/tmp/hangar-lv2-');
   for (const d of ['run', 'lib', 'cache', 'log', 'sock', 'etc']) await mkdir(join(dir, d));
   const hostUuid = randomUUID();
-  const conf = join(dir, 'etc', 'libvirtd.conf');
-  await writeFile(conf, `unix_sock_dir = "${dir}/sock"\nhost_uuid = "${hostUuid}"\n`);
+  // Its own /etc/libvirt: the first daemon's settings (qemu.conf's user, security driver, ...) but
+  // none of its persistent domains or networks, which live there too. Sharing them would let the
+  // two daemons load, write and undefine the same definition files.
+  for (const f of await readdir('/etc/libvirt')) {
+    if (f.endsWith('.conf')) await copyFile(join('/etc/libvirt', f), join(dir, 'etc', f));
+  }
+  await writeFile(join(dir, 'etc', 'libvirtd.conf'), `unix_sock_dir = "${dir}/sock"\nhost_uuid = "${hostUuid}"\n`);
   const libvirtdPid = join(dir, 'libvirtd.pid');
   const virtlogdPid = join(dir, 'virtlogd.pid');
   // Inside the namespace: a private /run (pidfiles, virtlogd's socket, the QEMU driver's state),
-  // and empty /var/lib, /var/cache and /var/log of libvirt (no domains or networks of the first).
+  // its own /etc/libvirt, and empty /var/lib, /var/cache and /var/log of libvirt.
   const script = [
     'set -e',
     'mount -t tmpfs tmpfs /run',
     'mkdir -p /run/libvirt /run/lock',
+    `mount --bind ${dir}/etc /etc/libvirt`,
     `mount --bind ${dir}/lib /var/lib/libvirt`,
     `mount --bind ${dir}/cache /var/cache/libvirt`,
     `mount --bind ${dir}/log /var/log/libvirt`,
     'mkdir -p /var/lib/libvirt/qemu /var/log/libvirt/qemu',
     `virtlogd -d -p ${virtlogdPid}`,
-    `libvirtd -d -f ${conf} -p ${libvirtdPid}`,
+    `libvirtd -d -f /etc/libvirt/libvirtd.conf -p ${libvirtdPid}`,
   ].join('\n');
   const uri = `qemu+unix:///system?socket=${dir}/sock/libvirt-sock`;
   const virsh = async (args: string[]): Promise<string> => {

@@ -60,12 +60,13 @@ async function namesOn(run: (args: string[]) => Promise<string>): Promise<string
 
 before(async () => {
   await ensureLibvirtd();
-  second = await startSecondLibvirtd();
   files = await libvirtGuestFiles(await ensureTestGuest());
   serialLog = join(files.dir, `${NAME}.serial.log`);
   const xml = join(files.dir, `${NAME}.xml`);
   writeFileSync(xml, testDomainXml({ name: NAME, kernel: files.kernel, initrd: files.initrd, serialLog }));
   await virsh(['define', xml]);
+  // Started after the define: it must not pick up the first daemon's definition files.
+  second = await startSecondLibvirtd();
   driver = new LibvirtDriver(LIBVIRT_URI, { connectionName: 'sys', events: false });
   api = driver.api();
 });
@@ -82,6 +83,7 @@ describe('live migration between two libvirt hosts', { timeout: 600_000 }, () =>
   test('the second libvirtd is another host to libvirt; the guest boots and starts counting', async () => {
     const here = await virsh(['capabilities']);
     assert.ok(!here.includes(`<uuid>${second.hostUuid}</uuid>`), 'two host UUIDs, or libvirt would refuse as the same host');
+    assert.deepEqual(await namesOn(second.virsh), [], 'the second libvirtd has its own definitions, not the first\'s');
     await api.start(NAME);
     await until('the ready marker', 150_000, () => (boots() >= 1 ? true : undefined));
     const r = await h.run(['--connect', LIBVIRT_URI, 'console', NAME, '--grace', '2'], {
