@@ -144,6 +144,20 @@ export class HangarHarness {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Polls `probe` every 200 ms until it returns a value other than undefined, and returns it; after
+ * `ms`, fails naming `what` (and `detail()`, e.g. a log's tail, when given).
+ */
+export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined, detail?: () => string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${detail ? `; ${detail()}` : ''}`);
+    await sleep(200);
+  }
+}
+
 export interface ServeProcess {
   url: string;
   origin: string;

@@ -10,7 +10,7 @@ import type { CoreApi, MigrationProgress } from '../../core/common/api.ts';
 import { HangarError } from '../../core/common/errors.ts';
 import { LibvirtDriver } from '../../core/node/libvirt/libvirt-driver.ts';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
-import { HangarHarness } from '../helpers/hangar.ts';
+import { HangarHarness, until } from '../helpers/hangar.ts';
 import { ensureLibvirtd, libvirtGuestFiles, LIBVIRT_URI, removeDomains, testDomainXml, testPrefix, virsh } from '../helpers/libvirtd.ts';
 import { startSecondLibvirtd } from '../helpers/second-libvirtd.ts';
 import type { SecondLibvirtd } from '../helpers/second-libvirtd.ts';
@@ -38,19 +38,14 @@ function boots(): number {
   return log().split(READY_MARKER).length - 1;
 }
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; serial log tail: ${log().slice(-400)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** until() with the serial log's tail in its failure. */
+function untilLogged<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
+  return until(what, ms, probe, () => `serial log tail: ${log().slice(-400)}`);
 }
 
 /** The loop goes on: a tick later than `after` appears (the guest was not restarted: one boot). */
 async function ticksOnAfter(after: number): Promise<void> {
-  await until(`a tick after tick-${after}`, 60_000, () => (lastTick() > after + 1 ? true : undefined));
+  await untilLogged(`a tick after tick-${after}`, 60_000, () => (lastTick() > after + 1 ? true : undefined));
   assert.equal(boots(), 1, 'the guest booted once: it was carried, not restarted');
 }
 
@@ -85,12 +80,12 @@ describe('live migration between two libvirt hosts', { timeout: 600_000 }, () =>
     assert.ok(!here.includes(`<uuid>${second.hostUuid}</uuid>`), 'two host UUIDs, or libvirt would refuse as the same host');
     assert.deepEqual(await namesOn(second.virsh), [], 'the second libvirtd has its own definitions, not the first\'s');
     await api.start(NAME);
-    await until('the ready marker', 150_000, () => (boots() >= 1 ? true : undefined));
+    await untilLogged('the ready marker', 150_000, () => (boots() >= 1 ? true : undefined));
     const r = await h.run(['--connect', LIBVIRT_URI, 'console', NAME, '--grace', '2'], {
       input: '(i=0; while :; do echo tick-$i; i=$((i+1)); sleep 1; done) &\n', inputDelayMs: 1000,
     });
     assert.equal(r.code, 0, r.stderr);
-    await until('the first ticks', 30_000, () => (lastTick() >= 2 ? true : undefined));
+    await untilLogged('the first ticks', 30_000, () => (lastTick() >= 2 ? true : undefined));
   });
 
   test('cancel mid-way: the domain runs on here, nothing is left there', async () => {
@@ -101,7 +96,7 @@ describe('live migration between two libvirt hosts', { timeout: 600_000 }, () =>
       // 1 MiB/s: far longer than the test waits, so the cancel lands mid-copy.
       const migrating = api.migrate(NAME, { to: second.uri, maxBandwidthMiBs: 1 });
       migrating.catch(() => {});
-      await until('progress with RAM sent', 60_000, () => (seen.some((p) => p.phase === 'memory' && p.transferredBytes > 0) ? true : undefined));
+      await untilLogged('progress with RAM sent', 60_000, () => (seen.some((p) => p.phase === 'memory' && p.transferredBytes > 0) ? true : undefined));
       assert.equal(await api.cancelMigration(NAME), true);
       await assert.rejects(migrating, (e: unknown) => e instanceof HangarError && e.code === 'cancelled' && /keeps running here/.test(e.message));
       assert.equal(seen.at(-1)?.phase, 'cancelled');

@@ -15,6 +15,7 @@ import { HangarError } from '../../core/common/errors.ts';
 import type { VmState } from '../../core/common/state.ts';
 import { LibvirtDriver, libvirtUnsupported } from '../../core/node/libvirt/libvirt-driver.ts';
 import { ensureTestGuest, READY_MARKER } from '../guest/guest.ts';
+import { until } from '../helpers/hangar.ts';
 import { ensureLibvirtd, libvirtGuestFiles, LIBVIRT_URI, removeDomains, testDomainXml, testPrefix, virsh } from '../helpers/libvirtd.ts';
 
 const prefix = testPrefix('lv');
@@ -37,16 +38,6 @@ async function define(name: string, extraDevices = ''): Promise<string> {
 function markers(): number {
   if (!existsSync(serialLog)) return 0;
   return readFileSync(serialLog, 'utf8').split(READY_MARKER).length - 1;
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** Waits for the guest's ready marker to have been printed `count` times (boots since the log began). */
