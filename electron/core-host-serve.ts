@@ -2,7 +2,8 @@
 // carries one MessagePort; it becomes an RpcLink or ConsoleLink served by the core endpoint, for
 // the connection the request names (absent = this machine's core).
 import type { ConnectionEndpoint } from '../core/node/rpc/connection-endpoint.ts';
-import { encodeConsoleControl, MAX_CONNECTION_REF } from '../core/common/transport.ts';
+import { serveTerminalOrRefuse } from '../core/node/rpc/connection-endpoint.ts';
+import { isTerminalSize, MAX_CONNECTION_REF } from '../core/common/transport.ts';
 import type { MessagePortLike } from './electron-api.ts';
 import type { CoreHostMessage, CoreHostReport } from './core-supervisor.ts';
 import { consoleLinkFromPort, rpcLinkFromPort } from './port-link.ts';
@@ -38,9 +39,8 @@ export function parseHostMessage(data: unknown): CoreHostMessage | null {
       const login = d.login === true;
       if (typeof d.vm !== 'string' || d.vm.length > 200 || (!login && d.vm.length === 0)) return null;
       if (d.user !== undefined && (typeof d.user !== 'string' || d.user.length === 0 || d.user.length > 64)) return null;
-      const size = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 1000;
       const sized = d.cols !== undefined || d.rows !== undefined;
-      if (sized && !(size(d.cols) && size(d.rows))) return null;
+      if (sized && !(isTerminalSize(d.cols) && isTerminalSize(d.rows))) return null;
       return {
         kind: 'terminal', vm: d.vm, ...conn,
         ...(typeof d.user === 'string' ? { user: d.user } : {}),
@@ -74,21 +74,14 @@ export function serveParentPort(parent: ParentPortLike, endpoint: ConnectionEndp
     try {
       if (msg.kind === 'rpc') endpoint.serveRpc(rpcLinkFromPort(port), msg.connection);
       else if (msg.kind === 'display') endpoint.serveDisplay(consoleLinkFromPort(port), msg.vm, msg.connection);
-      else if (msg.kind === 'terminal') serveTerminalOn(endpoint, consoleLinkFromPort(port), msg);
+      else if (msg.kind === 'terminal') {
+        const { kind: _k, vm, ...req } = msg;
+        serveTerminalOrRefuse(endpoint, consoleLinkFromPort(port), vm, req);
+      }
       else endpoint.serveConsole(consoleLinkFromPort(port), msg.vm, { replay: msg.replay, ...(msg.connection !== undefined ? { connection: msg.connection } : {}) });
     } catch (err) {
       opts.log(`serving a ${msg.kind} channel failed: ${String(err)}`);
       port.close();
     }
   });
-}
-
-function serveTerminalOn(endpoint: ConnectionEndpoint, link: ReturnType<typeof consoleLinkFromPort>, msg: Extract<CoreHostMessage, { kind: 'terminal' }>): void {
-  const { kind: _k, vm, ...req } = msg;
-  if (!endpoint.serveTerminal) {
-    link.send(encodeConsoleControl({ type: 'error', error: { code: 'unsupported', message: 'this Hangar host serves no terminals' } }));
-    link.close();
-    return;
-  }
-  endpoint.serveTerminal(link, vm, req);
 }

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { IpcMainEventLike, IpcMainLike, MessagePortLike, WebContentsLike } from './electron-api.ts';
 import type { PortRequest } from './core-supervisor.ts';
 import { isSafeExternalUrl, isTrustedSender } from './security.ts';
-import { MAX_CONNECTION_REF } from '../core/common/transport.ts';
+import { MAX_CONNECTION_REF, MAX_TERMINAL_SIZE } from '../core/common/transport.ts';
 
 export const IPC = {
   openPort: 'hangar:open-port',
@@ -27,7 +27,7 @@ export const openPortSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     id: requestId, kind: z.literal('terminal'), vm: z.string().max(200), connection,
     user: z.string().min(1).max(64).optional(),
-    cols: z.number().int().min(1).max(1000).optional(), rows: z.number().int().min(1).max(1000).optional(),
+    cols: z.number().int().min(1).max(MAX_TERMINAL_SIZE).optional(), rows: z.number().int().min(1).max(MAX_TERMINAL_SIZE).optional(),
     login: z.boolean().optional(),
   }).refine((r) => r.login === true || r.vm.length > 0, 'a guest terminal names its VM'),
 ]);

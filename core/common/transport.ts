@@ -57,7 +57,8 @@ export type ConsoleControl =
 /** The largest terminal size a resize control may ask for (either dimension). */
 export const MAX_TERMINAL_SIZE = 1000;
 
-const terminalSize = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TERMINAL_SIZE;
+/** A terminal dimension every layer accepts: an integer 1..MAX_TERMINAL_SIZE. */
+export const isTerminalSize = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TERMINAL_SIZE;
 
 export const CONSOLE_HIGH_WATER = 512 * 1024;
 export const CONSOLE_LOW_WATER = 128 * 1024;
@@ -90,7 +91,7 @@ export function decodeConsoleControl(text: string): ConsoleControl | null {
       if (typeof o.reason !== 'string') return null;
       return Number.isSafeInteger(o.exitCode) ? { type: 'end', reason: o.reason as ConsoleEndReason, exitCode: o.exitCode as number } : { type: 'end', reason: o.reason as ConsoleEndReason };
     case 'ack': return Number.isSafeInteger(o.bytes) && (o.bytes as number) >= 0 ? { type: 'ack', bytes: o.bytes as number } : null;
-    case 'resize': return terminalSize(o.cols) && terminalSize(o.rows) ? { type: 'resize', cols: o.cols, rows: o.rows } : null;
+    case 'resize': return isTerminalSize(o.cols) && isTerminalSize(o.rows) ? { type: 'resize', cols: o.cols, rows: o.rows } : null;
     default: return null;
   }
 }

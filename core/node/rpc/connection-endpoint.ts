@@ -32,6 +32,16 @@ export interface ConnectionEndpoint {
   serveTerminal?(link: ConsoleLink, vm: string, opts: TerminalRequest): void;
 }
 
+/** Serves a terminal channel, or refuses it in words on an endpoint without terminals (test fakes). */
+export function serveTerminalOrRefuse(endpoint: ConnectionEndpoint, link: ConsoleLink, vm: string, req: TerminalRequest): void {
+  if (!endpoint.serveTerminal) {
+    link.send(encodeConsoleControl({ type: 'error', error: { code: 'unsupported', message: 'this Hangar host serves no terminals' } }));
+    link.close();
+    return;
+  }
+  endpoint.serveTerminal(link, vm, req);
+}
+
 export interface ConnectionOpeners {
   open: typeof openConnection;
   streams: typeof connectionStreams;

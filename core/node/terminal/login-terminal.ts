@@ -2,7 +2,7 @@
 // host key, password, key passphrase). ssh authenticates and leaves a master connection behind
 // (sshLoginArgs); every later channel of that connection rides it without asking again.
 import { HangarError } from '../../common/errors.ts';
-import { encodeConsoleControl, MAX_TERMINAL_SIZE } from '../../common/transport.ts';
+import { encodeConsoleControl, isTerminalSize } from '../../common/transport.ts';
 import type { ConsoleLink, TerminalRequest } from '../../common/transport.ts';
 import { LOCAL_CONNECTION } from '../../common/connections.ts';
 import { resolveConnection } from '../connections/connection-store.ts';
@@ -25,7 +25,7 @@ export function serveLoginTerminal(link: ConsoleLink, req: TerminalRequest): voi
   Promise.resolve().then(() => {
     const ref = req.connection || LOCAL_CONNECTION;
     const target = loginTarget(ref);
-    const fit = (v: number | undefined, d: number): number => (v !== undefined && Number.isInteger(v) && v >= 1 && v <= MAX_TERMINAL_SIZE ? v : d);
+    const fit = (v: number | undefined, d: number): number => (isTerminalSize(v) ? v : d);
     const pty = spawnPty('ssh', sshLoginArgs(target, sshControlPath()), { cols: fit(req.cols, 80), rows: fit(req.rows, 24) });
     if (closed) { pty.kill('SIGTERM'); return; }
     serveStreamOn(link, pty.toDuplex(), {

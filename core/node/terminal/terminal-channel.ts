@@ -3,7 +3,7 @@
 // resize controls. The VM may be on any connection: its VmInfo comes from that connection's API,
 // and a VM on another machine is reached through that machine (guest-ssh.ts).
 import { HangarError } from '../../common/errors.ts';
-import { encodeConsoleControl, MAX_TERMINAL_SIZE } from '../../common/transport.ts';
+import { encodeConsoleControl, isTerminalSize, MAX_TERMINAL_SIZE } from '../../common/transport.ts';
 import type { ConsoleLink, TerminalRequest } from '../../common/transport.ts';
 import { LOCAL_CONNECTION } from '../../common/connections.ts';
 import type { HangarConnection, OpenOptions } from '../connections/open-connection.ts';
@@ -17,7 +17,7 @@ export type OpenConnection = (ref: string, opts?: OpenOptions) => Promise<Hangar
 /** A size from a request, or the default when absent; a bad one is refused (the UI sent it). */
 function size(v: number | undefined, fallback: number, what: string): number {
   if (v === undefined) return fallback;
-  if (!Number.isInteger(v) || v < 1 || v > MAX_TERMINAL_SIZE) {
+  if (!isTerminalSize(v)) {
     throw new HangarError('invalid-input', `terminal ${what} ${String(v)} is out of range`, `1..${MAX_TERMINAL_SIZE}`);
   }
   return v;

@@ -13,9 +13,10 @@ import { extname, join, normalize, sep } from 'node:path';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { HangarError } from '../../common/errors.ts';
-import { encodeConsoleControl, WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH, WS_TERMINAL_PATH } from '../../common/transport.ts';
+import { WS_CONSOLE_PATH, WS_DISPLAY_PATH, WS_RPC_PATH, WS_TERMINAL_PATH } from '../../common/transport.ts';
 import type { ConsoleLink, RpcLink, TerminalRequest } from '../../common/transport.ts';
 import type { ConnectionEndpoint } from '../rpc/connection-endpoint.ts';
+import { serveTerminalOrRefuse } from '../rpc/connection-endpoint.ts';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
@@ -251,12 +252,7 @@ function serveTerminal(endpoint: ConnectionEndpoint, link: ConsoleLink, url: URL
   if (rows !== undefined) req.rows = rows;
   if (connection !== undefined) req.connection = connection;
   if (q.get('login') === '1') req.login = true;
-  if (!endpoint.serveTerminal) {
-    link.send(encodeConsoleControl({ type: 'error', error: { code: 'unsupported', message: 'this Hangar host serves no terminals' } }));
-    link.close();
-    return;
-  }
-  endpoint.serveTerminal(link, q.get('vm') ?? '', req);
+  serveTerminalOrRefuse(endpoint, link, q.get('vm') ?? '', req);
 }
 
 function wsRpcLink(ws: WebSocket): RpcLink {
