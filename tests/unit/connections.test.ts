@@ -8,7 +8,7 @@ import { checkConnectionName, connectionLabel, parseConnectionUri } from '../../
 import { addConnection, allConnections, connectionsFile, readConnections, removeConnection, resolveConnection } from '../../core/node/connections/connection-store.ts';
 import { remoteStdioCommand, sshArgs, sshFailure, sshLoginArgs } from '../../core/node/connections/ssh-stream.ts';
 import { takeConnectOption } from '../../core/node/cli/connection.ts';
-import { parseDomdisplay } from '../../core/node/connections/libvirt-display.ts';
+import { displayTunnelArgs, parseDomdisplay } from '../../core/node/connections/libvirt-display.ts';
 
 const refused = (fn: () => unknown, code: string, re: RegExp): void => {
   assert.throws(fn, (e: unknown) => e instanceof HangarError && e.code === code && re.test(e.message) && Boolean(e.hint));
@@ -132,5 +132,13 @@ describe('libvirt display address', () => {
     assert.deepEqual(parseDomdisplay('vnc://192.168.1.5:5905'), { host: '192.168.1.5', port: 5905 });
     assert.equal(parseDomdisplay('spice://127.0.0.1:5900'), null);
     assert.equal(parseDomdisplay(''), null);
+  });
+
+  it('reaches a qemu+ssh host\'s VNC server with ssh -W, through the login master when there is one', () => {
+    const t = { kind: 'libvirt' as const, uri: 'qemu+ssh://me@lab:2222/system', mode: 'system' as const, host: 'lab', user: 'me', port: 2222 };
+    assert.deepEqual(displayTunnelArgs(t, '127.0.0.1', 5901, { batch: true, controlPath: '/run/h/ssh-%C', env: { HANGAR_SSH_CONFIG: '/x/cfg' } }),
+      ['-F', '/x/cfg', '-p', '2222', '-l', 'me', '-o', 'BatchMode=yes', '-o', 'ControlPath=/run/h/ssh-%C', '-W', '127.0.0.1:5901', '--', 'lab']);
+    assert.deepEqual(displayTunnelArgs({ kind: 'libvirt', uri: 'qemu+ssh://lab/system', mode: 'system', host: 'lab' }, '10.0.0.2', 5900, { env: {} }),
+      ['-W', '10.0.0.2:5900', '--', 'lab']);
   });
 });

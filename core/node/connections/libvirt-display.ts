@@ -8,7 +8,7 @@ import type { ConnectionTarget } from '../../common/connections.ts';
 import { HangarError } from '../../common/errors.ts';
 import { runVirsh } from '../libvirt/virsh.ts';
 import type { StreamChannel } from './open-connection.ts';
-import { PipePair, sshHostArgs } from './ssh-stream.ts';
+import { PipePair, sshChannelArgs } from './ssh-stream.ts';
 import type { SshOptions } from './ssh-stream.ts';
 
 type LibvirtTarget = Extract<ConnectionTarget, { kind: 'libvirt' }>;
@@ -32,12 +32,15 @@ function tcp(host: string, port: number): Promise<Duplex> {
   });
 }
 
+/** ssh's argv for `-W host:port` on a qemu+ssh host: its VNC server as ssh's stdio. */
+export function displayTunnelArgs(t: LibvirtTarget, host: string, port: number, ssh: SshOptions): string[] {
+  return [...sshChannelArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}), ...(t.port ? { port: t.port } : {}) }, ssh),
+    '-W', `${host}:${port}`, '--', t.host!];
+}
+
 /** ssh -W host:port: the remote VNC server as this process's stream. */
 function viaSsh(t: LibvirtTarget, host: string, port: number, ssh: SshOptions): Duplex {
-  const args = [...sshHostArgs({ host: t.host!, ...(t.user ? { user: t.user } : {}), ...(t.port ? { port: t.port } : {}) }, ssh.env),
-    ...(ssh.batch ? ['-o', 'BatchMode=yes'] : []), ...(ssh.controlPath ? ['-o', `ControlPath=${ssh.controlPath}`] : []),
-    '-W', `${host}:${port}`, '--', t.host!];
-  const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('ssh', displayTunnelArgs(t, host, port, ssh), { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stderr.resume();
   const stream = new PipePair(child.stdout, child.stdin);
   child.once('close', () => { if (!stream.destroyed) stream.destroy(); });

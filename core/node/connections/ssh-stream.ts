@@ -54,11 +54,17 @@ export function sshHostArgs(t: SshHost, env: NodeJS.ProcessEnv = process.env): s
   return args;
 }
 
-/** ssh's argv for running remoteArgv on the target (HANGAR_SSH_CONFIG: an ssh -F file, used by the tests). */
-export function sshArgs(t: SshHost, remoteArgv: string[], opts: SshOptions = {}): string[] {
+/** sshHostArgs plus the channel options: BatchMode (never ask) and the login master's ControlPath. */
+export function sshChannelArgs(t: SshHost, opts: SshOptions = {}): string[] {
   const args = sshHostArgs(t, opts.env);
   if (opts.batch) args.push('-o', 'BatchMode=yes');
   if (opts.controlPath) args.push('-o', `ControlPath=${opts.controlPath}`);
+  return args;
+}
+
+/** ssh's argv for running remoteArgv on the target (HANGAR_SSH_CONFIG: an ssh -F file, used by the tests). */
+export function sshArgs(t: SshHost, remoteArgv: string[], opts: SshOptions = {}): string[] {
+  const args = sshChannelArgs(t, opts);
   // No tty: the stream carries binary RPC and console bytes. `--` ends ssh's options.
   args.push('-T', '-e', 'none', '--', t.host, remoteArgv.map(shellQuote).join(' '));
   return args;
