@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { exited, sleep } from './hangar.ts';
 
 const run = promisify(execFile);
 const env = { ...process.env, LC_ALL: 'C' };
@@ -22,16 +23,6 @@ export interface SecondLibvirtd {
   virsh(args: string[]): Promise<string>;
   /** Destroys its domains, stops the daemons, removes its directories. */
   stop(): Promise<void>;
-}
-
-/** Running, not a zombie (where nothing reaps orphans, an ended daemon stays one). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function pidIn(file: string): number | null {
@@ -90,10 +81,10 @@ export async function startSecondLibvirtd(): Promise<SecondLibvirtd> {
     }
     for (const file of [libvirtdPid, virtlogdPid]) {
       const pid = pidIn(file);
-      if (pid === null || !alive(pid)) continue;
+      if (pid === null || exited(pid)) continue;
       process.kill(pid, 'SIGTERM');
-      for (const deadline = Date.now() + 10_000; alive(pid) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 100));
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      for (const deadline = Date.now() + 10_000; !exited(pid) && Date.now() < deadline;) await sleep(100);
+      if (!exited(pid)) process.kill(pid, 'SIGKILL');
     }
     await rm(dir, { recursive: true, force: true });
   };
@@ -112,7 +103,7 @@ export async function startSecondLibvirtd(): Promise<SecondLibvirtd> {
     } catch (e) {
       why = (e as Error).message;
       if (why.includes('host UUID')) break;
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
   await stop().catch(() => {});
